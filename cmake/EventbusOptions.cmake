@@ -1,0 +1,14 @@
+# Warnings and sanitizers live on one interface target that our own targets link privately,
+# so nothing leaks into the flags of projects that consume eventbus.
+add_library(eventbus_build_flags INTERFACE)
+target_compile_options(eventbus_build_flags INTERFACE -Wall -Wextra -Wpedantic -Wshadow
+  -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference)
+if(EVENTBUS_WERROR)
+  target_compile_options(eventbus_build_flags INTERFACE -Werror)
+endif()
+
+if(EVENTBUS_SANITIZE)
+  # Sanitizers must instrument every object of the process, so they are global here on purpose.
+  add_compile_options(-fsanitize=${EVENTBUS_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${EVENTBUS_SANITIZE})
+endif()

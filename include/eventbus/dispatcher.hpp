@@ -1,0 +1,121 @@
+#pragma once
+// The in-process dispatcher: publish(event) runs every handler subscribed to its type, each isolated
+// from the others, then hands the event to every sink (the Kafka mirror).
+//
+// Thread safety: every member function may be called from any thread at any time, including from
+// inside a handler: subscribe, unsubscribe and clear while events are being published are safe.
+// A handler added during a publish may or may not see that event; one removed is not started again.
+//
+// Patterns: an exact type ("order.created"), a prefix ("order.*": every type starting "order."),
+// or "*" (every event). Handlers of one event start in subscription order.
+//
+// Execution:
+//  - dispatch_mode::thread_pool (default): each handler call is a task on a bounded pool. When the
+//    queue has no room, publish() waits up to enqueue_timeout, then returns errc::queue_full and
+//    nothing of that event was scheduled or mirrored: retry, or slow down. A publish from inside a
+//    handler is never blocked (it could be waiting on itself): it may exceed the capacity.
+//    A handler may run concurrently with itself for different events.
+//  - dispatch_mode::caller_thread: handlers run inside publish(), one after another. A nested
+//    publish from a handler runs its handlers before the outer publish continues.
+//
+// Shutdown: shutdown() (and the destructor) stops accepting publishes from outside the pool
+// (errc::shut_down), runs every scheduled handler call, including those the handlers publish while
+// draining, and joins the pool.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eventbus/error.hpp"
+#include "eventbus/event.hpp"
+#include "eventbus/handler.hpp"
+#include "eventbus/sink.hpp"
+#include "eventbus/subscription.hpp"
+#include "eventbus/typed_event.hpp"
+
+namespace eventbus {
+
+enum class dispatch_mode { thread_pool, caller_thread };
+
+struct dispatcher_options {
+  dispatch_mode mode = dispatch_mode::thread_pool;
+  std::size_t pool_size = 4;         // handler threads (thread_pool mode)
+  std::size_t queue_capacity = 4096;  // scheduled handler calls not yet started
+  std::chrono::milliseconds enqueue_timeout{1000};  // how long publish() waits for room
+
+  /// Throws eventbus::exception (errc::invalid_argument, naming the option) when unusable.
+  void validate() const;
+};
+
+struct dispatcher_stats {
+  std::uint64_t published = 0;         // events accepted
+  std::uint64_t rejected = 0;          // publishes refused (queue full, shut down)
+  std::uint64_t handler_failures = 0;  // handler calls that threw
+};
+
+/// What publish() did with an event: accepted (handlers scheduled, sinks handed the event) or
+/// rejected with a reason; and, for each sink, the eventual delivery.
+class [[nodiscard]] publish_result {
+ public:
+  explicit publish_result(std::vector<std::future<result<delivery>>> deliveries = {});
+  static publish_result rejected(error reason);
+
+  [[nodiscard]] bool accepted() const noexcept { return !rejection_.has_value(); }
+  explicit operator bool() const noexcept { return accepted(); }
+  /// Why it was rejected. Precondition: !accepted().
+  [[nodiscard]] const error& rejection() const;
+
+  /// Blocks until every sink has settled. The deliveries in sink order, or the rejection, or the
+  /// first sink failure. May be called again; later calls return the same outcome at once.
+  [[nodiscard]] result<std::vector<delivery>> wait();
+
+ private:
+  std::optional<error> rejection_;
+  std::vector<std::future<result<delivery>>> pending_;
+  std::optional<result<std::vector<delivery>>> settled_;
+};
+
+class dispatcher {
+ public:
+  /// Starts the pool (thread_pool mode). Throws eventbus::exception for invalid options.
+  explicit dispatcher(dispatcher_options options = {});
+  ~dispatcher();
+  dispatcher(const dispatcher&) = delete;
+  dispatcher& operator=(const dispatcher&) = delete;
+
+  /// Registers `fn` under `handler_name` (used in logs and metrics) for `pattern`. Throws
+  /// eventbus::exception (errc::invalid_argument) for a malformed pattern, an empty name or fn, or a
+  /// (pattern, name) pair already registered. The same function may be subscribed to many patterns.
+  [[nodiscard]] subscription subscribe(std::string pattern, std::string handler_name, handler_fn fn);
+
+  /// Typed: subscribes to T::event_type; `fn(const T&)` or `fn(const T&, const event&)` receives the
+  /// decoded payload. A payload that does not decode is a failed call (logged, counted).
+  template <typed_event T, class F>
+  [[nodiscard]] subscription subscribe(std::string handler_name, F fn) {
+    return subscribe(std::string(T::event_type), std::move(handler_name), make_typed_handler<T>(std::move(fn)));
+  }
+
+  /// Removes every subscription (their handles become inactive).
+  void clear() noexcept;
+
+  /// Dispatches `ev` to its handlers, then to every sink. See the header comment for backpressure.
+  [[nodiscard]] publish_result publish(const event& ev);
+
+  /// Adds a sink that receives every accepted event from now on.
+  void add_sink(std::shared_ptr<event_sink> sink);
+
+  /// Idempotent; see the header comment. Called from inside a handler it only stops intake.
+  void shutdown() noexcept;
+
+  [[nodiscard]] dispatcher_stats stats() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace eventbus

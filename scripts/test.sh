@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, then builds and runs every test in three
+# configurations: warnings-as-errors (all tests), ASan+UBSan (all tests), TSan (tests labelled
+# "concurrency"). Build trees live in build/<config>/ so reruns are incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+jobs="${EVENTBUS_JOBS:-2}"
+configs="${EVENTBUS_TEST_CONFIGS:-werror asan tsan}"
+
+configure_and_test() {
+  local name="$1" sanitize="$2" ctest_args="$3"
+  local dir="build/$name"
+  echo "=== [$name] configure"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVENTBUS_WERROR=ON \
+    -DEVENTBUS_SANITIZE="$sanitize" -DEVENTBUS_BUILD_BENCH="$([ "$name" = werror ] && echo ON || echo OFF)" \
+    >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  echo "=== [$name] build"
+  cmake --build "$dir" -j "$jobs"
+  echo "=== [$name] test"
+  # shellcheck disable=SC2086
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" $ctest_args)
+}
+
+mkdir -p build
+for config in $configs; do
+  case "$config" in
+    werror) configure_and_test werror "" "" ;;
+    asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            configure_and_test asan "address,undefined" "-LE no-sanitizer" ;;
+    tsan) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+            configure_and_test tsan "thread" "-L concurrency" ;;
+    *) echo "unknown test config: $config" >&2; exit 2 ;;
+  esac
+done
+echo "=== all test configurations passed: $configs"

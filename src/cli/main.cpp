@@ -1,0 +1,44 @@
+// `eventbus`: one binary, one subcommand per operation. Errors go to stderr.
+
+#include <cstdio>
+#include <exception>
+#include <string_view>
+#include <vector>
+
+#include "cli/commands.hpp"
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: eventbus <command> [options]
+
+commands:
+  demo       publish a realistic event workflow through the dispatcher and show what happens
+  version    print the version
+  help       show this text
+
+Run `eventbus <command> --help` for the options of a command.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    std::fputs(usage.data(), args.empty() ? stderr : stdout);
+    return args.empty() ? eventbus::cli::exit_usage : eventbus::cli::exit_ok;
+  }
+  const std::string_view command = args[0];
+  const std::span<const std::string_view> rest(args.data() + 1, args.size() - 1);
+  try {
+    if (command == "demo") return eventbus::cli::run_demo(rest);
+    if (command == "version" || command == "--version") {
+      std::puts("eventbus " EVENTBUS_VERSION);
+      return eventbus::cli::exit_ok;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "eventbus %s: %s\n", command.data(), e.what());
+    return eventbus::cli::exit_failure;
+  }
+  std::fprintf(stderr, "eventbus: unknown command '%s'\n\n%s", command.data(), usage.data());
+  return eventbus::cli::exit_usage;
+}

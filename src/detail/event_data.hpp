@@ -1,0 +1,42 @@
+#pragma once
+// The shared, read-only state behind eventbus::event, and the checks every envelope passes.
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "eventbus/event.hpp"
+
+namespace eventbus::detail {
+
+struct event_data {
+  std::string event_id;
+  std::string event_type;
+  std::string aggregate_id;
+  std::string aggregate_type;
+  nlohmann::json payload;
+  time_point timestamp;
+  int version = 1;
+  std::optional<std::string> correlation_id;
+  std::optional<std::string> causation_id;
+  metadata_map metadata;
+  nlohmann::json extensions = nlohmann::json::object();
+  std::string encoded;  // the wire form, filled once when the event is sealed
+};
+
+struct event_access {
+  /// Validates the fields, encodes the wire form once and wraps the state in an event.
+  /// Returns the first broken rule as an error naming the field.
+  static result<event> seal(std::unique_ptr<event_data> data);
+  static const event_data& data(const event& ev) noexcept { return *ev.data_; }
+};
+
+/// Dotted lower case: segments of [a-z0-9_], at least two, separated by single dots.
+[[nodiscard]] bool is_valid_event_type(std::string_view type) noexcept;
+/// Segments of [a-z0-9_] separated by single dots, at least `min_segments` of them.
+[[nodiscard]] bool is_dotted_lower_case(std::string_view text, std::size_t min_segments) noexcept;
+
+/// Appends `text` as a JSON string literal. False (nothing sensible appended) if it is not UTF-8.
+[[nodiscard]] bool append_json_string(std::string& out, std::string_view text);
+
+}  // namespace eventbus::detail

@@ -1,0 +1,198 @@
+#include "eventbus/dispatcher.hpp"
+
+#include <atomic>
+
+#include "detail/handler_registry.hpp"
+#include "detail/log.hpp"
+#include "detail/task_pool.hpp"
+
+namespace eventbus {
+namespace {
+
+using sink_list = std::vector<std::shared_ptr<event_sink>>;
+
+[[noreturn]] void reject_option(std::string field, std::string message) {
+  throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
+}
+
+std::future<result<delivery>> failed_delivery(error err) {
+  std::promise<result<delivery>> promise;
+  promise.set_value(std::move(err));
+  return promise.get_future();
+}
+
+}  // namespace
+
+void dispatcher_options::validate() const {
+  if (mode == dispatch_mode::thread_pool) {
+    if (pool_size == 0) reject_option("pool_size", "must be at least 1 in thread_pool mode");
+    if (pool_size > 1024) reject_option("pool_size", "must be at most 1024, got " + std::to_string(pool_size));
+    if (queue_capacity == 0) reject_option("queue_capacity", "must be at least 1 in thread_pool mode");
+  }
+  if (enqueue_timeout.count() < 0) reject_option("enqueue_timeout", "must not be negative");
+}
+
+// --- publish_result
+
+publish_result::publish_result(std::vector<std::future<result<delivery>>> deliveries)
+    : pending_(std::move(deliveries)) {}
+
+publish_result publish_result::rejected(error reason) {
+  publish_result r;
+  r.rejection_ = std::move(reason);
+  return r;
+}
+
+const error& publish_result::rejection() const {
+  if (!rejection_) throw std::logic_error("eventbus::publish_result::rejection() called on an accepted publish");
+  return *rejection_;
+}
+
+result<std::vector<delivery>> publish_result::wait() {
+  if (rejection_) return *rejection_;
+  if (!settled_) {
+    std::vector<delivery> deliveries;
+    std::optional<error> first_failure;
+    for (auto& f : pending_) {
+      auto outcome = f.get();  // every future is drained, even after a failure
+      if (outcome.ok())
+        deliveries.push_back(std::move(outcome).value());
+      else if (!first_failure)
+        first_failure = outcome.error();
+    }
+    pending_.clear();
+    settled_ = first_failure ? result<std::vector<delivery>>(*first_failure)
+                             : result<std::vector<delivery>>(std::move(deliveries));
+  }
+  return *settled_;
+}
+
+// --- dispatcher
+
+struct dispatcher::impl {
+  explicit impl(dispatcher_options opts) : options(opts) {
+    if (options.mode == dispatch_mode::thread_pool)
+      pool = std::make_unique<detail::task_pool>(options.pool_size, options.queue_capacity);
+  }
+
+  // Runs one handler call, isolated: whatever it throws is logged and counted, never propagated.
+  void invoke(detail::handler_entry& handler, const event& ev) noexcept {
+    const detail::running_call call(handler);
+    if (!call.admitted()) return;
+    try {
+      handler.fn(ev);
+      return;
+    } catch (const std::exception& e) {
+      report_failure(handler, ev, e.what());
+    } catch (...) {
+      report_failure(handler, ev, "unknown exception (not derived from std::exception)");
+    }
+  }
+
+  void report_failure(const detail::handler_entry& handler, const event& ev, std::string_view what) noexcept {
+    handler_failures.fetch_add(1, std::memory_order_relaxed);
+    if (!detail::log_enabled(log_level::error)) return;
+    try {
+      detail::log(log_level::error, "handler '" + handler.name + "' failed on event " + ev.event_id() + " (" +
+                                        ev.event_type() + "): " + std::string(what));
+    } catch (...) {
+      // Out of memory while formatting: the failure is still counted.
+    }
+  }
+
+  result<void> schedule(const detail::registry_snapshot& handlers, const event& ev) {
+    std::vector<detail::task_pool::task> tasks;
+    handlers.for_each_match(ev.event_type(), [&](const detail::entry_ptr& handler) {
+      // The task keeps the entry alive; invoke() skips it if it was removed meanwhile.
+      tasks.emplace_back([this, handler, ev] { invoke(*handler, ev); });
+    });
+    switch (pool->push_all(tasks, options.enqueue_timeout)) {
+      case detail::task_pool::push_status::ok: return {};
+      case detail::task_pool::push_status::closed: return error(errc::shut_down, "dispatcher is shut down");
+      case detail::task_pool::push_status::full: break;
+    }
+    return error(errc::queue_full, "dispatcher queue is full (capacity " + std::to_string(options.queue_capacity) +
+                                       " handler calls); waited " + std::to_string(options.enqueue_timeout.count()) +
+                                       " ms to schedule " + std::to_string(tasks.size()) + " for '" +
+                                       ev.event_type() + "'");
+  }
+
+  const dispatcher_options options;
+  std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
+  std::unique_ptr<detail::task_pool> pool;
+  std::atomic<std::shared_ptr<const sink_list>> sinks{std::make_shared<const sink_list>()};
+  std::mutex sinks_writer;
+  std::atomic<bool> closed{false};
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> handler_failures{0};
+};
+
+dispatcher::dispatcher(dispatcher_options options) {
+  options.validate();
+  impl_ = std::make_unique<impl>(options);
+}
+
+dispatcher::~dispatcher() { shutdown(); }
+
+subscription dispatcher::subscribe(std::string pattern, std::string handler_name, handler_fn fn) {
+  const auto id = impl_->registry->add(std::move(pattern), std::move(handler_name), std::move(fn));
+  return subscription(impl_->registry, id);
+}
+
+void dispatcher::clear() noexcept { impl_->registry->clear(); }
+
+publish_result dispatcher::publish(const event& ev) {
+  auto& d = *impl_;
+  const bool from_handler = d.pool && d.pool->on_pool_thread();
+  if (d.closed.load(std::memory_order_acquire) && !from_handler) {
+    d.rejected.fetch_add(1, std::memory_order_relaxed);
+    return publish_result::rejected(error(errc::shut_down, "dispatcher is shut down"));
+  }
+
+  const auto handlers = d.registry->snapshot();
+  if (d.pool) {
+    if (auto scheduled = d.schedule(*handlers, ev); !scheduled) {
+      d.rejected.fetch_add(1, std::memory_order_relaxed);
+      return publish_result::rejected(scheduled.error());
+    }
+  } else {
+    handlers->for_each_match(ev.event_type(), [&](const detail::entry_ptr& h) { d.invoke(*h, ev); });
+  }
+  d.published.fetch_add(1, std::memory_order_relaxed);
+
+  const auto sinks = d.sinks.load(std::memory_order_acquire);
+  if (sinks->empty()) return publish_result{};
+  std::vector<std::future<result<delivery>>> deliveries;
+  deliveries.reserve(sinks->size());
+  for (const auto& sink : *sinks) {
+    try {
+      deliveries.push_back(sink->accept(ev));
+    } catch (const std::exception& e) {
+      deliveries.push_back(failed_delivery(
+          error(errc::delivery_failed, "sink '" + std::string(sink->name()) + "' threw: " + e.what())));
+    }
+  }
+  return publish_result(std::move(deliveries));
+}
+
+void dispatcher::add_sink(std::shared_ptr<event_sink> sink) {
+  if (!sink) reject_option("sink", "must not be null");
+  const std::lock_guard lock(impl_->sinks_writer);
+  auto next = std::make_shared<sink_list>(*impl_->sinks.load());
+  next->push_back(std::move(sink));
+  impl_->sinks.store(std::move(next), std::memory_order_release);
+}
+
+void dispatcher::shutdown() noexcept {
+  impl_->closed.store(true, std::memory_order_release);
+  if (impl_->pool) impl_->pool->close_and_join();
+}
+
+dispatcher_stats dispatcher::stats() const noexcept {
+  return {.published = impl_->published.load(std::memory_order_relaxed),
+          .rejected = impl_->rejected.load(std::memory_order_relaxed),
+          .handler_failures = impl_->handler_failures.load(std::memory_order_relaxed)};
+}
+
+}  // namespace eventbus

@@ -1,0 +1,217 @@
+#include "eventbus/event.hpp"
+
+#include <charconv>
+
+#include "detail/event_data.hpp"
+#include "detail/uuid.hpp"
+
+namespace eventbus {
+namespace detail {
+namespace {
+
+// Length of the UTF-8 sequence starting at s[i], or 0 when it is malformed (overlong forms,
+// surrogates and code points above U+10FFFF included).
+std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  std::size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < len; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  return len;
+}
+
+void append_field_name(std::string& out, std::string_view name) {
+  out.push_back(',');
+  out.push_back('"');
+  out.append(name);
+  out.append("\":");
+}
+
+eventbus::error invalid(std::string field, std::string message) {
+  return {errc::invalid_event, std::move(message), std::move(field)};
+}
+
+// Appends a string field; the error names the field when the text is not UTF-8.
+std::optional<eventbus::error> append_string_field(std::string& out, std::string_view name, std::string_view value) {
+  append_field_name(out, name);
+  if (!append_json_string(out, value)) return invalid(std::string(name), "is not valid UTF-8");
+  return std::nullopt;
+}
+
+std::optional<eventbus::error> validate(const event_data& d) {
+  if (!is_uuid(d.event_id)) return invalid("event_id", "'" + d.event_id + "' is not a UUID (8-4-4-4-12 hex digits)");
+  if (d.event_type.empty()) return invalid("event_type", "must not be empty");
+  if (!is_valid_event_type(d.event_type))
+    return invalid("event_type", "'" + d.event_type +
+                                     "' is not dotted lower case like 'order.created' (segments of a-z, 0-9, _)");
+  if (d.aggregate_id.empty()) return invalid("aggregate_id", "must not be empty");
+  if (d.aggregate_type.empty()) return invalid("aggregate_type", "must not be empty");
+  if (!d.payload.is_object())
+    return invalid("payload", std::string("must be a JSON object, got ") + d.payload.type_name());
+  if (d.version < 1) return invalid("version", "must be >= 1, got " + std::to_string(d.version));
+  return std::nullopt;
+}
+
+std::optional<eventbus::error> encode(const event_data& d, std::string& out) {
+  out.reserve(256 + d.event_type.size() + d.aggregate_id.size());
+  out = "{\"event_id\":";
+  (void)append_json_string(out, d.event_id);  // validated as ASCII hex above
+  if (auto e = append_string_field(out, "event_type", d.event_type)) return e;
+  if (auto e = append_string_field(out, "aggregate_id", d.aggregate_id)) return e;
+  if (auto e = append_string_field(out, "aggregate_type", d.aggregate_type)) return e;
+  append_field_name(out, "payload");
+  try {
+    out += d.payload.dump();
+  } catch (const nlohmann::json::exception& ex) {
+    return invalid("payload", std::string("cannot be written as JSON: ") + ex.what());
+  }
+  (void)append_string_field(out, "timestamp", format_timestamp(d.timestamp));
+  append_field_name(out, "version");
+  char digits[16];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, d.version).ptr);
+  if (d.correlation_id)
+    if (auto e = append_string_field(out, "correlation_id", *d.correlation_id)) return e;
+  if (d.causation_id)
+    if (auto e = append_string_field(out, "causation_id", *d.causation_id)) return e;
+  if (!d.metadata.empty()) {
+    append_field_name(out, "metadata");
+    char sep = '{';
+    for (const auto& [key, value] : d.metadata) {
+      out.push_back(sep);
+      sep = ',';
+      bool utf8 = append_json_string(out, key);
+      out.push_back(':');
+      utf8 = utf8 && append_json_string(out, value);
+      if (!utf8) return invalid("metadata." + key, "is not valid UTF-8");
+    }
+    out.push_back('}');
+  }
+  for (const auto& [key, value] : d.extensions.items()) {
+    out.push_back(',');
+    (void)append_json_string(out, key);  // came from parsed JSON, so UTF-8
+    out.push_back(':');
+    out += value.dump();
+  }
+  out.push_back('}');
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool is_valid_event_type(std::string_view type) noexcept { return is_dotted_lower_case(type, 2); }
+
+bool is_dotted_lower_case(std::string_view text, std::size_t min_segments) noexcept {
+  std::size_t segments = 0, segment_length = 0;
+  for (const char c : text) {
+    if (c == '.') {
+      if (segment_length == 0) return false;
+      ++segments;
+      segment_length = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') {
+      ++segment_length;
+    } else {
+      return false;
+    }
+  }
+  return segment_length > 0 && segments + 1 >= min_segments;
+}
+
+bool append_json_string(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      const std::size_t len = utf8_sequence_length(text, i);
+      if (len == 0) return false;
+      out.append(text.substr(i, len));
+      i += len;
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out.push_back(hex[c >> 4]);
+          out.push_back(hex[c & 0x0F]);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+    ++i;
+  }
+  out.push_back('"');
+  return true;
+}
+
+result<event> event_access::seal(std::unique_ptr<event_data> data) {
+  if (auto e = validate(*data)) return *e;
+  if (auto e = encode(*data, data->encoded)) return *e;
+  return event(std::shared_ptr<const event_data>(std::move(data)));
+}
+
+}  // namespace detail
+
+using detail::event_access;
+
+const std::string& event::event_id() const noexcept { return data_->event_id; }
+const std::string& event::event_type() const noexcept { return data_->event_type; }
+const std::string& event::aggregate_id() const noexcept { return data_->aggregate_id; }
+const std::string& event::aggregate_type() const noexcept { return data_->aggregate_type; }
+const nlohmann::json& event::payload() const noexcept { return data_->payload; }
+time_point event::timestamp() const noexcept { return data_->timestamp; }
+int event::version() const noexcept { return data_->version; }
+const std::optional<std::string>& event::correlation_id() const noexcept { return data_->correlation_id; }
+const std::optional<std::string>& event::causation_id() const noexcept { return data_->causation_id; }
+const metadata_map& event::metadata() const noexcept { return data_->metadata; }
+const nlohmann::json& event::extensions() const noexcept { return data_->extensions; }
+
+bool operator==(const event& a, const event& b) noexcept {
+  if (a.data_ == b.data_) return true;
+  // The wire form covers every field, in a canonical order.
+  return a.data_->encoded == b.data_->encoded;
+}
+
+event make_event(event_fields fields) {
+  auto data = std::make_unique<detail::event_data>();
+  data->event_id = fields.event_id.empty() ? detail::new_uuid() : std::move(fields.event_id);
+  data->event_type = std::move(fields.event_type);
+  data->aggregate_id = std::move(fields.aggregate_id);
+  data->aggregate_type = std::move(fields.aggregate_type);
+  data->payload = std::move(fields.payload);
+  data->timestamp = fields.timestamp.value_or(now_ms());
+  data->version = fields.version;
+  data->correlation_id = std::move(fields.correlation_id);
+  data->causation_id = std::move(fields.causation_id);
+  data->metadata = std::move(fields.metadata);
+  return event_access::seal(std::move(data)).value();
+}
+
+const std::string& encode_event(const event& ev) { return event_access::data(ev).encoded; }
+
+nlohmann::json to_json(const event& ev) { return nlohmann::json::parse(encode_event(ev)); }
+
+}  // namespace eventbus

@@ -1,0 +1,116 @@
+// Decoding wire records into envelopes. Bad input never throws and never guesses: the first broken
+// rule comes back as an error naming the field.
+
+#include <limits>
+
+#include "detail/event_data.hpp"
+
+namespace eventbus {
+namespace {
+
+using json = nlohmann::json;
+
+eventbus::error invalid(std::string field, std::string message) {
+  return {errc::invalid_event, std::move(message), std::move(field)};
+}
+
+// Reads a required string member; "missing" and "wrong type" are different messages.
+std::optional<eventbus::error> read_string(const json& obj, const char* name, std::string& out) {
+  const auto it = obj.find(name);
+  if (it == obj.end()) return invalid(name, "missing required field");
+  if (!it->is_string()) return invalid(name, std::string("must be a string, got ") + it->type_name());
+  out = it->get<std::string>();
+  return std::nullopt;
+}
+
+std::optional<eventbus::error> read_optional_string(const json& obj, const char* name,
+                                                    std::optional<std::string>& out) {
+  const auto it = obj.find(name);
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) return invalid(name, std::string("must be a string, got ") + it->type_name());
+  out = it->get<std::string>();
+  return std::nullopt;
+}
+
+std::optional<eventbus::error> read_version(const json& obj, int& out) {
+  const auto it = obj.find("version");
+  if (it == obj.end()) return invalid("version", "missing required field");
+  if (!it->is_number_integer())
+    return invalid("version", std::string("must be an integer, got ") + (it->is_number() ? "a fraction" : it->type_name()));
+  if (it->is_number_unsigned() ? it->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<int>::max())
+                               : (it->get<std::int64_t>() > std::numeric_limits<int>::max() ||
+                                  it->get<std::int64_t>() < std::numeric_limits<int>::min()))
+    return invalid("version", "is out of range: " + it->dump());
+  out = it->get<int>();
+  return std::nullopt;
+}
+
+std::optional<eventbus::error> read_metadata(const json& obj, metadata_map& out) {
+  const auto it = obj.find("metadata");
+  if (it == obj.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) return invalid("metadata", std::string("must be an object of strings, got ") + it->type_name());
+  for (const auto& [key, value] : it->items()) {
+    if (!value.is_string())
+      return invalid("metadata." + key, std::string("must be a string, got ") + value.type_name());
+    out.emplace(key, value.get<std::string>());
+  }
+  return std::nullopt;
+}
+
+bool is_envelope_field(const std::string& key) {
+  static const char* const known[] = {"event_id",  "event_type", "aggregate_id",   "aggregate_type", "payload",
+                                      "timestamp", "version",    "correlation_id", "causation_id",   "metadata"};
+  for (const char* k : known)
+    if (key == k) return true;
+  return false;
+}
+
+}  // namespace
+
+result<event> event_from_json(const json& value) {
+  if (!value.is_object())
+    return eventbus::error(errc::invalid_event, std::string("envelope must be a JSON object, got ") + value.type_name());
+
+  auto data = std::make_unique<detail::event_data>();
+  if (auto e = read_string(value, "event_id", data->event_id)) return *e;
+  if (auto e = read_string(value, "event_type", data->event_type)) return *e;
+  if (auto e = read_string(value, "aggregate_id", data->aggregate_id)) return *e;
+  if (auto e = read_string(value, "aggregate_type", data->aggregate_type)) return *e;
+
+  const auto payload = value.find("payload");
+  if (payload == value.end()) return invalid("payload", "missing required field");
+  data->payload = *payload;  // the object check is shared with make_event, in seal()
+
+  std::string timestamp;
+  if (auto e = read_string(value, "timestamp", timestamp)) return *e;
+  auto parsed = parse_timestamp(timestamp);
+  if (!parsed) return invalid("timestamp", "'" + timestamp + "' is " + parsed.error().message());
+  data->timestamp = parsed.value();
+
+  if (auto e = read_version(value, data->version)) return *e;
+  if (auto e = read_optional_string(value, "correlation_id", data->correlation_id)) return *e;
+  if (auto e = read_optional_string(value, "causation_id", data->causation_id)) return *e;
+  if (auto e = read_metadata(value, data->metadata)) return *e;
+
+  for (const auto& [key, field] : value.items())
+    if (!is_envelope_field(key)) data->extensions[key] = field;
+
+  return detail::event_access::seal(std::move(data));
+}
+
+result<event> decode_event(std::string_view bytes) {
+  json value = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) {
+    // Parse again with exceptions only on this cold path, for the parser's precise message.
+    try {
+      const json unreachable = json::parse(bytes);  // throws: the first parse failed
+      (void)unreachable;
+    } catch (const json::parse_error& e) {
+      return eventbus::error(errc::decode_failed, std::string("not JSON: ") + e.what());
+    }
+    return eventbus::error(errc::decode_failed, "not JSON");
+  }
+  return event_from_json(value);
+}
+
+}  // namespace eventbus

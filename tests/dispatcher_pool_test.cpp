@@ -1,0 +1,184 @@
+// The thread-pool mode: parallel handlers, backpressure, draining on shutdown, waiting unsubscribe.
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "eventbus/dispatcher.hpp"
+#include "eventbus/log.hpp"
+#include "test_support.hpp"
+
+using namespace eventbus;
+using namespace std::chrono_literals;
+using eventbus::testing::make_test_event;
+using eventbus::testing::wait_until;
+
+namespace {
+
+// A gate handlers block on until the test opens it.
+class gate {
+ public:
+  void wait() {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    cv_.wait(lock, [&] { return open_; });
+    --waiting_;
+  }
+  void open() {
+    {
+      const std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  int waiting() {
+    const std::lock_guard lock(mu_);
+    return waiting_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int waiting_ = 0;
+};
+
+std::optional<error> options_error(dispatcher_options options) {
+  try {
+    options.validate();
+  } catch (const exception& e) {
+    return e.error();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("handlers of one event run in parallel on the pool") {
+  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 3});
+  std::atomic<int> done{0};
+  auto slow = [&](const event&) {
+    std::this_thread::sleep_for(100ms);  // the simulated work being measured, not synchronisation
+    done.fetch_add(1);
+  };
+  auto a = bus.subscribe("order.created", "a", slow);
+  auto b = bus.subscribe("order.created", "b", slow);
+  auto c = bus.subscribe("order.created", "c", slow);
+
+  const auto start = std::chrono::steady_clock::now();
+  REQUIRE(bus.publish(make_test_event()).accepted());
+  REQUIRE(wait_until([&] { return done.load() == 3; }));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(elapsed < 250ms);  // serially it would take 300 ms
+}
+
+TEST_CASE("a full queue makes publish wait, then fail with queue_full and loses nothing accepted") {
+  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 1, .queue_capacity = 2, .enqueue_timeout = 50ms});
+  gate g;
+  std::atomic<int> handled{0};
+  auto sub = bus.subscribe("order.created", "blocked", [&](const event&) {
+    g.wait();
+    handled.fetch_add(1);
+  });
+
+  REQUIRE(bus.publish(make_test_event()).accepted());  // taken by the only thread
+  REQUIRE(wait_until([&] { return g.waiting() == 1; }));
+  REQUIRE(bus.publish(make_test_event()).accepted());  // queued
+  REQUIRE(bus.publish(make_test_event()).accepted());  // queued: now full
+
+  const auto start = std::chrono::steady_clock::now();
+  auto refused = bus.publish(make_test_event());
+  const auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(refused.accepted());
+  CHECK(refused.rejection().code() == errc::queue_full);
+  CHECK(refused.rejection().retriable());
+  CHECK(refused.rejection().message().find("capacity 2") != std::string::npos);
+  CHECK(waited >= 45ms);  // it did wait for room before giving up
+  CHECK(bus.stats().rejected == 1);
+  CHECK(bus.stats().published == 3);
+
+  g.open();
+  REQUIRE(wait_until([&] { return handled.load() == 3; }));
+  REQUIRE(bus.publish(make_test_event()).accepted());  // room again
+  bus.shutdown();
+  CHECK(handled.load() == 4);
+}
+
+TEST_CASE("a publisher blocked on a full queue proceeds as soon as room appears") {
+  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 1, .queue_capacity = 1, .enqueue_timeout = 10s});
+  gate g;
+  auto sub = bus.subscribe("order.created", "blocked", [&](const event&) { g.wait(); });
+  REQUIRE(bus.publish(make_test_event()).accepted());
+  REQUIRE(wait_until([&] { return g.waiting() == 1; }));
+  REQUIRE(bus.publish(make_test_event()).accepted());  // fills the queue
+
+  std::atomic<bool> third_accepted{false};
+  std::thread publisher([&] { third_accepted = bus.publish(make_test_event()).accepted(); });
+  g.open();
+  publisher.join();
+  CHECK(third_accepted.load());
+}
+
+TEST_CASE("shutdown drains every scheduled call, including follow-ups handlers publish") {
+  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 2, .queue_capacity = 8});
+  std::atomic<int> created{0}, confirmed{0};
+  auto on_created = bus.subscribe("order.created", "confirm", [&](const event& ev) {
+    created.fetch_add(1);
+    // From a pool thread: never blocks on the full queue, so this cannot deadlock.
+    REQUIRE(bus.publish(make_test_event("order.confirmed", ev.aggregate_id())).accepted());
+  });
+  auto on_confirmed = bus.subscribe("order.confirmed", "count", [&](const event&) { confirmed.fetch_add(1); });
+
+  for (int i = 0; i < 200; ++i) REQUIRE(bus.publish(make_test_event("order.created", std::to_string(i))).accepted());
+  bus.shutdown();
+  CHECK(created.load() == 200);
+  CHECK(confirmed.load() == 200);
+  CHECK(bus.publish(make_test_event()).rejection().code() == errc::shut_down);
+}
+
+TEST_CASE("unsubscribe waits for a running call of that handler to finish") {
+  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 2});
+  gate g;
+  std::atomic<bool> finished{false};
+  auto sub = bus.subscribe("order.created", "slow", [&](const event&) {
+    g.wait();
+    finished = true;
+  });
+  REQUIRE(bus.publish(make_test_event()).accepted());
+  REQUIRE(wait_until([&] { return g.waiting() == 1; }));
+
+  std::atomic<bool> unsubscribed{false};
+  std::thread remover([&] {
+    sub.unsubscribe();
+    unsubscribed = true;
+    CHECK(finished.load());  // returned only after the call ended
+  });
+  g.open();
+  remover.join();
+  CHECK(unsubscribed.load());
+}
+
+TEST_CASE("a failing handler on the pool is isolated and counted") {
+  set_log_level(log_level::off);
+  dispatcher bus({.pool_size = 2});
+  std::atomic<int> ok{0};
+  auto bad = bus.subscribe("order.created", "bad", [](const event&) { throw std::runtime_error("boom"); });
+  auto good = bus.subscribe("order.created", "good", [&](const event&) { ok.fetch_add(1); });
+  for (int i = 0; i < 50; ++i) REQUIRE(bus.publish(make_test_event()).accepted());
+  bus.shutdown();
+  set_log_level(log_level::info);
+  CHECK(ok.load() == 50);
+  CHECK(bus.stats().handler_failures == 50);
+}
+
+TEST_CASE("unusable options are refused, naming the option") {
+  CHECK(options_error({.pool_size = 0})->field() == "pool_size");
+  CHECK(options_error({.pool_size = 5000})->field() == "pool_size");
+  CHECK(options_error({.queue_capacity = 0})->field() == "queue_capacity");
+  CHECK(options_error({.enqueue_timeout = -1ms})->field() == "enqueue_timeout");
+  CHECK_FALSE(options_error({.mode = dispatch_mode::caller_thread, .pool_size = 0}).has_value());
+  CHECK_THROWS_AS(dispatcher({.pool_size = 0}), eventbus::exception);
+}
