@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "detail/event_data.hpp"
 #include "detail/handler_registry.hpp"
 #include "detail/log.hpp"
 #include "detail/task_pool.hpp"
@@ -14,6 +15,8 @@ using sink_list = std::vector<std::shared_ptr<event_sink>>;
 [[noreturn]] void reject_option(std::string field, std::string message) {
   throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
 }
+
+std::size_t type_hash_of(const event& ev) noexcept { return detail::event_access::data(ev).type_hash; }
 
 std::future<result<delivery>> failed_delivery(error err) {
   std::promise<result<delivery>> promise;
@@ -102,7 +105,7 @@ struct dispatcher::impl {
 
   result<void> schedule(const detail::registry_snapshot& handlers, const event& ev) {
     std::vector<detail::task_pool::task> tasks;
-    handlers.for_each_match(ev.event_type(), [&](const detail::entry_ptr& handler) {
+    handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& handler) {
       // The task keeps the entry alive; invoke() skips it if it was removed meanwhile.
       tasks.emplace_back([this, handler, ev] { invoke(*handler, ev); });
     });
@@ -120,8 +123,9 @@ struct dispatcher::impl {
   const dispatcher_options options;
   std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
   std::unique_ptr<detail::task_pool> pool;
-  std::atomic<std::shared_ptr<const sink_list>> sinks{std::make_shared<const sink_list>()};
-  std::mutex sinks_writer;
+  std::atomic<bool> has_sinks{false};
+  std::mutex sinks_mu;
+  std::shared_ptr<const sink_list> sinks = std::make_shared<const sink_list>();  // copy-on-write
   std::atomic<bool> closed{false};
   std::atomic<std::uint64_t> published{0};
   std::atomic<std::uint64_t> rejected{0};
@@ -133,7 +137,11 @@ dispatcher::dispatcher(dispatcher_options options) {
   impl_ = std::make_unique<impl>(options);
 }
 
-dispatcher::~dispatcher() { shutdown(); }
+dispatcher::~dispatcher() {
+  shutdown();
+  // Releases every handler's function now: per-thread snapshot caches may outlive the dispatcher.
+  impl_->registry->clear();
+}
 
 subscription dispatcher::subscribe(std::string pattern, std::string handler_name, handler_fn fn) {
   const auto id = impl_->registry->add(std::move(pattern), std::move(handler_name), std::move(fn));
@@ -150,19 +158,24 @@ publish_result dispatcher::publish(const event& ev) {
     return publish_result::rejected(error(errc::shut_down, "dispatcher is shut down"));
   }
 
-  const auto handlers = d.registry->snapshot();
+  std::shared_ptr<const detail::registry_snapshot> holder;
+  const auto& handlers = d.registry->snapshot_for_publish(holder);
   if (d.pool) {
-    if (auto scheduled = d.schedule(*handlers, ev); !scheduled) {
+    if (auto scheduled = d.schedule(handlers, ev); !scheduled) {
       d.rejected.fetch_add(1, std::memory_order_relaxed);
       return publish_result::rejected(scheduled.error());
     }
   } else {
-    handlers->for_each_match(ev.event_type(), [&](const detail::entry_ptr& h) { d.invoke(*h, ev); });
+    handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& h) { d.invoke(*h, ev); });
   }
   d.published.fetch_add(1, std::memory_order_relaxed);
 
-  const auto sinks = d.sinks.load(std::memory_order_acquire);
-  if (sinks->empty()) return publish_result{};
+  // Checked first so that a dispatcher without sinks pays no shared_ptr load per publish.
+  if (!d.has_sinks.load(std::memory_order_acquire)) return publish_result{};
+  const auto sinks = [&] {
+    const std::lock_guard lock(d.sinks_mu);
+    return d.sinks;
+  }();
   std::vector<std::future<result<delivery>>> deliveries;
   deliveries.reserve(sinks->size());
   for (const auto& sink : *sinks) {
@@ -178,10 +191,11 @@ publish_result dispatcher::publish(const event& ev) {
 
 void dispatcher::add_sink(std::shared_ptr<event_sink> sink) {
   if (!sink) reject_option("sink", "must not be null");
-  const std::lock_guard lock(impl_->sinks_writer);
-  auto next = std::make_shared<sink_list>(*impl_->sinks.load());
+  const std::lock_guard lock(impl_->sinks_mu);
+  auto next = std::make_shared<sink_list>(*impl_->sinks);
   next->push_back(std::move(sink));
-  impl_->sinks.store(std::move(next), std::memory_order_release);
+  impl_->sinks = std::move(next);
+  impl_->has_sinks.store(true, std::memory_order_release);
 }
 
 void dispatcher::shutdown() noexcept {

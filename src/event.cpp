@@ -170,6 +170,7 @@ bool append_json_string(std::string& out, std::string_view text) {
 result<event> event_access::seal(std::unique_ptr<event_data> data) {
   if (auto e = validate(*data)) return *e;
   if (auto e = encode(*data, data->encoded)) return *e;
+  data->type_hash = event_type_hash(data->event_type);
   return event(std::shared_ptr<const event_data>(std::move(data)));
 }
 

@@ -21,8 +21,13 @@ struct event_data {
   std::optional<std::string> causation_id;
   metadata_map metadata;
   nlohmann::json extensions = nlohmann::json::object();
-  std::string encoded;  // the wire form, filled once when the event is sealed
+  std::string encoded;     // the wire form, filled once when the event is sealed
+  std::size_t type_hash = 0;  // event_type_hash(event_type), for the dispatcher's lookup
 };
+
+[[nodiscard]] inline std::size_t event_type_hash(std::string_view type) noexcept {
+  return std::hash<std::string_view>{}(type);
+}
 
 struct event_access {
   /// Validates the fields, encodes the wire form once and wraps the state in an event.

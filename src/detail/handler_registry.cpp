@@ -7,9 +7,9 @@
 namespace eventbus::detail {
 namespace {
 
-// The handlers running on this thread, innermost last: a handler that unsubscribes itself must not
-// wait for its own call to end.
-thread_local std::vector<const handler_entry*> t_running;
+// The calls running on this thread, innermost first, linked through the running_call objects on
+// the stack: a handler that unsubscribes itself must not wait for its own call to end.
+thread_local const running_call* t_innermost_call = nullptr;
 
 [[noreturn]] void reject(std::string message, std::string field) {
   throw eventbus::exception(eventbus::error(errc::invalid_argument, std::move(message), std::move(field)));
@@ -25,6 +25,23 @@ void validate_pattern(const std::string& pattern) {
   reject("'" + pattern + "' is not an event type ('order.created'), a prefix ('order.*') or '*'", "pattern");
 }
 
+// Generations come from one process-wide counter: a cache can never mistake a snapshot of one
+// registry for another's, even when a registry is allocated where a destroyed one was.
+std::atomic<std::uint64_t> g_next_generation{1};
+
+struct snapshot_cache {
+  std::uint64_t generation = 0;
+  std::shared_ptr<const registry_snapshot> snapshot;
+};
+thread_local snapshot_cache t_snapshot_cache;
+
+std::vector<entry_ptr>& exact_list_for(registry_snapshot& snapshot, const std::string& type) {
+  const auto hash = event_type_hash(type);
+  for (auto& e : snapshot.exact)
+    if (e.type_hash == hash && e.type == type) return e.handlers;
+  return snapshot.exact.emplace_back(exact_handlers{hash, type, {}}).handlers;
+}
+
 }  // namespace
 
 running_call::running_call(handler_entry& entry) noexcept : entry_(entry) {
@@ -32,17 +49,39 @@ running_call::running_call(handler_entry& entry) noexcept : entry_(entry) {
   // either this call sees the handler removed or the remover sees this call running.
   entry_.in_flight.fetch_add(1, std::memory_order_seq_cst);
   admitted_ = entry_.active.load(std::memory_order_seq_cst);
-  if (admitted_) t_running.push_back(&entry_);
+  if (admitted_) {
+    outer_ = t_innermost_call;
+    t_innermost_call = this;
+  }
 }
 
 running_call::~running_call() {
-  if (admitted_) t_running.pop_back();
+  if (admitted_) t_innermost_call = outer_;
   entry_.in_flight.fetch_sub(1, std::memory_order_seq_cst);
   // Only a removed handler can have a waiter; see deactivate_and_wait() for why this cannot miss one.
   if (!entry_.active.load(std::memory_order_seq_cst)) entry_.in_flight.notify_all();
 }
 
-handler_registry::handler_registry() : current_(std::make_shared<const registry_snapshot>()) {}
+handler_registry::handler_registry() {
+  const std::lock_guard lock(mu_);
+  publish_snapshot_locked();
+}
+
+const registry_snapshot& handler_registry::snapshot_for_publish(
+    std::shared_ptr<const registry_snapshot>& holder) const {
+  // Inside a handler, an outer publish on this thread may still be iterating the cached snapshot:
+  // replacing the cache could free it, so nested publishes take a counted reference instead.
+  if (t_innermost_call != nullptr) {
+    holder = snapshot();
+    return *holder;
+  }
+  auto& cache = t_snapshot_cache;
+  if (cache.generation != current_generation_.load(std::memory_order_acquire)) {
+    cache.snapshot = snapshot();
+    cache.generation = cache.snapshot->generation;
+  }
+  return *cache.snapshot;
+}
 
 std::uint64_t handler_registry::add(std::string pattern, std::string name, handler_fn fn) {
   validate_pattern(pattern);
@@ -94,22 +133,36 @@ bool handler_registry::contains(std::uint64_t id) const noexcept {
 
 void handler_registry::deactivate_and_wait(handler_entry& entry) noexcept {
   entry.active.store(false, std::memory_order_seq_cst);
-  const int own = static_cast<int>(std::count(t_running.begin(), t_running.end(), &entry));
+  int own = 0;
+  for (const running_call* call = t_innermost_call; call != nullptr; call = call->outer_)
+    if (&call->entry_ == &entry) ++own;
   for (int n = entry.in_flight.load(std::memory_order_seq_cst); n > own; n = entry.in_flight.load())
     entry.in_flight.wait(n);
+  // No call can start any more, and none is running (unless our own): release the function and what
+  // it captured now, rather than when the last stale per-thread snapshot cache lets go of the entry.
+  if (own == 0) entry.fn = nullptr;
 }
 
 void handler_registry::publish_snapshot_locked() {
   auto next = std::make_shared<registry_snapshot>();
+  next->generation = g_next_generation.fetch_add(1, std::memory_order_relaxed);
   for (const auto& e : entries_) {
     if (e->pattern == "*")
       next->wildcard.push_back(e);
     else if (e->pattern.ends_with(".*"))
       next->prefixed.emplace_back(e->pattern.substr(0, e->pattern.size() - 1), e);
     else
-      next->exact[e->pattern].push_back(e);
+      exact_list_for(*next, e->pattern).push_back(e);
   }
-  current_.store(std::move(next), std::memory_order_release);
+  std::sort(next->exact.begin(), next->exact.end(),
+            [](const exact_handlers& a, const exact_handlers& b) { return a.type_hash < b.type_hash; });
+  std::shared_ptr<const registry_snapshot> previous;  // released outside the lock
+  const auto generation = next->generation;
+  {
+    const std::lock_guard lock(current_mu_);
+    previous = std::exchange(current_, std::move(next));
+  }
+  current_generation_.store(generation, std::memory_order_release);
 }
 
 }  // namespace eventbus::detail
