@@ -123,6 +123,12 @@ struct dispatcher::impl {
   const dispatcher_options options;
   std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
   std::unique_ptr<detail::task_pool> pool;
+  std::shared_ptr<const sink_list> current_sinks() {
+    const std::lock_guard lock(sinks_mu);
+    return sinks;
+  }
+
+  // Checked first so that a dispatcher without sinks pays no lock or reference count per publish.
   std::atomic<bool> has_sinks{false};
   std::mutex sinks_mu;
   std::shared_ptr<const sink_list> sinks = std::make_shared<const sink_list>();  // copy-on-write
@@ -158,6 +164,17 @@ publish_result dispatcher::publish(const event& ev) {
     return publish_result::rejected(error(errc::shut_down, "dispatcher is shut down"));
   }
 
+  std::shared_ptr<const sink_list> sinks;
+  if (d.has_sinks.load(std::memory_order_acquire)) {
+    sinks = d.current_sinks();
+    for (const auto& sink : *sinks) {
+      if (auto ok = sink->check(ev); !ok) {
+        d.rejected.fetch_add(1, std::memory_order_relaxed);
+        return publish_result::rejected(ok.error());
+      }
+    }
+  }
+
   std::shared_ptr<const detail::registry_snapshot> holder;
   const auto& handlers = d.registry->snapshot_for_publish(holder);
   if (d.pool) {
@@ -170,12 +187,7 @@ publish_result dispatcher::publish(const event& ev) {
   }
   d.published.fetch_add(1, std::memory_order_relaxed);
 
-  // Checked first so that a dispatcher without sinks pays no shared_ptr load per publish.
-  if (!d.has_sinks.load(std::memory_order_acquire)) return publish_result{};
-  const auto sinks = [&] {
-    const std::lock_guard lock(d.sinks_mu);
-    return d.sinks;
-  }();
+  if (!sinks) return publish_result{};
   std::vector<std::future<result<delivery>>> deliveries;
   deliveries.reserve(sinks->size());
   for (const auto& sink : *sinks) {

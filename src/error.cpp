@@ -16,6 +16,7 @@ class category final : public std::error_category {
       case errc::queue_full: return "queue full";
       case errc::shut_down: return "shut down";
       case errc::delivery_failed: return "delivery failed";
+      case errc::rejected_by_broker: return "rejected by the broker";
       case errc::timed_out: return "timed out";
     }
     return "unknown eventbus error";

@@ -22,7 +22,8 @@ enum class errc {
   invalid_argument,   // a bad option, pattern or handler name
   queue_full,         // backpressure: no room before the timeout (retriable)
   shut_down,          // the component no longer accepts work
-  delivery_failed,    // a sink could not deliver the event
+  delivery_failed,    // a sink could not deliver the event (retriable: a later try may succeed)
+  rejected_by_broker, // the cluster refused the record itself (too large, not authorized): final
   timed_out,          // an operation did not finish in time (retriable)
 };
 

@@ -27,6 +27,13 @@ class event_sink {
   /// A short stable name for logs and metrics ("kafka").
   [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 
+  /// Whether this sink can take `ev` at all (for Kafka: a valid topic name). Called before the
+  /// event's handlers are scheduled: a failure rejects the whole publish, so nothing half happens.
+  [[nodiscard]] virtual result<void> check(const event& ev) const {
+    (void)ev;
+    return {};
+  }
+
   /// Takes one event, on the publishing thread, possibly from many threads at once. Returns its
   /// eventual outcome. Should not throw: a throw is reported as errc::delivery_failed.
   [[nodiscard]] virtual std::future<result<delivery>> accept(const event& ev) = 0;

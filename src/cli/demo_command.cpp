@@ -3,7 +3,6 @@
 // sees everything, and a notifier that fails now and then shows that failures stay isolated.
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -12,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/log.hpp"
@@ -34,11 +34,6 @@ struct demo_options {
   int duration_s = 5;
   int rate = 50;
 };
-
-bool parse_positive(std::string_view text, int& out) {
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc{} && ptr == text.data() + text.size() && out > 0;
-}
 
 // Per-handler tallies, fixed at start-up so handlers only touch atomics.
 struct tally {
@@ -155,23 +150,10 @@ class demo_world {
 
 int run_demo(std::span<const std::string_view> args) {
   demo_options opts;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto flag = args[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(demo_usage.data(), stdout);
-      return exit_ok;
-    }
-    int* target = flag == "--duration" ? &opts.duration_s : flag == "--rate" ? &opts.rate : nullptr;
-    if (!target) {
-      std::fprintf(stderr, "eventbus demo: unknown option '%s'\n\n%s", std::string(flag).c_str(), demo_usage.data());
-      return exit_usage;
-    }
-    if (i + 1 >= args.size() || !parse_positive(args[i + 1], *target)) {
-      std::fprintf(stderr, "eventbus demo: %s needs a positive whole number\n", std::string(flag).c_str());
-      return exit_usage;
-    }
-    ++i;
-  }
+  arg_parser parser("demo", demo_usage);
+  parser.add_int("--duration", opts.duration_s);
+  parser.add_int("--rate", opts.rate);
+  if (const auto exit_code = parser.parse(args)) return *exit_code;
 
   set_log_level(log_level::off);  // the notifier's failures are expected; the summary counts them
   dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 4});

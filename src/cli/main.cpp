@@ -12,9 +12,10 @@ namespace {
 constexpr std::string_view usage = R"(usage: eventbus <command> [options]
 
 commands:
-  demo       publish a realistic event workflow through the dispatcher and show what happens
-  version    print the version
-  help       show this text
+  demo        publish a realistic event workflow through the dispatcher and show what happens
+  dev-broker  run an in-memory Kafka-protocol broker on loopback and print its address
+  version     print the version
+  help        show this text
 
 Run `eventbus <command> --help` for the options of a command.
 )";
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   const std::span<const std::string_view> rest(args.data() + 1, args.size() - 1);
   try {
     if (command == "demo") return eventbus::cli::run_demo(rest);
+    if (command == "dev-broker") return eventbus::cli::run_dev_broker(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;

@@ -1,0 +1,79 @@
+#pragma once
+// A small flag parser shared by the subcommands: `--name value` pairs and `--help`, with errors that
+// name the flag. Keeps every command's argument handling identical.
+
+#include <charconv>
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli/commands.hpp"
+
+namespace eventbus::cli {
+
+class arg_parser {
+ public:
+  arg_parser(std::string_view command, std::string_view usage) : command_(command), usage_(usage) {}
+
+  /// A positive whole number.
+  void add_int(std::string name, int& target) {
+    flags_.push_back({std::move(name), [&target](std::string_view v) {
+                        const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), target);
+                        return ec == std::errc{} && ptr == v.data() + v.size() && target > 0;
+                      }, "a positive whole number"});
+  }
+  void add_string(std::string name, std::string& target) {
+    flags_.push_back({std::move(name), [&target](std::string_view v) {
+                        target = std::string(v);
+                        return !v.empty();
+                      }, "a non-empty value"});
+  }
+  /// Repeatable: each occurrence appends.
+  void add_list(std::string name, std::vector<std::string>& target) {
+    flags_.push_back({std::move(name), [&target](std::string_view v) {
+                        target.emplace_back(v);
+                        return !v.empty();
+                      }, "a non-empty value"});
+  }
+
+  /// nullopt to go on; otherwise the exit code to return (help printed, or a usage error).
+  std::optional<int> parse(std::span<const std::string_view> args) const {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      if (args[i] == "--help" || args[i] == "-h") {
+        std::fwrite(usage_.data(), 1, usage_.size(), stdout);
+        return exit_ok;
+      }
+      const flag* match = nullptr;
+      for (const auto& f : flags_)
+        if (f.name == args[i]) match = &f;
+      if (match == nullptr) return usage_error("unknown option '" + std::string(args[i]) + "'");
+      if (i + 1 >= args.size() || !match->apply(args[i + 1]))
+        return usage_error(match->name + " needs " + match->wants);
+      ++i;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  struct flag {
+    std::string name;
+    std::function<bool(std::string_view)> apply;
+    std::string wants;
+  };
+
+  int usage_error(const std::string& message) const {
+    std::fprintf(stderr, "eventbus %s: %s\n\n%.*s", command_.c_str(), message.c_str(), static_cast<int>(usage_.size()),
+                 usage_.data());
+    return exit_usage;
+  }
+
+  std::string command_;
+  std::string_view usage_;
+  std::vector<flag> flags_;
+};
+
+}  // namespace eventbus::cli

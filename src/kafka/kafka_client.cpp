@@ -1,0 +1,97 @@
+#include "detail/kafka_client.hpp"
+
+#include "detail/log.hpp"
+#include "eventbus/error.hpp"
+
+namespace eventbus {
+namespace {
+
+[[noreturn]] void reject(std::string field, std::string message) {
+  throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
+}
+
+// librdkafka calls these from its own threads: they must never let an exception unwind into C.
+void log_trampoline(const rd_kafka_t*, int level, const char* facility, const char* message) noexcept {
+  const log_level mapped = level <= 3 ? log_level::error : level == 4 ? log_level::warn
+                           : level <= 6                   ? log_level::info
+                                                          : log_level::debug;
+  if (!detail::log_enabled(mapped)) return;
+  try {
+    detail::log(mapped, std::string("librdkafka ") + facility + ": " + message);
+  } catch (...) {
+  }
+}
+
+void error_trampoline(rd_kafka_t*, int err, const char* reason, void*) noexcept {
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  // Fatal errors stop the client for good; transport errors come and go with brokers.
+  const log_level level = code == RD_KAFKA_RESP_ERR__FATAL ? log_level::error : log_level::warn;
+  if (!detail::log_enabled(level)) return;
+  try {
+    detail::log(level, std::string("kafka: ") + rd_kafka_err2name(code) + ": " + reason);
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+void kafka_options::validate() const {
+  if (bootstrap_servers.empty()) reject("bootstrap_servers", "must not be empty (use \"embedded\" for the in-process broker)");
+  if (client_id.empty()) reject("client_id", "must not be empty");
+  for (const auto& [name, value] : properties) {
+    (void)value;
+    if (name == "bootstrap.servers")
+      reject("properties.bootstrap.servers", "set bootstrap_servers instead, so \"embedded\" keeps working");
+  }
+}
+
+void producer_options::validate() const {
+  kafka.validate();
+  if (auto probe = topic_for("aggregate", "event.type", topic_prefix); !probe)
+    reject("topic_prefix", probe.error().message());
+  if (enqueue_timeout.count() < 0) reject("enqueue_timeout", "must not be negative");
+  if (close_timeout.count() < 0) reject("close_timeout", "must not be negative");
+}
+
+namespace detail {
+
+void set_property(rd_kafka_conf_t* conf, const std::string& name, const std::string& value) {
+  char why[512];
+  if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), why, sizeof why) != RD_KAFKA_CONF_OK)
+    reject(name, std::string("librdkafka refused it: ") + why);
+}
+
+kafka_handle make_handle(rd_kafka_type_t type, kafka_conf conf) {
+  char why[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), why, sizeof why);
+  if (rk == nullptr)
+    throw exception(error(errc::invalid_argument, std::string("cannot create the Kafka client: ") + why));
+  (void)conf.release();  // rd_kafka_new took it over
+  return kafka_handle(rk);
+}
+
+client_config make_client_config(const kafka_options& options, const std::map<std::string, std::string>& defaults) {
+  options.validate();
+  client_config out;
+  if (options.bootstrap_servers == embedded_bootstrap) {
+    out.broker = embedded_broker::shared();
+    out.bootstrap_servers = out.broker->bootstrap_servers();
+  } else {
+    out.bootstrap_servers = options.bootstrap_servers;
+  }
+  out.conf.reset(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(out.conf.get(), log_trampoline);
+  rd_kafka_conf_set_error_cb(out.conf.get(), error_trampoline);
+  set_property(out.conf.get(), "bootstrap.servers", out.bootstrap_servers);
+  set_property(out.conf.get(), "client.id", options.client_id);
+  for (const auto& [name, value] : defaults) set_property(out.conf.get(), name, value);
+  for (const auto& [name, value] : options.properties) set_property(out.conf.get(), name, value);
+  return out;
+}
+
+std::string kafka_error_text(rd_kafka_resp_err_t err) {
+  return std::string(rd_kafka_err2name(err)) + " (" + rd_kafka_err2str(err) + ")";
+}
+
+}  // namespace detail
+}  // namespace eventbus

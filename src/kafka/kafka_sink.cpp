@@ -1,0 +1,281 @@
+#include "eventbus/kafka/kafka_sink.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "detail/event_data.hpp"
+#include "detail/kafka_client.hpp"
+#include "detail/log.hpp"
+#include "kafka/topic_cache.hpp"
+
+namespace eventbus {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// One produced record, from producev() until its delivery report. It holds the event so the value
+// bytes can be handed to librdkafka without a copy.
+struct pending_delivery {
+  event ev;
+  std::promise<result<delivery>> promise;
+  std::function<void(result<delivery>)> callback;  // when set, used instead of the promise
+
+  void complete(result<delivery> outcome) noexcept {
+    try {
+      if (callback)
+        callback(std::move(outcome));
+      else
+        promise.set_value(std::move(outcome));
+    } catch (const std::exception& e) {
+      detail::log(log_level::error, std::string("kafka sink: delivery callback threw: ") + e.what());
+    } catch (...) {
+      detail::log(log_level::error, "kafka sink: delivery callback threw");
+    }
+  }
+};
+
+error delivery_error(rd_kafka_resp_err_t err, const event& ev, std::string_view topic) {
+  const std::string what =
+      "event " + ev.event_id() + " to '" + std::string(topic) + "': " + detail::kafka_error_text(err);
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+      return {errc::timed_out, "not acknowledged within message.timeout.ms: " + what};
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+      return {errc::queue_full, "local producer queue full: " + what};
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+      return {errc::delivery_failed, "not delivered before the sink closed: " + what};
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return {errc::rejected_by_broker, what};
+    default:
+      return {errc::delivery_failed, what};
+  }
+}
+
+void add_header(rd_kafka_headers_t* headers, const char* name, std::string_view value) {
+  rd_kafka_header_add(headers, name, -1, value.data(), static_cast<ssize_t>(value.size()));
+}
+
+}  // namespace
+
+struct kafka_sink::impl {
+  explicit impl(producer_options opts) : options(std::move(opts)), topics(options.topic_prefix) {
+    options.validate();
+    auto config = detail::make_client_config(options.kafka, {{"enable.idempotence", "true"}, {"acks", "all"}});
+    broker = std::move(config.broker);
+    bootstrap = std::move(config.bootstrap_servers);
+    rd_kafka_conf_set_opaque(config.conf.get(), this);
+    rd_kafka_conf_set_dr_msg_cb(config.conf.get(), &impl::on_delivery_report);
+    handle = detail::make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
+    poller = std::thread([this] { poll_loop(); });
+  }
+
+  ~impl() {
+    stopping.store(true);
+    if (poller.joinable()) poller.join();
+  }
+
+  // librdkafka's delivery report, on the poll thread: exactly one per produced record.
+  static void on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) noexcept {
+    auto& self = *static_cast<impl*>(opaque);
+    std::unique_ptr<pending_delivery> pending(static_cast<pending_delivery*>(msg->_private));
+    if (msg->err) {
+      self.failed.fetch_add(1, std::memory_order_relaxed);
+      auto err = delivery_error(msg->err, pending->ev, rd_kafka_topic_name(msg->rkt));
+      self.log_failure(err);
+      pending->complete(std::move(err));
+    } else {
+      self.delivered.fetch_add(1, std::memory_order_relaxed);
+      pending->complete(delivery{.sink = "kafka",
+                                 .topic = rd_kafka_topic_name(msg->rkt),
+                                 .partition = msg->partition,
+                                 .offset = msg->offset});
+    }
+    pending.reset();
+    if (self.in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      const std::lock_guard lock(self.mu);
+      self.drained.notify_all();
+    }
+  }
+
+  void poll_loop() {
+    while (!stopping.load(std::memory_order_relaxed)) {
+      if (rd_kafka_poll(handle.get(), 100) > 0 && waiting_for_room.load(std::memory_order_relaxed) > 0) {
+        const std::lock_guard lock(mu);
+        room.notify_all();
+      }
+    }
+  }
+
+  void produce(const event& ev, std::unique_ptr<pending_delivery> pending) {
+    auto topic = topics.topic_of(ev);
+    if (!topic) return pending->complete(topic.error());
+    const std::string& name = *topic.value();
+    const auto& d = detail::event_access::data(ev);
+
+    detail::kafka_headers headers(rd_kafka_headers_new(6));
+    add_header(headers.get(), "event_id", d.event_id);
+    add_header(headers.get(), "event_type", d.event_type);
+    add_header(headers.get(), "aggregate_type", d.aggregate_type);
+    add_header(headers.get(), "content-type", "application/json");
+    if (d.correlation_id) add_header(headers.get(), "correlation_id", *d.correlation_id);
+    if (auto tp = d.metadata.find("traceparent"); tp != d.metadata.end()) add_header(headers.get(), "traceparent", tp->second);
+
+    // No copy of the value: its bytes belong to the event, which `pending` keeps alive until the
+    // delivery report. librdkafka does not write to them.
+    rd_kafka_vu_t fields[5];
+    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    fields[0].u.cstr = name.c_str();
+    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
+    fields[1].u.mem = {const_cast<char*>(d.aggregate_id.data()), d.aggregate_id.size()};
+    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    fields[2].u.mem = {const_cast<char*>(d.encoded.data()), d.encoded.size()};
+    fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
+    fields[3].u.headers = headers.get();
+    fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    fields[4].u.ptr = pending.get();
+
+    const auto deadline = clock::now() + options.enqueue_timeout;
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    for (;;) {
+      const rd_kafka_resp_err_t err = produce_once(fields);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        (void)headers.release();  // librdkafka owns them now
+        (void)pending.release();  // and the record, until on_delivery_report
+        return;
+      }
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || clock::now() >= deadline) {
+        in_flight.fetch_sub(1, std::memory_order_relaxed);
+        failed.fetch_add(1, std::memory_order_relaxed);
+        auto failure = delivery_error(err, ev, name);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+          failure = error(errc::queue_full, "librdkafka's local queue stayed full for " +
+                                                std::to_string(options.enqueue_timeout.count()) +
+                                                " ms (raise queue.buffering.max.messages or slow down): " +
+                                                failure.message());
+        log_failure(failure);
+        return pending->complete(std::move(failure));
+      }
+      queue_full_waits.fetch_add(1, std::memory_order_relaxed);
+      wait_for_room(deadline);
+    }
+  }
+
+  rd_kafka_resp_err_t produce_once(const rd_kafka_vu_t (&fields)[5]) {
+    rd_kafka_error_t* failure = rd_kafka_produceva(handle.get(), fields, 5);
+    if (failure == nullptr) return RD_KAFKA_RESP_ERR_NO_ERROR;
+    const auto code = rd_kafka_error_code(failure);
+    rd_kafka_error_destroy(failure);
+    return code;
+  }
+
+  void wait_for_room(clock::time_point deadline) {
+    waiting_for_room.fetch_add(1);
+    std::unique_lock lock(mu);
+    // A wake-up hint only: producev() decides. The short cap covers a report that came in between.
+    room.wait_until(lock, std::min(deadline, clock::now() + std::chrono::milliseconds(10)));
+    waiting_for_room.fetch_sub(1);
+  }
+
+  result<void> flush(std::chrono::milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    (void)rd_kafka_flush(handle.get(), static_cast<int>(timeout.count()));
+    // rd_kafka_flush returns once the reports are queued; wait until our callbacks have run too.
+    std::unique_lock lock(mu);
+    drained.wait_until(lock, deadline, [&] { return in_flight.load() == 0; });
+    if (const auto left = in_flight.load(); left > 0)
+      return error(errc::timed_out, std::to_string(left) + " events not yet delivered after " +
+                                        std::to_string(timeout.count()) + " ms");
+    return {};
+  }
+
+  // Failures are reported to each publisher; the log gets the first and then one line a second.
+  void log_failure(const error& err) noexcept {
+    const auto now = clock::now().time_since_epoch().count();
+    auto last = last_failure_log.load(std::memory_order_relaxed);
+    const auto second = std::chrono::duration_cast<clock::duration>(std::chrono::seconds(1)).count();
+    if (now - last < second || !last_failure_log.compare_exchange_strong(last, now)) return;
+    try {
+      detail::log(log_level::warn, "kafka sink: delivery failed (" + std::to_string(failed.load()) +
+                                       " failures so far): " + err.to_string());
+    } catch (...) {
+    }
+  }
+
+  void close() noexcept {
+    try {
+      if (flush(options.close_timeout)) return;
+      const auto undelivered = in_flight.load();
+      rd_kafka_purge(handle.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      // Purged records still get their (failed) delivery report: wait for all of them.
+      (void)flush(std::chrono::seconds(10));
+      detail::log(log_level::error, "kafka sink closed with " + std::to_string(undelivered) +
+                                        " events undelivered after close_timeout; each of their publishes "
+                                        "reported a failed delivery");
+    } catch (...) {
+    }
+  }
+
+  producer_options options;
+  detail::topic_cache topics;
+  std::shared_ptr<embedded_broker> broker;  // declared before the handle: outlives it
+  std::string bootstrap;
+  detail::kafka_handle handle;
+  std::thread poller;
+  std::atomic<bool> stopping{false};
+
+  std::mutex mu;
+  std::condition_variable room;
+  std::condition_variable drained;
+  std::atomic<int> waiting_for_room{0};
+  std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> queue_full_waits{0};
+  std::atomic<clock::rep> last_failure_log{0};
+};
+
+kafka_sink::kafka_sink(producer_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
+
+kafka_sink::~kafka_sink() { impl_->close(); }
+
+result<void> kafka_sink::check(const event& ev) const {
+  auto topic = impl_->topics.topic_of(ev);
+  if (!topic) return topic.error();
+  return {};
+}
+
+std::future<result<delivery>> kafka_sink::accept(const event& ev) {
+  auto pending = std::make_unique<pending_delivery>(pending_delivery{.ev = ev, .promise = {}, .callback = {}});
+  auto future = pending->promise.get_future();
+  impl_->produce(ev, std::move(pending));
+  return future;
+}
+
+void kafka_sink::produce(const event& ev, std::function<void(result<delivery>)> on_delivery) {
+  impl_->produce(ev, std::make_unique<pending_delivery>(
+                         pending_delivery{.ev = ev, .promise = {}, .callback = std::move(on_delivery)}));
+}
+
+result<void> kafka_sink::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }
+
+std::size_t kafka_sink::outstanding() const noexcept {
+  return static_cast<std::size_t>(std::max<std::int64_t>(0, impl_->in_flight.load()));
+}
+
+kafka_sink_stats kafka_sink::stats() const noexcept {
+  return {.delivered = impl_->delivered.load(),
+          .failed = impl_->failed.load(),
+          .queue_full_waits = impl_->queue_full_waits.load()};
+}
+
+const std::string& kafka_sink::bootstrap_servers() const noexcept { return impl_->bootstrap; }
+
+}  // namespace eventbus

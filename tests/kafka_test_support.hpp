@@ -1,0 +1,86 @@
+#pragma once
+// Reading topics back in integration tests: a plain librdkafka consumer, assigned to every partition
+// from the beginning (no group join to wait for), independent of the code under test.
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace eventbus::testing {
+
+struct consumed_record {
+  std::string topic;
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+  std::string key;
+  std::string value;
+  std::map<std::string, std::string> headers;
+};
+
+/// Reads `topic` from the beginning until `expected` records arrived or `timeout` passed, and
+/// returns what it read (fewer than expected on timeout: the caller's assertion says so).
+inline std::vector<consumed_record> read_topic(const std::string& bootstrap, const std::string& topic,
+                                               std::size_t expected,
+                                               std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [k, v] : std::map<std::string, std::string>{{"bootstrap.servers", bootstrap},
+                                                               {"group.id", "eventbus-test-reader"},
+                                                               {"enable.auto.commit", "false"},
+                                                               {"fetch.wait.max.ms", "10"},
+                                                               {"log_level", "3"}})
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), why, sizeof why) != RD_KAFKA_CONF_OK) throw std::runtime_error(why);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  if (rk == nullptr) throw std::runtime_error(why);
+
+  std::vector<consumed_record> records;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // The topic may not exist yet (auto-created on first produce): retry metadata until it does.
+  int partitions = 0;
+  while (partitions == 0 && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) partitions = md->topics[0].partition_cnt;
+      rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+  }
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p)
+    rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk, assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+
+  while (records.size() < expected && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 100);
+    if (msg == nullptr) continue;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      consumed_record r;
+      r.topic = rd_kafka_topic_name(msg->rkt);
+      r.partition = msg->partition;
+      r.offset = msg->offset;
+      if (msg->key) r.key.assign(static_cast<const char*>(msg->key), msg->key_len);
+      if (msg->payload) r.value.assign(static_cast<const char*>(msg->payload), msg->len);
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(msg, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name = nullptr;
+        const void* value = nullptr;
+        size_t size = 0;
+        for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+          r.headers[name] = std::string(static_cast<const char*>(value), size);
+      }
+      records.push_back(std::move(r));
+    }
+    rd_kafka_message_destroy(msg);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return records;
+}
+
+}  // namespace eventbus::testing
