@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "detail/append_only_list.hpp"
 #include "detail/event_data.hpp"
 #include "detail/handler_registry.hpp"
 #include "detail/log.hpp"
@@ -10,19 +11,11 @@
 namespace eventbus {
 namespace {
 
-using sink_list = std::vector<std::shared_ptr<event_sink>>;
-
 [[noreturn]] void reject_option(std::string field, std::string message) {
   throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
 }
 
 std::size_t type_hash_of(const event& ev) noexcept { return detail::event_access::data(ev).type_hash; }
-
-std::future<result<delivery>> failed_delivery(error err) {
-  std::promise<result<delivery>> promise;
-  promise.set_value(std::move(err));
-  return promise.get_future();
-}
 
 }  // namespace
 
@@ -37,13 +30,17 @@ void dispatcher_options::validate() const {
 
 // --- publish_result
 
-publish_result::publish_result(std::vector<std::future<result<delivery>>> deliveries)
-    : pending_(std::move(deliveries)) {}
-
 publish_result publish_result::rejected(error reason) {
   publish_result r;
   r.rejection_ = std::move(reason);
   return r;
+}
+
+void publish_result::add_delivery(delivery_future pending) {
+  if (!first_.valid())
+    first_ = std::move(pending);
+  else
+    more_.push_back(std::move(pending));
 }
 
 const error& publish_result::rejection() const {
@@ -51,23 +48,29 @@ const error& publish_result::rejection() const {
   return *rejection_;
 }
 
-result<std::vector<delivery>> publish_result::wait() {
+bool publish_result::is_ready() const noexcept {
+  if (rejection_ || !first_.valid()) return true;
+  if (!first_.is_ready()) return false;
+  for (const auto& f : more_)
+    if (!f.is_ready()) return false;
+  return true;
+}
+
+result<std::vector<delivery>> publish_result::wait() const {
   if (rejection_) return *rejection_;
-  if (!settled_) {
-    std::vector<delivery> deliveries;
-    std::optional<error> first_failure;
-    for (auto& f : pending_) {
-      auto outcome = f.get();  // every future is drained, even after a failure
-      if (outcome.ok())
-        deliveries.push_back(std::move(outcome).value());
-      else if (!first_failure)
-        first_failure = outcome.error();
-    }
-    pending_.clear();
-    settled_ = first_failure ? result<std::vector<delivery>>(*first_failure)
-                             : result<std::vector<delivery>>(std::move(deliveries));
-  }
-  return *settled_;
+  std::vector<delivery> deliveries;
+  std::optional<error> first_failure;
+  auto collect = [&](const delivery_future& f) {
+    auto outcome = f.get();  // every future is waited for, even after a failure
+    if (outcome.ok())
+      deliveries.push_back(std::move(outcome).value());
+    else if (!first_failure)
+      first_failure = outcome.error();
+  };
+  if (first_.valid()) collect(first_);
+  for (const auto& f : more_) collect(f);
+  if (first_failure) return *first_failure;
+  return deliveries;
 }
 
 // --- dispatcher
@@ -123,15 +126,7 @@ struct dispatcher::impl {
   const dispatcher_options options;
   std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
   std::unique_ptr<detail::task_pool> pool;
-  std::shared_ptr<const sink_list> current_sinks() {
-    const std::lock_guard lock(sinks_mu);
-    return sinks;
-  }
-
-  // Checked first so that a dispatcher without sinks pays no lock or reference count per publish.
-  std::atomic<bool> has_sinks{false};
-  std::mutex sinks_mu;
-  std::shared_ptr<const sink_list> sinks = std::make_shared<const sink_list>();  // copy-on-write
+  detail::append_only_list<std::shared_ptr<event_sink>> sinks;  // read per publish without a lock
   std::atomic<bool> closed{false};
   std::atomic<std::uint64_t> published{0};
   std::atomic<std::uint64_t> rejected{0};
@@ -164,14 +159,11 @@ publish_result dispatcher::publish(const event& ev) {
     return publish_result::rejected(error(errc::shut_down, "dispatcher is shut down"));
   }
 
-  std::shared_ptr<const sink_list> sinks;
-  if (d.has_sinks.load(std::memory_order_acquire)) {
-    sinks = d.current_sinks();
-    for (const auto& sink : *sinks) {
-      if (auto ok = sink->check(ev); !ok) {
-        d.rejected.fetch_add(1, std::memory_order_relaxed);
-        return publish_result::rejected(ok.error());
-      }
+  const auto& sinks = d.sinks.current();
+  for (const auto& sink : sinks) {
+    if (auto ok = sink->check(ev); !ok) {
+      d.rejected.fetch_add(1, std::memory_order_relaxed);
+      return publish_result::rejected(ok.error());
     }
   }
 
@@ -187,27 +179,21 @@ publish_result dispatcher::publish(const event& ev) {
   }
   d.published.fetch_add(1, std::memory_order_relaxed);
 
-  if (!sinks) return publish_result{};
-  std::vector<std::future<result<delivery>>> deliveries;
-  deliveries.reserve(sinks->size());
-  for (const auto& sink : *sinks) {
+  publish_result outcome;
+  for (const auto& sink : sinks) {
     try {
-      deliveries.push_back(sink->accept(ev));
+      outcome.add_delivery(sink->accept(ev));
     } catch (const std::exception& e) {
-      deliveries.push_back(failed_delivery(
+      outcome.add_delivery(delivery_future::ready(
           error(errc::delivery_failed, "sink '" + std::string(sink->name()) + "' threw: " + e.what())));
     }
   }
-  return publish_result(std::move(deliveries));
+  return outcome;
 }
 
 void dispatcher::add_sink(std::shared_ptr<event_sink> sink) {
   if (!sink) reject_option("sink", "must not be null");
-  const std::lock_guard lock(impl_->sinks_mu);
-  auto next = std::make_shared<sink_list>(*impl_->sinks);
-  next->push_back(std::move(sink));
-  impl_->sinks = std::move(next);
-  impl_->has_sinks.store(true, std::memory_order_release);
+  impl_->sinks.append(std::move(sink));
 }
 
 void dispatcher::shutdown() noexcept {

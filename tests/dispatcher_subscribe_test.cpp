@@ -222,15 +222,11 @@ namespace {
 class recording_sink : public event_sink {
  public:
   std::string_view name() const noexcept override { return "recording"; }
-  std::future<result<delivery>> accept(const event& ev) override {
+  delivery_future accept(const event& ev) override {
     if (ev.aggregate_id() == "explode") throw std::runtime_error("sink exploded");
-    std::promise<result<delivery>> p;
-    if (ev.aggregate_id() == "refuse")
-      p.set_value(error(errc::delivery_failed, "refused"));
-    else
-      p.set_value(delivery{.sink = "recording", .topic = "t", .partition = 0, .offset = next_offset++});
     received.push_back(ev.event_id());
-    return p.get_future();
+    if (ev.aggregate_id() == "refuse") return delivery_future::ready(error(errc::delivery_failed, "refused"));
+    return delivery_future::ready(delivery{.sink = "recording", .topic = "t", .partition = 0, .offset = next_offset++});
   }
   std::vector<std::string> received;
   std::int64_t next_offset = 0;

@@ -109,7 +109,7 @@ TEST_CASE("per-aggregate order is preserved across 10k events") {
   broker.create_topic("app.order.order.updated", 8);
   kafka_sink sink(test_producer(broker));
   constexpr int aggregates = 50, per_aggregate = 200;
-  std::vector<std::future<result<delivery>>> deliveries;
+  std::vector<delivery_future> deliveries;
   for (int seq = 0; seq < per_aggregate; ++seq)
     for (int a = 0; a < aggregates; ++a)
       deliveries.push_back(sink.accept(order_event("order.updated", "o-" + std::to_string(a), seq)));
@@ -193,7 +193,7 @@ TEST_CASE("injected retriable produce errors: nothing lost, nothing duplicated")
   embedded_broker broker;
   broker.create_topic("app.order.order.created", 4);
   kafka_sink sink(test_producer(broker));
-  std::vector<std::future<result<delivery>>> deliveries;
+  std::vector<delivery_future> deliveries;
   constexpr int total = 2000;
   for (int i = 0; i < total; ++i) {
     if (i == 500)
@@ -212,7 +212,7 @@ TEST_CASE("injected retriable produce errors: nothing lost, nothing duplicated")
 TEST_CASE("brokers down longer than message.timeout.ms: every publish reports, none is silent") {
   embedded_broker broker;
   kafka_sink sink(test_producer(broker, {{"message.timeout.ms", "1500"}}));
-  std::vector<std::future<result<delivery>>> deliveries;
+  std::vector<delivery_future> deliveries;
   for (int i = 0; i < 100; ++i) deliveries.push_back(sink.accept(order_event("order.created", "o-1", i)));
   REQUIRE(sink.flush(10s).ok());  // these made it
   broker.set_down();
@@ -267,7 +267,7 @@ TEST_CASE("a full local queue makes the publisher wait, then fail with queue_ful
                 .properties = {{"queue.buffering.max.messages", "10"}, {"log_level", "2"}}},
       .enqueue_timeout = 100ms,
       .close_timeout = 100ms});
-  std::vector<std::future<result<delivery>>> deliveries;
+  std::vector<delivery_future> deliveries;
   for (int i = 0; i < 10; ++i) deliveries.push_back(sink.accept(order_event("order.created", "o-1", i)));
   const auto start = std::chrono::steady_clock::now();
   auto refused = sink.accept(order_event("order.created", "o-1", 10)).get();
@@ -280,7 +280,7 @@ TEST_CASE("a full local queue makes the publisher wait, then fail with queue_ful
 
 TEST_CASE("closing with undelivered events resolves every one of them as failed") {
   embedded_broker broker;
-  std::vector<std::future<result<delivery>>> deliveries;
+  std::vector<delivery_future> deliveries;
   {
     auto options = test_producer(broker);
     options.close_timeout = 300ms;
@@ -292,7 +292,7 @@ TEST_CASE("closing with undelivered events resolves every one of them as failed"
     CHECK(sink.flush(200ms).error().code() == errc::timed_out);
   }  // after close_timeout, the rest is purged and reported
   for (auto& d : deliveries) {
-    REQUIRE(d.wait_for(0s) == std::future_status::ready);
+    REQUIRE(d.is_ready());
     auto outcome = d.get();
     REQUIRE_FALSE(outcome.ok());
     CHECK(outcome.error().code() == errc::delivery_failed);

@@ -25,7 +25,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,8 +60,10 @@ struct dispatcher_stats {
 /// rejected with a reason; and, for each sink, the eventual delivery.
 class [[nodiscard]] publish_result {
  public:
-  explicit publish_result(std::vector<std::future<result<delivery>>> deliveries = {});
+  publish_result() noexcept = default;
   static publish_result rejected(error reason);
+  /// Adds one sink's pending delivery (used by the dispatcher).
+  void add_delivery(delivery_future pending);
 
   [[nodiscard]] bool accepted() const noexcept { return !rejection_.has_value(); }
   explicit operator bool() const noexcept { return accepted(); }
@@ -70,13 +71,15 @@ class [[nodiscard]] publish_result {
   [[nodiscard]] const error& rejection() const;
 
   /// Blocks until every sink has settled. The deliveries in sink order, or the rejection, or the
-  /// first sink failure. May be called again; later calls return the same outcome at once.
-  [[nodiscard]] result<std::vector<delivery>> wait();
+  /// first sink failure. May be called again: it returns the same outcome.
+  [[nodiscard]] result<std::vector<delivery>> wait() const;
+  /// True when wait() would not block.
+  [[nodiscard]] bool is_ready() const noexcept;
 
  private:
   std::optional<error> rejection_;
-  std::vector<std::future<result<delivery>>> pending_;
-  std::optional<result<std::vector<delivery>>> settled_;
+  delivery_future first_;               // one sink is the common case: no vector allocation
+  std::vector<delivery_future> more_;
 };
 
 class dispatcher {

@@ -2,23 +2,13 @@
 // Sinks receive every event a dispatcher accepted, after its local handlers were scheduled: this is
 // where the Kafka mirror plugs in.
 
-#include <cstdint>
-#include <future>
-#include <string>
 #include <string_view>
 
+#include "eventbus/delivery.hpp"
 #include "eventbus/error.hpp"
 #include "eventbus/event.hpp"
 
 namespace eventbus {
-
-/// Where a sink put an event. Kafka sinks fill topic/partition/offset; others may leave -1.
-struct delivery {
-  std::string sink;
-  std::string topic;
-  std::int32_t partition = -1;
-  std::int64_t offset = -1;
-};
 
 class event_sink {
  public:
@@ -36,7 +26,7 @@ class event_sink {
 
   /// Takes one event, on the publishing thread, possibly from many threads at once. Returns its
   /// eventual outcome. Should not throw: a throw is reported as errc::delivery_failed.
-  [[nodiscard]] virtual std::future<result<delivery>> accept(const event& ev) = 0;
+  [[nodiscard]] virtual delivery_future accept(const event& ev) = 0;
 };
 
 }  // namespace eventbus

@@ -15,19 +15,20 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// One produced record, from producev() until its delivery report. It holds the event so the value
-// bytes can be handed to librdkafka without a copy.
-struct pending_delivery {
+// One produced record, from producev() until its delivery report: the event (its bytes are handed to
+// librdkafka without a copy), the caller's future state or callback, all in one allocation.
+struct pending_record final : detail::delivery_state {
+  explicit pending_record(event e, std::function<void(result<delivery>)> cb = {})
+      : ev(std::move(e)), callback(std::move(cb)) {}
+
   event ev;
-  std::promise<result<delivery>> promise;
-  std::function<void(result<delivery>)> callback;  // when set, used instead of the promise
+  std::function<void(result<delivery>)> callback;  // produce(): called instead of settling a future
+  std::shared_ptr<pending_record> self;             // librdkafka's reference, until the report
 
   void complete(result<delivery> outcome) noexcept {
+    if (!callback) return settle(std::move(outcome));
     try {
-      if (callback)
-        callback(std::move(outcome));
-      else
-        promise.set_value(std::move(outcome));
+      callback(std::move(outcome));
     } catch (const std::exception& e) {
       detail::log(log_level::error, std::string("kafka sink: delivery callback threw: ") + e.what());
     } catch (...) {
@@ -74,7 +75,10 @@ struct kafka_sink::impl {
     rd_kafka_conf_set_opaque(config.conf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(config.conf.get(), &impl::on_delivery_report);
     handle = detail::make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
-    poller = std::thread([this] { poll_loop(); });
+    poller = std::thread([this] {
+      pthread_setname_np(pthread_self(), "eventbus-poll");
+      poll_loop();
+    });
   }
 
   ~impl() {
@@ -85,7 +89,8 @@ struct kafka_sink::impl {
   // librdkafka's delivery report, on the poll thread: exactly one per produced record.
   static void on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) noexcept {
     auto& self = *static_cast<impl*>(opaque);
-    std::unique_ptr<pending_delivery> pending(static_cast<pending_delivery*>(msg->_private));
+    // Take over librdkafka's reference: the record is freed here unless a future still holds it.
+    const std::shared_ptr<pending_record> pending = std::move(static_cast<pending_record*>(msg->_private)->self);
     if (msg->err) {
       self.failed.fetch_add(1, std::memory_order_relaxed);
       auto err = delivery_error(msg->err, pending->ev, rd_kafka_topic_name(msg->rkt));
@@ -98,23 +103,34 @@ struct kafka_sink::impl {
                                  .partition = msg->partition,
                                  .offset = msg->offset});
     }
-    pending.reset();
     if (self.in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       const std::lock_guard lock(self.mu);
       self.drained.notify_all();
     }
   }
 
+  // Delivery reports are served by publishers themselves (rd_kafka_poll(0) after each produce, as a
+  // hand-written producer loop does) while they are busy, and by this thread when they are not:
+  // a second thread serving reports under load competes for the cores with librdkafka's own.
   void poll_loop() {
+    constexpr auto publisher_check_interval = std::chrono::milliseconds(5);
+    std::uint64_t seen_publisher_polls = ~std::uint64_t{0};
     while (!stopping.load(std::memory_order_relaxed)) {
-      if (rd_kafka_poll(handle.get(), 100) > 0 && waiting_for_room.load(std::memory_order_relaxed) > 0) {
+      const auto polls = publisher_polls.load(std::memory_order_relaxed);
+      if (polls != seen_publisher_polls) {  // publishers polled since the last look: they are busy
+        seen_publisher_polls = polls;
+        std::this_thread::sleep_for(publisher_check_interval);
+        continue;
+      }
+      if (rd_kafka_poll(handle.get(), 50) > 0 && waiting_for_room.load(std::memory_order_relaxed) > 0) {
         const std::lock_guard lock(mu);
         room.notify_all();
       }
     }
   }
 
-  void produce(const event& ev, std::unique_ptr<pending_delivery> pending) {
+  void produce(const std::shared_ptr<pending_record>& pending) {
+    const event& ev = pending->ev;
     auto topic = topics.topic_of(ev);
     if (!topic) return pending->complete(topic.error());
     const std::string& name = *topic.value();
@@ -142,16 +158,22 @@ struct kafka_sink::impl {
     fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
     fields[4].u.ptr = pending.get();
 
-    const auto deadline = clock::now() + options.enqueue_timeout;
+    std::optional<clock::time_point> deadline;  // read the clock only when the queue is full
     in_flight.fetch_add(1, std::memory_order_relaxed);
     for (;;) {
       const rd_kafka_resp_err_t err = produce_once(fields);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         (void)headers.release();  // librdkafka owns them now
-        (void)pending.release();  // and the record, until on_delivery_report
+        pending->self = pending;  // and a reference to the record, until on_delivery_report
+        // Serve ready delivery reports here, as a hand-written producer loop does: cheaper than
+        // waking the poll thread for each batch (which only covers the times nobody publishes).
+        rd_kafka_poll(handle.get(), 0);
+        // Only "it changed" matters to the poll thread: a plain store, no read-modify-write.
+        publisher_polls.store(publisher_polls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         return;
       }
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || clock::now() >= deadline) {
+      if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !deadline) deadline = clock::now() + options.enqueue_timeout;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || clock::now() >= *deadline) {
         in_flight.fetch_sub(1, std::memory_order_relaxed);
         failed.fetch_add(1, std::memory_order_relaxed);
         auto failure = delivery_error(err, ev, name);
@@ -164,7 +186,7 @@ struct kafka_sink::impl {
         return pending->complete(std::move(failure));
       }
       queue_full_waits.fetch_add(1, std::memory_order_relaxed);
-      wait_for_room(deadline);
+      wait_for_room(*deadline);
     }
   }
 
@@ -240,6 +262,7 @@ struct kafka_sink::impl {
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> queue_full_waits{0};
   std::atomic<clock::rep> last_failure_log{0};
+  std::atomic<std::uint64_t> publisher_polls{0};
 };
 
 kafka_sink::kafka_sink(producer_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
@@ -252,16 +275,14 @@ result<void> kafka_sink::check(const event& ev) const {
   return {};
 }
 
-std::future<result<delivery>> kafka_sink::accept(const event& ev) {
-  auto pending = std::make_unique<pending_delivery>(pending_delivery{.ev = ev, .promise = {}, .callback = {}});
-  auto future = pending->promise.get_future();
-  impl_->produce(ev, std::move(pending));
-  return future;
+delivery_future kafka_sink::accept(const event& ev) {
+  auto pending = std::make_shared<pending_record>(ev);
+  impl_->produce(pending);
+  return delivery_future(std::move(pending));
 }
 
 void kafka_sink::produce(const event& ev, std::function<void(result<delivery>)> on_delivery) {
-  impl_->produce(ev, std::make_unique<pending_delivery>(
-                         pending_delivery{.ev = ev, .promise = {}, .callback = std::move(on_delivery)}));
+  impl_->produce(std::make_shared<pending_record>(ev, std::move(on_delivery)));
 }
 
 result<void> kafka_sink::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }

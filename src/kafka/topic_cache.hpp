@@ -3,10 +3,10 @@
 // publishes a handful of types millions of times: no string building or validation per event.
 
 #include <deque>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "detail/append_only_list.hpp"
 #include "detail/event_data.hpp"
 #include "eventbus/topic.hpp"
 
@@ -16,19 +16,19 @@ class topic_cache {
  public:
   explicit topic_cache(std::string prefix) : prefix_(std::move(prefix)) {}
 
-  /// The topic of `ev` (a stable reference), or errc::invalid_topic. Thread-safe.
+  /// The topic of `ev` (a reference stable for the cache's lifetime), or errc::invalid_topic.
+  /// Thread-safe; a hit takes no lock.
   [[nodiscard]] result<const std::string*> topic_of(const event& ev) const {
     const auto hash = event_access::data(ev).type_hash;
-    {
-      const std::shared_lock lock(mu_);
-      if (const auto* hit = find(ev, hash)) return hit;
-    }
+    if (const auto* hit = find(entries_.current(), ev, hash)) return hit;
     auto topic = topic_for(ev, prefix_);
     if (!topic) return topic.error();
-    const std::unique_lock lock(mu_);
-    if (const auto* hit = find(ev, hash)) return hit;
-    entries_.push_back({hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value()});
-    return &entries_.back().topic;
+    return entries_.with_writer_lock([&](const std::vector<const entry*>& latest) -> const std::string* {
+      if (const auto* hit = find(latest, ev, hash)) return hit;
+      const auto& added = storage_.emplace_back(entry{hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value()});
+      entries_.append_locked(&added);
+      return &added.topic;
+    });
   }
 
  private:
@@ -39,16 +39,16 @@ class topic_cache {
     std::string topic;
   };
 
-  const std::string* find(const event& ev, std::size_t hash) const {
-    for (const auto& e : entries_)
-      if (e.type_hash == hash && e.event_type == ev.event_type() && e.aggregate_type == ev.aggregate_type())
-        return &e.topic;
+  static const std::string* find(const std::vector<const entry*>& entries, const event& ev, std::size_t hash) {
+    for (const auto* e : entries)
+      if (e->type_hash == hash && e->event_type == ev.event_type() && e->aggregate_type == ev.aggregate_type())
+        return &e->topic;
     return nullptr;
   }
 
   const std::string prefix_;
-  mutable std::shared_mutex mu_;
-  mutable std::deque<entry> entries_;  // a deque: references stay valid as it grows
+  mutable std::deque<entry> storage_;  // written under the list's writer lock; a deque keeps addresses
+  mutable append_only_list<const entry*> entries_;
 };
 
 }  // namespace eventbus::detail

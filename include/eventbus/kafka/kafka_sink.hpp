@@ -47,10 +47,11 @@ class kafka_sink final : public event_sink {
   /// Produces `ev`. The future resolves once the cluster acknowledged it (topic, partition, offset)
   /// or it definitively failed: errc::invalid_topic, errc::queue_full (no room in the local queue
   /// within enqueue_timeout), errc::timed_out (message.timeout.ms passed), errc::delivery_failed.
-  [[nodiscard]] std::future<result<delivery>> accept(const event& ev) override;
+  [[nodiscard]] delivery_future accept(const event& ev) override;
 
-  /// The same without a future: `on_delivery` runs exactly once, on librdkafka's delivery thread
-  /// (or on this thread when the event is refused at once). Must be quick and must not throw.
+  /// The same without a future: `on_delivery` runs exactly once, on whichever thread serves
+  /// delivery reports (a publishing thread, or the sink's poll thread when nobody publishes), or on
+  /// this thread when the event is refused at once. Must be quick and must not throw.
   void produce(const event& ev, std::function<void(result<delivery>)> on_delivery);
 
   /// Waits until every event produced so far is acknowledged or failed. errc::timed_out says how

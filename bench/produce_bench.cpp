@@ -1,0 +1,192 @@
+// Publish -> ack throughput of the Kafka mirror against a raw librdkafka producer sending the same
+// bytes (same topic, key, value and headers, same client settings), in the same run, each round on
+// a fresh embedded broker, rounds interleaved so both see the same machine.
+//
+//   build/bench/bench/produce_bench [--events 1000000] [--rounds 3] [--partitions 8]
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "eventbus/dispatcher.hpp"
+#include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/log.hpp"
+#include "eventbus/topic.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct settings {
+  std::string only;  // "raw" or "eventbus" runs one side alone (for profiling); no ratio then
+  int events = 1'000'000;
+  int rounds = 3;
+  int partitions = 8;
+};
+
+struct run_result {
+  double seconds = 0;
+  std::uint64_t delivered = 0;
+};
+
+// Distinct events, cycled: building a million envelopes is the publisher's cost, not the mirror's.
+std::vector<eventbus::event> make_events(std::size_t distinct) {
+  std::vector<eventbus::event> events;
+  events.reserve(distinct);
+  for (std::size_t i = 0; i < distinct; ++i)
+    events.push_back(eventbus::make_event(
+        {.event_type = "order.created",
+         .aggregate_type = "order",
+         .aggregate_id = "order-" + std::to_string(i % 10'000),
+         .payload = {{"customer_id", "c-" + std::to_string(i % 977)}, {"total_cents", 1000 + i % 5000},
+                     {"currency", "EUR"}, {"items", {{{"sku", "SKU-" + std::to_string(i % 300)}, {"qty", 1 + i % 4}}}}},
+         .correlation_id = "corr-" + std::to_string(i)}));
+  return events;
+}
+
+const std::vector<std::pair<std::string, std::string>> common_properties = {
+    {"enable.idempotence", "true"}, {"acks", "all"}, {"log_level", "3"}};
+
+run_result run_eventbus(const settings& s, const std::vector<eventbus::event>& events) {
+  eventbus::embedded_broker broker;
+  broker.create_topic("app.order.order.created", s.partitions);
+  eventbus::producer_options options{.kafka = {.bootstrap_servers = broker.bootstrap_servers()}};
+  for (const auto& [k, v] : common_properties) options.kafka.properties[k] = v;
+  auto sink = std::make_shared<eventbus::kafka_sink>(options);
+  eventbus::dispatcher bus({.mode = eventbus::dispatch_mode::caller_thread});
+  bus.add_sink(sink);
+
+  const auto start = clock_type::now();
+  for (int i = 0; i < s.events; ++i) {
+    auto outcome = bus.publish(events[static_cast<std::size_t>(i) % events.size()]);
+    if (!outcome.accepted()) std::fprintf(stderr, "rejected: %s\n", outcome.rejection().to_string().c_str());
+  }
+  if (!sink->flush(std::chrono::minutes(5))) std::fprintf(stderr, "eventbus: flush timed out\n");
+  const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  if (sink->stats().queue_full_waits > 0)
+    std::printf("    (eventbus waited %llu times for room in librdkafka's queue)\n",
+                static_cast<unsigned long long>(sink->stats().queue_full_waits));
+  return {seconds, sink->stats().delivered};
+}
+
+run_result run_raw(const settings& s, const std::vector<eventbus::event>& events) {
+  eventbus::embedded_broker broker;
+  broker.create_topic("app.order.order.created", s.partitions);
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", broker.bootstrap_servers().c_str(), why, sizeof why);
+  for (const auto& [k, v] : common_properties) rd_kafka_conf_set(conf, k.c_str(), v.c_str(), why, sizeof why);
+  std::atomic<std::uint64_t> delivered{0};
+  rd_kafka_conf_set_opaque(conf, &delivered);
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) static_cast<std::atomic<std::uint64_t>*>(opaque)->fetch_add(1);
+  });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+  const std::string topic = "app.order.order.created";
+
+  const auto start = clock_type::now();
+  for (int i = 0; i < s.events; ++i) {
+    const auto& ev = events[static_cast<std::size_t>(i) % events.size()];
+    const std::string& value = eventbus::encode_event(ev);
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(5);
+    rd_kafka_header_add(headers, "event_id", -1, ev.event_id().data(), static_cast<ssize_t>(ev.event_id().size()));
+    rd_kafka_header_add(headers, "event_type", -1, ev.event_type().data(), static_cast<ssize_t>(ev.event_type().size()));
+    rd_kafka_header_add(headers, "aggregate_type", -1, ev.aggregate_type().data(),
+                        static_cast<ssize_t>(ev.aggregate_type().size()));
+    rd_kafka_header_add(headers, "content-type", -1, "application/json", 16);
+    rd_kafka_header_add(headers, "correlation_id", -1, ev.correlation_id()->data(),
+                        static_cast<ssize_t>(ev.correlation_id()->size()));
+    rd_kafka_vu_t fields[4];
+    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    fields[0].u.cstr = topic.c_str();
+    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
+    fields[1].u.mem = {const_cast<char*>(ev.aggregate_id().data()), ev.aggregate_id().size()};
+    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+    fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
+    fields[3].u.headers = headers;
+    for (;;) {  // the textbook loop: on a full queue, serve delivery reports and try again
+      rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 4);
+      if (err == nullptr) break;
+      const bool full = rd_kafka_error_code(err) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
+      rd_kafka_error_destroy(err);
+      if (!full) {
+        rd_kafka_headers_destroy(headers);
+        break;
+      }
+      rd_kafka_poll(rk, 1);
+    }
+    rd_kafka_poll(rk, 0);
+  }
+  rd_kafka_flush(rk, 300'000);
+  const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
+  rd_kafka_destroy(rk);
+  return {seconds, delivered.load()};
+}
+
+bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
+  if (arg == "--only") {
+    s.only = std::string(value);
+    return value == "raw" || value == "eventbus";
+  }
+  int* target = arg == "--events" ? &s.events : arg == "--rounds" ? &s.rounds : arg == "--partitions" ? &s.partitions : nullptr;
+  if (target == nullptr) return false;
+  const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), *target);
+  return ec == std::errc{} && ptr == value.data() + value.size() && *target > 0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings s;
+  for (int i = 1; i + 1 < argc; i += 2)
+    if (!parse_flag(argv[i], argv[i + 1], s)) {
+      std::fprintf(stderr, "usage: produce_bench [--events N] [--rounds R] [--partitions P] [--only raw|eventbus]\n");
+      return 2;
+    }
+  eventbus::set_log_level(eventbus::log_level::error);
+  const auto events = make_events(100'000);
+  double bytes = 0;
+  for (const auto& ev : events) bytes += static_cast<double>(eventbus::encode_event(ev).size());
+  const double mean_bytes = bytes / static_cast<double>(events.size());
+  std::printf("produce_bench: %d events of %.0f B (value), %d partitions, idempotent, acks=all, %d rounds\n", s.events,
+              mean_bytes, s.partitions, s.rounds);
+
+  std::vector<double> raw_rates, bus_rates;
+  for (int r = 0; r < s.rounds; ++r) {
+    for (const bool raw : {true, false}) {
+      if (!s.only.empty() && (s.only == "raw") != raw) continue;
+      const auto result = raw ? run_raw(s, events) : run_eventbus(s, events);
+      const double rate = static_cast<double>(result.delivered) / result.seconds;
+      (raw ? raw_rates : bus_rates).push_back(rate);
+      std::printf("  round %d %-22s %8.3f s  %10.0f events/s  %7.1f MB/s  delivered %llu%s\n", r + 1,
+                  raw ? "raw librdkafka" : "eventbus publish", result.seconds, rate, rate * mean_bytes / 1e6,
+                  static_cast<unsigned long long>(result.delivered),
+                  result.delivered == static_cast<std::uint64_t>(s.events) ? "" : "  (INCOMPLETE)");
+      std::fflush(stdout);
+    }
+  }
+  if (!s.only.empty()) return 0;
+  const double raw = median(raw_rates), bus = median(bus_rates);
+  std::printf("\nmedian: raw librdkafka %.0f events/s (%.1f MB/s), eventbus %.0f events/s (%.1f MB/s)\n", raw,
+              raw * mean_bytes / 1e6, bus, bus * mean_bytes / 1e6);
+  std::vector<double> paired;  // each round's pair ran back to back: their ratio cancels slow phases
+  for (std::size_t i = 0; i < raw_rates.size(); ++i) paired.push_back(bus_rates[i] / raw_rates[i]);
+  std::printf("ratio eventbus / raw librdkafka (throughput): %.2f of medians, %.2f median of paired rounds  (target >= 0.90)\n",
+              bus / raw, median(paired));
+  return 0;
+}
