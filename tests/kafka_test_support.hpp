@@ -21,6 +21,9 @@ struct consumed_record {
   std::map<std::string, std::string> headers;
 };
 
+/// Every record of `topic`: the sum of its partitions' high watermarks. -1 if not known.
+std::int64_t topic_record_count(const std::string& bootstrap, const std::string& topic);
+
 /// Reads `topic` from the beginning until `expected` records arrived or `timeout` passed, and
 /// returns what it read (fewer than expected on timeout: the caller's assertion says so).
 inline std::vector<consumed_record> read_topic(const std::string& bootstrap, const std::string& topic,
@@ -81,6 +84,33 @@ inline std::vector<consumed_record> read_topic(const std::string& bootstrap, con
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
   return records;
+}
+
+inline std::int64_t topic_record_count(const std::string& bootstrap, const std::string& topic) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+  if (rk == nullptr) return -1;
+  std::int64_t total = 0;
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1) {
+    total = -1;
+  } else {
+    for (int p = 0; p < md->topics[0].partition_cnt && total >= 0; ++p) {
+      std::int64_t low = 0, high = 0;
+      if (rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        total = -1;
+      else
+        total += high - low;
+    }
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+  rd_kafka_destroy(rk);
+  return total;
 }
 
 }  // namespace eventbus::testing

@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "eventbus/dispatcher.hpp"
+#include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/topic.hpp"
 #include "eventbus/typed_event.hpp"
 
@@ -66,4 +68,36 @@ TEST_CASE("README: Typed events") {
 
   CHECK(outcome.accepted());
   CHECK(revenue == 99.5);
+}
+
+TEST_CASE("README: Kafka mirror") {
+  eventbus::dispatcher bus;
+  auto kafka = std::make_shared<eventbus::kafka_sink>(eventbus::producer_options{
+      .kafka = {.bootstrap_servers = "embedded",  // or "broker1:9092,broker2:9092"
+                .properties = {{"compression.type", "lz4"}, {"linger.ms", "10"}}}});
+  bus.add_sink(kafka);
+
+  auto outcome = bus.publish(eventbus::make_event(
+      {.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-42"}));
+  auto delivered = outcome.wait();  // blocks until the cluster acknowledged it, or it failed
+  if (delivered)
+    std::cout << delivered.value()[0].topic << " partition " << delivered.value()[0].partition << " offset "
+              << delivered.value()[0].offset << "\n";
+  else
+    std::cerr << delivered.error().to_string() << "\n";
+
+  CHECK(delivered.ok());
+  CHECK(delivered.value()[0].topic == "app.order.order.created");
+}
+
+TEST_CASE("README: Embedded broker") {
+  eventbus::embedded_broker broker(3);                    // 3 brokers on 127.0.0.1
+  broker.create_topic("app.order.order.created", 12, 3);  // before anyone auto-creates it
+  eventbus::kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers()}});
+  broker.set_down(2);  // fault injection: broker 2 refuses connections...
+  broker.set_up(2);    // ...until it is back
+
+  CHECK(sink.accept(eventbus::make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-1"}))
+            .get()
+            .ok());
 }

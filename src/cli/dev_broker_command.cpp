@@ -18,7 +18,8 @@ constexpr std::string_view dev_broker_usage = R"(usage: eventbus dev-broker [--b
 
 Runs an in-memory Kafka-protocol broker (librdkafka's mock cluster) on 127.0.0.1 until SIGINT or
 SIGTERM. The first line of output is the bootstrap address, for example:
-  BOOTSTRAP=$(eventbus dev-broker --topic app.order.order.created | head -n 1)
+  eventbus dev-broker --topic app.order.order.created > broker.addr &
+  BOOTSTRAP=$(head -n 1 broker.addr)
 
   --brokers N      brokers in the cluster (default 1)
   --partitions P   partitions of the topics named with --topic (default 4)

@@ -1,5 +1,6 @@
 #include "eventbus/kafka/kafka_sink.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -86,7 +87,7 @@ struct kafka_sink::impl {
     if (poller.joinable()) poller.join();
   }
 
-  // librdkafka's delivery report, on the poll thread: exactly one per produced record.
+  // librdkafka's delivery report, exactly one per produced record, on whichever thread polls.
   static void on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) noexcept {
     auto& self = *static_cast<impl*>(opaque);
     // Take over librdkafka's reference: the record is freed here unless a future still holds it.
@@ -122,10 +123,7 @@ struct kafka_sink::impl {
         std::this_thread::sleep_for(publisher_check_interval);
         continue;
       }
-      if (rd_kafka_poll(handle.get(), 50) > 0 && waiting_for_room.load(std::memory_order_relaxed) > 0) {
-        const std::lock_guard lock(mu);
-        room.notify_all();
-      }
+      (void)rd_kafka_poll(handle.get(), 50);
     }
   }
 
@@ -198,12 +196,12 @@ struct kafka_sink::impl {
     return code;
   }
 
+  // Room appears as delivery reports are served: serve them here while waiting, as a hand-written
+  // producer loop does, rather than sleeping until the poll thread gets to them.
   void wait_for_room(clock::time_point deadline) {
-    waiting_for_room.fetch_add(1);
-    std::unique_lock lock(mu);
-    // A wake-up hint only: producev() decides. The short cap covers a report that came in between.
-    room.wait_until(lock, std::min(deadline, clock::now() + std::chrono::milliseconds(10)));
-    waiting_for_room.fetch_sub(1);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    (void)rd_kafka_poll(handle.get(), static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 10)));
+    publisher_polls.store(publisher_polls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
   result<void> flush(std::chrono::milliseconds timeout) {
@@ -254,9 +252,7 @@ struct kafka_sink::impl {
   std::atomic<bool> stopping{false};
 
   std::mutex mu;
-  std::condition_variable room;
   std::condition_variable drained;
-  std::atomic<int> waiting_for_room{0};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::uint64_t> delivered{0};
   std::atomic<std::uint64_t> failed{0};
