@@ -16,14 +16,8 @@ struct kafka_handle_deleter {
 struct kafka_conf_deleter {
   void operator()(rd_kafka_conf_t* conf) const noexcept { rd_kafka_conf_destroy(conf); }
 };
-struct kafka_topic_deleter {
-  void operator()(rd_kafka_topic_t* rkt) const noexcept { rd_kafka_topic_destroy(rkt); }
-};
 struct kafka_headers_deleter {
   void operator()(rd_kafka_headers_t* headers) const noexcept { rd_kafka_headers_destroy(headers); }
-};
-struct kafka_message_deleter {
-  void operator()(rd_kafka_message_t* msg) const noexcept { rd_kafka_message_destroy(msg); }
 };
 struct kafka_mock_cluster_deleter {
   void operator()(rd_kafka_mock_cluster_t* cluster) const noexcept { rd_kafka_mock_cluster_destroy(cluster); }
@@ -31,9 +25,7 @@ struct kafka_mock_cluster_deleter {
 
 using kafka_handle = std::unique_ptr<rd_kafka_t, kafka_handle_deleter>;
 using kafka_conf = std::unique_ptr<rd_kafka_conf_t, kafka_conf_deleter>;
-using kafka_topic = std::unique_ptr<rd_kafka_topic_t, kafka_topic_deleter>;
 using kafka_headers = std::unique_ptr<rd_kafka_headers_t, kafka_headers_deleter>;
-using kafka_message = std::unique_ptr<rd_kafka_message_t, kafka_message_deleter>;
 using kafka_mock_cluster = std::unique_ptr<rd_kafka_mock_cluster_t, kafka_mock_cluster_deleter>;
 
 /// Sets one property; throws eventbus::exception (errc::invalid_argument, field = the property) with
