@@ -113,4 +113,54 @@ inline std::int64_t topic_record_count(const std::string& bootstrap, const std::
   return total;
 }
 
+/// Produces one raw record (any bytes) and waits for its acknowledgement. Returns the partition.
+inline std::int32_t produce_raw(const std::string& bootstrap, const std::string& topic, const std::string& key,
+                                const std::string& value) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
+  std::int32_t partition = -1;
+  rd_kafka_conf_set_opaque(conf, &partition);
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+    *static_cast<std::int32_t*>(opaque) = msg->err ? -2 : msg->partition;
+  });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+  if (rk == nullptr) throw std::runtime_error(why);
+  rd_kafka_vu_t fields[4];
+  fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+  fields[0].u.cstr = topic.c_str();
+  fields[1].vtype = RD_KAFKA_VTYPE_KEY;
+  fields[1].u.mem = {const_cast<char*>(key.data()), key.size()};
+  fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
+  fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+  fields[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  fields[3].u.i = RD_KAFKA_MSG_F_COPY;
+  if (rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 4)) rd_kafka_error_destroy(err);
+  rd_kafka_flush(rk, 10000);
+  rd_kafka_destroy(rk);
+  if (partition < 0) throw std::runtime_error("produce_raw: not delivered");
+  return partition;
+}
+
+/// The offset `group` committed for topic[partition], or -1 if none (or unknown).
+inline std::int64_t committed_offset(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                                     std::int32_t partition) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  if (rk == nullptr) return -1;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
+  std::int64_t offset = -1;
+  if (rd_kafka_committed(rk, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].offset >= 0)
+    offset = list->elems[0].offset;
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  return offset;
+}
+
 }  // namespace eventbus::testing

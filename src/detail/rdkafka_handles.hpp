@@ -19,6 +19,9 @@ struct kafka_conf_deleter {
 struct kafka_headers_deleter {
   void operator()(rd_kafka_headers_t* headers) const noexcept { rd_kafka_headers_destroy(headers); }
 };
+struct kafka_message_deleter {
+  void operator()(rd_kafka_message_t* msg) const noexcept { rd_kafka_message_destroy(msg); }
+};
 struct kafka_mock_cluster_deleter {
   void operator()(rd_kafka_mock_cluster_t* cluster) const noexcept { rd_kafka_mock_cluster_destroy(cluster); }
 };
@@ -26,6 +29,7 @@ struct kafka_mock_cluster_deleter {
 using kafka_handle = std::unique_ptr<rd_kafka_t, kafka_handle_deleter>;
 using kafka_conf = std::unique_ptr<rd_kafka_conf_t, kafka_conf_deleter>;
 using kafka_headers = std::unique_ptr<rd_kafka_headers_t, kafka_headers_deleter>;
+using kafka_message = std::unique_ptr<rd_kafka_message_t, kafka_message_deleter>;
 using kafka_mock_cluster = std::unique_ptr<rd_kafka_mock_cluster_t, kafka_mock_cluster_deleter>;
 
 /// Sets one property; throws eventbus::exception (errc::invalid_argument, field = the property) with

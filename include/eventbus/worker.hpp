@@ -1,0 +1,92 @@
+#pragma once
+// A worker consumes the mirrored topics in a consumer group and runs its handlers on every event,
+// with DESIGN.md's semantics:
+//  - at-least-once: a record's offset is committed only when every handler for it succeeded or its
+//    failure is acknowledged by the dead-letter topic; a failed dead-letter write is retried, and
+//    nothing past that record is committed meanwhile;
+//  - retries per handler (handlers that already succeeded on a record are not run again), with
+//    backoff that holds back only the record's own partition;
+//  - records of one partition are handled in order; partitions run in parallel on `concurrency`
+//    threads;
+//  - bad records (not JSON, invalid envelope, too large) are dead-lettered with reason
+//    `deserialization` or `validation`; the worker never stops on bad bytes.
+//
+//   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}});
+//   auto sub = w.subscribe("order.created", "charge", [](const eventbus::event& ev) { ... });
+//   w.start();      // background threads
+//   ...
+//   w.stop();       // stop fetching, finish in-flight work (bounded), commit, close
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eventbus/handler.hpp"
+#include "eventbus/kafka/options.hpp"
+#include "eventbus/retry.hpp"
+#include "eventbus/subscription.hpp"
+#include "eventbus/typed_event.hpp"
+
+namespace eventbus {
+
+struct worker_options {
+  kafka_options kafka{};
+  std::string group_id;             // required
+  std::vector<std::string> topics;  // names, or regular expressions starting with '^'
+  std::string dlq_suffix{default_dlq_suffix};
+  retry_policy retry{};
+  std::size_t concurrency = 4;                     // handler threads
+  std::size_t max_record_bytes = 1024 * 1024;      // larger records are dead-lettered (validation)
+  std::size_t max_buffered_per_partition = 1000;   // fetched, not yet handled: beyond, the partition pauses
+  std::chrono::milliseconds commit_interval{1000}; // asynchronous commits of finished records
+  std::chrono::milliseconds shutdown_timeout{30'000};  // bound on waiting for in-flight work
+
+  /// Throws eventbus::exception (errc::invalid_argument) naming the option.
+  void validate() const;
+};
+
+struct worker_stats {
+  std::uint64_t records = 0;        // records taken from Kafka
+  std::uint64_t handled = 0;        // records finished (every handler succeeded or dead-lettered)
+  std::uint64_t handler_calls = 0;  // attempts, first ones included
+  std::uint64_t retries = 0;        // attempts after the first
+  std::uint64_t dead_letters = 0;   // dead-letter records acknowledged
+  std::uint64_t dlq_write_failures = 0;  // dead-letter writes that failed and were retried
+  std::uint64_t commits = 0;        // offset commits sent
+};
+
+class worker {
+ public:
+  /// Validates the options and creates the clients. Throws eventbus::exception.
+  explicit worker(worker_options options);
+  /// stop(), if still running.
+  ~worker();
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  /// Same rules as dispatcher::subscribe. Subscribe before start(): records whose type has no
+  /// handler are committed without being handled.
+  [[nodiscard]] subscription subscribe(std::string pattern, std::string handler_name, handler_fn fn);
+  template <typed_event T, class F>
+  [[nodiscard]] subscription subscribe(std::string handler_name, F fn) {
+    return subscribe(std::string(T::event_type), std::move(handler_name), make_typed_handler<T>(std::move(fn)));
+  }
+
+  /// Joins the group and starts consuming on background threads. Once only.
+  void start();
+  /// Stops fetching, lets in-flight handler calls and dead-letter writes finish (at most
+  /// shutdown_timeout), commits what is finished, leaves the group. Idempotent, thread-safe.
+  void stop() noexcept;
+
+  /// Partitions currently assigned to this worker.
+  [[nodiscard]] std::size_t assigned_partitions() const noexcept;
+  [[nodiscard]] worker_stats stats() const noexcept;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace eventbus

@@ -1,0 +1,80 @@
+#include "kafka/record_producer.hpp"
+
+#include <atomic>
+#include <thread>
+
+#include "detail/kafka_client.hpp"
+
+namespace eventbus::detail {
+
+struct record_producer::impl {
+  explicit impl(const kafka_options& options) {
+    auto config = make_client_config(options, {{"enable.idempotence", "true"}, {"acks", "all"}});
+    broker = std::move(config.broker);
+    rd_kafka_conf_set_dr_msg_cb(config.conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* msg, void*) noexcept {
+      std::unique_ptr<completion> done(static_cast<completion*>(msg->_private));
+      try {
+        (*done)(msg->err);
+      } catch (...) {
+        // A completion must not unwind into librdkafka; the worker's completions do not throw.
+      }
+    });
+    handle = make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
+    poller = std::thread([this] {
+      while (!stopping.load(std::memory_order_relaxed)) rd_kafka_poll(handle.get(), 50);
+    });
+  }
+
+  ~impl() {
+    if (rd_kafka_flush(handle.get(), 10'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_purge(handle.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      (void)rd_kafka_flush(handle.get(), 5'000);  // serves the purged records' completions
+    }
+    stopping.store(true);
+    poller.join();
+  }
+
+  std::shared_ptr<embedded_broker> broker;  // outlives the handle
+  kafka_handle handle;
+  std::atomic<bool> stopping{false};
+  std::thread poller;
+};
+
+record_producer::record_producer(const kafka_options& options) : impl_(std::make_unique<impl>(options)) {}
+record_producer::~record_producer() = default;
+
+void record_producer::produce(const std::string& topic, std::string_view key, std::string_view value,
+                              const record_headers& headers, completion done) {
+  kafka_headers hdrs(rd_kafka_headers_new(headers.size() + 1));
+  for (const auto& [name, text] : headers)
+    rd_kafka_header_add(hdrs.get(), name.c_str(), -1, text.data(), static_cast<ssize_t>(text.size()));
+  auto owned = std::make_unique<completion>(std::move(done));
+  rd_kafka_vu_t fields[6];
+  fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+  fields[0].u.cstr = topic.c_str();
+  fields[1].vtype = RD_KAFKA_VTYPE_KEY;
+  fields[1].u.mem = {const_cast<char*>(key.data()), key.size()};
+  fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
+  fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+  fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
+  fields[3].u.headers = hdrs.get();
+  fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
+  fields[4].u.ptr = owned.get();
+  fields[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  fields[5].u.i = RD_KAFKA_MSG_F_COPY;
+  rd_kafka_error_t* failure = rd_kafka_produceva(impl_->handle.get(), fields, 6);
+  if (failure == nullptr) {
+    (void)hdrs.release();
+    (void)owned.release();
+    return;
+  }
+  const auto code = rd_kafka_error_code(failure);
+  rd_kafka_error_destroy(failure);
+  (*owned)(code);
+}
+
+bool record_producer::flush(std::chrono::milliseconds timeout) {
+  return rd_kafka_flush(impl_->handle.get(), static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+}  // namespace eventbus::detail

@@ -1,0 +1,41 @@
+#pragma once
+// A producer of raw records (topic, key, value, headers) with a completion callback per record:
+// what the worker needs to write dead letters and replays. Idempotent, acks=all, values copied.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <librdkafka/rdkafka.h>
+
+#include "eventbus/kafka/options.hpp"
+
+namespace eventbus::detail {
+
+using record_headers = std::vector<std::pair<std::string, std::string>>;
+
+class record_producer {
+ public:
+  /// Called exactly once per record, on the producer's poll thread (or at once on a local refusal).
+  using completion = std::function<void(rd_kafka_resp_err_t err)>;
+
+  explicit record_producer(const kafka_options& options);
+  ~record_producer();  // flushes for up to 10 s; what is left is purged and completed with an error
+  record_producer(const record_producer&) = delete;
+  record_producer& operator=(const record_producer&) = delete;
+
+  void produce(const std::string& topic, std::string_view key, std::string_view value, const record_headers& headers,
+               completion done);
+  /// True when every record produced so far has completed.
+  bool flush(std::chrono::milliseconds timeout);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace eventbus::detail

@@ -1,0 +1,28 @@
+#include "worker/dead_letter.hpp"
+
+namespace eventbus::detail {
+
+std::string truncate_utf8(std::string_view text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  std::size_t end = max_bytes;
+  // Step back over continuation bytes (10xxxxxx) so the cut falls before a sequence's first byte.
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end));
+}
+
+record_headers dead_letter_headers(const record_headers& original, const dead_letter_reason& why,
+                                   const record_origin& origin, std::string_view failed_at) {
+  record_headers headers = original;
+  headers.emplace_back("x-eventbus-dlq-reason", std::string(why.reason));
+  headers.emplace_back("x-eventbus-dlq-error", truncate_utf8(why.error, max_dlq_error_bytes));
+  headers.emplace_back("x-eventbus-dlq-handler", why.handler);
+  headers.emplace_back("x-eventbus-dlq-attempts", std::to_string(why.attempts));
+  headers.emplace_back("x-eventbus-dlq-original-topic", origin.topic);
+  headers.emplace_back("x-eventbus-dlq-original-partition", std::to_string(origin.partition));
+  headers.emplace_back("x-eventbus-dlq-original-offset", std::to_string(origin.offset));
+  headers.emplace_back("x-eventbus-dlq-group", origin.group);
+  headers.emplace_back("x-eventbus-dlq-failed-at", std::string(failed_at));
+  return headers;
+}
+
+}  // namespace eventbus::detail

@@ -1,0 +1,36 @@
+#pragma once
+// What a dead-letter record carries (DESIGN.md, "Dead-letter record"): the original key, value and
+// headers, plus x-eventbus-dlq-* headers saying why, where from, and when.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "kafka/record_producer.hpp"
+
+namespace eventbus::detail {
+
+inline constexpr std::size_t max_dlq_error_bytes = 1024;
+
+struct dead_letter_reason {
+  std::string_view reason;  // handler-error | deserialization | validation | timeout
+  std::string error;        // the message; cut to max_dlq_error_bytes
+  std::string handler;      // empty for records that never reached a handler
+  int attempts = 0;
+};
+
+struct record_origin {
+  std::string topic;
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+  std::string group;
+};
+
+/// The original headers followed by the x-eventbus-dlq-* headers.
+[[nodiscard]] record_headers dead_letter_headers(const record_headers& original, const dead_letter_reason& why,
+                                                 const record_origin& origin, std::string_view failed_at);
+
+/// `text` cut to at most `max_bytes` without splitting a UTF-8 sequence.
+[[nodiscard]] std::string truncate_utf8(std::string_view text, std::size_t max_bytes);
+
+}  // namespace eventbus::detail

@@ -1,0 +1,514 @@
+// The worker engine. One consumer thread owns all bookkeeping (partitions, records, timers,
+// commits); handler attempts run on a task pool and dead-letter writes on a producer, and both hand
+// their outcome back to the consumer thread through one completion queue. So no bookkeeping state
+// is shared between threads, and every decision about a record is taken in one place.
+
+#include "eventbus/worker.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "detail/event_data.hpp"
+#include "detail/handler_registry.hpp"
+#include "detail/kafka_client.hpp"
+#include "detail/log.hpp"
+#include "detail/task_pool.hpp"
+#include "eventbus/event.hpp"
+#include "eventbus/topic.hpp"
+#include "kafka/record_producer.hpp"
+#include "worker/dead_letter.hpp"
+
+namespace eventbus {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+[[noreturn]] void reject(std::string field, std::string message) {
+  throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
+}
+
+enum class handler_state { pending, succeeded, dead };
+
+struct handler_run {
+  detail::entry_ptr handler;
+  handler_state state = handler_state::pending;
+  int attempts = 0;
+  std::string last_error{};
+  clock_type::time_point next_try{};
+  bool dead_letter_sent = false;
+};
+
+// One consumed record, from the fetch until its offset may be committed.
+struct record_job {
+  std::string topic;
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+  std::string key;
+  std::string value;
+  detail::record_headers headers;
+  std::optional<event> ev;
+  std::vector<handler_run> handlers;  // touched by the pool only while `running`
+  bool running = false;
+  bool abandoned = false;  // its partition was revoked: forget it, it will be redelivered
+  int dead_letters_outstanding = 0;
+};
+using job_ptr = std::shared_ptr<record_job>;
+
+struct partition_state {
+  std::deque<job_ptr> queue;
+  job_ptr current;
+  std::int64_t commit_next = -1;  // offset after the last finished record; -1: nothing finished yet
+  bool dirty = false;             // commit_next not committed yet
+  bool paused = false;
+};
+using partition_key = std::pair<std::string, std::int32_t>;
+
+std::string message_text(const char* what) { return what ? what : "unknown exception"; }
+
+}  // namespace
+
+void worker_options::validate() const {
+  kafka.validate();
+  retry.validate();
+  if (group_id.empty()) reject("group_id", "must not be empty");
+  if (topics.empty()) reject("topics", "name at least one topic or '^regex'");
+  for (const auto& t : topics)
+    if (!t.starts_with('^'))
+      if (auto valid = validate_topic_name(t); !valid) reject("topics", valid.error().message());
+  if (dlq_suffix.empty()) reject("dlq_suffix", "must not be empty");
+  if (concurrency == 0 || concurrency > 1024) reject("concurrency", "must be between 1 and 1024");
+  if (max_record_bytes == 0) reject("max_record_bytes", "must be at least 1");
+  if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
+  if (commit_interval.count() <= 0) reject("commit_interval", "must be positive");
+  if (shutdown_timeout.count() < 0) reject("shutdown_timeout", "must not be negative");
+}
+
+struct worker::impl {
+  explicit impl(worker_options opts)
+      : options(validated(std::move(opts))), pool(options.concurrency, std::size_t{1} << 20), dead_letters(options.kafka) {
+    auto config = detail::make_client_config(
+        options.kafka, {{"group.id", options.group_id},
+                        {"enable.auto.commit", "false"},  // we commit finished records only
+                        {"enable.auto.offset.store", "false"},
+                        {"auto.offset.reset", "earliest"},
+                        {"enable.partition.eof", "false"}});
+    broker = std::move(config.broker);
+    rd_kafka_conf_set_opaque(config.conf.get(), this);
+    rd_kafka_conf_set_rebalance_cb(config.conf.get(), &impl::on_rebalance);
+    consumer = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
+    rd_kafka_poll_set_consumer(consumer.get());
+  }
+
+  static worker_options validated(worker_options opts) {
+    opts.validate();
+    return opts;
+  }
+
+  // --- threads
+
+  void start() {
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(options.topics.size()));
+    for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
+    const auto err = rd_kafka_subscribe(consumer.get(), topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
+    loop_thread = std::thread([this] {
+      pthread_setname_np(pthread_self(), "eventbus-worker");
+      run_loop();
+    });
+  }
+
+  void stop() noexcept {
+    stop_requested.store(true);
+    post([] {});  // wakes a loop waiting for completions
+    if (loop_thread.joinable() && loop_thread.get_id() != std::this_thread::get_id()) loop_thread.join();
+  }
+
+  void run_loop() noexcept {
+    try {
+      while (!stop_requested.load()) {
+        if (rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer.get(), 10)) on_message(msg);
+        drain_completions();
+        run_due_timers();
+        commit(false);
+      }
+      shut_down();
+    } catch (const std::exception& e) {
+      detail::log(log_level::error, std::string("worker loop stopped: ") + e.what());
+    }
+  }
+
+  void shut_down() {
+    intake_closed = true;
+    const auto deadline = clock_type::now() + options.shutdown_timeout;
+    wait_until_settled([&](const partition_key&) { return true; }, deadline);
+    commit(true);
+    rd_kafka_consumer_close(consumer.get());  // runs the revoke callback: nothing left to wait for
+    pool.close_and_join();
+  }
+
+  // --- completions: the only way other threads talk to the consumer thread
+
+  void post(std::function<void()> fn) {
+    {
+      const std::lock_guard lock(completions_mu);
+      completions.push_back(std::move(fn));
+    }
+    completions_cv.notify_one();
+  }
+
+  void drain_completions() {
+    std::vector<std::function<void()>> batch;
+    {
+      const std::lock_guard lock(completions_mu);
+      batch.swap(completions);
+    }
+    for (auto& fn : batch) fn();
+  }
+
+  // Handles completions until `settled` says every selected partition has nothing in flight.
+  template <class Select>
+  void wait_until_settled(Select&& selected, clock_type::time_point deadline) {
+    for (;;) {
+      drain_completions();
+      bool busy = false;
+      for (auto& [key, p] : partitions)
+        if (selected(key) && p.current && (p.current->running || p.current->dead_letters_outstanding > 0)) busy = true;
+      if (!busy) return;
+      std::unique_lock lock(completions_mu);
+      if (!completions_cv.wait_until(lock, deadline, [&] { return !completions.empty(); })) {
+        detail::log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
+                                     "it is left uncommitted and will be redelivered");
+        return;
+      }
+    }
+  }
+
+  // --- records
+
+  void on_message(rd_kafka_message_t* raw) {
+    const detail::kafka_message msg(raw);
+    if (msg->err) {
+      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        detail::log(log_level::warn, "worker: consumer error: " + detail::kafka_error_text(msg->err));
+      return;
+    }
+    auto job = std::make_shared<record_job>();
+    job->topic = rd_kafka_topic_name(msg->rkt);
+    job->partition = msg->partition;
+    job->offset = msg->offset;
+    if (msg->key) job->key.assign(static_cast<const char*>(msg->key), msg->key_len);
+    if (msg->payload) job->value.assign(static_cast<const char*>(msg->payload), msg->len);
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+        job->headers.emplace_back(name, std::string(static_cast<const char*>(value), size));
+    }
+    records.fetch_add(1, std::memory_order_relaxed);
+
+    auto& p = partitions[{job->topic, job->partition}];
+    p.queue.push_back(std::move(job));
+    if (!p.paused && p.queue.size() >= options.max_buffered_per_partition) set_paused(job_key(*p.queue.back()), p, true);
+    start_next(p);
+  }
+
+  void start_next(partition_state& p) {
+    if (p.current || p.queue.empty() || intake_closed) return;
+    p.current = std::move(p.queue.front());
+    p.queue.pop_front();
+    if (p.paused && p.queue.size() < options.max_buffered_per_partition / 2) set_paused(job_key(*p.current), p, false);
+    begin(p.current);
+  }
+
+  void begin(const job_ptr& job) {
+    if (job->topic.ends_with(options.dlq_suffix)) return finish(job);  // a dead-letter topic matched a regex
+    if (job->value.size() > options.max_record_bytes)
+      return dead_letter(job, {"validation",
+                               "record is " + std::to_string(job->value.size()) + " bytes, max_record_bytes is " +
+                                   std::to_string(options.max_record_bytes),
+                               "", 1});
+    auto decoded = decode_event(job->value);
+    if (!decoded)
+      return dead_letter(job, {decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
+                               decoded.error().to_string(), "", 1});
+    job->ev = std::move(decoded).value();
+    const auto handlers = registry->snapshot();
+    handlers->for_each_match(job->ev->event_type(), detail::event_access::data(*job->ev).type_hash,
+                             [&](const detail::entry_ptr& h) { job->handlers.push_back({.handler = h}); });
+    if (job->handlers.empty()) return finish(job);
+    attempt(job);
+  }
+
+  // Runs the handlers that are due, on the pool; the outcome comes back through post().
+  void attempt(const job_ptr& job) {
+    job->running = true;
+    std::vector<detail::task_pool::task> task{[this, job] {
+      const auto now = clock_type::now();
+      for (auto& run : job->handlers) {
+        if (run.state != handler_state::pending || run.next_try > now) continue;
+        call_handler(*job, run);
+      }
+      post([this, job] { after_attempt(job); });
+    }};
+    (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most one task per partition: always room
+  }
+
+  void call_handler(const record_job& job, handler_run& run) noexcept {
+    ++run.attempts;
+    handler_calls.fetch_add(1, std::memory_order_relaxed);
+    if (run.attempts > 1) retries.fetch_add(1, std::memory_order_relaxed);
+    const detail::running_call call(*run.handler);
+    if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
+      run.state = handler_state::succeeded;
+      return;
+    }
+    try {
+      run.handler->fn(*job.ev);
+      run.state = handler_state::succeeded;
+      return;
+    } catch (const permanent_error& e) {
+      run.last_error = std::string("permanent: ") + e.what();
+      run.state = handler_state::dead;
+      return;
+    } catch (const std::exception& e) {
+      run.last_error = message_text(e.what());
+    } catch (...) {
+      run.last_error = "unknown exception (not derived from std::exception)";
+    }
+    if (run.attempts >= options.retry.max_attempts) {
+      run.state = handler_state::dead;
+      return;
+    }
+    run.next_try = clock_type::now() + options.retry.backoff_before(run.attempts + 1, unit_random());
+  }
+
+  double unit_random() {
+    thread_local std::mt19937_64 gen{std::random_device{}()};
+    return std::uniform_real_distribution<double>(0.0, 1.0)(gen);
+  }
+
+  void after_attempt(const job_ptr& job) {
+    job->running = false;
+    if (job->abandoned) return;
+    std::optional<clock_type::time_point> next;
+    for (auto& run : job->handlers) {
+      if (run.state == handler_state::dead && !run.dead_letter_sent) {
+        run.dead_letter_sent = true;
+        dead_letter(job, {"handler-error", run.last_error, run.handler->name, run.attempts});
+      } else if (run.state == handler_state::pending) {
+        next = next ? std::min(*next, run.next_try) : run.next_try;
+      }
+    }
+    if (next) {
+      at(*next, [this, job] {
+        if (!job->abandoned) attempt(job);
+      });
+    } else {
+      finish_if_done(job);
+    }
+  }
+
+  void finish_if_done(const job_ptr& job) {
+    if (job->running || job->dead_letters_outstanding > 0) return;
+    for (const auto& run : job->handlers)
+      if (run.state == handler_state::pending) return;
+    finish(job);
+  }
+
+  void finish(const job_ptr& job) {
+    const auto it = partitions.find(job_key(*job));
+    if (it == partitions.end() || it->second.current != job) return;  // revoked meanwhile
+    auto& p = it->second;
+    p.commit_next = job->offset + 1;
+    p.dirty = true;
+    p.current.reset();
+    handled.fetch_add(1, std::memory_order_relaxed);
+    start_next(p);
+  }
+
+  // --- dead letters
+
+  void dead_letter(const job_ptr& job, detail::dead_letter_reason why) {
+    auto dlq = dlq_topic_for(job->topic, options.dlq_suffix);
+    if (!dlq) {
+      detail::log(log_level::error, "worker: no dead-letter topic for '" + job->topic + "': " + dlq.error().to_string() +
+                                        "; the record stays uncommitted");
+      ++job->dead_letters_outstanding;  // never settles: the partition holds here, nothing is lost
+      return;
+    }
+    const auto headers = detail::dead_letter_headers(
+        job->headers, why, {job->topic, job->partition, job->offset, options.group_id}, format_timestamp(now_ms()));
+    ++job->dead_letters_outstanding;
+    write_dead_letter(job, std::move(dlq).value(), headers, 1);
+  }
+
+  void write_dead_letter(const job_ptr& job, std::string dlq, detail::record_headers headers, int attempt) {
+    const auto topic = dlq;
+    dead_letters.produce(topic, job->key, job->value, headers,
+                         [this, job, dlq = std::move(dlq), headers, attempt](rd_kafka_resp_err_t err) mutable {
+                           post([this, job, dlq = std::move(dlq), headers = std::move(headers), attempt, err]() mutable {
+                             on_dead_letter_written(job, std::move(dlq), std::move(headers), attempt, err);
+                           });
+                         });
+  }
+
+  void on_dead_letter_written(const job_ptr& job, std::string dlq, detail::record_headers headers, int attempt,
+                              rd_kafka_resp_err_t err) {
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      dead_letters_written.fetch_add(1, std::memory_order_relaxed);
+      --job->dead_letters_outstanding;
+      return finish_if_done(job);
+    }
+    dlq_write_failures.fetch_add(1, std::memory_order_relaxed);
+    const auto wait = std::min(std::chrono::milliseconds(5000), std::chrono::milliseconds(100) * (1 << std::min(attempt, 6)));
+    detail::log(log_level::warn, "worker: dead-letter write to '" + dlq + "' failed (" + detail::kafka_error_text(err) +
+                                     "); record " + job->topic + "[" + std::to_string(job->partition) + "]@" +
+                                     std::to_string(job->offset) + " stays uncommitted; retrying in " +
+                                     std::to_string(wait.count()) + " ms");
+    at(clock_type::now() + wait, [this, job, dlq = std::move(dlq), headers = std::move(headers), attempt]() mutable {
+      if (!job->abandoned) write_dead_letter(job, std::move(dlq), std::move(headers), attempt + 1);
+    });
+  }
+
+  // --- timers (consumer thread only)
+
+  void at(clock_type::time_point when, std::function<void()> fn) { timers.emplace(when, std::move(fn)); }
+
+  void run_due_timers() {
+    const auto now = clock_type::now();
+    while (!timers.empty() && timers.begin()->first <= now) {
+      auto fn = std::move(timers.begin()->second);
+      timers.erase(timers.begin());
+      if (!intake_closed) fn();
+    }
+  }
+
+  // --- commits, pausing, rebalancing
+
+  void commit(bool synchronous) {
+    if (!synchronous && clock_type::now() < next_commit) return;
+    next_commit = clock_type::now() + options.commit_interval;
+    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(8);
+    for (auto& [key, p] : partitions) {
+      if (!p.dirty) continue;
+      rd_kafka_topic_partition_list_add(offsets, key.first.c_str(), key.second)->offset = p.commit_next;
+      p.dirty = false;
+    }
+    if (offsets->cnt > 0) {
+      const auto err = rd_kafka_commit(consumer.get(), offsets, synchronous ? 0 : 1);
+      commits.fetch_add(1, std::memory_order_relaxed);
+      if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        detail::log(log_level::warn, "worker: offset commit failed: " + detail::kafka_error_text(err));
+    }
+    rd_kafka_topic_partition_list_destroy(offsets);
+  }
+
+  void set_paused(const partition_key& key, partition_state& p, bool pause) {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, key.first.c_str(), key.second);
+    (void)(pause ? rd_kafka_pause_partitions(consumer.get(), list) : rd_kafka_resume_partitions(consumer.get(), list));
+    rd_kafka_topic_partition_list_destroy(list);
+    p.paused = pause;
+  }
+
+  static partition_key job_key(const record_job& job) { return {job.topic, job.partition}; }
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
+                           void* opaque) noexcept {
+    auto& self = *static_cast<impl*>(opaque);
+    try {
+      if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_assign(rk, list);
+        self.assigned.store(static_cast<std::size_t>(list->cnt));
+      } else {
+        self.revoke(list);
+        rd_kafka_assign(rk, nullptr);
+        self.assigned.store(0);
+      }
+    } catch (const std::exception& e) {
+      detail::log(log_level::error, std::string("worker: rebalance failed: ") + e.what());
+      rd_kafka_assign(rk, nullptr);
+    }
+  }
+
+  // Revocation: let running work on those partitions finish (bounded), commit it synchronously,
+  // forget the rest (it was never committed, so the next owner gets it again).
+  void revoke(const rd_kafka_topic_partition_list_t* list) {
+    std::set<partition_key> revoked;
+    for (int i = 0; i < list->cnt; ++i) revoked.insert({list->elems[i].topic, list->elems[i].partition});
+    wait_until_settled([&](const partition_key& key) { return revoked.count(key) > 0; },
+                       clock_type::now() + options.shutdown_timeout);
+    commit(true);
+    for (const auto& key : revoked) {
+      const auto it = partitions.find(key);
+      if (it == partitions.end()) continue;
+      if (it->second.current) it->second.current->abandoned = true;
+      for (auto& job : it->second.queue) job->abandoned = true;
+      partitions.erase(it);
+    }
+  }
+
+  worker_options options;
+  std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
+  std::shared_ptr<embedded_broker> broker;  // outlives the clients
+  detail::task_pool pool;
+  detail::record_producer dead_letters;
+  detail::kafka_handle consumer;
+  std::thread loop_thread;
+  std::atomic<bool> stop_requested{false};
+
+  std::mutex completions_mu;
+  std::condition_variable completions_cv;
+  std::vector<std::function<void()>> completions;
+
+  // Consumer thread only:
+  std::map<partition_key, partition_state> partitions;
+  std::multimap<clock_type::time_point, std::function<void()>> timers;
+  clock_type::time_point next_commit{};
+  bool intake_closed = false;
+
+  std::atomic<std::size_t> assigned{0};
+  std::atomic<std::uint64_t> records{0}, handled{0}, handler_calls{0}, retries{0}, dead_letters_written{0},
+      dlq_write_failures{0}, commits{0};
+};
+
+worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
+
+worker::~worker() { stop(); }
+
+subscription worker::subscribe(std::string pattern, std::string handler_name, handler_fn fn) {
+  const auto id = impl_->registry->add(std::move(pattern), std::move(handler_name), std::move(fn));
+  return subscription(impl_->registry, id);
+}
+
+void worker::start() {
+  if (impl_->loop_thread.joinable()) throw exception(error(errc::invalid_argument, "worker already started"));
+  impl_->start();
+}
+
+void worker::stop() noexcept { impl_->stop(); }
+
+std::size_t worker::assigned_partitions() const noexcept { return impl_->assigned.load(); }
+
+worker_stats worker::stats() const noexcept {
+  const auto& d = *impl_;
+  return {.records = d.records.load(),
+          .handled = d.handled.load(),
+          .handler_calls = d.handler_calls.load(),
+          .retries = d.retries.load(),
+          .dead_letters = d.dead_letters_written.load(),
+          .dlq_write_failures = d.dlq_write_failures.load(),
+          .commits = d.commits.load()};
+}
+
+}  // namespace eventbus

@@ -1,0 +1,287 @@
+// Workers against the embedded broker: retries, dead letters with their headers, at-least-once
+// commits, isolation between handlers, bad records, and no head-of-line blocking across partitions.
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+
+#include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/worker.hpp"
+#include "kafka_test_support.hpp"
+#include "test_support.hpp"
+
+using namespace eventbus;
+using namespace std::chrono_literals;
+using eventbus::testing::committed_offset;
+using eventbus::testing::read_topic;
+using eventbus::testing::wait_until;
+
+namespace {
+
+constexpr const char* orders = "app.order.order.created";
+constexpr const char* orders_dlq = "app.order.order.created.dlq";
+
+// Settings that make the mock's group protocol quick enough for tests (see DESIGN.md).
+worker_options test_worker(const embedded_broker& broker, std::string group, retry_policy retry = {}) {
+  return {.kafka = {.bootstrap_servers = broker.bootstrap_servers(),
+                    .properties = {{"session.timeout.ms", "6000"},
+                                   {"heartbeat.interval.ms", "500"},
+                                   {"fetch.wait.max.ms", "10"},
+                                   {"log_level", "3"}}},
+          .group_id = std::move(group),
+          .topics = {orders},
+          .retry = retry,
+          .commit_interval = 100ms};
+}
+
+retry_policy fast_retry(int attempts) {
+  return {.max_attempts = attempts, .initial_backoff = 10ms, .multiplier = 2.0, .max_backoff = 50ms, .jitter = 0.0};
+}
+
+std::vector<event> publish_orders(const embedded_broker& broker, int count, const std::string& aggregate = "o-1") {
+  kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}}});
+  std::vector<event> events;
+  for (int i = 0; i < count; ++i) {
+    events.push_back(make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = aggregate,
+                                 .payload = {{"seq", i}}, .correlation_id = "corr-" + std::to_string(i)}));
+    REQUIRE(sink.accept(events.back()).get().ok());
+  }
+  return events;
+}
+
+std::int64_t dlq_count(const embedded_broker& broker) {
+  return std::max<std::int64_t>(0, testing::topic_record_count(broker.bootstrap_servers(), orders_dlq));
+}
+
+}  // namespace
+
+TEST_CASE("a handler that fails twice then succeeds is retried, not dead-lettered, and committed") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  publish_orders(broker, 1);
+  worker w(test_worker(broker, "g-retry", fast_retry(5)));
+  std::atomic<int> calls{0};
+  auto sub = w.subscribe("order.created", "flaky", [&](const event&) {
+    if (calls.fetch_add(1) < 2) throw std::runtime_error("downstream busy");
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().handled == 1; }, 20s));
+  CHECK(calls.load() == 3);
+  CHECK(w.stats().retries == 2);
+  CHECK(w.stats().dead_letters == 0);
+  CHECK(wait_until([&] { return committed_offset(broker.bootstrap_servers(), "g-retry", orders, 0) == 1; }, 10s));
+  w.stop();
+  CHECK(dlq_count(broker) == 0);
+}
+
+TEST_CASE("a handler that always fails is dead-lettered once, with every header, then committed") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  const auto events = publish_orders(broker, 1);
+  worker w(test_worker(broker, "g-dlq", fast_retry(3)));
+  std::atomic<int> calls{0};
+  auto sub = w.subscribe("order.*", "mailer", [&](const event&) {
+    calls.fetch_add(1);
+    throw std::runtime_error("smtp: 550 mailbox unavailable");
+  });
+  const auto before = now_ms();
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().dead_letters == 1; }, 20s));
+  CHECK(wait_until([&] { return committed_offset(broker.bootstrap_servers(), "g-dlq", orders, 0) == 1; }, 10s));
+  w.stop();
+  CHECK(calls.load() == 3);
+
+  const auto dead = read_topic(broker.bootstrap_servers(), orders_dlq, 1);
+  REQUIRE(dead.size() == 1);
+  CHECK(dlq_count(broker) == 1);
+  const auto& h = dead[0].headers;
+  CHECK(dead[0].key == "o-1");
+  CHECK(dead[0].value == encode_event(events[0]));  // the original bytes
+  CHECK(h.at("event_id") == events[0].event_id());  // original headers kept
+  CHECK(h.at("correlation_id") == "corr-0");
+  CHECK(h.at("x-eventbus-dlq-reason") == "handler-error");
+  CHECK(h.at("x-eventbus-dlq-error") == "smtp: 550 mailbox unavailable");
+  CHECK(h.at("x-eventbus-dlq-handler") == "mailer");
+  CHECK(h.at("x-eventbus-dlq-attempts") == "3");
+  CHECK(h.at("x-eventbus-dlq-original-topic") == orders);
+  CHECK(h.at("x-eventbus-dlq-original-partition") == "0");
+  CHECK(h.at("x-eventbus-dlq-original-offset") == "0");
+  CHECK(h.at("x-eventbus-dlq-group") == "g-dlq");
+  const auto failed_at = parse_timestamp(h.at("x-eventbus-dlq-failed-at"));
+  REQUIRE(failed_at.ok());
+  CHECK(failed_at.value() >= before);
+}
+
+TEST_CASE("a permanent failure goes to the dead letters at once, with attempts = 1") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  publish_orders(broker, 1);
+  worker w(test_worker(broker, "g-permanent", fast_retry(5)));
+  std::atomic<int> calls{0};
+  auto sub = w.subscribe("order.created", "validator", [&](const event&) {
+    calls.fetch_add(1);
+    throw permanent_error("customer c-9 does not exist");
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().dead_letters == 1; }, 20s));
+  w.stop();
+  CHECK(calls.load() == 1);
+  CHECK(w.stats().retries == 0);
+  const auto dead = read_topic(broker.bootstrap_servers(), orders_dlq, 1);
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].headers.at("x-eventbus-dlq-attempts") == "1");
+  CHECK(dead[0].headers.at("x-eventbus-dlq-error").find("customer c-9 does not exist") != std::string::npos);
+}
+
+TEST_CASE("retries are per handler: a sibling that succeeded runs exactly once per record") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  publish_orders(broker, 5);
+  worker w(test_worker(broker, "g-siblings", fast_retry(3)));
+  std::mutex mu;
+  std::map<int, int> audit_calls;
+  std::atomic<int> failing_calls{0};
+  auto audit = w.subscribe("order.created", "audit", [&](const event& ev) {
+    const std::lock_guard lock(mu);
+    ++audit_calls[ev.payload()["seq"].get<int>()];
+  });
+  auto failing = w.subscribe("order.created", "billing", [&](const event&) {
+    failing_calls.fetch_add(1);
+    throw std::runtime_error("billing down");
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().handled == 5; }, 30s));
+  w.stop();
+  CHECK(failing_calls.load() == 15);  // 3 attempts x 5 records
+  CHECK(w.stats().dead_letters == 5);
+  const std::lock_guard lock(mu);
+  REQUIRE(audit_calls.size() == 5);
+  for (const auto& [seq, n] : audit_calls) {
+    CAPTURE(seq);
+    CHECK(n == 1);
+  }
+}
+
+TEST_CASE("bad records are dead-lettered with the right reason and the worker keeps consuming") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  const auto& bootstrap = broker.bootstrap_servers();
+  const auto good = make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-1"});
+  auto without_type = nlohmann::json::parse(encode_event(good));
+  without_type.erase("event_type");
+  auto wrong_version = nlohmann::json::parse(encode_event(good));
+  wrong_version["version"] = "one";
+  const auto oversize = make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-1",
+                                    .payload = {{"blob", std::string(4000, 'x')}}});
+  testing::produce_raw(bootstrap, orders, "o-1", "this is not json {");
+  testing::produce_raw(bootstrap, orders, "o-1", without_type.dump());
+  testing::produce_raw(bootstrap, orders, "o-1", wrong_version.dump());
+  testing::produce_raw(bootstrap, orders, "o-1", encode_event(oversize));
+  testing::produce_raw(bootstrap, orders, "o-1", encode_event(good));
+
+  auto options = test_worker(broker, "g-bad", fast_retry(2));
+  options.max_record_bytes = 2000;
+  worker w(options);
+  std::atomic<int> handled_good{0};
+  auto sub = w.subscribe("order.created", "count", [&](const event& ev) {
+    if (ev.event_id() == good.event_id()) handled_good.fetch_add(1);
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().handled == 5; }, 20s));
+  CHECK(wait_until([&] { return committed_offset(bootstrap, "g-bad", orders, 0) == 5; }, 10s));
+  w.stop();
+  CHECK(handled_good.load() == 1);
+
+  const auto dead = read_topic(bootstrap, orders_dlq, 4);
+  REQUIRE(dead.size() == 4);
+  CHECK(dead[0].headers.at("x-eventbus-dlq-reason") == "deserialization");
+  CHECK(dead[0].value == "this is not json {");
+  CHECK(dead[1].headers.at("x-eventbus-dlq-reason") == "validation");
+  CHECK(dead[1].headers.at("x-eventbus-dlq-error").find("event_type") != std::string::npos);
+  CHECK(dead[2].headers.at("x-eventbus-dlq-reason") == "validation");
+  CHECK(dead[2].headers.at("x-eventbus-dlq-error").find("version") != std::string::npos);
+  CHECK(dead[3].headers.at("x-eventbus-dlq-reason") == "validation");
+  CHECK(dead[3].headers.at("x-eventbus-dlq-error").find("max_record_bytes") != std::string::npos);
+  for (const auto& d : dead) CHECK(d.headers.at("x-eventbus-dlq-handler").empty());
+}
+
+TEST_CASE("a record in backoff holds back only its own partition") {
+  embedded_broker broker;
+  broker.create_topic(orders, 2);
+  kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}}});
+  auto publish = [&](const std::string& aggregate) {
+    return sink.accept(make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = aggregate}))
+        .get()
+        .value()
+        .partition;
+  };
+  const auto stuck_partition = publish("stuck");
+  int others = 0;
+  for (int i = 0; others < 5 && i < 200; ++i)
+    if (publish("o-" + std::to_string(i)) != stuck_partition) ++others;
+  REQUIRE(others == 5);
+
+  // The stuck record waits 3 s before its second attempt; the other partition must not wait.
+  worker w(test_worker(broker, "g-hol", {.max_attempts = 2, .initial_backoff = 3000ms, .max_backoff = 3000ms, .jitter = 0}));
+  std::atomic<int> stuck_calls{0}, other_done{0};
+  auto sub = w.subscribe("order.created", "h", [&](const event& ev) {
+    if (ev.aggregate_id() == "stuck") {
+      stuck_calls.fetch_add(1);
+      throw std::runtime_error("still failing");
+    }
+    other_done.fetch_add(1);
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return stuck_calls.load() == 1; }, 20s));
+  const auto first_failure = std::chrono::steady_clock::now();
+  REQUIRE(wait_until([&] { return other_done.load() >= 5; }, 20s));
+  CHECK(std::chrono::steady_clock::now() - first_failure < 2500ms);  // finished while the stuck one waited
+  CHECK(stuck_calls.load() == 1);                                     // it is still in its backoff
+  REQUIRE(wait_until([&] { return w.stats().dead_letters == 1; }, 20s));
+  w.stop();
+}
+
+TEST_CASE("worker options are validated, naming the option") {
+  auto error_of = [](worker_options o) -> std::string {
+    try {
+      o.validate();
+    } catch (const exception& e) {
+      return e.error().field();
+    }
+    return "";
+  };
+  const worker_options ok{.group_id = "g", .topics = {orders}};
+  CHECK(error_of(ok).empty());
+  auto no_group = ok;
+  no_group.group_id = "";
+  CHECK(error_of(no_group) == "group_id");
+  auto no_topics = ok;
+  no_topics.topics.clear();
+  CHECK(error_of(no_topics) == "topics");
+  auto bad_topic = ok;
+  bad_topic.topics = {"app order"};
+  CHECK(error_of(bad_topic) == "topics");
+  auto bad_retry = ok;
+  bad_retry.retry.max_attempts = 0;
+  CHECK(error_of(bad_retry) == "retry.max_attempts");
+  auto bad_multiplier = ok;
+  bad_multiplier.retry.multiplier = 0.5;
+  CHECK(error_of(bad_multiplier) == "retry.multiplier");
+  auto no_threads = ok;
+  no_threads.concurrency = 0;
+  CHECK(error_of(no_threads) == "concurrency");
+}
+
+TEST_CASE("retry backoff grows by the multiplier, is capped, and jitters within its bound") {
+  const retry_policy p{.max_attempts = 10, .initial_backoff = 100ms, .multiplier = 2.0, .max_backoff = 1000ms, .jitter = 0.2};
+  CHECK(p.backoff_before(2, 0.5) == 100ms);  // 0.5 = no jitter
+  CHECK(p.backoff_before(3, 0.5) == 200ms);
+  CHECK(p.backoff_before(4, 0.5) == 400ms);
+  CHECK(p.backoff_before(6, 0.5) == 1000ms);  // capped
+  CHECK(p.backoff_before(2, 0.0) == 80ms);    // -20 %
+  CHECK(p.backoff_before(2, 0.999999) == 120ms);
+  CHECK(p.backoff_before(1, 0.5) == 0ms);
+}
