@@ -285,3 +285,36 @@ TEST_CASE("retry backoff grows by the multiplier, is capped, and jitters within 
   CHECK(p.backoff_before(2, 0.999999) == 120ms);
   CHECK(p.backoff_before(1, 0.5) == 0ms);
 }
+
+TEST_CASE("while the dead-letter topic is unavailable nothing is committed past the record, and nothing is lost") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  broker.create_topic(orders_dlq, 1);
+  publish_orders(broker, 3);
+  broker.set_topic_error(orders_dlq, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+
+  auto options = test_worker(broker, "g-dlq-down", fast_retry(1));
+  options.kafka.properties["message.timeout.ms"] = "500";  // each dead-letter write gives up quickly
+  worker w(options);
+  std::atomic<int> calls{0};
+  auto sub = w.subscribe("order.created", "h", [&](const event& ev) {
+    calls.fetch_add(1);
+    if (ev.payload()["seq"] == 0) throw permanent_error("poison");
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().dlq_write_failures >= 2; }, 30s));
+  // The poison record (offset 0) holds its partition: the records behind it wait, nothing is committed.
+  CHECK(w.stats().handled == 0);
+  CHECK(calls.load() == 1);
+  CHECK(committed_offset(broker.bootstrap_servers(), "g-dlq-down", orders, 0) == -1);
+
+  broker.set_topic_error(orders_dlq, RD_KAFKA_RESP_ERR_NO_ERROR);
+  REQUIRE(wait_until([&] { return w.stats().handled == 3; }, 30s));
+  CHECK(w.stats().dead_letters == 1);
+  CHECK(wait_until([&] { return committed_offset(broker.bootstrap_servers(), "g-dlq-down", orders, 0) == 3; }, 10s));
+  w.stop();
+  CHECK(calls.load() == 3);
+  const auto dead = read_topic(broker.bootstrap_servers(), orders_dlq, 1);
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].headers.at("x-eventbus-dlq-error") == "permanent: poison");
+}

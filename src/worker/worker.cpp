@@ -102,6 +102,7 @@ struct worker::impl {
     broker = std::move(config.broker);
     rd_kafka_conf_set_opaque(config.conf.get(), this);
     rd_kafka_conf_set_rebalance_cb(config.conf.get(), &impl::on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(config.conf.get(), &impl::on_commit_result);
     consumer = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
     rd_kafka_poll_set_consumer(consumer.get());
   }
@@ -150,7 +151,8 @@ struct worker::impl {
     const auto deadline = clock_type::now() + options.shutdown_timeout;
     wait_until_settled([&](const partition_key&) { return true; }, deadline);
     commit(true);
-    rd_kafka_consumer_close(consumer.get());  // runs the revoke callback: nothing left to wait for
+    forget_partitions([](const partition_key&) { return true; });  // so the revocation below waits for nothing
+    rd_kafka_consumer_close(consumer.get());
     pool.close_and_join();
   }
 
@@ -407,8 +409,7 @@ struct worker::impl {
     if (offsets->cnt > 0) {
       const auto err = rd_kafka_commit(consumer.get(), offsets, synchronous ? 0 : 1);
       commits.fetch_add(1, std::memory_order_relaxed);
-      if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        detail::log(log_level::warn, "worker: offset commit failed: " + detail::kafka_error_text(err));
+      if (synchronous && err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) on_commit_result(consumer.get(), err, offsets, this);
     }
     rd_kafka_topic_partition_list_destroy(offsets);
   }
@@ -422,6 +423,20 @@ struct worker::impl {
   }
 
   static partition_key job_key(const record_job& job) { return {job.topic, job.partition}; }
+
+  // Result of an asynchronous commit, served by consumer_poll on the consumer thread. A position
+  // that failed to commit is marked dirty again, so the next commit carries it.
+  static void on_commit_result(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
+                               void* opaque) noexcept {
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return;
+    auto& self = *static_cast<impl*>(opaque);
+    for (int i = 0; i < offsets->cnt; ++i) {
+      const auto& e = offsets->elems[i];
+      const auto it = self.partitions.find({e.topic, e.partition});
+      if (it != self.partitions.end() && it->second.commit_next == e.offset) it->second.dirty = true;
+    }
+    detail::log(log_level::warn, "worker: offset commit failed, will retry: " + detail::kafka_error_text(err));
+  }
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
                            void* opaque) noexcept {
@@ -449,12 +464,21 @@ struct worker::impl {
     wait_until_settled([&](const partition_key& key) { return revoked.count(key) > 0; },
                        clock_type::now() + options.shutdown_timeout);
     commit(true);
-    for (const auto& key : revoked) {
-      const auto it = partitions.find(key);
-      if (it == partitions.end()) continue;
+    forget_partitions([&](const partition_key& key) { return revoked.count(key) > 0; });
+  }
+
+  // Drops the bookkeeping of the selected partitions; their unfinished records are abandoned
+  // (never committed, so whoever owns the partition next receives them again).
+  template <class Select>
+  void forget_partitions(Select&& selected) {
+    for (auto it = partitions.begin(); it != partitions.end();) {
+      if (!selected(it->first)) {
+        ++it;
+        continue;
+      }
       if (it->second.current) it->second.current->abandoned = true;
       for (auto& job : it->second.queue) job->abandoned = true;
-      partitions.erase(it);
+      it = partitions.erase(it);
     }
   }
 

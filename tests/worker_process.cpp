@@ -1,0 +1,51 @@
+// A worker as its own process, for tests that kill it: appends the event_id of every record its
+// handler finishes to a file (one write(2) per record, so a SIGKILL loses nothing written), and
+// stops cleanly on SIGTERM.
+//
+//   worker_process BOOTSTRAP GROUP TOPIC OUTPUT_FILE HANDLER_DELAY_US
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "eventbus/worker.hpp"
+
+int main(int argc, char** argv) {
+  if (argc != 6) {
+    std::fprintf(stderr, "usage: worker_process BOOTSTRAP GROUP TOPIC OUTPUT_FILE HANDLER_DELAY_US\n");
+    return 2;
+  }
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  const int out = open(argv[4], O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (out < 0) return 1;
+  const auto delay = std::chrono::microseconds(std::stoi(argv[5]));
+
+  eventbus::worker w({.kafka = {.bootstrap_servers = argv[1],
+                                .properties = {{"session.timeout.ms", "6000"},
+                                               {"heartbeat.interval.ms", "500"},
+                                               {"fetch.wait.max.ms", "10"},
+                                               {"log_level", "3"}}},
+                      .group_id = argv[2],
+                      .topics = {argv[3]},
+                      .commit_interval = std::chrono::milliseconds(100)});
+  auto sub = w.subscribe("*", "record", [&](const eventbus::event& ev) {
+    std::this_thread::sleep_for(delay);  // simulated work
+    const std::string line = ev.event_id() + "\n";
+    if (write(out, line.data(), line.size()) != static_cast<ssize_t>(line.size())) throw std::runtime_error("write");
+  });
+  w.start();
+  int received = 0;
+  sigwait(&stop_signals, &received);
+  w.stop();
+  close(out);
+  return 0;
+}
