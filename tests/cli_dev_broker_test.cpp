@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/kafka/embedded_broker.hpp"
+#include "kafka/record_producer.hpp"
 #include "kafka_test_support.hpp"
 
 using namespace eventbus;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -76,4 +79,65 @@ TEST_CASE("dev-broker prints its address, serves clients from other processes an
   broker.pid = -1;
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+namespace {
+
+std::string run_cli(const std::string& args, int& exit_code) {
+  FILE* pipe = popen((std::string(EVENTBUS_CLI_PATH) + " " + args + " 2>/dev/null").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) out += buf;
+  const int status = pclose(pipe);
+  exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("eventbus dlq list shows dead letters and dlq replay puts them back") {
+  embedded_broker broker;
+  const std::string dlq = "app.order.order.created.dlq";
+  const auto ev = make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-7"});
+  {
+    detail::record_producer producer({.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}});
+    producer.produce(dlq, "o-7", encode_event(ev),
+                     {{"event_id", ev.event_id()},
+                      {"x-eventbus-dlq-reason", "handler-error"},
+                      {"x-eventbus-dlq-error", "smtp down"},
+                      {"x-eventbus-dlq-handler", "mailer"},
+                      {"x-eventbus-dlq-attempts", "5"},
+                      {"x-eventbus-dlq-original-topic", "app.order.order.created"},
+                      {"x-eventbus-dlq-original-partition", "0"},
+                      {"x-eventbus-dlq-original-offset", "41"},
+                      {"x-eventbus-dlq-group", "billing"},
+                      {"x-eventbus-dlq-failed-at", "2026-11-23T10:00:00.000Z"}},
+                     [](rd_kafka_resp_err_t err) { REQUIRE(err == RD_KAFKA_RESP_ERR_NO_ERROR); });
+    REQUIRE(producer.flush(10s));
+  }
+
+  int code = -1;
+  const auto listed = run_cli("dlq list " + dlq + " --json --bootstrap " + broker.bootstrap_servers(), code);
+  CHECK(code == 0);
+  const auto row = nlohmann::json::parse(listed);
+  CHECK(row["reason"] == "handler-error");
+  CHECK(row["handler"] == "mailer");
+  CHECK(row["attempts"] == 5);
+  CHECK(row["error"] == "smtp down");
+  CHECK(row["original_topic"] == "app.order.order.created");
+  CHECK(row["original_offset"] == 41);
+
+  const auto replayed = run_cli("dlq replay " + dlq + " --handler mailer --bootstrap " + broker.bootstrap_servers(), code);
+  CHECK(code == 0);
+  CHECK(replayed == "replayed 1, skipped 0\n");
+  const auto back = testing::read_topic(broker.bootstrap_servers(), "app.order.order.created", 1);
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].value == encode_event(ev));
+  CHECK(back[0].headers.at("x-eventbus-replay-handler") == "mailer");
+
+  (void)run_cli("dlq list", code);
+  CHECK(code == 2);  // usage error: no topic
+  (void)run_cli("dlq list bad/topic --bootstrap " + broker.bootstrap_servers(), code);
+  CHECK(code == 1);  // invalid topic name, said on stderr
 }

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 
+#include "eventbus/dead_letters.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/worker.hpp"
@@ -317,4 +318,55 @@ TEST_CASE("while the dead-letter topic is unavailable nothing is committed past 
   const auto dead = read_topic(broker.bootstrap_servers(), orders_dlq, 1);
   REQUIRE(dead.size() == 1);
   CHECK(dead[0].headers.at("x-eventbus-dlq-error") == "permanent: poison");
+}
+
+TEST_CASE("dlq list shows why; dlq replay for one handler brings records back to only that handler") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  const auto events = publish_orders(broker, 2);
+  worker w(test_worker(broker, "g-replay", fast_retry(1)));
+  std::atomic<bool> mailer_broken{true};
+  std::atomic<int> audit_calls{0}, mailer_successes{0};
+  auto audit = w.subscribe("order.created", "audit", [&](const event&) { audit_calls.fetch_add(1); });
+  auto mailer = w.subscribe("order.created", "mailer", [&](const event&) {
+    if (mailer_broken) throw std::runtime_error("template missing");
+    mailer_successes.fetch_add(1);
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().dead_letters == 2; }, 20s));
+
+  const kafka_options kafka{.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}};
+  const auto listed = list_dead_letters(kafka, orders_dlq);
+  REQUIRE(listed.ok());
+  REQUIRE(listed.value().size() == 2);
+  for (const auto& d : listed.value()) {
+    CHECK(d.reason == "handler-error");
+    CHECK(d.handler == "mailer");
+    CHECK(d.error == "template missing");
+    CHECK(d.attempts == 1);
+    CHECK(d.original_topic == orders);
+    CHECK(d.group == "g-replay");
+  }
+  CHECK(listed.value()[0].original_offset == 0);
+  CHECK(listed.value()[1].original_offset == 1);
+
+  mailer_broken = false;  // the fix is deployed
+  const auto none = replay_dead_letters(kafka, orders_dlq, {.handler = "someone-else"});
+  REQUIRE(none.ok());
+  CHECK(none.value().replayed == 0);
+  CHECK(none.value().skipped == 2);
+  const auto replayed = replay_dead_letters(kafka, orders_dlq, {.handler = "mailer"});
+  REQUIRE(replayed.ok());
+  CHECK(replayed.value().replayed == 2);
+
+  REQUIRE(wait_until([&] { return mailer_successes.load() == 2; }, 20s));
+  REQUIRE(wait_until([&] { return w.stats().handled == 4; }, 10s));
+  w.stop();
+  CHECK(audit_calls.load() == 2);  // the replays ran only the mailer
+  const auto all = read_topic(broker.bootstrap_servers(), orders, 4);
+  REQUIRE(all.size() == 4);
+  CHECK(all[2].headers.at("x-eventbus-replay-count") == "1");
+  CHECK(all[2].headers.at("x-eventbus-replay-handler") == "mailer");
+  CHECK(all[2].headers.count("x-eventbus-dlq-reason") == 0);
+  CHECK(all[2].value == encode_event(events[0]));
 }

@@ -14,6 +14,7 @@ constexpr std::string_view usage = R"(usage: eventbus <command> [options]
 commands:
   demo        publish a realistic event workflow through the dispatcher and show what happens
   dev-broker  run an in-memory Kafka-protocol broker on loopback and print its address
+  dlq         list dead letters, or replay them onto their original topics
   version     print the version
   help        show this text
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "demo") return eventbus::cli::run_demo(rest);
     if (command == "dev-broker") return eventbus::cli::run_dev_broker(rest);
+    if (command == "dlq") return eventbus::cli::run_dlq(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;

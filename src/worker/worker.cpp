@@ -5,6 +5,7 @@
 
 #include "eventbus/worker.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -20,6 +21,7 @@
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
 #include "detail/task_pool.hpp"
+#include "eventbus/dead_letters.hpp"
 #include "eventbus/event.hpp"
 #include "eventbus/topic.hpp"
 #include "kafka/record_producer.hpp"
@@ -245,8 +247,14 @@ struct worker::impl {
                                decoded.error().to_string(), "", 1});
     job->ev = std::move(decoded).value();
     const auto handlers = registry->snapshot();
+    // A record replayed for one handler (eventbus dlq replay --handler) runs only that one.
+    const auto only = std::find_if(job->headers.begin(), job->headers.end(),
+                                   [](const auto& h) { return h.first == replay_handler_header; });
     handlers->for_each_match(job->ev->event_type(), detail::event_access::data(*job->ev).type_hash,
-                             [&](const detail::entry_ptr& h) { job->handlers.push_back({.handler = h}); });
+                             [&](const detail::entry_ptr& h) {
+                               if (only == job->headers.end() || only->second == h->name)
+                                 job->handlers.push_back({.handler = h});
+                             });
     if (job->handlers.empty()) return finish(job);
     attempt(job);
   }

@@ -1,0 +1,64 @@
+#include "kafka/topic_reader.hpp"
+
+#include <map>
+
+#include "detail/kafka_client.hpp"
+
+namespace eventbus::detail {
+namespace {
+
+error timed_out(const std::string& what) { return {errc::timed_out, what}; }
+
+}  // namespace
+
+result<void> read_to_end(const kafka_options& kafka, const std::string& topic, std::size_t limit,
+                         const std::function<void(const rd_kafka_message_t&)>& on_record,
+                         std::chrono::milliseconds timeout) {
+  if (auto valid = validate_topic_name(topic); !valid) return valid.error();
+  auto config = make_client_config(kafka, {{"group.id", "eventbus-reader"},  // never joins: assign() only
+                                           {"enable.auto.commit", "false"},
+                                           {"enable.partition.eof", "false"},
+                                           {"fetch.wait.max.ms", "10"}});
+  const auto broker = config.broker;
+  const kafka_handle rk = make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
+  const int ms = static_cast<int>(timeout.count());
+
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr);
+  const auto md_err = rd_kafka_metadata(rk.get(), 0, rkt, &md, ms);
+  rd_kafka_topic_destroy(rkt);
+  if (md_err) return timed_out("no metadata for '" + topic + "': " + kafka_error_text(md_err));
+  const int partitions = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR ? md->topics[0].partition_cnt : 0;
+  rd_kafka_metadata_destroy(md);
+
+  std::map<std::int32_t, std::int64_t> end;  // partition -> high watermark, for partitions with data
+  for (std::int32_t p = 0; p < partitions; ++p) {
+    std::int64_t low = 0, high = 0;
+    if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high, ms))
+      return timed_out("no offsets for '" + topic + "' [" + std::to_string(p) + "]: " + kafka_error_text(err));
+    if (high > low) end[p] = high;
+  }
+  if (end.empty() || limit == 0) return {};
+
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(static_cast<int>(end.size()));
+  for (const auto& [p, high] : end) rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk.get(), assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+
+  std::size_t delivered = 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!end.empty() && delivered < limit) {
+    if (std::chrono::steady_clock::now() > deadline) return timed_out("reading '" + topic + "' did not reach its end in time");
+    const kafka_message msg(rd_kafka_consumer_poll(rk.get(), 100));
+    if (!msg || msg->err) continue;
+    const auto it = end.find(msg->partition);
+    if (it == end.end()) continue;
+    on_record(*msg);
+    ++delivered;
+    if (msg->offset + 1 >= it->second) end.erase(it);
+  }
+  rd_kafka_consumer_close(rk.get());
+  return {};
+}
+
+}  // namespace eventbus::detail
