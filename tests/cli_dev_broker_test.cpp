@@ -141,3 +141,36 @@ TEST_CASE("eventbus dlq list shows dead letters and dlq replay puts them back") 
   (void)run_cli("dlq list bad/topic --bootstrap " + broker.bootstrap_servers(), code);
   CHECK(code == 1);  // invalid topic name, said on stderr
 }
+
+TEST_CASE("eventbus replay moves a group's offsets to a time and rejects bad input with usage errors") {
+  embedded_broker broker;
+  const std::string topic = "app.order.order.created";
+  broker.create_topic(topic, 2);
+  {
+    detail::record_producer producer({.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}});
+    for (int i = 0; i < 4; ++i)
+      producer.produce(topic, "o-" + std::to_string(i), "{}", {},
+                       [](rd_kafka_resp_err_t err) { REQUIRE(err == RD_KAFKA_RESP_ERR_NO_ERROR); });
+    REQUIRE(producer.flush(10s));
+  }
+  const std::string where = " --bootstrap " + broker.bootstrap_servers();
+  int code = -1;
+  const auto out = run_cli("replay --group billing --topics '^app\\.order\\..*' --from 1970-01-01T00:00:00Z" + where, code);
+  CHECK(code == 0);
+  CHECK(out == topic + "[0] -> 0\n" + topic + "[1] -> 0\n");
+
+  const auto later = run_cli("replay --group late --topics " + topic + " --from 2999-01-01T00:00:00Z" + where, code);
+  CHECK(code == 0);
+  const auto ends = testing::topic_record_count(broker.bootstrap_servers(), topic);
+  CHECK(ends == 4);
+  CHECK(later.find(topic + "[0] -> ") == 0);
+  CHECK(testing::committed_offset(broker.bootstrap_servers(), "late", topic, 0) +
+            testing::committed_offset(broker.bootstrap_servers(), "late", topic, 1) == 4);
+
+  (void)run_cli("replay --group g --topics " + topic + where, code);
+  CHECK(code == 2);  // --from missing
+  (void)run_cli("replay --group g --topics " + topic + " --from yesterday" + where, code);
+  CHECK(code == 2);
+  (void)run_cli("replay --group g --topics '^nothing$' --from 2026-01-01T00:00:00Z" + where, code);
+  CHECK(code == 2);
+}

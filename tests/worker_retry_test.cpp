@@ -10,6 +10,7 @@
 #include "eventbus/dead_letters.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/replay.hpp"
 #include "eventbus/worker.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"
@@ -369,4 +370,49 @@ TEST_CASE("dlq list shows why; dlq replay for one handler brings records back to
   CHECK(all[2].headers.at("x-eventbus-replay-handler") == "mailer");
   CHECK(all[2].headers.count("x-eventbus-dlq-reason") == 0);
   CHECK(all[2].value == encode_event(events[0]));
+}
+
+TEST_CASE("rewind_group sets a group's offsets to a point in time and its workers start there") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  publish_orders(broker, 3);
+  const auto boundary = now_ms() + 2ms;
+  REQUIRE(wait_until([&] { return now_ms() > boundary; }, 1s));
+  publish_orders(broker, 2, "o-late");
+  const kafka_options kafka{.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}};
+
+  const auto moved = rewind_group(kafka, "g-rewind", "^app\\.order\\..*", boundary);
+  REQUIRE_MESSAGE(moved.ok(), moved.error().to_string());
+  REQUIRE(moved.value().size() == 1);
+  CHECK(moved.value()[0].topic == orders);
+  CHECK(moved.value()[0].partition == 0);
+  CHECK(moved.value()[0].offset == 3);
+  CHECK(committed_offset(broker.bootstrap_servers(), "g-rewind", orders, 0) == 3);
+
+  worker w(test_worker(broker, "g-rewind"));
+  std::mutex mu;
+  std::vector<std::string> seen;
+  auto sub = w.subscribe("*", "h", [&](const event& ev) {
+    const std::lock_guard lock(mu);
+    seen.push_back(ev.aggregate_id());
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().handled == 2; }, 20s));
+  CHECK(wait_until([&] { return committed_offset(broker.bootstrap_servers(), "g-rewind", orders, 0) == 5; }, 10s));
+  {
+    const auto busy = rewind_group(kafka, "g-rewind", orders, time_point{});
+    REQUIRE_FALSE(busy.ok());
+    CHECK(busy.error().code() == errc::delivery_failed);
+    CHECK(busy.error().message().find("stop its workers") != std::string::npos);
+  }
+  w.stop();
+  CHECK(w.stats().handled == 2);
+  CHECK(seen == std::vector<std::string>{"o-late", "o-late"});
+
+  CHECK(rewind_group(kafka, "g-from-start", orders, time_point{}).value()[0].offset == 0);
+  CHECK(committed_offset(broker.bootstrap_servers(), "g-from-start", orders, 0) == 0);
+  CHECK(rewind_group(kafka, "g-from-future", orders, now_ms() + 1h).value()[0].offset == 5);
+  CHECK(rewind_group(kafka, "g-x", "^nothing\\.matches", boundary).error().field() == "topics");
+  CHECK(rewind_group(kafka, "g-x", "^(unclosed", boundary).error().field() == "topics");
+  CHECK(rewind_group(kafka, "", orders, boundary).error().field() == "group");
 }

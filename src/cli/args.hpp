@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <optional>
 #include <span>
@@ -14,6 +15,12 @@
 #include "cli/commands.hpp"
 
 namespace eventbus::cli {
+
+/// Where the commands that talk to Kafka connect unless --bootstrap says otherwise.
+inline std::string default_bootstrap() {
+  const char* env = std::getenv("EVENTBUS_BOOTSTRAP_SERVERS");
+  return env && *env ? env : "localhost:9092";
+}
 
 class arg_parser {
  public:

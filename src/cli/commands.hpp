@@ -14,5 +14,6 @@ inline constexpr int exit_usage = 2;
 int run_demo(std::span<const std::string_view> args);
 int run_dev_broker(std::span<const std::string_view> args);
 int run_dlq(std::span<const std::string_view> args);
+int run_replay(std::span<const std::string_view> args);
 
 }  // namespace eventbus::cli

@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <algorithm>
-#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -23,11 +22,6 @@ replay   produces dead letters back to their original topic (key, value and orig
 
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
 )";
-
-std::string default_bootstrap() {
-  const char* env = std::getenv("EVENTBUS_BOOTSTRAP_SERVERS");
-  return env && *env ? env : "localhost:9092";
-}
 
 int fail(const error& err) {
   std::fprintf(stderr, "eventbus dlq: %s\n", err.to_string().c_str());

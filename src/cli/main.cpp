@@ -15,6 +15,7 @@ commands:
   demo        publish a realistic event workflow through the dispatcher and show what happens
   dev-broker  run an in-memory Kafka-protocol broker on loopback and print its address
   dlq         list dead letters, or replay them onto their original topics
+  replay      move a consumer group's offsets back to a point in time to reprocess history
   version     print the version
   help        show this text
 
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     if (command == "demo") return eventbus::cli::run_demo(rest);
     if (command == "dev-broker") return eventbus::cli::run_dev_broker(rest);
     if (command == "dlq") return eventbus::cli::run_dlq(rest);
+    if (command == "replay") return eventbus::cli::run_replay(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;

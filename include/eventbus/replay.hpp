@@ -1,0 +1,32 @@
+#pragma once
+// Reprocessing history: move a consumer group's committed offsets back to a point in time, so its
+// workers handle every record from then on again (at-least-once makes that safe to do).
+//
+//   eventbus::rewind_group(kafka, "billing", "^app\\.order\\..*", *eventbus::parse_timestamp("2025-12-04T10:00:00Z"));
+//
+// Stop the group's workers first: Kafka refuses commits for a group with active members.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "eventbus/error.hpp"
+#include "eventbus/kafka/options.hpp"
+#include "eventbus/time.hpp"
+
+namespace eventbus {
+
+struct partition_position {
+  std::string topic;
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;  // the first record at or after the time; the end when there is none
+};
+
+/// Commits, for `group`, the offset of the first record at or after `from` in every partition of
+/// the topics matching `topics` (a name, or a regular expression starting with '^'). Returns the
+/// new positions. errc::invalid_argument for a bad regex or no matching topic; errc::timed_out or
+/// errc::delivery_failed when the cluster refuses.
+[[nodiscard]] result<std::vector<partition_position>> rewind_group(const kafka_options& kafka, const std::string& group,
+                                                                   const std::string& topics, time_point from);
+
+}  // namespace eventbus

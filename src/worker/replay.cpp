@@ -1,0 +1,109 @@
+#include "eventbus/replay.hpp"
+
+#include <chrono>
+#include <regex>
+
+#include "detail/kafka_client.hpp"
+
+namespace eventbus {
+namespace {
+
+// The offset of the first record of topic[partition] whose timestamp is >= from_ms, found by
+// reading. Used only when the broker says "no such record" although the partition has some: the
+// last record is checked first (Kafka's answer is then confirmed with one fetch), and only a broker
+// that does not implement the lookup by time (librdkafka's mock cluster) leads to a scan.
+std::int64_t find_by_reading(const kafka_options& kafka, const std::string& topic, std::int32_t partition,
+                             std::int64_t low, std::int64_t high, std::int64_t from_ms) {
+  auto config = detail::make_client_config(kafka, {{"group.id", "eventbus-reader"},
+                                                   {"enable.auto.commit", "false"},
+                                                   {"fetch.wait.max.ms", "10"}});
+  const auto broker = config.broker;
+  const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
+  const auto read_from = [&](std::int64_t start, auto&& stop) {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = start;
+    rd_kafka_assign(rk.get(), list);
+    rd_kafka_topic_partition_list_destroy(list);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const detail::kafka_message msg(rd_kafka_consumer_poll(rk.get(), 100));
+      if (!msg || msg->err) continue;
+      if (stop(msg->offset, rd_kafka_message_timestamp(msg.get(), nullptr))) return msg->offset;
+      if (msg->offset + 1 >= high) break;
+    }
+    return high;
+  };
+  const auto last = read_from(high - 1, [](std::int64_t, std::int64_t) { return true; });
+  bool last_is_late = false;
+  (void)read_from(last, [&](std::int64_t, std::int64_t ts) {
+    last_is_late = ts >= from_ms;
+    return true;
+  });
+  if (!last_is_late) return high;
+  return read_from(low, [&](std::int64_t, std::int64_t ts) { return ts >= from_ms; });
+}
+
+}  // namespace
+
+result<std::vector<partition_position>> rewind_group(const kafka_options& kafka, const std::string& group,
+                                                     const std::string& topics, time_point from) {
+  if (group.empty()) return error(errc::invalid_argument, "must not be empty", "group");
+  std::regex pattern;
+  try {
+    pattern = std::regex(topics.starts_with('^') ? topics : "^" + std::regex_replace(topics, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") + "$");
+  } catch (const std::regex_error& e) {
+    return error(errc::invalid_argument, std::string("not a regular expression: ") + e.what(), "topics");
+  }
+  auto config = detail::make_client_config(kafka, {{"group.id", group}, {"enable.auto.commit", "false"}});
+  const auto broker = config.broker;
+  const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
+  constexpr int timeout_ms = 15'000;
+
+  const rd_kafka_metadata_t* md = nullptr;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms))
+    return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(16);
+  for (int t = 0; t < md->topic_cnt; ++t) {
+    const auto& topic = md->topics[t];
+    if (!std::regex_search(topic.topic, pattern)) continue;
+    for (int p = 0; p < topic.partition_cnt; ++p)
+      rd_kafka_topic_partition_list_add(list, topic.topic, topic.partitions[p].id)->offset =
+          from.time_since_epoch().count();
+  }
+  rd_kafka_metadata_destroy(md);
+  const auto release = [&] { rd_kafka_topic_partition_list_destroy(list); };
+  if (list->cnt == 0) {
+    release();
+    return error(errc::invalid_argument, "no topic matches '" + topics + "'", "topics");
+  }
+
+  if (const auto err = rd_kafka_offsets_for_times(rk.get(), list, timeout_ms)) {
+    release();
+    return error(errc::timed_out, "cannot look up offsets for the time: " + detail::kafka_error_text(err));
+  }
+  std::vector<partition_position> positions;
+  for (int i = 0; i < list->cnt; ++i) {
+    auto& e = list->elems[i];
+    if (e.err) {
+      const auto text = detail::kafka_error_text(e.err);
+      release();
+      return error(errc::timed_out, "no offset for the time in " + std::string(e.topic) + ": " + text);
+    }
+    if (e.offset < 0) {  // "no record at or after the time": check, then start at the end
+      std::int64_t low = 0, high = 0;
+      (void)rd_kafka_query_watermark_offsets(rk.get(), e.topic, e.partition, &low, &high, timeout_ms);
+      e.offset = high > low ? find_by_reading(kafka, e.topic, e.partition, low, high, from.time_since_epoch().count())
+                            : high;
+    }
+    positions.push_back({e.topic, e.partition, e.offset});
+  }
+  // A commit from outside the group: Kafka takes it only while the group has no members.
+  const auto err = rd_kafka_commit(rk.get(), list, 0);
+  release();
+  if (err)
+    return error(errc::delivery_failed, "the group's offsets were not committed (stop its workers first): " +
+                                            detail::kafka_error_text(err));
+  return positions;
+}
+
+}  // namespace eventbus
