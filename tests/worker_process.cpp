@@ -7,11 +7,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <cstdio>
 #include <string>
 #include <thread>
 
+#include "eventbus/stop_signal.hpp"
 #include "eventbus/worker.hpp"
 
 int main(int argc, char** argv) {
@@ -19,12 +19,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: worker_process BOOTSTRAP GROUP TOPIC OUTPUT_FILE HANDLER_DELAY_US\n");
     return 2;
   }
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   const int out = open(argv[4], O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (out < 0) return 1;
   const auto delay = std::chrono::microseconds(std::stoi(argv[5]));
@@ -43,8 +37,7 @@ int main(int argc, char** argv) {
     if (write(out, line.data(), line.size()) != static_cast<ssize_t>(line.size())) throw std::runtime_error("write");
   });
   w.start();
-  int received = 0;
-  sigwait(&stop_signals, &received);
+  eventbus::wait_for_stop_signal();
   w.stop();
   close(out);
   return 0;

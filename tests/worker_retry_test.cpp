@@ -321,7 +321,7 @@ TEST_CASE("while the dead-letter topic is unavailable nothing is committed past 
   CHECK(dead[0].headers.at("x-eventbus-dlq-error") == "permanent: poison");
 }
 
-TEST_CASE("dlq list shows why; dlq replay for one handler brings records back to only that handler") {
+TEST_CASE("dlq list shows why and dlq replay for one handler brings records back to only that handler") {
   embedded_broker broker;
   broker.create_topic(orders, 1);
   const auto events = publish_orders(broker, 2);
