@@ -2,6 +2,12 @@
 // commits); handler attempts run on a task pool and dead-letter writes on a producer, and both hand
 // their outcome back to the consumer thread through one completion queue. So no bookkeeping state
 // is shared between threads, and every decision about a record is taken in one place.
+//
+// In the healthy flow a partition's buffered records go to the pool as one batch: a pool thread
+// decodes and handles them in order and stops at the first record that needs more than one clean
+// pass (a retry, a dead letter); the consumer thread then finishes the records before it, takes
+// that one on alone, and puts the rest back at the head of the partition's queue. One hand-off per
+// batch instead of per record is what lets the worker keep up with the consumer.
 
 #include "eventbus/worker.hpp"
 
@@ -56,7 +62,8 @@ struct record_job {
   std::string value;
   detail::record_headers headers;
   std::optional<event> ev;
-  std::vector<handler_run> handlers;  // touched by the pool only while `running`
+  std::optional<detail::dead_letter_reason> bad;  // set when it cannot be handled (not decodable, too large)
+  std::vector<handler_run> handlers;  // touched by the pool only while `running` or in a batch
   bool running = false;
   bool abandoned = false;  // its partition was revoked: forget it, it will be redelivered
   int dead_letters_outstanding = 0;
@@ -65,7 +72,8 @@ using job_ptr = std::shared_ptr<record_job>;
 
 struct partition_state {
   std::deque<job_ptr> queue;
-  job_ptr current;
+  std::vector<job_ptr> batch;  // on the pool, in offset order
+  job_ptr current;             // the one record being retried or dead-lettered
   std::int64_t commit_next = -1;  // offset after the last finished record; -1: nothing finished yet
   bool dirty = false;             // commit_next not committed yet
   bool paused = false;
@@ -122,6 +130,10 @@ struct worker::impl {
     const auto err = rd_kafka_subscribe(consumer.get(), topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
+    // librdkafka tells us (from its own thread) when records or rebalance events arrive on an empty
+    // queue, so the loop sleeps on one condition variable for records, completions and timers alike.
+    consumer_queue = rd_kafka_queue_get_consumer(consumer.get());
+    rd_kafka_queue_cb_event_enable(consumer_queue, &impl::on_consumer_queue_ready, this);
     loop_thread = std::thread([this] {
       pthread_setname_np(pthread_self(), "eventbus-worker");
       run_loop();
@@ -137,15 +149,51 @@ struct worker::impl {
   void run_loop() noexcept {
     try {
       while (!stop_requested.load()) {
-        if (rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer.get(), 10)) on_message(msg);
+        {
+          const std::lock_guard lock(completions_mu);
+          consumer_ready = false;  // set again by librdkafka once the queue we empty below refills
+        }
+        bool more = false;
+        for (int taken = 0;; ++taken) {
+          if (taken == max_records_per_turn) {
+            more = true;  // leave room for completions; the queue is not empty, so no wake-up comes
+            break;
+          }
+          rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer.get(), 0);
+          if (msg == nullptr) break;
+          on_message(msg);
+        }
         drain_completions();
         run_due_timers();
         commit(false);
+        if (!more) wait_for_work();
       }
       shut_down();
     } catch (const std::exception& e) {
       detail::log(log_level::error, std::string("worker loop stopped: ") + e.what());
     }
+  }
+
+  static void on_consumer_queue_ready(rd_kafka_t*, void* opaque) noexcept {
+    auto& self = *static_cast<impl*>(opaque);
+    {
+      const std::lock_guard lock(self.completions_mu);
+      self.consumer_ready = true;
+    }
+    self.completions_cv.notify_one();
+  }
+
+  // Sleeps until records, a completion or a stop arrive, or the next timer or commit is due.
+  void wait_for_work() {
+    auto until = clock_type::now() + std::chrono::milliseconds(100);
+    if (!timers.empty()) until = std::min(until, timers.begin()->first);
+    if (has_dirty_partitions()) until = std::min(until, next_commit);
+    std::unique_lock lock(completions_mu);
+    completions_cv.wait_until(lock, until, [&] { return consumer_ready || !completions.empty() || stop_requested.load(); });
+  }
+
+  bool has_dirty_partitions() const {
+    return std::any_of(partitions.begin(), partitions.end(), [](const auto& kv) { return kv.second.dirty; });
   }
 
   void shut_down() {
@@ -154,7 +202,10 @@ struct worker::impl {
     wait_until_settled([&](const partition_key&) { return true; }, deadline);
     commit(true);
     forget_partitions([](const partition_key&) { return true; });  // so the revocation below waits for nothing
+    rd_kafka_queue_cb_event_enable(consumer_queue, nullptr, nullptr);
     rd_kafka_consumer_close(consumer.get());
+    rd_kafka_queue_destroy(consumer_queue);
+    consumer_queue = nullptr;
     pool.close_and_join();
   }
 
@@ -184,7 +235,9 @@ struct worker::impl {
       drain_completions();
       bool busy = false;
       for (auto& [key, p] : partitions)
-        if (selected(key) && p.current && (p.current->running || p.current->dead_letters_outstanding > 0)) busy = true;
+        if (selected(key) && (!p.batch.empty() ||
+                              (p.current && (p.current->running || p.current->dead_letters_outstanding > 0))))
+          busy = true;
       if (!busy) return;
       std::unique_lock lock(completions_mu);
       if (!completions_cv.wait_until(lock, deadline, [&] { return !completions.empty(); })) {
@@ -227,36 +280,77 @@ struct worker::impl {
   }
 
   void start_next(partition_state& p) {
-    if (p.current || p.queue.empty() || intake_closed) return;
-    p.current = std::move(p.queue.front());
-    p.queue.pop_front();
-    if (p.paused && p.queue.size() < options.max_buffered_per_partition / 2) set_paused(job_key(*p.current), p, false);
-    begin(p.current);
+    if (p.current || !p.batch.empty() || p.queue.empty() || intake_closed) return;
+    const std::size_t take = std::min(p.queue.size(), max_batch);
+    p.batch.assign(std::make_move_iterator(p.queue.begin()), std::make_move_iterator(p.queue.begin() + static_cast<std::ptrdiff_t>(take)));
+    p.queue.erase(p.queue.begin(), p.queue.begin() + static_cast<std::ptrdiff_t>(take));
+    if (p.paused && p.queue.size() < options.max_buffered_per_partition / 2) set_paused(job_key(*p.batch.front()), p, false);
+    std::vector<detail::task_pool::task> task{[this, batch = p.batch] {
+      std::size_t done = 0;
+      while (done < batch.size() && first_pass(*batch[done])) ++done;
+      post([this, batch, done] { after_batch(batch, done); });
+    }};
+    (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most one task per partition: always room
   }
 
-  void begin(const job_ptr& job) {
-    if (job->topic.ends_with(options.dlq_suffix)) return finish(job);  // a dead-letter topic matched a regex
-    if (job->value.size() > options.max_record_bytes)
-      return dead_letter(job, {"validation",
-                               "record is " + std::to_string(job->value.size()) + " bytes, max_record_bytes is " +
-                                   std::to_string(options.max_record_bytes),
-                               "", 1});
-    auto decoded = decode_event(job->value);
-    if (!decoded)
-      return dead_letter(job, {decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
-                               decoded.error().to_string(), "", 1});
-    job->ev = std::move(decoded).value();
-    const auto handlers = registry->snapshot();
-    // A record replayed for one handler (eventbus dlq replay --handler) runs only that one.
-    const auto only = std::find_if(job->headers.begin(), job->headers.end(),
-                                   [](const auto& h) { return h.first == replay_handler_header; });
-    handlers->for_each_match(job->ev->event_type(), detail::event_access::data(*job->ev).type_hash,
-                             [&](const detail::entry_ptr& h) {
-                               if (only == job->headers.end() || only->second == h->name)
-                                 job->handlers.push_back({.handler = h});
-                             });
-    if (job->handlers.empty()) return finish(job);
-    attempt(job);
+  // On the pool: decodes the record and runs each of its handlers once. True when the record is
+  // finished (every handler succeeded, or none applies).
+  bool first_pass(record_job& job) noexcept {
+    try {
+      if (job.topic.ends_with(options.dlq_suffix)) return true;  // a dead-letter topic matched a regex
+      if (job.value.size() > options.max_record_bytes) {
+        job.bad = detail::dead_letter_reason{"validation",
+                                             "record is " + std::to_string(job.value.size()) +
+                                                 " bytes, max_record_bytes is " + std::to_string(options.max_record_bytes),
+                                             "", 1};
+        return false;
+      }
+      auto decoded = decode_event(job.value);
+      if (!decoded) {
+        job.bad = detail::dead_letter_reason{decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
+                                             decoded.error().to_string(), "", 1};
+        return false;
+      }
+      job.ev = std::move(decoded).value();
+      const auto handlers = registry->snapshot();
+      // A record replayed for one handler (eventbus dlq replay --handler) runs only that one.
+      const auto only = std::find_if(job.headers.begin(), job.headers.end(),
+                                     [](const auto& h) { return h.first == replay_handler_header; });
+      handlers->for_each_match(job.ev->event_type(), detail::event_access::data(*job.ev).type_hash,
+                               [&](const detail::entry_ptr& h) {
+                                 if (only == job.headers.end() || only->second == h->name)
+                                   job.handlers.push_back({.handler = h});
+                               });
+      bool all_succeeded = true;
+      for (auto& run : job.handlers) {
+        call_handler(job, run);
+        all_succeeded = all_succeeded && run.state == handler_state::succeeded;
+      }
+      return all_succeeded;
+    } catch (const std::exception& e) {  // out of memory while decoding: treat as a bad record
+      job.bad = detail::dead_letter_reason{"deserialization", message_text(e.what()), "", 1};
+      return false;
+    }
+  }
+
+  // On the consumer thread: the records before `done` are finished; the one at `done` (if any)
+  // needs a retry or a dead letter; the rest go back to the head of the queue.
+  void after_batch(const std::vector<job_ptr>& batch, std::size_t done) {
+    if (batch.front()->abandoned) return;  // revoked meanwhile: the next owner gets them again
+    const auto it = partitions.find(job_key(*batch.front()));
+    if (it == partitions.end() || it->second.batch.empty() || it->second.batch.front() != batch.front()) return;
+    auto& p = it->second;
+    p.batch.clear();
+    if (done > 0) {
+      p.commit_next = batch[done - 1]->offset + 1;
+      p.dirty = true;
+      handled.fetch_add(done, std::memory_order_relaxed);
+    }
+    if (done == batch.size()) return start_next(p);
+    p.queue.insert(p.queue.begin(), batch.begin() + static_cast<std::ptrdiff_t>(done + 1), batch.end());
+    p.current = batch[done];
+    if (p.current->bad) return dead_letter(p.current, *p.current->bad);
+    after_attempt(p.current);
   }
 
   // Runs the handlers that are due, on the pool; the outcome comes back through post().
@@ -485,6 +579,7 @@ struct worker::impl {
         continue;
       }
       if (it->second.current) it->second.current->abandoned = true;
+      for (auto& job : it->second.batch) job->abandoned = true;
       for (auto& job : it->second.queue) job->abandoned = true;
       it = partitions.erase(it);
     }
@@ -496,12 +591,16 @@ struct worker::impl {
   detail::task_pool pool;
   detail::record_producer dead_letters;
   detail::kafka_handle consumer;
+  rd_kafka_queue_t* consumer_queue = nullptr;  // our reference to the consumer's queue, while started
   std::thread loop_thread;
   std::atomic<bool> stop_requested{false};
 
   std::mutex completions_mu;
   std::condition_variable completions_cv;
   std::vector<std::function<void()>> completions;
+  bool consumer_ready = false;  // librdkafka queued something since the loop last emptied its queue
+  static constexpr int max_records_per_turn = 1000;
+  static constexpr std::size_t max_batch = 256;  // records per hand-off to the pool
 
   // Consumer thread only:
   std::map<partition_key, partition_state> partitions;

@@ -1,0 +1,223 @@
+// Worker throughput (consume + decode + dispatch to a handler + commit) against a raw librdkafka
+// consumer reading the same topic in the same run; then the same worker with 1 % of the events
+// failing twice (small backoff), reported as healthy-event throughput ÷ the clean run.
+//
+// One embedded broker holds the topic (produced once); every run reads all of it in a consumer
+// group of its own. Each run is timed from its first record to its last, so the ~3 s group join of
+// the mock cluster is not counted. Rounds interleave the three runs so all see the same machine.
+//
+//   build/werror/bench/worker_bench [--events 1000000] [--rounds 3] [--partitions 128] [--concurrency 4]
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/log.hpp"
+#include "eventbus/worker.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr const char* topic = "app.order.order.created";
+
+struct settings {
+  int events = 1'000'000;
+  int rounds = 3;
+  int partitions = 128;  // the mock keeps ~5 MB per partition: 128 hold 1M records of ~350 B
+  int concurrency = 4;
+  int fail_every = 100;  // 1 %
+};
+
+struct run_result {
+  double seconds = 0;
+  std::uint64_t records = 0;
+};
+
+// Properties both sides share: small fetch waits (the mock does not wake an empty fetch early).
+void apply_common(rd_kafka_conf_t* conf) {
+  char why[512];
+  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);
+  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
+}
+
+void produce_all(const std::string& bootstrap, const settings& s) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "linger.ms", "20", why, sizeof why);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+  for (int i = 0; i < s.events; ++i) {
+    const auto ev = eventbus::make_event(
+        {.event_type = "order.created",
+         .aggregate_type = "order",
+         .aggregate_id = "order-" + std::to_string(i % 10'000),
+         .payload = {{"seq", i}, {"customer_id", "c-" + std::to_string(i % 977)}, {"total_cents", 1000 + i % 5000},
+                     {"currency", "EUR"}, {"items", {{{"sku", "SKU-" + std::to_string(i % 300)}, {"qty", 1 + i % 4}}}}},
+         .correlation_id = "corr-" + std::to_string(i)});
+    const std::string& value = eventbus::encode_event(ev);
+    rd_kafka_vu_t fields[4];
+    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+    fields[0].u.cstr = topic;
+    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
+    fields[1].u.mem = {const_cast<char*>(ev.aggregate_id().data()), ev.aggregate_id().size()};
+    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+    fields[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    fields[3].u.i = RD_KAFKA_MSG_F_COPY;
+    for (;;) {
+      rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 4);
+      if (err == nullptr) break;
+      const bool full = rd_kafka_error_code(err) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
+      rd_kafka_error_destroy(err);
+      if (!full) break;
+      rd_kafka_poll(rk, 10);
+    }
+    rd_kafka_poll(rk, 0);
+  }
+  rd_kafka_flush(rk, 300'000);
+  rd_kafka_destroy(rk);
+}
+
+// The baseline: a hand-written consumer in a group, auto-commit on, counting records.
+run_result run_raw(const std::string& bootstrap, const settings& s, const std::string& group) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why);
+  apply_common(conf);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+
+  std::uint64_t count = 0;
+  clock_type::time_point first{};
+  const auto give_up = clock_type::now() + std::chrono::minutes(5);
+  while (count < static_cast<std::uint64_t>(s.events) && clock_type::now() < give_up) {
+    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 100);
+    if (msg == nullptr) continue;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && count++ == 0) first = clock_type::now();
+    rd_kafka_message_destroy(msg);
+  }
+  const double seconds = std::chrono::duration<double>(clock_type::now() - first).count();
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return {seconds, count};
+}
+
+// The worker with one handler that reads the event's sequence number; events whose number is a
+// multiple of `fail_every` throw on their first two attempts when `failing` is set.
+// Returns the time from the first record until every healthy record was handled.
+run_result run_worker(const std::string& bootstrap, const settings& s, const std::string& group, bool failing) {
+  eventbus::worker w({.kafka = {.bootstrap_servers = bootstrap, .properties = {{"fetch.wait.max.ms", "10"}, {"log_level", "3"}}},
+                      .group_id = group,
+                      .topics = {topic},
+                      .retry = {.max_attempts = 5,
+                                .initial_backoff = std::chrono::milliseconds(1),
+                                .multiplier = 2.0,
+                                .max_backoff = std::chrono::milliseconds(20),
+                                .jitter = 0.0},
+                      .concurrency = static_cast<std::size_t>(s.concurrency),
+                      .max_buffered_per_partition = 100000});
+  const auto attempts = std::make_unique<std::atomic<std::uint8_t>[]>(static_cast<std::size_t>(s.events));
+  std::atomic<bool> started{false};
+  std::atomic<std::uint64_t> healthy{0};
+  clock_type::time_point first{}, last_healthy{};
+  const std::uint64_t healthy_total = static_cast<std::uint64_t>(s.events) -
+                                      (failing ? static_cast<std::uint64_t>((s.events + s.fail_every - 1) / s.fail_every) : 0);
+  auto sub = w.subscribe("order.created", "bench", [&](const eventbus::event& ev) {
+    if (!started.exchange(true, std::memory_order_relaxed)) first = clock_type::now();
+    const auto seq = ev.payload()["seq"].get<std::int64_t>();
+    if (failing && seq % s.fail_every == 0) {
+      if (attempts[static_cast<std::size_t>(seq)].fetch_add(1, std::memory_order_relaxed) < 2)
+        throw std::runtime_error("transient");
+      return;
+    }
+    if (healthy.fetch_add(1, std::memory_order_relaxed) + 1 == healthy_total) last_healthy = clock_type::now();
+  });
+  w.start();
+  const auto give_up = clock_type::now() + std::chrono::minutes(5);
+  while (w.stats().handled < static_cast<std::uint64_t>(s.events) && clock_type::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  w.stop();
+  if (healthy.load() != healthy_total) {
+    std::fprintf(stderr, "worker run %s: %llu of %llu healthy events handled\n", group.c_str(),
+                 static_cast<unsigned long long>(healthy.load()), static_cast<unsigned long long>(healthy_total));
+    return {std::chrono::duration<double>(clock_type::now() - first).count(), healthy.load()};
+  }
+  if (failing && w.stats().retries != 2 * (healthy_total == 0 ? 0 : static_cast<std::uint64_t>(s.events) - healthy_total))
+    std::fprintf(stderr, "worker run %s: %llu retries\n", group.c_str(), static_cast<unsigned long long>(w.stats().retries));
+  return {std::chrono::duration<double>(last_healthy - first).count(), healthy_total};
+}
+
+bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
+  int* target = arg == "--events"        ? &s.events
+                : arg == "--rounds"      ? &s.rounds
+                : arg == "--partitions"  ? &s.partitions
+                : arg == "--concurrency" ? &s.concurrency
+                                         : nullptr;
+  if (target == nullptr) return false;
+  const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), *target);
+  return ec == std::errc{} && ptr == value.data() + value.size() && *target > 0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  settings s;
+  for (int i = 1; i < argc; i += 2)
+    if (i + 1 >= argc || !parse_flag(argv[i], argv[i + 1], s)) {
+      std::fprintf(stderr, "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--concurrency C]\n");
+      return 2;
+    }
+  eventbus::set_log_level(eventbus::log_level::error);
+  eventbus::embedded_broker broker;
+  broker.create_topic(topic, s.partitions);
+  const auto produce_start = clock_type::now();
+  produce_all(broker.bootstrap_servers(), s);
+  std::printf("worker_bench: %d events on %d partitions (produced in %.1f s), worker concurrency %d, %d rounds\n",
+              s.events, s.partitions, std::chrono::duration<double>(clock_type::now() - produce_start).count(),
+              s.concurrency, s.rounds);
+
+  std::vector<double> raw_rates, clean_rates, failing_rates, paired_clean, paired_failing;
+  for (int r = 0; r < s.rounds; ++r) {
+    const auto tag = std::to_string(r);
+    const auto raw = run_raw(broker.bootstrap_servers(), s, "raw-" + tag);
+    const auto clean = run_worker(broker.bootstrap_servers(), s, "clean-" + tag, false);
+    const auto failing = run_worker(broker.bootstrap_servers(), s, "failing-" + tag, true);
+    const auto rate = [](const run_result& x) { return static_cast<double>(x.records) / x.seconds; };
+    raw_rates.push_back(rate(raw));
+    clean_rates.push_back(rate(clean));
+    failing_rates.push_back(rate(failing));
+    paired_clean.push_back(rate(clean) / rate(raw));
+    paired_failing.push_back(rate(failing) / rate(clean));
+    std::printf("  round %d  raw consumer %9.0f ev/s  worker %9.0f ev/s  worker, 1%% failing twice %9.0f healthy ev/s\n",
+                r + 1, rate(raw), rate(clean), rate(failing));
+    std::fflush(stdout);
+  }
+  std::printf("\nmedian: raw consumer %.0f ev/s, worker %.0f ev/s, worker with 1%% failing twice %.0f healthy ev/s\n",
+              median(raw_rates), median(clean_rates), median(failing_rates));
+  std::printf("ratio worker / raw consumer:        %.2f of medians, %.2f median of paired rounds  (target >= 0.90)\n",
+              median(clean_rates) / median(raw_rates), median(paired_clean));
+  std::printf("ratio 1%% failing / clean (healthy): %.2f of medians, %.2f median of paired rounds  (target >= 0.90)\n",
+              median(failing_rates) / median(clean_rates), median(paired_failing));
+  return 0;
+}
