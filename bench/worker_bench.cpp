@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/worker.hpp"
@@ -88,8 +90,9 @@ void produce_all(const std::string& bootstrap, const settings& s) {
   rd_kafka_destroy(rk);
 }
 
-// The baseline: a hand-written consumer in a group, auto-commit on, counting records.
-run_result run_raw(const std::string& bootstrap, const settings& s, const std::string& group) {
+// The baseline: a hand-written consumer in a group, auto-commit on, counting records. With
+// `parse`, it also parses each value with nlohmann::json: the floor for anything that reads JSON.
+run_result run_raw(const std::string& bootstrap, const settings& s, const std::string& group, bool parse) {
   char why[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
@@ -109,7 +112,13 @@ run_result run_raw(const std::string& bootstrap, const settings& s, const std::s
   while (count < static_cast<std::uint64_t>(s.events) && clock_type::now() < give_up) {
     rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 100);
     if (msg == nullptr) continue;
-    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && count++ == 0) first = clock_type::now();
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (count++ == 0) first = clock_type::now();
+      if (parse && nlohmann::json::parse(static_cast<const char*>(msg->payload),
+                                         static_cast<const char*>(msg->payload) + msg->len, nullptr, false)
+                       .is_discarded())
+        std::fprintf(stderr, "not JSON at offset %lld\n", static_cast<long long>(msg->offset));
+    }
     rd_kafka_message_destroy(msg);
   }
   const double seconds = std::chrono::duration<double>(clock_type::now() - first).count();
@@ -197,26 +206,33 @@ int main(int argc, char** argv) {
               s.events, s.partitions, std::chrono::duration<double>(clock_type::now() - produce_start).count(),
               s.concurrency, s.rounds);
 
-  std::vector<double> raw_rates, clean_rates, failing_rates, paired_clean, paired_failing;
+  std::vector<double> raw_rates, parse_rates, clean_rates, failing_rates, paired_clean, paired_parse, paired_failing;
   for (int r = 0; r < s.rounds; ++r) {
     const auto tag = std::to_string(r);
-    const auto raw = run_raw(broker.bootstrap_servers(), s, "raw-" + tag);
+    const auto raw = run_raw(broker.bootstrap_servers(), s, "raw-" + tag, false);
+    const auto parsing = run_raw(broker.bootstrap_servers(), s, "raw-parse-" + tag, true);
     const auto clean = run_worker(broker.bootstrap_servers(), s, "clean-" + tag, false);
     const auto failing = run_worker(broker.bootstrap_servers(), s, "failing-" + tag, true);
     const auto rate = [](const run_result& x) { return static_cast<double>(x.records) / x.seconds; };
     raw_rates.push_back(rate(raw));
+    parse_rates.push_back(rate(parsing));
+    paired_parse.push_back(rate(clean) / rate(parsing));
     clean_rates.push_back(rate(clean));
     failing_rates.push_back(rate(failing));
     paired_clean.push_back(rate(clean) / rate(raw));
     paired_failing.push_back(rate(failing) / rate(clean));
-    std::printf("  round %d  raw consumer %9.0f ev/s  worker %9.0f ev/s  worker, 1%% failing twice %9.0f healthy ev/s\n",
-                r + 1, rate(raw), rate(clean), rate(failing));
+    std::printf("  round %d  raw consumer %9.0f ev/s  raw + JSON parse %9.0f ev/s  worker %9.0f ev/s  "
+                "worker, 1%% failing twice %9.0f healthy ev/s\n",
+                r + 1, rate(raw), rate(parsing), rate(clean), rate(failing));
     std::fflush(stdout);
   }
-  std::printf("\nmedian: raw consumer %.0f ev/s, worker %.0f ev/s, worker with 1%% failing twice %.0f healthy ev/s\n",
-              median(raw_rates), median(clean_rates), median(failing_rates));
+  std::printf("\nmedian: raw consumer %.0f ev/s, raw + JSON parse %.0f ev/s, worker %.0f ev/s, worker with 1%% failing "
+              "twice %.0f healthy ev/s\n",
+              median(raw_rates), median(parse_rates), median(clean_rates), median(failing_rates));
   std::printf("ratio worker / raw consumer:        %.2f of medians, %.2f median of paired rounds  (target >= 0.90)\n",
               median(clean_rates) / median(raw_rates), median(paired_clean));
+  std::printf("ratio worker / raw + JSON parse:     %.2f of medians, %.2f median of paired rounds\n",
+              median(clean_rates) / median(parse_rates), median(paired_parse));
   std::printf("ratio 1%% failing / clean (healthy): %.2f of medians, %.2f median of paired rounds  (target >= 0.90)\n",
               median(failing_rates) / median(clean_rates), median(paired_failing));
   return 0;

@@ -169,9 +169,22 @@ bool append_json_string(std::string& out, std::string_view text) {
 
 result<event> event_access::seal(std::unique_ptr<event_data> data) {
   if (auto e = validate(*data)) return *e;
-  if (auto e = encode(*data, data->encoded)) return *e;
+  std::optional<eventbus::error> failed;
+  std::call_once(data->encode_once, [&] { failed = encode(*data, data->encoded); });
+  if (failed) return *failed;
   data->type_hash = event_type_hash(data->event_type);
   return event(std::shared_ptr<const event_data>(std::move(data)));
+}
+
+result<event> event_access::seal_decoded(std::unique_ptr<event_data> data) {
+  if (auto e = validate(*data)) return *e;
+  data->type_hash = event_type_hash(data->event_type);
+  return event(std::shared_ptr<const event_data>(std::move(data)));
+}
+
+const std::string& event_access::encoded(const event_data& data) {
+  std::call_once(data.encode_once, [&] { (void)encode(data, data.encoded); });
+  return data.encoded;
 }
 
 }  // namespace detail
@@ -193,7 +206,7 @@ const nlohmann::json& event::extensions() const noexcept { return data_->extensi
 bool operator==(const event& a, const event& b) noexcept {
   if (a.data_ == b.data_) return true;
   // The wire form covers every field, in a canonical order.
-  return a.data_->encoded == b.data_->encoded;
+  return event_access::encoded(*a.data_) == event_access::encoded(*b.data_);
 }
 
 event make_event(event_fields fields) {
@@ -211,7 +224,7 @@ event make_event(event_fields fields) {
   return event_access::seal(std::move(data)).value();
 }
 
-const std::string& encode_event(const event& ev) { return event_access::data(ev).encoded; }
+const std::string& encode_event(const event& ev) { return event_access::encoded(event_access::data(ev)); }
 
 nlohmann::json to_json(const event& ev) { return nlohmann::json::parse(encode_event(ev)); }
 

@@ -14,21 +14,21 @@ eventbus::error invalid(std::string field, std::string message) {
   return {errc::invalid_event, std::move(message), std::move(field)};
 }
 
-// Reads a required string member; "missing" and "wrong type" are different messages.
-std::optional<eventbus::error> read_string(const json& obj, const char* name, std::string& out) {
+// Reads a required string member, moving it out of `obj`; "missing" and "wrong type" are
+// different messages.
+std::optional<eventbus::error> read_string(json& obj, const char* name, std::string& out) {
   const auto it = obj.find(name);
   if (it == obj.end()) return invalid(name, "missing required field");
   if (!it->is_string()) return invalid(name, std::string("must be a string, got ") + it->type_name());
-  out = it->get<std::string>();
+  out = std::move(it->get_ref<std::string&>());
   return std::nullopt;
 }
 
-std::optional<eventbus::error> read_optional_string(const json& obj, const char* name,
-                                                    std::optional<std::string>& out) {
+std::optional<eventbus::error> read_optional_string(json& obj, const char* name, std::optional<std::string>& out) {
   const auto it = obj.find(name);
   if (it == obj.end() || it->is_null()) return std::nullopt;
   if (!it->is_string()) return invalid(name, std::string("must be a string, got ") + it->type_name());
-  out = it->get<std::string>();
+  out = std::move(it->get_ref<std::string&>());
   return std::nullopt;
 }
 
@@ -65,9 +65,8 @@ bool is_envelope_field(const std::string& key) {
   return false;
 }
 
-}  // namespace
-
-result<event> event_from_json(const json& value) {
+// Builds the event from a parsed envelope, moving the fields out of `value` (left unspecified).
+result<event> from_parsed(json& value) {
   if (!value.is_object())
     return eventbus::error(errc::invalid_event, std::string("envelope must be a JSON object, got ") + value.type_name());
 
@@ -79,7 +78,7 @@ result<event> event_from_json(const json& value) {
 
   const auto payload = value.find("payload");
   if (payload == value.end()) return invalid("payload", "missing required field");
-  data->payload = *payload;  // the object check is shared with make_event, in seal()
+  data->payload = std::move(*payload);  // the object check is shared with make_event, in seal()
 
   std::string timestamp;
   if (auto e = read_string(value, "timestamp", timestamp)) return *e;
@@ -92,10 +91,17 @@ result<event> event_from_json(const json& value) {
   if (auto e = read_optional_string(value, "causation_id", data->causation_id)) return *e;
   if (auto e = read_metadata(value, data->metadata)) return *e;
 
-  for (const auto& [key, field] : value.items())
-    if (!is_envelope_field(key)) data->extensions[key] = field;
+  for (auto it = value.begin(); it != value.end(); ++it)
+    if (!is_envelope_field(it.key())) data->extensions[it.key()] = std::move(*it);
 
-  return detail::event_access::seal(std::move(data));
+  return detail::event_access::seal_decoded(std::move(data));
+}
+
+}  // namespace
+
+result<event> event_from_json(const json& value) {
+  json copy = value;
+  return from_parsed(copy);
 }
 
 result<event> decode_event(std::string_view bytes) {
@@ -110,7 +116,7 @@ result<event> decode_event(std::string_view bytes) {
     }
     return eventbus::error(errc::decode_failed, "not JSON");
   }
-  return event_from_json(value);
+  return from_parsed(value);
 }
 
 }  // namespace eventbus

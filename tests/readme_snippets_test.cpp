@@ -1,14 +1,20 @@
 // The API tour of README.md, compiled and run. Keep the two in step: each TEST_CASE names its section.
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <csignal>
+#include <thread>
 #include <iostream>
 
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/stop_signal.hpp"
 #include "eventbus/topic.hpp"
+#include "eventbus/worker.hpp"
+#include "test_support.hpp"
 #include "eventbus/typed_event.hpp"
 
 // README "Typed events"
@@ -100,4 +106,41 @@ TEST_CASE("README: Embedded broker") {
   CHECK(sink.accept(eventbus::make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-1"}))
             .get()
             .ok());
+}
+
+TEST_CASE("README: Worker") {
+  // The README's worker, on the embedded broker, stopped by a real SIGTERM once it handled the event.
+  std::atomic<int> charged{0};
+  std::atomic<double> total{0};
+  // The embedded broker lives while a client uses it: the sink keeps it up for the worker.
+  eventbus::kafka_sink sink({.kafka = {.bootstrap_servers = "embedded"}});
+  REQUIRE(sink.accept(eventbus::make_event("o-42", order_created{.customer = "ada", .total = 99.5})).get().ok());
+  eventbus::worker w({.kafka = {.bootstrap_servers = "embedded",  // or "broker1:9092,broker2:9092"
+                                .properties = {{"fetch.wait.max.ms", "10"}, {"log_level", "3"}}},
+                      .group_id = "billing",
+                      .topics = {"^app\\.order\\..*"},  // names, or regular expressions starting with '^'
+                      .retry = {.max_attempts = 5, .initial_backoff = std::chrono::milliseconds(200)},
+                      .concurrency = 8});
+  auto charge = w.subscribe("order.created", "charge", [&](const eventbus::event& ev) {
+    if (!ev.payload().contains("total")) throw eventbus::permanent_error("order without a total");
+    ++charged;
+  });
+  auto revenue = w.subscribe<order_created>("revenue", [&](const order_created& o) { total = o.total; });
+  w.start();  // joins the group, consumes on background threads
+  std::thread operator_stops([&] {  // once the event is handled and the wait has begun: SIGTERM
+    const auto waiting = [] {
+      struct sigaction current {};
+      sigaction(SIGTERM, nullptr, &current);
+      return current.sa_handler != SIG_DFL;
+    };
+    CHECK(eventbus::testing::wait_until([&] { return w.stats().handled == 1 && waiting(); }, std::chrono::seconds(30)));
+    kill(getpid(), SIGTERM);
+  });
+  CHECK(eventbus::wait_for_stop_signal() == SIGTERM);
+  w.stop();  // stop fetching, finish in-flight handlers, commit, leave
+  operator_stops.join();
+
+  CHECK(charged.load() == 1);
+  CHECK(total.load() == 99.5);
+  CHECK(w.stats().handled == 1);
 }

@@ -2,6 +2,7 @@
 // The shared, read-only state behind eventbus::event, and the checks every envelope passes.
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -21,7 +22,11 @@ struct event_data {
   std::optional<std::string> causation_id;
   metadata_map metadata;
   nlohmann::json extensions = nlohmann::json::object();
-  std::string encoded;     // the wire form, filled once when the event is sealed
+  // The wire form: written when a made event is sealed (encoding is part of its validation), and
+  // on first use for a decoded one (whose fields came from a JSON parser, so it cannot fail), so a
+  // worker that only reads events never re-encodes them.
+  mutable std::once_flag encode_once;
+  mutable std::string encoded;
   std::size_t type_hash = 0;  // event_type_hash(event_type), for the dispatcher's lookup
 };
 
@@ -33,6 +38,10 @@ struct event_access {
   /// Validates the fields, encodes the wire form once and wraps the state in an event.
   /// Returns the first broken rule as an error naming the field.
   static result<event> seal(std::unique_ptr<event_data> data);
+  /// Same checks, wire form left for encoded() to write on first use.
+  static result<event> seal_decoded(std::unique_ptr<event_data> data);
+  /// The wire form, written on first use.
+  static const std::string& encoded(const event_data& data);
   static const event_data& data(const event& ev) noexcept { return *ev.data_; }
 };
 

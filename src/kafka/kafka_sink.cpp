@@ -150,7 +150,8 @@ struct kafka_sink::impl {
     fields[1].vtype = RD_KAFKA_VTYPE_KEY;
     fields[1].u.mem = {const_cast<char*>(d.aggregate_id.data()), d.aggregate_id.size()};
     fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-    fields[2].u.mem = {const_cast<char*>(d.encoded.data()), d.encoded.size()};
+    const std::string& encoded = detail::event_access::encoded(d);
+    fields[2].u.mem = {const_cast<char*>(encoded.data()), encoded.size()};
     fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
     fields[3].u.headers = headers.get();
     fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
