@@ -272,6 +272,9 @@ TEST_CASE("worker options are validated, naming the option") {
   auto bad_multiplier = ok;
   bad_multiplier.retry.multiplier = 0.5;
   CHECK(error_of(bad_multiplier) == "retry.multiplier");
+  auto empty_piece = ok;
+  empty_piece.middleware = {[](const attempt_context& ctx, const next_step& next) { return next(ctx); }, nullptr};
+  CHECK(error_of(empty_piece) == "middleware[1]");
   auto no_threads = ok;
   no_threads.concurrency = 0;
   CHECK(error_of(no_threads) == "concurrency");
@@ -415,4 +418,42 @@ TEST_CASE("rewind_group sets a group's offsets to a point in time and its worker
   CHECK(rewind_group(kafka, "g-x", "^nothing\\.matches", boundary).error().field() == "topics");
   CHECK(rewind_group(kafka, "g-x", "^(unclosed", boundary).error().field() == "topics");
   CHECK(rewind_group(kafka, "", orders, boundary).error().field() == "group");
+}
+
+TEST_CASE("a worker runs its options' middleware around every attempt, inside retry and recover") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  publish_orders(broker, 3);
+  std::mutex mu;
+  std::vector<std::string> seen;  // "<seq>#<attempt>:<result>" as the outer middleware saw it
+  auto options = test_worker(broker, "g-middleware", fast_retry(5));
+  options.middleware = {
+      [&](const attempt_context& ctx, const next_step& next) {
+        auto outcome = next(ctx);  // a throw from inside passes through here on its way to recover
+        const std::lock_guard lock(mu);
+        seen.push_back(ctx.ev.payload()["seq"].dump() + "#" + std::to_string(ctx.attempt) + ":" +
+                       std::string(to_string(outcome.result)));
+        return outcome;
+      },
+      // A piece that short-circuits (as a deduplication piece would): the second record is skipped.
+      [&](const attempt_context& ctx, const next_step& next) -> attempt_outcome {
+        if (ctx.offset == 1) return {};
+        return next(ctx);
+      }};
+  worker w(std::move(options));
+  std::atomic<int> calls{0};
+  auto sub = w.subscribe("order.created", "flaky", [&](const event& ev) {
+    ++calls;
+    if (ev.payload()["seq"] == 0 && calls.load() < 3) throw std::runtime_error("busy");
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().handled == 3; }, 20s));
+  w.stop();
+  CHECK(calls.load() == 4);  // record 0 three times, record 1 skipped by the middleware, record 2 once
+  CHECK(w.stats().retries == 2);
+  CHECK(w.stats().handler_calls == 5);  // the skipped call is still an attempt the worker timed
+  const std::lock_guard lock(mu);
+  // The user's pieces run inside recover: a throw reaches them as an exception, not an outcome,
+  // so the failed attempts never show up here, and the retries do.
+  CHECK(seen == std::vector<std::string>{"0#3:succeeded", "1#1:succeeded", "2#1:succeeded"});
 }

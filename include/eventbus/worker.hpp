@@ -25,6 +25,7 @@
 
 #include "eventbus/handler.hpp"
 #include "eventbus/kafka/options.hpp"
+#include "eventbus/middleware.hpp"
 #include "eventbus/retry.hpp"
 #include "eventbus/subscription.hpp"
 #include "eventbus/typed_event.hpp"
@@ -37,6 +38,9 @@ struct worker_options {
   std::vector<std::string> topics;  // names, or regular expressions starting with '^'
   std::string dlq_suffix{default_dlq_suffix};
   retry_policy retry{};
+  /// Extra pieces around every handler call, outermost first; they run inside the worker's own
+  /// timing -> retry -> recover pieces (see middleware.hpp), so what they throw is a failed attempt.
+  std::vector<eventbus::middleware> middleware{};
   std::size_t concurrency = 4;                     // handler threads
   std::size_t max_record_bytes = 1024 * 1024;      // larger records are dead-lettered (validation)
   std::size_t max_buffered_per_partition = 1000;   // fetched, not yet handled: beyond, the partition pauses

@@ -18,7 +18,6 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -31,7 +30,7 @@
 #include "eventbus/event.hpp"
 #include "eventbus/topic.hpp"
 #include "kafka/record_producer.hpp"
-#include "worker/dead_letter.hpp"
+#include "worker/dead_letter_writer.hpp"
 
 namespace eventbus {
 namespace {
@@ -54,13 +53,7 @@ struct handler_run {
 };
 
 // One consumed record, from the fetch until its offset may be committed.
-struct record_job {
-  std::string topic;
-  std::int32_t partition = -1;
-  std::int64_t offset = -1;
-  std::string key;
-  std::string value;
-  detail::record_headers headers;
+struct record_job : detail::consumed_record {
   std::optional<event> ev;
   std::optional<detail::dead_letter_reason> bad;  // set when it cannot be handled (not decodable, too large)
   std::vector<handler_run> handlers;  // touched by the pool only while `running` or in a batch
@@ -93,6 +86,8 @@ void worker_options::validate() const {
     if (!t.starts_with('^'))
       if (auto valid = validate_topic_name(t); !valid) reject("topics", valid.error().message());
   if (dlq_suffix.empty()) reject("dlq_suffix", "must not be empty");
+  for (std::size_t i = 0; i < middleware.size(); ++i)
+    if (!middleware[i]) reject("middleware[" + std::to_string(i) + "]", "is an empty function");
   if (concurrency == 0 || concurrency > 1024) reject("concurrency", "must be between 1 and 1024");
   if (max_record_bytes == 0) reject("max_record_bytes", "must be at least 1");
   if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
@@ -102,7 +97,13 @@ void worker_options::validate() const {
 
 struct worker::impl {
   explicit impl(worker_options opts)
-      : options(validated(std::move(opts))), pool(options.concurrency, std::size_t{1} << 20), dead_letters(options.kafka) {
+      : options(validated(std::move(opts))), pool(options.concurrency, std::size_t{1} << 20),
+        dead_letters(options.kafka, options.group_id, options.dlq_suffix, [this](std::chrono::milliseconds delay, std::function<void()> fn) {
+          post([this, delay, fn = std::move(fn)]() mutable {
+            if (delay.count() == 0) return fn();
+            at(clock_type::now() + delay, std::move(fn));
+          });
+        }) {
     auto config = detail::make_client_config(
         options.kafka, {{"group.id", options.group_id},
                         {"enable.auto.commit", "false"},  // we commit finished records only
@@ -367,38 +368,40 @@ struct worker::impl {
     (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most one task per partition: always room
   }
 
+  // One attempt through the middleware chain; the outcome decides the handler's state.
   void call_handler(const record_job& job, handler_run& run) noexcept {
-    ++run.attempts;
-    handler_calls.fetch_add(1, std::memory_order_relaxed);
-    if (run.attempts > 1) retries.fetch_add(1, std::memory_order_relaxed);
     const detail::running_call call(*run.handler);
     if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
       run.state = handler_state::succeeded;
       return;
     }
+    ++run.attempts;
+    const attempt_context ctx{.ev = *job.ev, .handler = run.handler->name, .attempt = run.attempts,
+                              .topic = job.topic, .partition = job.partition, .offset = job.offset};
+    attempt_outcome outcome;
     try {
-      run.handler->fn(*job.ev);
-      run.state = handler_state::succeeded;
-      return;
-    } catch (const permanent_error& e) {
-      run.last_error = std::string("permanent: ") + e.what();
-      run.state = handler_state::dead;
-      return;
-    } catch (const std::exception& e) {
-      run.last_error = message_text(e.what());
-    } catch (...) {
-      run.last_error = "unknown exception (not derived from std::exception)";
+      outcome = run_chain(chain, run.handler->fn, ctx);
+    } catch (const std::exception& e) {  // only the outer pieces can get here (out of memory)
+      outcome = {.result = attempt_result::retry, .error = message_text(e.what()), .retry_after = options.retry.max_backoff};
     }
-    if (run.attempts >= options.retry.max_attempts) {
-      run.state = handler_state::dead;
-      return;
+    run.last_error = std::move(outcome.error);
+    switch (outcome.result) {
+      case attempt_result::succeeded: run.state = handler_state::succeeded; break;
+      case attempt_result::dead_letter: run.state = handler_state::dead; break;
+      case attempt_result::retry: run.next_try = clock_type::now() + outcome.retry_after; break;
     }
-    run.next_try = clock_type::now() + options.retry.backoff_before(run.attempts + 1, unit_random());
   }
 
-  double unit_random() {
-    thread_local std::mt19937_64 gen{std::random_device{}()};
-    return std::uniform_real_distribution<double>(0.0, 1.0)(gen);
+  // timing -> retry -> recover -> the user's pieces -> handler. The timing piece feeds the stats.
+  std::vector<middleware> build_chain() {
+    std::vector<middleware> pieces{middlewares::timing([this](const attempt_context& ctx, const attempt_outcome&,
+                                                              std::chrono::nanoseconds) {
+                                     handler_calls.fetch_add(1, std::memory_order_relaxed);
+                                     if (ctx.attempt > 1) retries.fetch_add(1, std::memory_order_relaxed);
+                                   }),
+                                   middlewares::retry(options.retry), middlewares::recover()};
+    pieces.insert(pieces.end(), options.middleware.begin(), options.middleware.end());
+    return pieces;
   }
 
   void after_attempt(const job_ptr& job) {
@@ -442,46 +445,14 @@ struct worker::impl {
 
   // --- dead letters
 
-  void dead_letter(const job_ptr& job, detail::dead_letter_reason why) {
-    auto dlq = dlq_topic_for(job->topic, options.dlq_suffix);
-    if (!dlq) {
-      detail::log(log_level::error, "worker: no dead-letter topic for '" + job->topic + "': " + dlq.error().to_string() +
-                                        "; the record stays uncommitted");
-      ++job->dead_letters_outstanding;  // never settles: the partition holds here, nothing is lost
-      return;
-    }
-    const auto headers = detail::dead_letter_headers(
-        job->headers, why, {job->topic, job->partition, job->offset, options.group_id}, format_timestamp(now_ms()));
+  void dead_letter(const job_ptr& job, const detail::dead_letter_reason& why) {
     ++job->dead_letters_outstanding;
-    write_dead_letter(job, std::move(dlq).value(), headers, 1);
-  }
-
-  void write_dead_letter(const job_ptr& job, std::string dlq, detail::record_headers headers, int attempt) {
-    const auto topic = dlq;
-    dead_letters.produce(topic, job->key, job->value, headers,
-                         [this, job, dlq = std::move(dlq), headers, attempt](rd_kafka_resp_err_t err) mutable {
-                           post([this, job, dlq = std::move(dlq), headers = std::move(headers), attempt, err]() mutable {
-                             on_dead_letter_written(job, std::move(dlq), std::move(headers), attempt, err);
-                           });
-                         });
-  }
-
-  void on_dead_letter_written(const job_ptr& job, std::string dlq, detail::record_headers headers, int attempt,
-                              rd_kafka_resp_err_t err) {
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      dead_letters_written.fetch_add(1, std::memory_order_relaxed);
-      --job->dead_letters_outstanding;
-      return finish_if_done(job);
-    }
-    dlq_write_failures.fetch_add(1, std::memory_order_relaxed);
-    const auto wait = std::min(std::chrono::milliseconds(5000), std::chrono::milliseconds(100) * (1 << std::min(attempt, 6)));
-    detail::log(log_level::warn, "worker: dead-letter write to '" + dlq + "' failed (" + detail::kafka_error_text(err) +
-                                     "); record " + job->topic + "[" + std::to_string(job->partition) + "]@" +
-                                     std::to_string(job->offset) + " stays uncommitted; retrying in " +
-                                     std::to_string(wait.count()) + " ms");
-    at(clock_type::now() + wait, [this, job, dlq = std::move(dlq), headers = std::move(headers), attempt]() mutable {
-      if (!job->abandoned) write_dead_letter(job, std::move(dlq), std::move(headers), attempt + 1);
-    });
+    dead_letters.write(
+        job, why, [job] { return job->abandoned; },
+        [this, job] {
+          --job->dead_letters_outstanding;
+          finish_if_done(job);
+        });
   }
 
   // --- timers (consumer thread only)
@@ -588,8 +559,8 @@ struct worker::impl {
   worker_options options;
   std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
   std::shared_ptr<embedded_broker> broker;  // outlives the clients
+  std::vector<middleware> chain = build_chain();  // after `options`, read-only from then on
   detail::task_pool pool;
-  detail::record_producer dead_letters;
   detail::kafka_handle consumer;
   rd_kafka_queue_t* consumer_queue = nullptr;  // our reference to the consumer's queue, while started
   std::thread loop_thread;
@@ -601,6 +572,8 @@ struct worker::impl {
   bool consumer_ready = false;  // librdkafka queued something since the loop last emptied its queue
   static constexpr int max_records_per_turn = 1000;
   static constexpr std::size_t max_batch = 256;  // records per hand-off to the pool
+  // Declared after the completion queue it posts to, so it is destroyed (and flushed) first.
+  detail::dead_letter_writer dead_letters;
 
   // Consumer thread only:
   std::map<partition_key, partition_state> partitions;
@@ -609,8 +582,7 @@ struct worker::impl {
   bool intake_closed = false;
 
   std::atomic<std::size_t> assigned{0};
-  std::atomic<std::uint64_t> records{0}, handled{0}, handler_calls{0}, retries{0}, dead_letters_written{0},
-      dlq_write_failures{0}, commits{0};
+  std::atomic<std::uint64_t> records{0}, handled{0}, handler_calls{0}, retries{0}, commits{0};
 };
 
 worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
@@ -637,8 +609,8 @@ worker_stats worker::stats() const noexcept {
           .handled = d.handled.load(),
           .handler_calls = d.handler_calls.load(),
           .retries = d.retries.load(),
-          .dead_letters = d.dead_letters_written.load(),
-          .dlq_write_failures = d.dlq_write_failures.load(),
+          .dead_letters = d.dead_letters.written(),
+          .dlq_write_failures = d.dead_letters.failures(),
           .commits = d.commits.load()};
 }
 
