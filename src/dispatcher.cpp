@@ -1,6 +1,7 @@
 #include "eventbus/dispatcher.hpp"
 
 #include <atomic>
+#include <chrono>
 
 #include "detail/append_only_list.hpp"
 #include "detail/event_data.hpp"
@@ -85,14 +86,28 @@ struct dispatcher::impl {
   void invoke(detail::handler_entry& handler, const event& ev) noexcept {
     const detail::running_call call(handler);
     if (!call.admitted()) return;
+    if (!options.observe_handler) {
+      (void)run(handler, ev);
+      return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const bool success = run(handler, ev);
+    try {
+      options.observe_handler(handler.name, ev, success, std::chrono::steady_clock::now() - start);
+    } catch (...) {  // an observer must not fail a call that succeeded
+    }
+  }
+
+  bool run(detail::handler_entry& handler, const event& ev) noexcept {
     try {
       handler.fn(ev);
-      return;
+      return true;
     } catch (const std::exception& e) {
       report_failure(handler, ev, e.what());
     } catch (...) {
       report_failure(handler, ev, "unknown exception (not derived from std::exception)");
     }
+    return false;
   }
 
   void report_failure(const detail::handler_entry& handler, const event& ev, std::string_view what) noexcept {

@@ -11,9 +11,11 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/metrics_server.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/topic.hpp"
 #include "eventbus/worker.hpp"
+#include "http_support.hpp"
 #include "test_support.hpp"
 #include "eventbus/typed_event.hpp"
 
@@ -143,4 +145,22 @@ TEST_CASE("README: Worker") {
   CHECK(charged.load() == 1);
   CHECK(total.load() == 99.5);
   CHECK(w.stats().handled == 1);
+}
+
+TEST_CASE("README: Metrics and health") {
+  eventbus::embedded_broker broker;  // the README connects to a real cluster; here the test broker
+  auto m = std::make_shared<eventbus::metrics>();
+  eventbus::metrics_server server(m, "127.0.0.1:0");  // GET /metrics, /healthz, /readyz
+  eventbus::dispatcher bus({.observe_handler = eventbus::metrics::handler_observer_for(m)});
+  auto kafka = std::make_shared<eventbus::kafka_sink>(
+      eventbus::producer_options{.kafka = {.bootstrap_servers = broker.bootstrap_servers()}, .metrics = m});
+  eventbus::worker w({.kafka = {.bootstrap_servers = broker.bootstrap_servers()},
+                      .group_id = "billing",
+                      .topics = {"^app\\.order\\..*"},
+                      .metrics = m});
+  server.add_readiness_check("worker", [&] { return w.assigned_partitions() > 0; });
+
+  CHECK(eventbus::testing::http_get(server.port(), "/readyz").status == 503);  // not started: no partitions
+  CHECK(eventbus::testing::http_get(server.port(), "/metrics").body.find("eventbus_producer_queue_messages") !=
+        std::string::npos);
 }

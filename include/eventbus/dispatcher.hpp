@@ -45,6 +45,9 @@ struct dispatcher_options {
   std::size_t pool_size = 4;         // handler threads (thread_pool mode)
   std::size_t queue_capacity = 4096;  // scheduled handler calls not yet started
   std::chrono::milliseconds enqueue_timeout{1000};  // how long publish() waits for room
+  /// Called after every handler call with its outcome and duration, e.g. with
+  /// eventbus::metrics::handler_observer() for the latency histogram. Must not throw; none if empty.
+  handler_observer observe_handler{};
 
   /// Throws eventbus::exception (errc::invalid_argument, naming the option) when unusable.
   void validate() const;

@@ -2,6 +2,7 @@
 // A handler is a function of an event. It fails by throwing; eventbus catches, logs and counts the
 // failure, and never lets it reach the publisher or another handler.
 
+#include <chrono>
 #include <concepts>
 #include <functional>
 
@@ -11,6 +12,11 @@
 namespace eventbus {
 
 using handler_fn = std::function<void(const event&)>;
+
+/// Told of each finished handler call: which handler, on which event, whether it returned
+/// normally, and how long it ran.
+using handler_observer =
+    std::function<void(std::string_view handler, const event& ev, bool success, std::chrono::nanoseconds took)>;
 
 /// Adapts a function of a typed event (`fn(const T&)` or `fn(const T&, const event&)`) to a
 /// handler_fn. A payload that does not decode into T fails the call with an eventbus::exception

@@ -25,6 +25,7 @@
 
 #include "eventbus/handler.hpp"
 #include "eventbus/kafka/options.hpp"
+#include "eventbus/metrics.hpp"
 #include "eventbus/middleware.hpp"
 #include "eventbus/retry.hpp"
 #include "eventbus/subscription.hpp"
@@ -46,6 +47,8 @@ struct worker_options {
   std::size_t max_buffered_per_partition = 1000;   // fetched, not yet handled: beyond, the partition pauses
   std::chrono::milliseconds commit_interval{1000}; // asynchronous commits of finished records
   std::chrono::milliseconds shutdown_timeout{30'000};  // bound on waiting for in-flight work
+  /// Handler latency, retries, dead letters, consumed records and consumer lag; none if null.
+  std::shared_ptr<eventbus::metrics> metrics{};
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the option.
   void validate() const;

@@ -1,5 +1,7 @@
 #include "eventbus/kafka/kafka_sink.hpp"
 
+#include "eventbus/metrics.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -92,6 +94,7 @@ struct kafka_sink::impl {
     auto& self = *static_cast<impl*>(opaque);
     // Take over librdkafka's reference: the record is freed here unless a future still holds it.
     const std::shared_ptr<pending_record> pending = std::move(static_cast<pending_record*>(msg->_private)->self);
+    if (self.options.metrics) self.options.metrics->count_published(rd_kafka_topic_name(msg->rkt), msg->err == 0);
     if (msg->err) {
       self.failed.fetch_add(1, std::memory_order_relaxed);
       auto err = delivery_error(msg->err, pending->ev, rd_kafka_topic_name(msg->rkt));
@@ -116,7 +119,12 @@ struct kafka_sink::impl {
   void poll_loop() {
     constexpr auto publisher_check_interval = std::chrono::milliseconds(5);
     std::uint64_t seen_publisher_polls = ~std::uint64_t{0};
+    auto next_gauge = clock::now();
     while (!stopping.load(std::memory_order_relaxed)) {
+      if (options.metrics && clock::now() >= next_gauge) {
+        options.metrics->set_producer_queue(rd_kafka_outq_len(handle.get()));
+        next_gauge = clock::now() + std::chrono::seconds(1);
+      }
       const auto polls = publisher_polls.load(std::memory_order_relaxed);
       if (polls != seen_publisher_polls) {  // publishers polled since the last look: they are busy
         seen_publisher_polls = polls;

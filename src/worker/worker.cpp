@@ -68,6 +68,7 @@ struct partition_state {
   std::vector<job_ptr> batch;  // on the pool, in offset order
   job_ptr current;             // the one record being retried or dead-lettered
   std::int64_t commit_next = -1;  // offset after the last finished record; -1: nothing finished yet
+  std::int64_t first_seen = -1;   // offset of the first record received since the assignment
   bool dirty = false;             // commit_next not committed yet
   bool paused = false;
 };
@@ -167,6 +168,7 @@ struct worker::impl {
         drain_completions();
         run_due_timers();
         commit(false);
+        update_lag();
         if (!more) wait_for_work();
       }
       shut_down();
@@ -273,8 +275,10 @@ struct worker::impl {
         job->headers.emplace_back(name, std::string(static_cast<const char*>(value), size));
     }
     records.fetch_add(1, std::memory_order_relaxed);
+    if (options.metrics) options.metrics->count_consumed(job->topic);
 
     auto& p = partitions[{job->topic, job->partition}];
+    if (p.first_seen < 0) p.first_seen = job->offset;
     p.queue.push_back(std::move(job));
     if (!p.paused && p.queue.size() >= options.max_buffered_per_partition) set_paused(job_key(*p.queue.back()), p, true);
     start_next(p);
@@ -394,10 +398,14 @@ struct worker::impl {
 
   // timing -> retry -> recover -> the user's pieces -> handler. The timing piece feeds the stats.
   std::vector<middleware> build_chain() {
-    std::vector<middleware> pieces{middlewares::timing([this](const attempt_context& ctx, const attempt_outcome&,
-                                                              std::chrono::nanoseconds) {
+    std::vector<middleware> pieces{middlewares::timing([this](const attempt_context& ctx, const attempt_outcome& outcome,
+                                                              std::chrono::nanoseconds took) {
                                      handler_calls.fetch_add(1, std::memory_order_relaxed);
                                      if (ctx.attempt > 1) retries.fetch_add(1, std::memory_order_relaxed);
+                                     if (!options.metrics) return;
+                                     options.metrics->observe_handler(ctx.handler, ctx.ev.event_type(),
+                                                                      outcome.result == attempt_result::succeeded, took);
+                                     if (ctx.attempt > 1) options.metrics->count_retry(ctx.handler, ctx.ev.event_type());
                                    }),
                                    middlewares::retry(options.retry), middlewares::recover()};
     pieces.insert(pieces.end(), options.middleware.begin(), options.middleware.end());
@@ -449,7 +457,8 @@ struct worker::impl {
     ++job->dead_letters_outstanding;
     dead_letters.write(
         job, why, [job] { return job->abandoned; },
-        [this, job] {
+        [this, job, handler = why.handler, reason = std::string(why.reason)] {
+          if (options.metrics) options.metrics->count_dead_letter(job->topic, handler, reason);
           --job->dead_letters_outstanding;
           finish_if_done(job);
         });
@@ -469,6 +478,20 @@ struct worker::impl {
   }
 
   // --- commits, pausing, rebalancing
+
+  // eventbus_consumer_lag: records after the last finished one, from librdkafka's cached high
+  // watermark (refreshed by every fetch response: no request of its own).
+  void update_lag() {
+    if (!options.metrics || clock_type::now() < next_lag_update) return;
+    next_lag_update = clock_type::now() + std::chrono::seconds(2);
+    for (const auto& [key, p] : partitions) {
+      std::int64_t low = 0, high = 0;
+      if (rd_kafka_get_watermark_offsets(consumer.get(), key.first.c_str(), key.second, &low, &high) != 0 || high < 0)
+        continue;
+      const auto done = p.commit_next >= 0 ? p.commit_next : p.first_seen;
+      options.metrics->set_consumer_lag(key.first, key.second, std::max<std::int64_t>(0, high - done));
+    }
+  }
 
   void commit(bool synchronous) {
     if (!synchronous && clock_type::now() < next_commit) return;
@@ -579,6 +602,7 @@ struct worker::impl {
   std::map<partition_key, partition_state> partitions;
   std::multimap<clock_type::time_point, std::function<void()>> timers;
   clock_type::time_point next_commit{};
+  clock_type::time_point next_lag_update{};
   bool intake_closed = false;
 
   std::atomic<std::size_t> assigned{0};

@@ -3,12 +3,15 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "eventbus/topic.hpp"
 
 namespace eventbus {
+
+class metrics;
 
 /// bootstrap_servers value that starts (or joins) the process's in-memory embedded broker.
 inline constexpr std::string_view embedded_bootstrap = "embedded";
@@ -34,6 +37,8 @@ struct producer_options {
   /// How long destruction waits for queued events to be delivered before giving up on them (each
   /// one then reports a failed delivery, and their number is logged).
   std::chrono::milliseconds close_timeout{10000};
+  /// Where eventbus_events_published_total and eventbus_producer_queue_messages go; none if null.
+  std::shared_ptr<eventbus::metrics> metrics{};
 
   void validate() const;
 };

@@ -1,0 +1,67 @@
+#pragma once
+// The Prometheus metrics of DESIGN.md, in one prometheus-cpp registry. Give the same
+// `std::shared_ptr<metrics>` to the dispatcher, the Kafka sink and workers (their `metrics`
+// option), serve it with eventbus::metrics_server, and add your own families to registry().
+//
+//   auto m = std::make_shared<eventbus::metrics>();
+//   eventbus::worker w({..., .metrics = m});
+//   eventbus::metrics_server server(m);          // http://127.0.0.1:9464/metrics
+//
+// Labels never carry ids (event, aggregate, correlation): handler names, event types, topics,
+// partitions and reasons only, so the number of series stays bounded.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "eventbus/handler.hpp"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace eventbus {
+
+/// Handler latency buckets, in seconds: 0.5 ms to 30 s.
+inline constexpr double handler_duration_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                      0.25,   0.5,   1.0,    2.5,   5.0,  10.0,  30.0};
+
+class metrics {
+ public:
+  /// Registers the families in `registry`, or in a registry of its own.
+  explicit metrics(std::shared_ptr<prometheus::Registry> registry = nullptr);
+  ~metrics();
+  metrics(const metrics&) = delete;
+  metrics& operator=(const metrics&) = delete;
+
+  [[nodiscard]] prometheus::Registry& registry() noexcept;
+  [[nodiscard]] std::shared_ptr<prometheus::Registry> shared_registry() const noexcept;
+
+  // Recording. Thread-safe; each series is looked up once and cached, so repeated calls cost a
+  // shared lock and a hash of the labels.
+
+  /// eventbus_handler_duration_seconds{handler, event_type, outcome="success"|"error"}
+  void observe_handler(std::string_view handler, std::string_view event_type, bool success,
+                       std::chrono::nanoseconds took);
+  /// The same, as a dispatcher_options::observe_handler. Keeps this object alive.
+  [[nodiscard]] static handler_observer handler_observer_for(std::shared_ptr<metrics> m);
+  /// eventbus_handler_retries_total{handler, event_type}
+  void count_retry(std::string_view handler, std::string_view event_type);
+  /// eventbus_dead_letters_total{topic, handler, reason} (topic: the record's original topic)
+  void count_dead_letter(std::string_view topic, std::string_view handler, std::string_view reason);
+  /// eventbus_events_published_total{topic, outcome="delivered"|"failed"}
+  void count_published(std::string_view topic, bool delivered);
+  /// eventbus_events_consumed_total{topic}
+  void count_consumed(std::string_view topic, std::uint64_t records = 1);
+  /// eventbus_consumer_lag{topic, partition}
+  void set_consumer_lag(std::string_view topic, std::int32_t partition, std::int64_t lag);
+  /// eventbus_producer_queue_messages
+  void set_producer_queue(std::int64_t messages);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace eventbus

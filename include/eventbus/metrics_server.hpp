@@ -1,0 +1,44 @@
+#pragma once
+// Serves the metrics over HTTP for Prometheus to scrape, and the health endpoints orchestrators
+// probe:
+//   GET /metrics  Prometheus text format (0.0.4) of the registry
+//   GET /healthz  200 "ok" while the process serves requests
+//   GET /readyz   200 "ready" when every readiness check passes, else 503 naming the ones failing
+//
+//   auto m = std::make_shared<eventbus::metrics>();
+//   eventbus::metrics_server server(m, "0.0.0.0:9464");
+//   server.add_readiness_check("worker", [&] { return w.assigned_partitions() > 0; });
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "eventbus/metrics.hpp"
+
+namespace eventbus {
+
+inline constexpr const char* default_metrics_listen = "127.0.0.1:9464";
+
+class metrics_server {
+ public:
+  /// Starts serving on `listen` ("host:port"; port 0 picks a free one). Throws eventbus::exception
+  /// (errc::invalid_argument, field "listen") when the address is malformed or cannot be bound.
+  explicit metrics_server(std::shared_ptr<metrics> source, const std::string& listen = default_metrics_listen);
+  ~metrics_server();
+  metrics_server(const metrics_server&) = delete;
+  metrics_server& operator=(const metrics_server&) = delete;
+
+  /// The port actually bound.
+  [[nodiscard]] std::uint16_t port() const noexcept;
+
+  /// /readyz is 200 only while every check returns true. Checks must be quick and must not throw
+  /// (a throw counts as not ready). Thread-safe.
+  void add_readiness_check(std::string name, std::function<bool()> check);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace eventbus

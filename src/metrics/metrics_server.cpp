@@ -1,0 +1,105 @@
+#include "eventbus/metrics_server.hpp"
+
+#include <CivetServer.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <charconv>
+#include <mutex>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "eventbus/error.hpp"
+
+namespace eventbus {
+namespace {
+
+void reply(mg_connection* conn, int status, std::string_view content_type, std::string_view body) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
+            mg_get_response_code_text(conn, status), static_cast<int>(content_type.size()), content_type.data(),
+            body.size());
+  mg_write(conn, body.data(), body.size());
+}
+
+// "host:port" with a numeric port; civetweb takes IPv4 as "a.b.c.d:port".
+bool valid_listen(const std::string& listen) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) return false;
+  unsigned port = 0;
+  const auto* first = listen.data() + colon + 1;
+  const auto [ptr, ec] = std::from_chars(first, listen.data() + listen.size(), port);
+  return ec == std::errc{} && ptr == listen.data() + listen.size() && port <= 65535;
+}
+
+}  // namespace
+
+struct metrics_server::impl : CivetHandler {
+  impl(std::shared_ptr<metrics> m, const std::string& listen) : source(std::move(m)) {
+    if (!source) throw exception(error(errc::invalid_argument, "needs a metrics object", "metrics"));
+    if (!valid_listen(listen))
+      throw exception(error(errc::invalid_argument, "'" + listen + "' is not host:port", "listen"));
+    try {
+      server = std::make_unique<CivetServer>(std::vector<std::string>{"listening_ports", listen, "num_threads", "2"});
+    } catch (const CivetException& e) {
+      throw exception(error(errc::invalid_argument, "cannot listen on " + listen + ": " + e.what(), "listen"));
+    }
+    for (const char* uri : {"/metrics", "/healthz", "/readyz"}) server->addHandler(uri, this);
+  }
+
+  ~impl() override {
+    if (server) server->close();  // stops the threads before the handler (this) goes away
+  }
+
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    const std::string_view uri = mg_get_request_info(conn)->local_uri;
+    if (uri == "/metrics") {
+      std::ostringstream out;
+      prometheus::TextSerializer().Serialize(out, source->registry().Collect());
+      reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.str());
+    } else if (uri == "/healthz") {
+      reply(conn, 200, "text/plain", "ok\n");
+    } else {
+      std::string failing;
+      {
+        const std::lock_guard lock(checks_mu);
+        for (const auto& [name, check] : checks) {
+          bool ok = false;
+          try {
+            ok = check();
+          } catch (...) {
+          }
+          if (!ok) failing += (failing.empty() ? "" : ", ") + name;
+        }
+      }
+      if (failing.empty())
+        reply(conn, 200, "text/plain", "ready\n");
+      else
+        reply(conn, 503, "text/plain", "not ready: " + failing + "\n");
+    }
+    return true;
+  }
+
+  std::shared_ptr<metrics> source;
+  std::mutex checks_mu;
+  std::vector<std::pair<std::string, std::function<bool()>>> checks;
+  std::unique_ptr<CivetServer> server;
+};
+
+metrics_server::metrics_server(std::shared_ptr<metrics> source, const std::string& listen)
+    : impl_(std::make_unique<impl>(std::move(source), listen)) {}
+
+metrics_server::~metrics_server() = default;
+
+std::uint16_t metrics_server::port() const noexcept {
+  const auto ports = impl_->server->getListeningPorts();
+  return ports.empty() ? 0 : static_cast<std::uint16_t>(ports.front());
+}
+
+void metrics_server::add_readiness_check(std::string name, std::function<bool()> check) {
+  const std::lock_guard lock(impl_->checks_mu);
+  impl_->checks.emplace_back(std::move(name), std::move(check));
+}
+
+}  // namespace eventbus
