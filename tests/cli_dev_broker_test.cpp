@@ -174,3 +174,29 @@ TEST_CASE("eventbus replay moves a group's offsets to a time and rejects bad inp
   (void)run_cli("replay --group g --topics '^nothing$' --from 2026-01-01T00:00:00Z" + where, code);
   CHECK(code == 2);
 }
+
+TEST_CASE("eventbus config check prints the effective config with secrets redacted, and names bad keys") {
+  const std::string dir = EVENTBUS_CONFIG_DIR;
+  setenv("EVENTBUS_KAFKA_SASL_PASSWORD", "hunter2", 1);
+  setenv("EVENTBUS_GROUP_ID", "billing-blue", 1);
+  int code = -1;
+  const auto out = run_cli("config check " + dir + "/worker.example.json", code);
+  unsetenv("EVENTBUS_KAFKA_SASL_PASSWORD");
+  unsetenv("EVENTBUS_GROUP_ID");
+  CHECK(code == 0);
+  CHECK(out.find("hunter2") == std::string::npos);
+  const auto printed = nlohmann::json::parse(out);
+  CHECK(printed["kafka"]["properties"]["sasl.password"] == "***");
+  CHECK(printed["worker"]["group"] == "billing-blue");
+
+  const std::string bad = "cli_config_bad.json";
+  std::FILE* f = std::fopen(bad.c_str(), "w");
+  REQUIRE(f != nullptr);
+  std::fputs(R"({"worker": {"concurency": 4}})", f);
+  std::fclose(f);
+  (void)run_cli("config check " + bad, code);
+  CHECK(code == 1);
+  std::remove(bad.c_str());
+  (void)run_cli("config check", code);
+  CHECK(code == 2);
+}

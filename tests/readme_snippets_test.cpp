@@ -11,6 +11,7 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/config.hpp"
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/topic.hpp"
@@ -163,4 +164,13 @@ TEST_CASE("README: Metrics and health") {
   CHECK(eventbus::testing::http_get(server.port(), "/readyz").status == 503);  // not started: no partitions
   CHECK(eventbus::testing::http_get(server.port(), "/metrics").body.find("eventbus_producer_queue_messages") !=
         std::string::npos);
+}
+
+TEST_CASE("README: Configuration") {
+  const std::string path = std::string(EVENTBUS_CONFIG_DIR) + "/worker.example.json";  // the README: config/worker.json
+  auto cfg = eventbus::load_config(path, eventbus::process_environment());
+  if (!cfg) std::cerr << cfg.error().to_string() << "\n";
+  REQUIRE(cfg.ok());
+  const eventbus::worker_options options = cfg.value().make_worker_options();
+  CHECK(options.group_id == "billing");
 }

@@ -15,5 +15,6 @@ int run_demo(std::span<const std::string_view> args);
 int run_dev_broker(std::span<const std::string_view> args);
 int run_dlq(std::span<const std::string_view> args);
 int run_replay(std::span<const std::string_view> args);
+int run_config(std::span<const std::string_view> args);
 
 }  // namespace eventbus::cli

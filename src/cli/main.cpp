@@ -16,6 +16,7 @@ commands:
   dev-broker  run an in-memory Kafka-protocol broker on loopback and print its address
   dlq         list dead letters, or replay them onto their original topics
   replay      move a consumer group's offsets back to a point in time to reprocess history
+  config      check a config file and print the effective configuration (secrets redacted)
   version     print the version
   help        show this text
 
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     if (command == "dev-broker") return eventbus::cli::run_dev_broker(rest);
     if (command == "dlq") return eventbus::cli::run_dlq(rest);
     if (command == "replay") return eventbus::cli::run_replay(rest);
+    if (command == "config") return eventbus::cli::run_config(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;

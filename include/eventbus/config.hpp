@@ -1,0 +1,84 @@
+#pragma once
+// The settings of a service or worker process: a JSON file (config/eventbus.json documents every
+// key and its default) with EVENTBUS_* environment variables on top.
+//
+//   auto cfg = eventbus::load_config("config/worker.json", eventbus::process_environment());
+//   if (!cfg) { std::cerr << cfg.error().to_string() << "\n"; return 2; }  // "worker.retry.max_attempts: ..."
+//   eventbus::worker w(cfg.value().make_worker_options());
+//
+// Unknown keys and wrong types are errors naming the key's path; keys starting with '_' are
+// comments. Secrets (sasl.password, ssl.key.password, ...) never leave redacted_json().
+//
+// Environment (wins over the file):
+//   EVENTBUS_BOOTSTRAP_SERVERS  kafka.bootstrap_servers     EVENTBUS_CLIENT_ID        kafka.client_id
+//   EVENTBUS_TOPIC_PREFIX       topics.prefix               EVENTBUS_GROUP_ID         worker.group
+//   EVENTBUS_WORKER_TOPICS      worker.topics (comma list)  EVENTBUS_WORKER_CONCURRENCY worker.concurrency
+//   EVENTBUS_METRICS_LISTEN     metrics.listen
+//   EVENTBUS_KAFKA_<NAME>       kafka.properties: <name> lower-cased, '_' -> '.'
+//                               (EVENTBUS_KAFKA_SASL_PASSWORD -> sasl.password)
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eventbus/dispatcher.hpp"
+#include "eventbus/error.hpp"
+#include "eventbus/kafka/options.hpp"
+#include "eventbus/metrics_server.hpp"
+#include "eventbus/retry.hpp"
+#include "eventbus/topic.hpp"
+#include "eventbus/worker.hpp"
+
+namespace eventbus {
+
+struct app_config {
+  kafka_options kafka{};
+  std::string topic_prefix{default_topic_prefix};
+  std::string dlq_suffix{default_dlq_suffix};
+
+  struct dispatcher_section {
+    std::size_t pool_size = 4;
+    std::size_t queue_capacity = 4096;
+  } dispatcher{};
+
+  struct worker_section {
+    std::string group;  // required to run a worker, not to publish
+    std::vector<std::string> topics{"^app\\..*"};
+    std::size_t concurrency = 4;
+    std::size_t max_buffered_per_partition = 1000;
+    std::chrono::milliseconds commit_interval{1000};
+    std::chrono::milliseconds shutdown_timeout{30'000};
+    retry_policy retry{};
+  } worker{};
+
+  std::string metrics_listen{default_metrics_listen};
+
+  [[nodiscard]] producer_options make_producer_options() const;
+  [[nodiscard]] dispatcher_options make_dispatcher_options() const;
+  /// Throws eventbus::exception naming the key ("worker.group") when the worker part is unusable.
+  [[nodiscard]] worker_options make_worker_options() const;
+
+  /// The effective configuration as JSON, in the file's layout, secrets replaced by "***".
+  [[nodiscard]] nlohmann::json redacted_json() const;
+};
+
+using environment = std::map<std::string, std::string>;
+
+/// The EVENTBUS_* variables of this process.
+[[nodiscard]] environment process_environment();
+
+/// Reads a config document, then applies `env`. Errors (errc::invalid_argument) name the key's
+/// path or the variable.
+[[nodiscard]] result<app_config> parse_config(const nlohmann::json& document, const environment& env = {});
+/// The same from a file; a missing file or bad JSON is an error naming the file.
+[[nodiscard]] result<app_config> load_config(const std::string& path, const environment& env = {});
+
+/// True for librdkafka properties that hold credentials: printed and logged as "***".
+[[nodiscard]] bool is_secret_property(std::string_view name) noexcept;
+
+}  // namespace eventbus

@@ -1,0 +1,333 @@
+#include "eventbus/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace eventbus {
+namespace {
+
+using json = nlohmann::json;
+
+// Thrown inside the reader, turned into a result at the top.
+struct config_error {
+  std::string path;
+  std::string message;
+};
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// Reads one JSON object: each key at most once, with its path for errors; finish() rejects the
+// keys nobody asked for, suggesting the closest known one.
+class section {
+ public:
+  section(const json& doc, std::string path) : doc_(doc), path_(std::move(path)) {
+    if (!doc_.is_object()) fail(path_.empty() ? "(document)" : path_, "must be an object, got " + std::string(doc_.type_name()));
+  }
+
+  const json* find(const char* key) {
+    known_.emplace_back(key);
+    const auto it = doc_.find(key);
+    return it == doc_.end() ? nullptr : &*it;
+  }
+  std::string path_of(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  void string(const char* key, std::string& out, bool allow_empty = false) {
+    if (const auto* v = find(key)) {
+      if (!v->is_string()) fail(path_of(key), "must be a string, got " + std::string(v->type_name()));
+      if (!allow_empty && v->get_ref<const std::string&>().empty()) fail(path_of(key), "must not be empty");
+      out = v->get<std::string>();
+    }
+  }
+  void count(const char* key, std::size_t& out) {
+    if (const auto* v = find(key)) {
+      if (!v->is_number_unsigned() || v->get<std::uint64_t>() == 0)
+        fail(path_of(key), "must be a positive integer, got " + v->dump());
+      out = v->get<std::size_t>();
+    }
+  }
+  void integer(const char* key, int& out) {
+    if (const auto* v = find(key)) {
+      if (!v->is_number_integer()) fail(path_of(key), "must be an integer, got " + v->dump());
+      out = v->get<int>();
+    }
+  }
+  void number(const char* key, double& out) {
+    if (const auto* v = find(key)) {
+      if (!v->is_number()) fail(path_of(key), "must be a number, got " + v->dump());
+      out = v->get<double>();
+    }
+  }
+  void millis(const char* key, std::chrono::milliseconds& out) {
+    if (const auto* v = find(key)) {
+      if (!v->is_number_integer() || v->get<std::int64_t>() < 0)
+        fail(path_of(key), "must be a whole number of milliseconds >= 0, got " + v->dump());
+      out = std::chrono::milliseconds(v->get<std::int64_t>());
+    }
+  }
+  void strings(const char* key, std::vector<std::string>& out) {
+    if (const auto* v = find(key)) {
+      if (!v->is_array()) fail(path_of(key), "must be an array of strings, got " + std::string(v->type_name()));
+      out.clear();
+      for (std::size_t i = 0; i < v->size(); ++i) {
+        const auto& item = (*v)[i];
+        if (!item.is_string() || item.get_ref<const std::string&>().empty())
+          fail(path_of(key) + "[" + std::to_string(i) + "]", "must be a non-empty string, got " + item.dump());
+        out.push_back(item.get<std::string>());
+      }
+    }
+  }
+  void string_map(const char* key, std::map<std::string, std::string>& out) {
+    if (const auto* v = find(key)) {
+      if (!v->is_object()) fail(path_of(key), "must be an object of strings, got " + std::string(v->type_name()));
+      for (const auto& [name, value] : v->items()) {
+        // librdkafka takes every value as a string; numbers and booleans are accepted as written.
+        if (value.is_string())
+          out[name] = value.get<std::string>();
+        else if (value.is_number() || value.is_boolean())
+          out[name] = value.dump();
+        else
+          fail(path_of(key) + "." + name, "must be a string, number or boolean, got " + std::string(value.type_name()));
+      }
+    }
+  }
+  template <class Read>
+  void object(const char* key, Read&& read) {
+    if (const auto* v = find(key)) {
+      section inner(*v, path_of(key));
+      read(inner);
+      inner.finish();
+    }
+  }
+
+  void finish() const {
+    for (const auto& [key, value] : doc_.items()) {
+      (void)value;
+      if (key.starts_with('_') || std::find(known_.begin(), known_.end(), key) != known_.end()) continue;
+      std::string hint;
+      std::size_t best = 3;  // suggest only close matches
+      for (const auto& k : known_)
+        if (const auto d = edit_distance(key, k); d < best) {
+          best = d;
+          hint = " (did you mean '" + k + "'?)";
+        }
+      fail(path_of(key.c_str()), "unknown key" + hint);
+    }
+  }
+
+  [[noreturn]] static void fail(std::string path, std::string message) {
+    throw config_error{std::move(path), std::move(message)};
+  }
+
+ private:
+  const json& doc_;
+  std::string path_;
+  std::vector<std::string> known_;
+};
+
+void read_document(const json& doc, app_config& c) {
+  section root(doc, "");
+  root.object("kafka", [&](section& s) {
+    s.string("bootstrap_servers", c.kafka.bootstrap_servers);
+    s.string("client_id", c.kafka.client_id);
+    s.string_map("properties", c.kafka.properties);
+  });
+  root.object("topics", [&](section& s) {
+    s.string("prefix", c.topic_prefix);
+    s.string("dlq_suffix", c.dlq_suffix);
+  });
+  root.object("dispatcher", [&](section& s) {
+    s.count("pool_size", c.dispatcher.pool_size);
+    s.count("queue_capacity", c.dispatcher.queue_capacity);
+  });
+  root.object("worker", [&](section& s) {
+    s.string("group", c.worker.group, true);
+    s.strings("topics", c.worker.topics);
+    s.count("concurrency", c.worker.concurrency);
+    s.count("max_buffered_per_partition", c.worker.max_buffered_per_partition);
+    s.millis("commit_interval_ms", c.worker.commit_interval);
+    s.millis("shutdown_timeout_ms", c.worker.shutdown_timeout);
+    s.object("retry", [&](section& r) {
+      r.integer("max_attempts", c.worker.retry.max_attempts);
+      r.millis("initial_backoff_ms", c.worker.retry.initial_backoff);
+      r.number("multiplier", c.worker.retry.multiplier);
+      r.millis("max_backoff_ms", c.worker.retry.max_backoff);
+      r.number("jitter", c.worker.retry.jitter);
+    });
+  });
+  root.object("metrics", [&](section& s) { s.string("listen", c.metrics_listen); });
+  root.finish();
+}
+
+void apply_environment(const environment& env, app_config& c) {
+  const auto take = [&](const char* name, std::string& out) {
+    if (const auto it = env.find(name); it != env.end()) {
+      if (it->second.empty()) section::fail(name, "is set but empty");
+      out = it->second;
+    }
+  };
+  take("EVENTBUS_BOOTSTRAP_SERVERS", c.kafka.bootstrap_servers);
+  take("EVENTBUS_CLIENT_ID", c.kafka.client_id);
+  take("EVENTBUS_TOPIC_PREFIX", c.topic_prefix);
+  take("EVENTBUS_GROUP_ID", c.worker.group);
+  take("EVENTBUS_METRICS_LISTEN", c.metrics_listen);
+  if (const auto it = env.find("EVENTBUS_WORKER_TOPICS"); it != env.end()) {
+    c.worker.topics.clear();
+    std::stringstream list(it->second);
+    for (std::string topic; std::getline(list, topic, ',');)
+      if (!topic.empty()) c.worker.topics.push_back(topic);
+    if (c.worker.topics.empty()) section::fail("EVENTBUS_WORKER_TOPICS", "names no topic");
+  }
+  if (const auto it = env.find("EVENTBUS_WORKER_CONCURRENCY"); it != env.end()) {
+    const auto& v = it->second;
+    std::size_t n = 0;
+    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc{} || ptr != v.data() + v.size() || n == 0)
+      section::fail("EVENTBUS_WORKER_CONCURRENCY", "must be a positive integer, got '" + v + "'");
+    c.worker.concurrency = n;
+  }
+  constexpr std::string_view property_prefix = "EVENTBUS_KAFKA_";
+  for (const auto& [name, value] : env) {
+    if (!name.starts_with(property_prefix) || name.size() == property_prefix.size()) continue;
+    std::string property = name.substr(property_prefix.size());
+    std::transform(property.begin(), property.end(), property.begin(),
+                   [](char ch) { return ch == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch))); });
+    c.kafka.properties[property] = value;
+  }
+}
+
+// The library's own validation, with its field names turned into the file's paths.
+void validate(const app_config& c) {
+  const auto check = [](const char* section_path, auto&& fn) {
+    try {
+      fn();
+    } catch (const exception& e) {
+      const std::string& field = e.error().field();
+      section::fail(field.empty() ? section_path : std::string(section_path) + "." + field, e.error().message());
+    }
+  };
+  check("kafka", [&] { c.kafka.validate(); });
+  check("topics", [&] {
+    if (auto probe = topic_for("aggregate", "event.type", c.topic_prefix); !probe)
+      throw exception(error(errc::invalid_argument, probe.error().message(), "prefix"));
+    if (auto probe = dlq_topic_for("app.a.b", c.dlq_suffix); !probe || c.dlq_suffix.empty())
+      throw exception(error(errc::invalid_argument, "must be a non-empty topic-name suffix", "dlq_suffix"));
+  });
+  check("worker", [&] {
+    auto w = c.make_worker_options();
+    if (w.group_id.empty()) w.group_id = "unset";  // a service config needs no group
+    w.validate();
+  });
+  if (c.metrics_listen.rfind(':') == std::string::npos) section::fail("metrics.listen", "must be host:port");
+}
+
+}  // namespace
+
+producer_options app_config::make_producer_options() const {
+  return {.kafka = kafka, .topic_prefix = topic_prefix};
+}
+
+dispatcher_options app_config::make_dispatcher_options() const {
+  return {.pool_size = dispatcher.pool_size, .queue_capacity = dispatcher.queue_capacity};
+}
+
+worker_options app_config::make_worker_options() const {
+  worker_options w{.kafka = kafka,
+                   .group_id = worker.group,
+                   .topics = worker.topics,
+                   .dlq_suffix = dlq_suffix,
+                   .retry = worker.retry,
+                   .concurrency = worker.concurrency,
+                   .max_buffered_per_partition = worker.max_buffered_per_partition,
+                   .commit_interval = worker.commit_interval,
+                   .shutdown_timeout = worker.shutdown_timeout};
+  return w;
+}
+
+bool is_secret_property(std::string_view name) noexcept {
+  for (const std::string_view marker : {"password", "secret", "sasl.oauthbearer.config", "ssl.key.pem",
+                                        "ssl.keystore", "ssl_key"})
+    if (name.find(marker) != std::string_view::npos) return true;
+  return false;
+}
+
+json app_config::redacted_json() const {
+  json properties = json::object();
+  for (const auto& [name, value] : kafka.properties) properties[name] = is_secret_property(name) ? "***" : value;
+  return {{"kafka", {{"bootstrap_servers", kafka.bootstrap_servers}, {"client_id", kafka.client_id}, {"properties", properties}}},
+          {"topics", {{"prefix", topic_prefix}, {"dlq_suffix", dlq_suffix}}},
+          {"dispatcher", {{"pool_size", dispatcher.pool_size}, {"queue_capacity", dispatcher.queue_capacity}}},
+          {"worker",
+           {{"group", worker.group},
+            {"topics", worker.topics},
+            {"concurrency", worker.concurrency},
+            {"max_buffered_per_partition", worker.max_buffered_per_partition},
+            {"commit_interval_ms", worker.commit_interval.count()},
+            {"shutdown_timeout_ms", worker.shutdown_timeout.count()},
+            {"retry",
+             {{"max_attempts", worker.retry.max_attempts},
+              {"initial_backoff_ms", worker.retry.initial_backoff.count()},
+              {"multiplier", worker.retry.multiplier},
+              {"max_backoff_ms", worker.retry.max_backoff.count()},
+              {"jitter", worker.retry.jitter}}}}},
+          {"metrics", {{"listen", metrics_listen}}}};
+}
+
+environment process_environment() {
+  environment env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const auto eq = entry.find('=');
+    if (eq != std::string_view::npos && entry.starts_with("EVENTBUS_"))
+      env.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+  }
+  return env;
+}
+
+result<app_config> parse_config(const json& document, const environment& env) {
+  app_config c;
+  try {
+    read_document(document, c);
+    apply_environment(env, c);
+    validate(c);
+  } catch (const config_error& e) {
+    return error(errc::invalid_argument, e.message, e.path);
+  }
+  return c;
+}
+
+result<app_config> load_config(const std::string& path, const environment& env) {
+  std::ifstream in(path);
+  if (!in) return error(errc::invalid_argument, "cannot read the config file '" + path + "'", "config");
+  json document = json::parse(in, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+  if (document.is_discarded()) {
+    in.clear();
+    in.seekg(0);
+    try {
+      const json unreachable = json::parse(in, nullptr, true, true);  // throws: the first parse failed
+      (void)unreachable;
+    } catch (const json::parse_error& e) {
+      return error(errc::invalid_argument, "'" + path + "' is not JSON: " + e.what(), "config");
+    }
+    return error(errc::invalid_argument, "'" + path + "' is not JSON", "config");
+  }
+  return parse_config(document, env);
+}
+
+}  // namespace eventbus

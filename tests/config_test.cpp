@@ -1,0 +1,144 @@
+// Configuration files and environment overrides: every key read, every mistake named by its path,
+// secrets never printed.
+
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "eventbus/config.hpp"
+
+using namespace eventbus;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+std::string error_field(const result<app_config>& r) { return r ? "" : r.error().field(); }
+std::string error_text(const result<app_config>& r) { return r ? "" : r.error().to_string(); }
+
+}  // namespace
+
+TEST_CASE("a full config document sets every option it names") {
+  const auto doc = json::parse(R"({
+    "_comment": "ignored",
+    "kafka": {"bootstrap_servers": "k1:9092,k2:9092", "client_id": "billing",
+              "properties": {"compression.type": "lz4", "linger.ms": 10, "enable.idempotence": true}},
+    "topics": {"prefix": "shop", "dlq_suffix": ".dead"},
+    "dispatcher": {"pool_size": 2, "queue_capacity": 64},
+    "worker": {"group": "billing", "topics": ["^shop\\.order\\..*"], "concurrency": 16,
+               "max_buffered_per_partition": 50, "commit_interval_ms": 250, "shutdown_timeout_ms": 5000,
+               "retry": {"max_attempts": 7, "initial_backoff_ms": 20, "multiplier": 3, "max_backoff_ms": 900, "jitter": 0}},
+    "metrics": {"listen": "0.0.0.0:9100"}
+  })");
+  const auto parsed = parse_config(doc);
+  REQUIRE_MESSAGE(parsed.ok(), error_text(parsed));
+  const auto& c = parsed.value();
+  CHECK(c.kafka.bootstrap_servers == "k1:9092,k2:9092");
+  CHECK(c.kafka.properties.at("linger.ms") == "10");
+  CHECK(c.kafka.properties.at("enable.idempotence") == "true");
+  CHECK(c.metrics_listen == "0.0.0.0:9100");
+
+  const auto w = c.make_worker_options();
+  CHECK(w.group_id == "billing");
+  CHECK(w.topics == std::vector<std::string>{"^shop\\.order\\..*"});
+  CHECK(w.dlq_suffix == ".dead");
+  CHECK(w.concurrency == 16);
+  CHECK(w.max_buffered_per_partition == 50);
+  CHECK(w.commit_interval == 250ms);
+  CHECK(w.shutdown_timeout == 5000ms);
+  CHECK(w.retry.max_attempts == 7);
+  CHECK(w.retry.multiplier == 3.0);
+  CHECK(w.retry.max_backoff == 900ms);
+  CHECK(c.make_producer_options().topic_prefix == "shop");
+  CHECK(c.make_dispatcher_options().queue_capacity == 64);
+}
+
+TEST_CASE("unknown keys and wrong types are refused with the key's path") {
+  const auto field_of = [](const char* text) { return error_field(parse_config(json::parse(text))); };
+  CHECK(field_of(R"({"kafka": {"bootstrap_server": "x:9092"}})") == "kafka.bootstrap_server");
+  CHECK(error_text(parse_config(json::parse(R"({"worker": {"retry": {"max_atempts": 3}}})"))) ==
+        "worker.retry.max_atempts: unknown key (did you mean 'max_attempts'?)");
+  CHECK(field_of(R"({"metrix": {}})") == "metrix");
+  CHECK(field_of(R"({"worker": {"concurrency": "8"}})") == "worker.concurrency");
+  CHECK(field_of(R"({"worker": {"concurrency": 0}})") == "worker.concurrency");
+  CHECK(field_of(R"({"worker": {"topics": ["ok", 3]}})") == "worker.topics[1]");
+  CHECK(field_of(R"({"worker": {"commit_interval_ms": -1}})") == "worker.commit_interval_ms");
+  CHECK(field_of(R"({"kafka": {"properties": {"sasl.jaas": {"nested": 1}}}})") == "kafka.properties.sasl.jaas");
+  CHECK(field_of(R"({"kafka": []})") == "kafka");
+  CHECK(field_of(R"([1, 2])") == "(document)");
+  // The library's own rules, reported at the file's paths.
+  CHECK(field_of(R"({"worker": {"retry": {"max_attempts": 0}}})") == "worker.retry.max_attempts");
+  CHECK(field_of(R"({"worker": {"retry": {"jitter": 2}}})") == "worker.retry.jitter");
+  CHECK(field_of(R"({"topics": {"prefix": "bad prefix"}})") == "topics.prefix");
+  CHECK(field_of(R"({"kafka": {"properties": {"bootstrap.servers": "x:1"}}})") == "kafka.properties.bootstrap.servers");
+  CHECK(field_of(R"({"worker": {"topics": ["not a topic"]}})") == "worker.topics");
+  CHECK(field_of(R"({"metrics": {"listen": "9464"}})") == "metrics.listen");
+}
+
+TEST_CASE("environment variables override the file; bad ones are named") {
+  const auto doc = json::parse(R"({"kafka": {"bootstrap_servers": "file:9092"}, "worker": {"group": "from-file"}})");
+  const auto parsed = parse_config(doc, {{"EVENTBUS_BOOTSTRAP_SERVERS", "env:9092"},
+                                         {"EVENTBUS_GROUP_ID", "from-env"},
+                                         {"EVENTBUS_WORKER_TOPICS", "app.a.b,^app\\.c\\..*"},
+                                         {"EVENTBUS_WORKER_CONCURRENCY", "12"},
+                                         {"EVENTBUS_METRICS_LISTEN", "0.0.0.0:9999"},
+                                         {"EVENTBUS_KAFKA_SASL_PASSWORD", "hunter2"},
+                                         {"EVENTBUS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"},
+                                         {"EVENTBUS_JOBS", "2"}});  // not ours to read: ignored
+  REQUIRE_MESSAGE(parsed.ok(), error_text(parsed));
+  const auto& c = parsed.value();
+  CHECK(c.kafka.bootstrap_servers == "env:9092");
+  CHECK(c.worker.group == "from-env");
+  CHECK(c.worker.topics == std::vector<std::string>{"app.a.b", "^app\\.c\\..*"});
+  CHECK(c.worker.concurrency == 12);
+  CHECK(c.metrics_listen == "0.0.0.0:9999");
+  CHECK(c.kafka.properties.at("sasl.password") == "hunter2");
+  CHECK(c.kafka.properties.at("security.protocol") == "SASL_SSL");
+
+  CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_CONCURRENCY", "lots"}})) == "EVENTBUS_WORKER_CONCURRENCY");
+  CHECK(error_field(parse_config(doc, {{"EVENTBUS_BOOTSTRAP_SERVERS", ""}})) == "EVENTBUS_BOOTSTRAP_SERVERS");
+  CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_TOPICS", ",,"}})) == "EVENTBUS_WORKER_TOPICS");
+}
+
+TEST_CASE("secrets are redacted in the printed configuration") {
+  const auto parsed = parse_config(json::parse(R"({"kafka": {"properties": {
+      "sasl.password": "hunter2", "ssl.key.password": "k3y", "sasl.oauthbearer.client.secret": "s3cret",
+      "sasl.username": "billing", "linger.ms": "5"}}})"));
+  REQUIRE(parsed.ok());
+  const auto printed = parsed.value().redacted_json();
+  const auto text = printed.dump();
+  CHECK(text.find("hunter2") == std::string::npos);
+  CHECK(text.find("k3y") == std::string::npos);
+  CHECK(text.find("s3cret") == std::string::npos);
+  CHECK(printed["kafka"]["properties"]["sasl.password"] == "***");
+  CHECK(printed["kafka"]["properties"]["sasl.username"] == "billing");
+  CHECK(printed["kafka"]["properties"]["linger.ms"] == "5");
+  // What is printed reads back as the same configuration (secrets aside).
+  auto round_trip = printed;
+  round_trip["kafka"]["properties"].erase("sasl.password");
+  round_trip["kafka"]["properties"].erase("ssl.key.password");
+  round_trip["kafka"]["properties"].erase("sasl.oauthbearer.client.secret");
+  CHECK(parse_config(round_trip).ok());
+  CHECK(is_secret_property("ssl.keystore.password"));
+  CHECK_FALSE(is_secret_property("bootstrap.servers"));
+}
+
+TEST_CASE("config files: the shipped ones are valid, a missing or broken file is named") {
+  const std::string dir = EVENTBUS_CONFIG_DIR;
+  const auto defaults = load_config(dir + "/eventbus.json");
+  REQUIRE_MESSAGE(defaults.ok(), error_text(defaults));
+  // eventbus.json documents the defaults: it must say exactly what the code does without it.
+  CHECK(defaults.value().redacted_json() == app_config{}.redacted_json());
+  const auto example = load_config(dir + "/worker.example.json", {{"EVENTBUS_KAFKA_SASL_PASSWORD", "x"}});
+  REQUIRE_MESSAGE(example.ok(), error_text(example));
+  CHECK(example.value().make_worker_options().group_id == "billing");
+
+  CHECK(error_field(load_config(dir + "/no-such-file.json")) == "config");
+  const std::string broken = "config_test_broken.json";
+  std::ofstream(broken) << "{\"kafka\": {";
+  const auto bad = load_config(broken);
+  CHECK(error_field(bad) == "config");
+  CHECK(error_text(bad).find("is not JSON") != std::string::npos);
+  std::remove(broken.c_str());
+}
