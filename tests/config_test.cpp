@@ -52,6 +52,16 @@ TEST_CASE("a full config document sets every option it names") {
   CHECK(w.retry.max_backoff == 900ms);
   CHECK(c.make_producer_options().topic_prefix == "shop");
   CHECK(c.make_dispatcher_options().queue_capacity == 64);
+
+  // A service's config needs no group; asking it for a worker names the missing key.
+  const auto service = parse_config(json::parse(R"({"kafka": {"bootstrap_servers": "k1:9092"}})"));
+  REQUIRE(service.ok());
+  try {
+    (void)service.value().make_worker_options();
+    FAIL("a worker without a group was allowed");
+  } catch (const exception& e) {
+    CHECK(e.error().field() == "worker.group");
+  }
 }
 
 TEST_CASE("unknown keys and wrong types are refused with the key's path") {

@@ -77,3 +77,22 @@ inline std::optional<double> sample_value(const std::string& exposition, const s
 }
 
 }  // namespace eventbus::testing
+
+namespace eventbus::testing {
+
+/// A loopback port free right now (bound, read, released), for programs that take a fixed address.
+inline std::uint16_t free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  std::uint16_t port = 0;
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+}  // namespace eventbus::testing

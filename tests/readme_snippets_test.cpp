@@ -159,11 +159,21 @@ TEST_CASE("README: Metrics and health") {
                       .group_id = "billing",
                       .topics = {"^app\\.order\\..*"},
                       .metrics = m});
-  server.add_readiness_check("worker", [&] { return w.assigned_partitions() > 0; });
+  server.add_readiness_check("worker", [&] { return w.in_group(); });
 
-  CHECK(eventbus::testing::http_get(server.port(), "/readyz").status == 503);  // not started: no partitions
+  CHECK(eventbus::testing::http_get(server.port(), "/readyz").status == 503);  // not started: not in the group
   CHECK(eventbus::testing::http_get(server.port(), "/metrics").body.find("eventbus_producer_queue_messages") !=
         std::string::npos);
+  bus.add_sink(kafka);  // one order, so that the worker's topics exist and it can join its group
+  REQUIRE(bus.publish(eventbus::make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-1"}))
+              .wait()
+              .ok());
+  w.start();
+  CHECK(eventbus::testing::wait_until([&] { return eventbus::testing::http_get(server.port(), "/readyz").status == 200; },
+                                      std::chrono::seconds(20)));
+  CHECK(kafka->connected());
+  w.stop();
+  CHECK(eventbus::testing::http_get(server.port(), "/readyz").body == "not ready: worker\n");
 }
 
 TEST_CASE("README: Configuration") {

@@ -7,7 +7,7 @@
 //
 //   auto m = std::make_shared<eventbus::metrics>();
 //   eventbus::metrics_server server(m, "0.0.0.0:9464");
-//   server.add_readiness_check("worker", [&] { return w.assigned_partitions() > 0; });
+//   server.add_readiness_check("worker", [&] { return w.in_group(); });
 
 #include <cstdint>
 #include <functional>

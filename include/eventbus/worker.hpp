@@ -89,6 +89,10 @@ class worker {
 
   /// Partitions currently assigned to this worker.
   [[nodiscard]] std::size_t assigned_partitions() const noexcept;
+  /// True once the worker joined its group (it may hold no partition: more workers than
+  /// partitions), until it stops: what a readiness probe asks. Joining needs at least one
+  /// existing topic that the subscription matches.
+  [[nodiscard]] bool in_group() const noexcept;
   [[nodiscard]] worker_stats stats() const noexcept;
 
  private:

@@ -212,6 +212,18 @@ void apply_environment(const environment& env, app_config& c) {
   }
 }
 
+worker_options worker_options_of(const app_config& c) {
+  return {.kafka = c.kafka,
+          .group_id = c.worker.group,
+          .topics = c.worker.topics,
+          .dlq_suffix = c.dlq_suffix,
+          .retry = c.worker.retry,
+          .concurrency = c.worker.concurrency,
+          .max_buffered_per_partition = c.worker.max_buffered_per_partition,
+          .commit_interval = c.worker.commit_interval,
+          .shutdown_timeout = c.worker.shutdown_timeout};
+}
+
 // The library's own validation, with its field names turned into the file's paths.
 void validate(const app_config& c) {
   const auto check = [](const char* section_path, auto&& fn) {
@@ -230,7 +242,7 @@ void validate(const app_config& c) {
       throw exception(error(errc::invalid_argument, "must be a non-empty topic-name suffix", "dlq_suffix"));
   });
   check("worker", [&] {
-    auto w = c.make_worker_options();
+    auto w = worker_options_of(c);
     if (w.group_id.empty()) w.group_id = "unset";  // a service config needs no group
     w.validate();
   });
@@ -248,16 +260,10 @@ dispatcher_options app_config::make_dispatcher_options() const {
 }
 
 worker_options app_config::make_worker_options() const {
-  worker_options w{.kafka = kafka,
-                   .group_id = worker.group,
-                   .topics = worker.topics,
-                   .dlq_suffix = dlq_suffix,
-                   .retry = worker.retry,
-                   .concurrency = worker.concurrency,
-                   .max_buffered_per_partition = worker.max_buffered_per_partition,
-                   .commit_interval = worker.commit_interval,
-                   .shutdown_timeout = worker.shutdown_timeout};
-  return w;
+  if (worker.group.empty())
+    throw exception(error(errc::invalid_argument, "must not be empty to run a worker (or set EVENTBUS_GROUP_ID)",
+                          "worker.group"));
+  return worker_options_of(*this);
 }
 
 bool is_secret_property(std::string_view name) noexcept {

@@ -296,6 +296,14 @@ std::size_t kafka_sink::outstanding() const noexcept {
   return static_cast<std::size_t>(std::max<std::int64_t>(0, impl_->in_flight.load()));
 }
 
+bool kafka_sink::connected(std::chrono::milliseconds timeout) const {
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_metadata(impl_->handle.get(), 0, nullptr, &md, static_cast<int>(timeout.count())) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return false;
+  rd_kafka_metadata_destroy(md);
+  return true;
+}
+
 kafka_sink_stats kafka_sink::stats() const noexcept {
   return {.delivered = impl_->delivered.load(),
           .failed = impl_->failed.load(),

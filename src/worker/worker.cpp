@@ -541,6 +541,7 @@ struct worker::impl {
       if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_assign(rk, list);
         self.assigned.store(static_cast<std::size_t>(list->cnt));
+        self.joined.store(true);
       } else {
         self.revoke(list);
         rd_kafka_assign(rk, nullptr);
@@ -606,6 +607,7 @@ struct worker::impl {
   bool intake_closed = false;
 
   std::atomic<std::size_t> assigned{0};
+  std::atomic<bool> joined{false};
   std::atomic<std::uint64_t> records{0}, handled{0}, handler_calls{0}, retries{0}, commits{0};
 };
 
@@ -626,6 +628,8 @@ void worker::start() {
 void worker::stop() noexcept { impl_->stop(); }
 
 std::size_t worker::assigned_partitions() const noexcept { return impl_->assigned.load(); }
+
+bool worker::in_group() const noexcept { return impl_->joined.load() && !impl_->stop_requested.load(); }
 
 worker_stats worker::stats() const noexcept {
   const auto& d = *impl_;

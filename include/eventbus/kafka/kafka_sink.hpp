@@ -61,6 +61,9 @@ class kafka_sink final : public event_sink {
   /// Events handed to librdkafka and not yet acknowledged or failed.
   [[nodiscard]] std::size_t outstanding() const noexcept;
   [[nodiscard]] kafka_sink_stats stats() const noexcept;
+  /// True when a broker of the cluster answers a metadata request within `timeout`: what a
+  /// readiness probe asks. Blocks up to `timeout`.
+  [[nodiscard]] bool connected(std::chrono::milliseconds timeout = std::chrono::milliseconds(1000)) const;
   /// The brokers actually used (the embedded broker's address when configured as "embedded").
   [[nodiscard]] const std::string& bootstrap_servers() const noexcept;
 
