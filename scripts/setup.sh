@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   librdkafka-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev
   libbenchmark-dev kcat
+  docker-compose prometheus  # validating docker-compose.yml; a real Prometheus scraping a worker
 )
 
 missing=()
