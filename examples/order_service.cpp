@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "order_service: %s\n", cfg.error().to_string().c_str());
     return 2;
   }
+  cfg.value().apply_logging();  // log.level, log.format (EVENTBUS_LOG_LEVEL, EVENTBUS_LOG_FORMAT=json)
   const int rate = argc > 2 ? std::max(1, std::atoi(argv[2])) : 20;
 
   auto metrics = std::make_shared<eventbus::metrics>();

@@ -19,8 +19,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "order_worker: %s\n", cfg.error().to_string().c_str());
     return 2;
   }
-  auto metrics = std::make_shared<eventbus::metrics>();
-  eventbus::metrics_server server(metrics, cfg.value().metrics_listen);
+  cfg.value().apply_logging();  // log.level, log.format (EVENTBUS_LOG_LEVEL, EVENTBUS_LOG_FORMAT=json)
   eventbus::worker_options options;
   try {
     options = cfg.value().make_worker_options();  // names the key: "worker.group: must not be empty ..."
@@ -28,6 +27,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "order_worker: %s\n", e.error().to_string().c_str());
     return 2;
   }
+  auto metrics = std::make_shared<eventbus::metrics>();
+  eventbus::metrics_server server(metrics, cfg.value().metrics_listen);
   options.metrics = metrics;
   eventbus::worker w(options);
   server.add_readiness_check("worker", [&] { return w.in_group(); });

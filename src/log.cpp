@@ -3,6 +3,7 @@
 #include <mutex>
 #include <string>
 
+#include "detail/event_data.hpp"
 #include "detail/log.hpp"
 #include "eventbus/time.hpp"
 
@@ -10,6 +11,7 @@ namespace eventbus {
 namespace {
 
 std::atomic<log_level> g_threshold{log_level::info};
+std::atomic<log_format> g_format{log_format::text};
 
 struct sink_state {
   std::mutex mu;
@@ -22,8 +24,15 @@ sink_state& state() {
 }
 
 void write_stderr(log_level level, std::string_view message) {
-  const std::string line = format_timestamp(now_ms()) + " " + std::string(to_string(level)) + " eventbus: " +
-                           std::string(message) + "\n";
+  std::string line;
+  if (g_format.load(std::memory_order_relaxed) == log_format::json) {
+    line = "{\"ts\":\"" + format_timestamp(now_ms()) + "\",\"level\":\"" + std::string(to_string(level)) +
+           "\",\"logger\":\"eventbus\",\"msg\":";
+    if (!detail::append_json_string(line, message)) (void)detail::append_json_string(line, "(message is not UTF-8)");
+    line += "}\n";
+  } else {
+    line = format_timestamp(now_ms()) + " " + std::string(to_string(level)) + " eventbus: " + std::string(message) + "\n";
+  }
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
@@ -36,6 +45,21 @@ void set_log_sink(log_sink sink) {
 }
 
 void set_log_level(log_level threshold) noexcept { g_threshold.store(threshold, std::memory_order_relaxed); }
+
+void set_log_format(log_format format) noexcept { g_format.store(format, std::memory_order_relaxed); }
+
+bool parse_log_level(std::string_view text, log_level& out) noexcept {
+  for (const auto level : {log_level::debug, log_level::info, log_level::warn, log_level::error, log_level::off})
+    if (text == to_string(level)) {
+      out = level;
+      return true;
+    }
+  if (text == "warning") {
+    out = log_level::warn;
+    return true;
+  }
+  return false;
+}
 
 log_level current_log_level() noexcept { return g_threshold.load(std::memory_order_relaxed); }
 

@@ -84,6 +84,8 @@ TEST_CASE("unknown keys and wrong types are refused with the key's path") {
   CHECK(field_of(R"({"kafka": {"properties": {"bootstrap.servers": "x:1"}}})") == "kafka.properties.bootstrap.servers");
   CHECK(field_of(R"({"worker": {"topics": ["not a topic"]}})") == "worker.topics");
   CHECK(field_of(R"({"metrics": {"listen": "9464"}})") == "metrics.listen");
+  CHECK(field_of(R"({"log": {"level": "verbose"}})") == "log.level");
+  CHECK(field_of(R"({"log": {"format": "xml"}})") == "log.format");
 }
 
 TEST_CASE("environment variables override the file; bad ones are named") {
@@ -95,6 +97,8 @@ TEST_CASE("environment variables override the file; bad ones are named") {
                                          {"EVENTBUS_METRICS_LISTEN", "0.0.0.0:9999"},
                                          {"EVENTBUS_KAFKA_SASL_PASSWORD", "hunter2"},
                                          {"EVENTBUS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"},
+                                         {"EVENTBUS_LOG_LEVEL", "warning"},
+                                         {"EVENTBUS_LOG_FORMAT", "json"},
                                          {"EVENTBUS_JOBS", "2"}});  // not ours to read: ignored
   REQUIRE_MESSAGE(parsed.ok(), error_text(parsed));
   const auto& c = parsed.value();
@@ -105,10 +109,13 @@ TEST_CASE("environment variables override the file; bad ones are named") {
   CHECK(c.metrics_listen == "0.0.0.0:9999");
   CHECK(c.kafka.properties.at("sasl.password") == "hunter2");
   CHECK(c.kafka.properties.at("security.protocol") == "SASL_SSL");
+  CHECK(c.log.level == log_level::warn);
+  CHECK(c.log.format == log_format::json);
 
   CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_CONCURRENCY", "lots"}})) == "EVENTBUS_WORKER_CONCURRENCY");
   CHECK(error_field(parse_config(doc, {{"EVENTBUS_BOOTSTRAP_SERVERS", ""}})) == "EVENTBUS_BOOTSTRAP_SERVERS");
   CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_TOPICS", ",,"}})) == "EVENTBUS_WORKER_TOPICS");
+  CHECK(error_field(parse_config(doc, {{"EVENTBUS_LOG_FORMAT", "yaml"}})) == "EVENTBUS_LOG_FORMAT");
 }
 
 TEST_CASE("secrets are redacted in the printed configuration") {

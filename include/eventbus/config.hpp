@@ -14,6 +14,8 @@
 //   EVENTBUS_TOPIC_PREFIX       topics.prefix               EVENTBUS_GROUP_ID         worker.group
 //   EVENTBUS_WORKER_TOPICS      worker.topics (comma list)  EVENTBUS_WORKER_CONCURRENCY worker.concurrency
 //   EVENTBUS_METRICS_LISTEN     metrics.listen
+//   EVENTBUS_LOG_LEVEL          log.level (debug|info|warn|error|off)
+//   EVENTBUS_LOG_FORMAT         log.format (text|json)
 //   EVENTBUS_KAFKA_<NAME>       kafka.properties: <name> lower-cased, '_' -> '.'
 //                               (EVENTBUS_KAFKA_SASL_PASSWORD -> sasl.password)
 
@@ -29,6 +31,7 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/error.hpp"
 #include "eventbus/kafka/options.hpp"
+#include "eventbus/log.hpp"
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/retry.hpp"
 #include "eventbus/topic.hpp"
@@ -57,6 +60,13 @@ struct app_config {
   } worker{};
 
   std::string metrics_listen{default_metrics_listen};
+
+  struct log_section {
+    log_level level = log_level::info;
+    log_format format = log_format::text;
+  } log{};
+  /// Applies the log section: eventbus::set_log_level and set_log_format.
+  void apply_logging() const;
 
   [[nodiscard]] producer_options make_producer_options() const;
   [[nodiscard]] dispatcher_options make_dispatcher_options() const;

@@ -141,6 +141,19 @@ class section {
   std::vector<std::string> known_;
 };
 
+void set_level(const std::string& where, const std::string& text, log_level& out) {
+  if (!parse_log_level(text, out)) section::fail(where, "must be debug, info, warn, error or off, got '" + text + "'");
+}
+
+void set_format(const std::string& where, const std::string& text, log_format& out) {
+  if (text == "text")
+    out = log_format::text;
+  else if (text == "json")
+    out = log_format::json;
+  else
+    section::fail(where, "must be text or json, got '" + text + "'");
+}
+
 void read_document(const json& doc, app_config& c) {
   section root(doc, "");
   root.object("kafka", [&](section& s) {
@@ -172,6 +185,13 @@ void read_document(const json& doc, app_config& c) {
     });
   });
   root.object("metrics", [&](section& s) { s.string("listen", c.metrics_listen); });
+  root.object("log", [&](section& s) {
+    std::string level, format;
+    s.string("level", level);
+    s.string("format", format);
+    if (!level.empty()) set_level(s.path_of("level"), level, c.log.level);
+    if (!format.empty()) set_format(s.path_of("format"), format, c.log.format);
+  });
   root.finish();
 }
 
@@ -187,6 +207,8 @@ void apply_environment(const environment& env, app_config& c) {
   take("EVENTBUS_TOPIC_PREFIX", c.topic_prefix);
   take("EVENTBUS_GROUP_ID", c.worker.group);
   take("EVENTBUS_METRICS_LISTEN", c.metrics_listen);
+  if (const auto it = env.find("EVENTBUS_LOG_LEVEL"); it != env.end()) set_level(it->first, it->second, c.log.level);
+  if (const auto it = env.find("EVENTBUS_LOG_FORMAT"); it != env.end()) set_format(it->first, it->second, c.log.format);
   if (const auto it = env.find("EVENTBUS_WORKER_TOPICS"); it != env.end()) {
     c.worker.topics.clear();
     std::stringstream list(it->second);
@@ -251,6 +273,11 @@ void validate(const app_config& c) {
 
 }  // namespace
 
+void app_config::apply_logging() const {
+  set_log_level(log.level);
+  set_log_format(log.format);
+}
+
 producer_options app_config::make_producer_options() const {
   return {.kafka = kafka, .topic_prefix = topic_prefix};
 }
@@ -292,7 +319,8 @@ json app_config::redacted_json() const {
               {"multiplier", worker.retry.multiplier},
               {"max_backoff_ms", worker.retry.max_backoff.count()},
               {"jitter", worker.retry.jitter}}}}},
-          {"metrics", {{"listen", metrics_listen}}}};
+          {"metrics", {{"listen", metrics_listen}}},
+          {"log", {{"level", to_string(log.level)}, {"format", log.format == log_format::json ? "json" : "text"}}}};
 }
 
 environment process_environment() {
