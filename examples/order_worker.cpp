@@ -13,6 +13,7 @@
 #include "eventbus/worker.hpp"
 
 int main(int argc, char** argv) {
+  eventbus::watch_stop_signals();  // from here on, SIGINT/SIGTERM ask for a clean stop
   const auto cfg = argc > 1 ? eventbus::load_config(argv[1], eventbus::process_environment())
                             : eventbus::parse_config(nlohmann::json::object(), eventbus::process_environment());
   if (!cfg) {

@@ -1,8 +1,10 @@
 #include "eventbus/stop_signal.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <mutex>
@@ -10,48 +12,52 @@
 namespace eventbus {
 namespace {
 
-// Self-pipe: the handler may only call async-signal-safe functions, so it writes the signal number
-// and the waiting thread reads it. Created once and kept for the process's lifetime.
+// The handler may only touch async-signal-safe things: a lock-free atomic and a write(2) to a
+// self-pipe that waiting threads poll. Created once, kept for the process's lifetime.
+std::atomic<int> received_signal{0};
 int stop_pipe[2] = {-1, -1};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void on_stop_signal(int signo) {
   const int saved = errno;
-  const auto byte = static_cast<unsigned char>(signo);
+  int expected = 0;
+  received_signal.compare_exchange_strong(expected, signo);
+  const unsigned char byte = 1;
   (void)!write(stop_pipe[1], &byte, 1);
   errno = saved;
 }
 
 }  // namespace
 
-int wait_for_stop_signal() {
-  static std::once_flag created;
-  std::call_once(created, [] {
-    if (pipe2(stop_pipe, O_CLOEXEC) != 0) stop_pipe[0] = stop_pipe[1] = -1;
+void watch_stop_signals() {
+  static std::once_flag installed;
+  std::call_once(installed, [] {
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) stop_pipe[0] = stop_pipe[1] = -1;
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+    // Threads that block these signals leave delivery to one that does not; make sure this one does.
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &stop_set, nullptr);
   });
-  if (stop_pipe[0] < 0) return SIGTERM;  // no pipe: nothing to wait on, behave as if asked to stop
+}
 
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
-  struct sigaction previous_int {}, previous_term {};
-  sigaction(SIGINT, &action, &previous_int);
-  sigaction(SIGTERM, &action, &previous_term);
-  // Threads that block these signals leave delivery to one that does not; make sure this one does.
-  sigset_t stop_set;
-  sigemptyset(&stop_set);
-  sigaddset(&stop_set, SIGINT);
-  sigaddset(&stop_set, SIGTERM);
-  pthread_sigmask(SIG_UNBLOCK, &stop_set, nullptr);
+bool stop_requested() noexcept { return received_signal.load() != 0; }
 
-  unsigned char signo = 0;
-  ssize_t n = 0;
-  do {
-    n = read(stop_pipe[0], &signo, 1);
-  } while (n < 0 && errno == EINTR);
-  sigaction(SIGINT, &previous_int, nullptr);
-  sigaction(SIGTERM, &previous_term, nullptr);
-  return n == 1 ? signo : SIGTERM;
+int wait_for_stop_signal() {
+  watch_stop_signals();
+  while (received_signal.load() == 0) {
+    if (stop_pipe[0] < 0) return SIGTERM;  // no pipe: nothing to wait on, behave as if asked to stop
+    pollfd p{.fd = stop_pipe[0], .events = POLLIN, .revents = 0};
+    (void)poll(&p, 1, 1000);  // the bound only guards against a lost wake-up
+  }
+  return received_signal.load();
 }
 
 }  // namespace eventbus

@@ -4,6 +4,8 @@
 
 #include <csignal>
 #include <cstdio>
+#include <map>
+#include <set>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -155,5 +157,67 @@ TEST_CASE("eventbus config check prints the effective config with secrets redact
   CHECK(code == 1);
   std::remove(bad.c_str());
   (void)run_cli("config check", code);
+  CHECK(code == 2);
+}
+
+TEST_CASE("eventbus publish takes flags or JSON lines, skips bad lines by number, and topics and tail show the result") {
+  embedded_broker broker;
+  broker.create_topic("app.order.order.created", 2);
+  const std::string where = " --bootstrap " + broker.bootstrap_servers();
+  int code = -1;
+
+  const auto one = run_cli("publish --type order.created --aggregate-id o-1 --payload '{\"total\":5}'" + where, code);
+  CHECK(code == 0);
+  CHECK(one.rfind("app.order.order.created[", 0) == 0);  // where it landed, then its event id
+
+  const std::string input = "cli_publish_input.jsonl";
+  std::FILE* f = std::fopen(input.c_str(), "w");
+  REQUIRE(f != nullptr);
+  std::fputs("{\"event_type\":\"order.paid\",\"aggregate_id\":\"o-1\",\"payload\":{\"total\":5}}\n"
+             "not json\n"
+             "\n"
+             "{\"event_type\":\"Order Paid\",\"aggregate_id\":\"o-2\"}\n"
+             "{\"event_type\":\"order.paid\",\"aggregate_id\":\"o-3\",\"correlation_id\":\"c-9\"}\n",
+             f);
+  std::fclose(f);
+  (void)run_cli("publish --stdin" + where + " < " + input, code);
+  CHECK(code == 1);  // two lines were invalid: reported, skipped, the rest delivered
+  std::remove(input.c_str());
+  CHECK(testing::topic_record_count(broker.bootstrap_servers(), "app.order.order.paid") == 2);
+
+  const auto listed = run_cli("topics --json" + where, code);
+  CHECK(code == 0);
+  std::map<std::string, nlohmann::json> by_name;
+  for (std::size_t start = 0, end; (end = listed.find('\n', start)) != std::string::npos; start = end + 1) {
+    const auto row = nlohmann::json::parse(listed.substr(start, end - start));
+    by_name[row["topic"]] = row;
+  }
+  REQUIRE(by_name.count("app.order.order.created") == 1);
+  CHECK(by_name["app.order.order.created"]["partitions"] == 2);
+  CHECK(by_name["app.order.order.created"]["total"] == 1);
+  CHECK(by_name["app.order.order.paid"]["total"] == 2);
+
+  testing::produce_raw(broker.bootstrap_servers(), "app.order.order.created", "o-9", "{oops");
+  const auto tailed = run_cli("tail --topics '^app\\.order\\..*' --from-beginning --json --limit 4" + where, code);
+  CHECK(code == 0);
+  int events = 0, errors = 0;
+  std::set<std::string> correlations;
+  for (std::size_t start = 0, end; (end = tailed.find('\n', start)) != std::string::npos; start = end + 1) {
+    const auto row = nlohmann::json::parse(tailed.substr(start, end - start));
+    if (row.contains("event")) {
+      ++events;
+      if (row["event"].contains("correlation_id")) correlations.insert(row["event"]["correlation_id"]);
+    } else {
+      ++errors;
+      CHECK(row["error"].get<std::string>().find("not JSON") != std::string::npos);
+    }
+  }
+  CHECK(events == 3);
+  CHECK(errors == 1);
+  CHECK(correlations == std::set<std::string>{"c-9"});
+
+  (void)run_cli("publish --type order.created" + where, code);
+  CHECK(code == 2);  // no aggregate id: the error names the field
+  (void)run_cli("tail" + where, code);
   CHECK(code == 2);
 }

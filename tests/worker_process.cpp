@@ -15,6 +15,7 @@
 #include "eventbus/worker.hpp"
 
 int main(int argc, char** argv) {
+  eventbus::watch_stop_signals();  // from here on, SIGINT/SIGTERM ask for a clean stop
   if (argc != 6) {
     std::fprintf(stderr, "usage: worker_process BOOTSTRAP GROUP TOPIC OUTPUT_FILE HANDLER_DELAY_US\n");
     return 2;

@@ -1,19 +1,27 @@
 #pragma once
-// Graceful shutdown for service and worker processes: block until SIGINT or SIGTERM arrives, then
-// stop the worker (which finishes in-flight handlers, commits and leaves the group).
+// Graceful shutdown for service and worker processes: SIGINT or SIGTERM asks the process to stop;
+// it then stops its workers (which finish in-flight handlers, commit and leave the group).
 //
 //   eventbus::worker w(options);
 //   auto sub = w.subscribe(...);
 //   w.start();
 //   eventbus::wait_for_stop_signal();   // Ctrl-C, `kill`, `docker stop`, Kubernetes pod shutdown
 //   w.stop();
+//
+// Or, for a loop of your own: eventbus::watch_stop_signals() first, then check stop_requested().
 
 namespace eventbus {
 
-/// Installs handlers for SIGINT and SIGTERM, blocks the calling thread until one arrives, restores
-/// the previous handlers and returns the signal number. Works whatever other threads exist and
-/// whatever their signal masks. A signal arriving before the call has its usual effect (the
-/// process ends), so call it as soon as the worker has started.
+/// Installs handlers for SIGINT and SIGTERM (once; later calls do nothing). From then on a stop
+/// signal is remembered instead of ending the process. Works whatever other threads exist and
+/// whatever their signal masks. Call it early, before a signal could arrive.
+void watch_stop_signals();
+
+/// True once SIGINT or SIGTERM arrived after watch_stop_signals(). Async-signal-safe to read.
+[[nodiscard]] bool stop_requested() noexcept;
+
+/// Watches (if not yet), then blocks until a stop signal has arrived; returns its number. Returns
+/// at once when one already arrived. Safe to call from several threads.
 int wait_for_stop_signal();
 
 }  // namespace eventbus

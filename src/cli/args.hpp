@@ -2,6 +2,7 @@
 // A small flag parser shared by the subcommands: `--name value` pairs and `--help`, with errors that
 // name the flag. Keeps every command's argument handling identical.
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,14 @@
 #include "cli/commands.hpp"
 
 namespace eventbus::cli {
+
+/// Removes a flag without a value (e.g. --json) from `args`; true when it was there.
+inline bool take_switch(std::vector<std::string_view>& args, std::string_view name) {
+  const auto it = std::find(args.begin(), args.end(), name);
+  if (it == args.end()) return false;
+  args.erase(it);
+  return true;
+}
 
 /// Where the commands that talk to Kafka connect unless --bootstrap says otherwise.
 inline std::string default_bootstrap() {

@@ -16,5 +16,8 @@ int run_dev_broker(std::span<const std::string_view> args);
 int run_dlq(std::span<const std::string_view> args);
 int run_replay(std::span<const std::string_view> args);
 int run_config(std::span<const std::string_view> args);
+int run_topics(std::span<const std::string_view> args);
+int run_publish(std::span<const std::string_view> args);
+int run_tail(std::span<const std::string_view> args);
 
 }  // namespace eventbus::cli

@@ -53,13 +53,7 @@ int run_dlq(std::span<const std::string_view> args) {
   parser.add_int("--limit", limit);
   if (action == "replay") parser.add_string("--handler", handler);
   std::vector<std::string_view> rest(args.begin() + 2, args.end());
-  if (action == "list") {
-    const auto it = std::find(rest.begin(), rest.end(), "--json");
-    if (it != rest.end()) {
-      json = true;
-      rest.erase(it);
-    }
-  }
+  if (action == "list") json = take_switch(rest, "--json");
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
   const kafka_options kafka{.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}};
   const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();

@@ -17,6 +17,9 @@ commands:
   dlq         list dead letters, or replay them onto their original topics
   replay      move a consumer group's offsets back to a point in time to reprocess history
   config      check a config file and print the effective configuration (secrets redacted)
+  topics      list the event topics with their partitions and end offsets
+  publish     produce events from flags, a file or stdin, and wait for their delivery
+  tail        follow topics and print each event as it arrives (pretty or JSON lines)
   version     print the version
   help        show this text
 
@@ -39,6 +42,9 @@ int main(int argc, char** argv) {
     if (command == "dlq") return eventbus::cli::run_dlq(rest);
     if (command == "replay") return eventbus::cli::run_replay(rest);
     if (command == "config") return eventbus::cli::run_config(rest);
+    if (command == "topics") return eventbus::cli::run_topics(rest);
+    if (command == "publish") return eventbus::cli::run_publish(rest);
+    if (command == "tail") return eventbus::cli::run_tail(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;

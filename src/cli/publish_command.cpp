@@ -1,0 +1,194 @@
+// `eventbus publish`: produce events to their topics, from flags, a file or stdin, and wait for
+// every delivery. Bad input is reported with its line and skipped; nothing valid is dropped.
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <string>
+
+#include "cli/args.hpp"
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+#include "eventbus/kafka/kafka_sink.hpp"
+
+namespace eventbus::cli {
+namespace {
+
+constexpr std::string_view publish_usage =
+    R"(usage: eventbus publish --type TYPE --aggregate-id ID [--aggregate-type T] [--payload JSON] [--correlation-id C]
+       eventbus publish --file FILE       a JSON event, an array of them, or one per line
+       eventbus publish --stdin           one JSON event per line
+
+An event is a full envelope, or just its fields: {"event_type": "order.created", "aggregate_id": "o-1",
+"payload": {...}} (aggregate_type defaults to the event type's first segment; event_id, timestamp
+and version are generated). Each goes to app.<aggregate_type>.<event_type>, key = aggregate_id.
+
+  --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
+  --prefix PREFIX      topic prefix (default app)
+
+Exit status: 0 every event delivered; 1 some input invalid or some delivery failed (each named on
+stderr); 2 usage.
+)";
+
+// A full envelope (it has an event_id) is decoded as is; otherwise the fields make a new event.
+result<event> event_from_input(const nlohmann::json& j) {
+  if (!j.is_object()) return error(errc::invalid_event, std::string("must be a JSON object, got ") + j.type_name());
+  if (j.contains("event_id")) return event_from_json(j);
+  try {
+    event_fields f;
+    const auto text = [&](const char* key, std::string& out) {
+      if (const auto it = j.find(key); it != j.end()) {
+        if (!it->is_string()) throw exception(error(errc::invalid_event, "must be a string", key));
+        out = it->get<std::string>();
+      }
+    };
+    text("event_type", f.event_type);
+    text("aggregate_id", f.aggregate_id);
+    text("aggregate_type", f.aggregate_type);
+    if (f.aggregate_type.empty()) f.aggregate_type = f.event_type.substr(0, f.event_type.find('.'));
+    if (const auto it = j.find("payload"); it != j.end()) f.payload = *it;
+    for (const char* key : {"correlation_id", "causation_id"}) {
+      std::string value;
+      text(key, value);
+      if (!value.empty()) (std::string_view(key) == "correlation_id" ? f.correlation_id : f.causation_id) = value;
+    }
+    if (const auto it = j.find("metadata"); it != j.end()) {
+      if (!it->is_object()) return error(errc::invalid_event, "must be an object of strings", "metadata");
+      for (const auto& [k, v] : it->items()) {
+        if (!v.is_string()) return error(errc::invalid_event, "must be a string", "metadata." + k);
+        f.metadata[k] = v.get<std::string>();
+      }
+    }
+    return make_event(std::move(f));
+  } catch (const exception& e) {
+    return e.error();
+  }
+}
+
+struct publisher {
+  explicit publisher(producer_options options) : sink(std::move(options)) {}
+
+  kafka_sink sink;
+  progress_line progress{"publish"};
+  std::atomic<std::uint64_t> delivered{0}, failed{0};
+  std::uint64_t sent = 0, invalid = 0;
+  std::mutex print_mu;
+  bool print_each = false;
+
+  void send(const event& ev) {
+    ++sent;
+    sink.produce(ev, [this, id = ev.event_id()](result<delivery> d) {
+      const std::lock_guard lock(print_mu);
+      if (d) {
+        ++delivered;
+        if (print_each)
+          std::printf("%s[%d]@%lld %s\n", d.value().topic.c_str(), d.value().partition,
+                      static_cast<long long>(d.value().offset), id.c_str());
+      } else {
+        ++failed;
+        std::fprintf(stderr, "eventbus publish: event %s not delivered: %s\n", id.c_str(), d.error().to_string().c_str());
+      }
+    });
+    progress.update(counts(), delivered.load());
+  }
+  void reject(const std::string& where, const error& why) {
+    ++invalid;
+    std::fprintf(stderr, "eventbus publish: %s: %s (skipped)\n", where.c_str(), why.to_string().c_str());
+  }
+  std::string counts() const {
+    return std::to_string(sent) + " sent, " + std::to_string(delivered.load()) + " delivered, " +
+           std::to_string(failed.load()) + " failed, " + std::to_string(invalid) + " invalid";
+  }
+};
+
+}  // namespace
+
+int run_publish(std::span<const std::string_view> args) {
+  std::string bootstrap = default_bootstrap(), prefix{default_topic_prefix}, type, aggregate_id, aggregate_type,
+                          payload = "{}", correlation_id, file;
+  std::vector<std::string_view> rest(args.begin(), args.end());
+  const bool from_stdin = take_switch(rest, "--stdin");
+  arg_parser parser("publish", publish_usage);
+  parser.add_string("--bootstrap", bootstrap);
+  parser.add_string("--prefix", prefix);
+  parser.add_string("--type", type);
+  parser.add_string("--aggregate-id", aggregate_id);
+  parser.add_string("--aggregate-type", aggregate_type);
+  parser.add_string("--payload", payload);
+  parser.add_string("--correlation-id", correlation_id);
+  parser.add_string("--file", file);
+  if (const auto exit_code = parser.parse(rest)) return *exit_code;
+  const int sources = (type.empty() ? 0 : 1) + (file.empty() ? 0 : 1) + (from_stdin ? 1 : 0);
+  if (sources != 1) {
+    std::fprintf(stderr, "eventbus publish: give exactly one of --type, --file, --stdin\n\n%s", publish_usage.data());
+    return exit_usage;
+  }
+
+  publisher pub({.kafka = {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}, .topic_prefix = prefix});
+  if (!type.empty()) {
+    const auto body = nlohmann::json::parse(payload, nullptr, false);
+    if (body.is_discarded()) {
+      std::fprintf(stderr, "eventbus publish: --payload is not JSON: %s\n", payload.c_str());
+      return exit_usage;
+    }
+    nlohmann::json fields{{"event_type", type}, {"aggregate_id", aggregate_id}, {"payload", body}};
+    if (!aggregate_type.empty()) fields["aggregate_type"] = aggregate_type;
+    if (!correlation_id.empty()) fields["correlation_id"] = correlation_id;
+    auto ev = event_from_input(fields);
+    if (!ev) {
+      std::fprintf(stderr, "eventbus publish: %s\n", ev.error().to_string().c_str());
+      return exit_usage;
+    }
+    pub.print_each = true;
+    pub.send(ev.value());
+  } else {
+    std::ifstream in_file;
+    if (!file.empty()) {
+      in_file.open(file);
+      if (!in_file) {
+        std::fprintf(stderr, "eventbus publish: cannot read '%s'\n", file.c_str());
+        return exit_failure;
+      }
+    }
+    std::istream& in = file.empty() ? std::cin : in_file;
+    const std::string source = file.empty() ? "stdin" : file;
+    std::string first;
+    std::getline(in, first);
+    std::string all = first;
+    // A file holding one JSON document (an event or an array) rather than lines: read it whole.
+    const bool whole_document = !file.empty() && nlohmann::json::parse(first, nullptr, false).is_discarded();
+    if (whole_document) {
+      for (std::string line; std::getline(in, line);) all += "\n" + line;
+      const auto doc = nlohmann::json::parse(all, nullptr, false);
+      if (doc.is_discarded()) {
+        pub.reject(source, error(errc::decode_failed, "neither a JSON document nor JSON lines"));
+      } else {
+        const auto items = doc.is_array() ? doc : nlohmann::json::array({doc});
+        for (std::size_t i = 0; i < items.size(); ++i) {
+          auto ev = event_from_input(items[i]);
+          if (ev) pub.send(ev.value()); else pub.reject(source + " [" + std::to_string(i) + "]", ev.error());
+        }
+      }
+    } else {
+      std::size_t number = 0;
+      const auto handle_line = [&](const std::string& line) {
+        ++number;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) return;
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded()) return pub.reject(source + " line " + std::to_string(number), error(errc::decode_failed, "not JSON"));
+        auto ev = event_from_input(j);
+        if (ev) pub.send(ev.value()); else pub.reject(source + " line " + std::to_string(number), ev.error());
+      };
+      if (in || !first.empty()) handle_line(first);
+      for (std::string line; std::getline(in, line);) handle_line(line);
+    }
+  }
+  const auto flushed = pub.sink.flush(std::chrono::seconds(60));
+  if (!flushed) std::fprintf(stderr, "eventbus publish: %s\n", flushed.error().to_string().c_str());
+  if (!pub.print_each) pub.progress.finish(pub.counts(), pub.delivered.load());
+  return flushed && pub.failed.load() == 0 && pub.invalid == 0 ? exit_ok : exit_failure;
+}
+
+}  // namespace eventbus::cli

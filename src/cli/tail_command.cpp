@@ -1,0 +1,111 @@
+// `eventbus tail`: follow event topics and print each event as it arrives.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "cli/args.hpp"
+#include "cli/commands.hpp"
+#include "detail/kafka_client.hpp"
+#include "eventbus/stop_signal.hpp"
+#include "eventbus/time.hpp"
+
+namespace eventbus::cli {
+namespace {
+
+constexpr std::string_view tail_usage =
+    R"(usage: eventbus tail --topics TOPICS [--from-beginning] [--json] [--limit N] [--bootstrap SERVERS]
+
+Follows the topics and prints every event as it arrives, until Ctrl-C (or N events). Reads in a
+consumer group of its own and commits nothing: running it never affects workers.
+
+  --topics TOPICS      a topic name, or a regular expression starting with '^' (e.g. '^app\.order\..*')
+  --from-beginning     start at the oldest retained record instead of new ones
+  --json               one JSON object per record: topic, partition, offset, key, event (or error)
+  --limit N            stop after N records
+  --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
+)";
+
+}  // namespace
+
+int run_tail(std::span<const std::string_view> args) {
+  std::string bootstrap = default_bootstrap(), topics;
+  int limit = 0;
+  std::vector<std::string_view> rest(args.begin(), args.end());
+  const bool json = take_switch(rest, "--json");
+  const bool from_beginning = take_switch(rest, "--from-beginning");
+  arg_parser parser("tail", tail_usage);
+  parser.add_string("--bootstrap", bootstrap);
+  parser.add_string("--topics", topics);
+  parser.add_int("--limit", limit);
+  if (const auto exit_code = parser.parse(rest)) return *exit_code;
+  if (topics.empty()) {
+    std::fprintf(stderr, "eventbus tail: --topics is required\n\n%s", tail_usage.data());
+    return exit_usage;
+  }
+  if (!topics.starts_with('^'))
+    if (auto valid = validate_topic_name(topics); !valid) {
+      std::fprintf(stderr, "eventbus tail: --topics: %s\n", valid.error().to_string().c_str());
+      return exit_usage;
+    }
+
+  watch_stop_signals();
+  auto config = detail::make_client_config(
+      {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}},
+      {{"group.id", "eventbus-tail-" + std::to_string(getpid()) + "-" + std::to_string(now_ms().time_since_epoch().count())},
+       {"enable.auto.commit", "false"},
+       {"enable.auto.offset.store", "false"},
+       {"auto.offset.reset", from_beginning ? "earliest" : "latest"},
+       {"fetch.wait.max.ms", "100"}});
+  const auto broker = config.broker;
+  const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
+  rd_kafka_poll_set_consumer(rk.get());
+  rd_kafka_topic_partition_list_t* subscription = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(subscription, topics.c_str(), RD_KAFKA_PARTITION_UA);
+  const auto err = rd_kafka_subscribe(rk.get(), subscription);
+  rd_kafka_topic_partition_list_destroy(subscription);
+  if (err) {
+    std::fprintf(stderr, "eventbus tail: cannot subscribe to '%s': %s\n", topics.c_str(), detail::kafka_error_text(err).c_str());
+    return exit_failure;
+  }
+  if (isatty(STDERR_FILENO)) std::fprintf(stderr, "following %s (Ctrl-C to stop)\n", topics.c_str());
+
+  int seen = 0;
+  while (!stop_requested() && (limit == 0 || seen < limit)) {
+    const detail::kafka_message msg(rd_kafka_consumer_poll(rk.get(), 200));
+    if (!msg) continue;
+    if (msg->err) {
+      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        std::fprintf(stderr, "eventbus tail: %s\n", detail::kafka_error_text(msg->err).c_str());
+      continue;
+    }
+    ++seen;
+    const std::string topic = rd_kafka_topic_name(msg->rkt);
+    const std::string_view value(static_cast<const char*>(msg->payload), msg->len);
+    const std::string key = msg->key ? std::string(static_cast<const char*>(msg->key), msg->key_len) : "";
+    const auto ev = decode_event(value);
+    if (json) {
+      nlohmann::json line{{"topic", topic}, {"partition", msg->partition}, {"offset", msg->offset}, {"key", key}};
+      if (ev)
+        line["event"] = nlohmann::json::parse(encode_event(ev.value()));
+      else
+        line["error"] = ev.error().to_string();
+      std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    } else if (ev) {
+      const auto& e = ev.value();
+      std::printf("%s  %s[%d]@%lld  %-28s %-16s %s\n", format_timestamp(e.timestamp()).c_str(), topic.c_str(),
+                  msg->partition, static_cast<long long>(msg->offset), e.event_type().c_str(), e.aggregate_id().c_str(),
+                  e.payload().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    } else {
+      std::fprintf(stderr, "%s[%d]@%lld: not an event: %s\n", topic.c_str(), msg->partition,
+                   static_cast<long long>(msg->offset), ev.error().to_string().c_str());
+    }
+    std::fflush(stdout);
+  }
+  rd_kafka_consumer_close(rk.get());
+  return exit_ok;
+}
+
+}  // namespace eventbus::cli

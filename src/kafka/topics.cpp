@@ -1,0 +1,44 @@
+#include "eventbus/kafka/topics.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include "detail/kafka_client.hpp"
+
+namespace eventbus {
+
+std::int64_t topic_info::total() const noexcept {
+  return std::accumulate(end_offsets.begin(), end_offsets.end(), std::int64_t{0});
+}
+
+result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::string_view prefix) {
+  constexpr int timeout_ms = 15'000;
+  auto config = detail::make_client_config(kafka, {{"group.id", "eventbus-topics"}, {"enable.auto.commit", "false"}});
+  const auto broker = config.broker;
+  const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
+  const rd_kafka_metadata_t* md = nullptr;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms))
+    return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
+  std::vector<topic_info> topics;
+  for (int t = 0; t < md->topic_cnt; ++t) {
+    const auto& topic = md->topics[t];
+    if (!std::string_view(topic.topic).starts_with(prefix)) continue;
+    topic_info info{.name = topic.topic, .end_offsets = std::vector<std::int64_t>(static_cast<std::size_t>(topic.partition_cnt), 0)};
+    for (int p = 0; p < topic.partition_cnt; ++p) {
+      const auto id = topic.partitions[p].id;
+      std::int64_t low = 0, high = 0;
+      if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.topic, id, &low, &high, timeout_ms)) {
+        rd_kafka_metadata_destroy(md);
+        return error(errc::timed_out, "no end offset for " + info.name + "[" + std::to_string(id) +
+                                          "]: " + detail::kafka_error_text(err));
+      }
+      if (id >= 0 && static_cast<std::size_t>(id) < info.end_offsets.size()) info.end_offsets[static_cast<std::size_t>(id)] = high;
+    }
+    topics.push_back(std::move(info));
+  }
+  rd_kafka_metadata_destroy(md);
+  std::sort(topics.begin(), topics.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return topics;
+}
+
+}  // namespace eventbus
