@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -16,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.hpp"
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
@@ -24,6 +24,7 @@
 
 namespace {
 
+using eventbus::bench::median;
 using clock_type = std::chrono::steady_clock;
 
 struct settings {
@@ -139,14 +140,7 @@ bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
     return value == "raw" || value == "eventbus";
   }
   int* target = arg == "--events" ? &s.events : arg == "--rounds" ? &s.rounds : arg == "--partitions" ? &s.partitions : nullptr;
-  if (target == nullptr) return false;
-  const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), *target);
-  return ec == std::errc{} && ptr == value.data() + value.size() && *target > 0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return target != nullptr && eventbus::bench::parse_positive(value, *target);
 }
 
 }  // namespace

@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -23,12 +22,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_support.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/worker.hpp"
 
 namespace {
 
+using eventbus::bench::median;
 using clock_type = std::chrono::steady_clock;
 constexpr const char* topic = "app.order.order.created";
 
@@ -178,14 +179,7 @@ bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
                 : arg == "--partitions"  ? &s.partitions
                 : arg == "--concurrency" ? &s.concurrency
                                          : nullptr;
-  if (target == nullptr) return false;
-  const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), *target);
-  return ec == std::errc{} && ptr == value.data() + value.size() && *target > 0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return target != nullptr && eventbus::bench::parse_positive(value, *target);
 }
 
 }  // namespace

@@ -88,7 +88,7 @@ TEST_CASE("unknown keys and wrong types are refused with the key's path") {
   CHECK(field_of(R"({"log": {"format": "xml"}})") == "log.format");
 }
 
-TEST_CASE("environment variables override the file; bad ones are named") {
+TEST_CASE("environment variables override the file and bad ones are named") {
   const auto doc = json::parse(R"({"kafka": {"bootstrap_servers": "file:9092"}, "worker": {"group": "from-file"}})");
   const auto parsed = parse_config(doc, {{"EVENTBUS_BOOTSTRAP_SERVERS", "env:9092"},
                                          {"EVENTBUS_GROUP_ID", "from-env"},
