@@ -221,3 +221,22 @@ TEST_CASE("eventbus publish takes flags or JSON lines, skips bad lines by number
   (void)run_cli("tail" + where, code);
   CHECK(code == 2);
 }
+
+TEST_CASE("eventbus demo runs the workflow through a worker group and its summary adds up") {
+  int code = -1;
+  const auto out = run_cli("demo --duration 5 --rate 20 --metrics-listen 127.0.0.1:0", code);
+  CHECK(code == 0);
+  const auto line = out.find("summary: ");
+  REQUIRE_MESSAGE(line != std::string::npos, out);
+  unsigned long long published = 0, handled = 0, dead = 0, expected = 0;
+  char adds_up[8] = {};
+  REQUIRE(std::sscanf(out.c_str() + line, "summary: published=%llu handled=%llu dead_lettered=%llu expected_dead_letters=%llu adds_up=%7s",
+                      &published, &handled, &dead, &expected, adds_up) == 5);
+  CHECK(published > 300);  // 5 s at 20 workflows/s, about 4 events each
+  CHECK(published == handled + dead);
+  CHECK(dead == expected);  // read back from the dead-letter topic: exactly the unreachable users' events
+  CHECK(expected > 0);
+  CHECK(std::string(adds_up) == "yes");
+  CHECK(out.find("retried    0") == std::string::npos);  // the cold cache was retried
+  CHECK(out.find("eventbus dlq list app.image_generation.image.generated.dlq") != std::string::npos);
+}

@@ -1,6 +1,9 @@
-// `eventbus demo`: an image-generation service and a model registry publishing through the
-// dispatcher. Handlers react to events by publishing the next step of the workflow, an audit handler
-// sees everything, and a notifier that fails now and then shows that failures stay isolated.
+// `eventbus demo`: an image-generation service and a model registry publish through the dispatcher,
+// whose local handlers drive the workflow (each publishes the next step); every event is mirrored
+// to Kafka, where a worker group of two handles it: audit log, analytics, a model cache that is
+// sometimes cold (retried, then fine) and a notifier that cannot reach some users (dead-lettered).
+// At the end the summary must add up: for every worker handler, the events it should have seen =
+// handled + dead-lettered, and the dead-letter topics hold exactly the expected records.
 
 #include <atomic>
 #include <chrono>
@@ -13,30 +16,40 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/demo_summary.hpp"
+#include "cli/demo_workers.hpp"
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/log.hpp"
+#include "eventbus/metrics_server.hpp"
 #include "eventbus/topic.hpp"
 
 namespace eventbus::cli {
 namespace {
 
 constexpr std::string_view demo_usage = R"(usage: eventbus demo [--duration SECONDS] [--rate WORKFLOWS_PER_SECOND] [--bootstrap SERVERS]
+                     [--metrics-listen HOST:PORT]
 
 Runs an image-generation workflow through the in-process dispatcher:
   image_generation.requested -> prompt.analyzed -> loras.recommended -> image.generated | image_generation.failed
-plus model-registry events (model.registered, model.version.added), prints what every handler did,
-and mirrors every event to Kafka topics app.<aggregate_type>.<event_type>.
+plus model-registry events (model.registered, model.version.added), mirrors every event to Kafka
+topics app.<aggregate_type>.<event_type>, and consumes them in a worker group of two (audit log,
+analytics, a model cache that is sometimes cold: retried; a notifier that cannot reach some users:
+dead-lettered). Shows live progress, serves /metrics, and ends with a summary that must add up.
 
-  --duration SECONDS   how long to publish (default 5)
-  --rate N             workflows started per second (default 50)
-  --bootstrap SERVERS  Kafka to mirror to (default "embedded": an in-process broker, in memory only)
+  --duration SECONDS        how long to publish (default 5)
+  --rate N                  workflows started per second (default 50)
+  --bootstrap SERVERS       Kafka to use (default "embedded": an in-process broker, in memory only)
+  --metrics-listen ADDRESS  where /metrics is served (default 127.0.0.1:9464; a free port if taken)
+
+Exit status 0 when every event was delivered and the summary adds up.
 )";
 
 struct demo_options {
   int duration_s = 5;
   int rate = 50;
   std::string bootstrap{embedded_bootstrap};
+  std::string metrics_listen{default_metrics_listen};
 };
 
 // Per-handler tallies, fixed at start-up so handlers only touch atomics.
@@ -50,7 +63,7 @@ class demo_world {
   explicit demo_world(dispatcher& bus) : bus_(bus) {}
 
   void subscribe_handlers() {
-    subs_.push_back(bus_.subscribe("*", "audit_log", counted("audit_log", [](const event&) {})));
+    subs_.push_back(bus_.subscribe("*", "request_log", counted("request_log", [](const event&) {})));
     subs_.push_back(bus_.subscribe("image_generation.requested", "prompt_analyzer",
                                    counted("prompt_analyzer", [this](const event& ev) {
                                      next(ev, "prompt.analyzed", {{"style", "photorealistic"}, {"tokens", 42}});
@@ -64,47 +77,33 @@ class demo_world {
       else
         next(ev, "image.generated", {{"url", "s3://images/" + ev.aggregate_id() + ".png"}, {"seconds", 3.2}});
     })));
-    subs_.push_back(bus_.subscribe("image.*", "notifier", counted("notifier", [this](const event& ev) {
-      if (chance(5)) throw std::runtime_error("mail relay refused " + ev.aggregate_id());
-    })));
-    subs_.push_back(bus_.subscribe("model.*", "model_cache", counted("model_cache", [](const event&) {})));
   }
 
   void start_workflow(int n) {
     const auto job = "job-" + std::to_string(n);
+    const std::string user = n % 20 == 0 ? unreachable_user : "u-" + std::to_string(n % 7);
     publish(make_event({.event_type = "image_generation.requested", .aggregate_type = "image_generation",
-                        .aggregate_id = job, .payload = {{"prompt", "a lighthouse at dawn"}, {"user_id", "u-7"}},
+                        .aggregate_id = job, .payload = {{"prompt", "a lighthouse at dawn"}, {"user_id", user}},
                         .correlation_id = job}));
-    if (n % 25 == 0) {
-      const auto model = "model-" + std::to_string(n / 25);
+    if (n % 10 == 0) {
+      const auto model = "model-" + std::to_string(n / 10);
       publish(make_event({.event_type = "model.registered", .aggregate_type = "model_catalog",
-                          .aggregate_id = model, .payload = {{"task_type", "txt2img"}}}));
+                          .aggregate_id = model, .payload = {{"task_type", "txt2img"}, {"sequence", n / 10}}}));
       publish(make_event({.event_type = "model.version.added", .aggregate_type = "model_catalog",
-                          .aggregate_id = model, .payload = {{"version", "v1.0." + std::to_string(n)}}}));
+                          .aggregate_id = model, .payload = {{"version", "v1.0." + std::to_string(n)}, {"sequence", n / 10 + 1}}}));
     }
   }
 
-  void print_progress(double seconds) const {
-    std::printf("  %5.1fs  published %6llu  handler failures %4llu\n", seconds,
-                static_cast<unsigned long long>(bus_.stats().published),
-                static_cast<unsigned long long>(bus_.stats().handler_failures));
-    std::fflush(stdout);
-  }
+  [[nodiscard]] std::uint64_t published() const { return bus_.stats().published; }
 
-  void print_summary() const {
-    std::puts("\nevents published, by topic:");
+  /// Published events by type, and how many of them the notifier cannot deliver.
+  [[nodiscard]] std::vector<published_event> published_events() const {
     const std::lock_guard lock(mu_);
-    for (const auto& [type, count] : published_)
-      std::printf("  %-50s %6llu\n", type.c_str(), static_cast<unsigned long long>(count));
-    std::puts("\nhandlers:");
-    std::printf("  %-18s %8s %8s\n", "handler", "calls", "failed");
-    for (const auto& [name, t] : tallies_)
-      std::printf("  %-18s %8llu %8llu\n", name.c_str(), static_cast<unsigned long long>(t.calls.load()),
-                  static_cast<unsigned long long>(t.failures.load()));
-    const auto stats = bus_.stats();
-    std::printf("\ntotal: %llu published, %llu rejected, %llu handler failures (isolated: every other handler ran)\n",
-                static_cast<unsigned long long>(stats.published), static_cast<unsigned long long>(stats.rejected),
-                static_cast<unsigned long long>(stats.handler_failures));
+    return events_;
+  }
+  [[nodiscard]] std::uint64_t expected_dead_letters() const {
+    const std::lock_guard lock(mu_);
+    return expected_dead_letters_;
   }
 
  private:
@@ -122,6 +121,7 @@ class demo_world {
   }
 
   void next(const event& cause, std::string type, nlohmann::json payload) {
+    payload["user_id"] = cause.payload().value("user_id", "");
     publish(make_event({.event_type = std::move(type), .aggregate_type = cause.aggregate_type(),
                         .aggregate_id = cause.aggregate_id(), .payload = std::move(payload),
                         .correlation_id = cause.correlation_id(), .causation_id = cause.event_id()}));
@@ -134,7 +134,9 @@ class demo_world {
       return;
     }
     const std::lock_guard lock(mu_);
-    ++published_[topic_for(ev).value()];
+    events_.push_back({ev.event_id(), ev.event_type()});
+    if (ev.event_type() == "image.generated" && ev.payload().value("user_id", "") == unreachable_user)
+      ++expected_dead_letters_;
   }
 
   bool chance(int percent) {
@@ -146,7 +148,8 @@ class demo_world {
   std::vector<subscription> subs_;
   std::map<std::string, tally> tallies_;
   mutable std::mutex mu_;
-  std::map<std::string, std::uint64_t> published_;
+  std::vector<published_event> events_;
+  std::uint64_t expected_dead_letters_ = 0;
   std::mt19937 rng_{42};
 };
 
@@ -158,41 +161,82 @@ int run_demo(std::span<const std::string_view> args) {
   parser.add_int("--duration", opts.duration_s);
   parser.add_int("--rate", opts.rate);
   parser.add_string("--bootstrap", opts.bootstrap);
+  parser.add_string("--metrics-listen", opts.metrics_listen);
   if (const auto exit_code = parser.parse(args)) return *exit_code;
 
-  set_log_level(log_level::off);  // the notifier's failures are expected; the summary counts them
-  auto kafka = std::make_shared<kafka_sink>(
-      producer_options{.kafka = {.bootstrap_servers = opts.bootstrap, .client_id = "eventbus-demo"}});
-  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 4});
+  set_log_level(log_level::off);  // the expected failures are counted in the summary, not logged
+  auto m = std::make_shared<metrics>();
+  std::unique_ptr<metrics_server> server;
+  try {
+    server = std::make_unique<metrics_server>(m, opts.metrics_listen);
+  } catch (const exception&) {  // taken (another demo?): any free port will do
+    server = std::make_unique<metrics_server>(m, "127.0.0.1:0");
+  }
+  const kafka_options kafka_opts{.bootstrap_servers = opts.bootstrap, .client_id = "eventbus-demo"};
+  auto kafka = std::make_shared<kafka_sink>(producer_options{.kafka = kafka_opts, .metrics = m});
+  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 4, .observe_handler = metrics::handler_observer_for(m)});
   bus.add_sink(kafka);
   demo_world world(bus);
   world.subscribe_handlers();
+  demo_workers workers(kafka_opts, m);
 
-  std::printf("eventbus demo: %d workflows/s for %ds through the in-process dispatcher\n", opts.rate,
-              opts.duration_s);
-  std::printf("mirroring to Kafka at %s%s\n", kafka->bootstrap_servers().c_str(),
+  std::printf("eventbus demo: %d workflows/s for %ds; Kafka at %s%s\n", opts.rate, opts.duration_s,
+              kafka->bootstrap_servers().c_str(),
               opts.bootstrap == embedded_bootstrap ? " (embedded broker: in memory only, gone when the demo exits)" : "");
+  std::printf("metrics: http://127.0.0.1:%u/metrics\n", server->port());
+  // The worker group needs a topic to exist to join: publish one workflow first, wait for it.
+  world.start_workflow(0);
+  (void)kafka->flush(std::chrono::seconds(10));
+  workers.start();
+  std::printf("starting a worker group of two...\n");
+  std::fflush(stdout);
+  if (!poll_until([&] { return workers.ready(); }, std::chrono::seconds(60))) {
+    std::fprintf(stderr, "eventbus demo: the worker group did not form within 60 s\n");
+    return exit_failure;
+  }
+
   const auto start = std::chrono::steady_clock::now();
+  const auto progress = [&] {
+    std::printf("  %5.1fs  published %6llu  handled %6llu  retried %4llu  dead-lettered %3llu  p99 %s\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                static_cast<unsigned long long>(world.published()), static_cast<unsigned long long>(workers.distinct_events()),
+                static_cast<unsigned long long>(workers.retries()), static_cast<unsigned long long>(workers.dead_letters()),
+                p99_text(*m).c_str());
+    std::fflush(stdout);
+  };
   const auto period = std::chrono::microseconds(1'000'000 / opts.rate);
   auto next_report = start + std::chrono::seconds(1);
-  int started = 0;
+  int started = 1;
   for (auto tick = start; tick < start + std::chrono::seconds(opts.duration_s); tick += period) {
     std::this_thread::sleep_until(tick);  // pacing the publisher, not synchronising anything
-    world.start_workflow(++started);
+    world.start_workflow(started++);
     if (std::chrono::steady_clock::now() >= next_report) {
-      world.print_progress(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      progress();
       next_report += std::chrono::seconds(1);
     }
   }
   bus.shutdown();  // drains every scheduled handler, including the follow-up events they publish
   const auto flushed = kafka->flush(std::chrono::seconds(30));
-  world.print_summary();
+  const auto total = world.published();
+  const bool drained = poll_until([&] { return workers.distinct_events() >= total; }, std::chrono::seconds(60));
+  progress();
+  workers.stop();
+
+  const auto summary = summarize(kafka_opts, world.published_events(), workers.handled_by_handler(),
+                                 demo_workers::handler_patterns(), world.expected_dead_letters());
   const auto mirrored = kafka->stats();
-  std::printf("mirrored to Kafka: delivered %llu, failed %llu%s\n", static_cast<unsigned long long>(mirrored.delivered),
-              static_cast<unsigned long long>(mirrored.failed),
-              flushed ? "" : (" (" + flushed.error().message() + ")").c_str());
-  std::printf("\n%d workflows started.\n", started);
-  return mirrored.failed == 0 && flushed ? exit_ok : exit_failure;
+  std::printf("\n%d workflows; %llu events published, %llu delivered to Kafka, %llu failed%s%s\n", started,
+              static_cast<unsigned long long>(total), static_cast<unsigned long long>(mirrored.delivered),
+              static_cast<unsigned long long>(mirrored.failed), flushed ? "" : (" (" + flushed.error().message() + ")").c_str(),
+              drained ? "" : "; the workers did not finish in time");
+  std::printf("summary: published=%llu handled=%llu dead_lettered=%llu expected_dead_letters=%llu adds_up=%s\n",
+              static_cast<unsigned long long>(total), static_cast<unsigned long long>(summary.handled_events),
+              static_cast<unsigned long long>(summary.dead_lettered_events), static_cast<unsigned long long>(world.expected_dead_letters()),
+              summary.adds_up ? "yes" : "no");
+  std::printf("\nlook closer:\n  eventbus dlq list %s --bootstrap <servers>   (against a real Kafka: --bootstrap host:9092)\n"
+              "  curl http://127.0.0.1:%u/metrics   (while it runs)\n",
+              summary.dlq_topic.c_str(), server->port());
+  return mirrored.failed == 0 && flushed && drained && summary.adds_up ? exit_ok : exit_failure;
 }
 
 }  // namespace eventbus::cli

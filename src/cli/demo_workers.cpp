@@ -1,0 +1,101 @@
+#include "cli/demo_workers.hpp"
+
+#include <stdexcept>
+
+namespace eventbus::cli {
+
+demo_workers::demo_workers(const kafka_options& kafka, std::shared_ptr<metrics> m) {
+  for (int i = 0; i < 2; ++i) {
+    worker_options options{.kafka = kafka,
+                           .group_id = "demo-workers",
+                           .topics = {"^app\\..*"},
+                           .retry = {.max_attempts = 4, .initial_backoff = std::chrono::milliseconds(20),
+                                     .multiplier = 2.0, .max_backoff = std::chrono::milliseconds(200), .jitter = 0.2},
+                           .concurrency = 2,
+                           .commit_interval = std::chrono::milliseconds(200),
+                           .metrics = m};
+    options.kafka.client_id = "demo-worker-" + std::to_string(i + 1);
+    // The embedded broker waits a whole session timeout for a member that does not rejoin.
+    options.kafka.properties.emplace("session.timeout.ms", "6000");
+    options.kafka.properties.emplace("heartbeat.interval.ms", "500");
+    options.kafka.properties.emplace("fetch.wait.max.ms", "20");
+    // The workflow creates topics as it goes (the first image.generated, the first model event):
+    // look for new topics matching the subscription every second, not every 5 minutes.
+    options.kafka.properties.emplace("topic.metadata.refresh.interval.ms", "1000");
+    workers_.push_back(std::make_unique<worker>(options));
+    subscribe_all(*workers_.back());
+  }
+}
+
+const std::vector<std::pair<std::string, std::string>>& demo_workers::handler_patterns() {
+  static const std::vector<std::pair<std::string, std::string>> patterns{
+      {"audit_log", "*"}, {"analytics", "*"}, {"model_cache", "model.*"}, {"notifier", "image.generated"}};
+  return patterns;
+}
+
+void demo_workers::subscribe_all(worker& w) {
+  const auto succeeded = [this](const char* handler, const event& ev) {
+    const std::lock_guard lock(mu_);
+    handled_[handler].insert(ev.event_id());
+  };
+  subs_.push_back(w.subscribe("*", "audit_log", [succeeded](const event& ev) { succeeded("audit_log", ev); }));
+  subs_.push_back(w.subscribe("*", "analytics", [succeeded](const event& ev) { succeeded("analytics", ev); }));
+  subs_.push_back(w.subscribe("model.*", "model_cache", [this, succeeded](const event& ev) {
+    // Every third model event finds the cache cold: the first call fails, the retry succeeds.
+    if (ev.payload().value("sequence", 0) % 3 == 0) {
+      const std::lock_guard lock(mu_);
+      if (cache_misses_.insert(ev.event_id()).second) throw std::runtime_error("model cache cold for " + ev.aggregate_id());
+    }
+    succeeded("model_cache", ev);
+  }));
+  subs_.push_back(w.subscribe("image.generated", "notifier", [succeeded](const event& ev) {
+    if (ev.payload().value("user_id", "") == unreachable_user)
+      throw permanent_error("user " + std::string(unreachable_user) + " has no notification channel");
+    succeeded("notifier", ev);
+  }));
+}
+
+void demo_workers::start() {
+  for (auto& w : workers_) w->start();
+}
+
+bool demo_workers::ready() const {
+  for (const auto& w : workers_)
+    if (!w->in_group()) return false;
+  return true;
+}
+
+std::uint64_t demo_workers::finished() const {
+  std::uint64_t n = 0;
+  for (const auto& w : workers_) n += w->stats().handled;
+  return n;
+}
+
+std::uint64_t demo_workers::distinct_events() const {
+  const std::lock_guard lock(mu_);
+  const auto it = handled_.find("audit_log");
+  return it == handled_.end() ? 0 : it->second.size();
+}
+
+std::uint64_t demo_workers::retries() const {
+  std::uint64_t n = 0;
+  for (const auto& w : workers_) n += w->stats().retries;
+  return n;
+}
+
+std::uint64_t demo_workers::dead_letters() const {
+  std::uint64_t n = 0;
+  for (const auto& w : workers_) n += w->stats().dead_letters;
+  return n;
+}
+
+void demo_workers::stop() {
+  for (auto& w : workers_) w->stop();
+}
+
+std::map<std::string, std::set<std::string>> demo_workers::handled_by_handler() const {
+  const std::lock_guard lock(mu_);
+  return handled_;
+}
+
+}  // namespace eventbus::cli

@@ -1,0 +1,56 @@
+#pragma once
+// The consuming side of `eventbus demo`: a worker group of two in the same process, as two worker
+// processes would be, with the handlers a real deployment has: audit log, analytics, a model cache
+// that is cold now and then (fails once, retried, then succeeds) and a notifier that cannot reach
+// some users (a permanent failure: dead-lettered).
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "eventbus/metrics.hpp"
+#include "eventbus/worker.hpp"
+
+namespace eventbus::cli {
+
+/// Events of users the notifier cannot reach carry this user id: the publisher counts them, so the
+/// demo knows exactly how many dead letters to expect.
+inline constexpr const char* unreachable_user = "u-no-email";
+
+class demo_workers {
+ public:
+  demo_workers(const kafka_options& kafka, std::shared_ptr<metrics> m);
+
+  void start();
+  /// True when both workers joined the group.
+  [[nodiscard]] bool ready() const;
+  /// Records finished by the group (handled or dead-lettered); a record redelivered after a
+  /// rebalance counts again (at-least-once).
+  [[nodiscard]] std::uint64_t finished() const;
+  /// Distinct events the group has seen through (the audit log sees every event and never fails).
+  [[nodiscard]] std::uint64_t distinct_events() const;
+  [[nodiscard]] std::uint64_t retries() const;
+  [[nodiscard]] std::uint64_t dead_letters() const;
+  void stop();
+
+  /// Events each handler finished successfully, by handler name (distinct events: a redelivery
+  /// after a rebalance is not counted twice).
+  [[nodiscard]] std::map<std::string, std::set<std::string>> handled_by_handler() const;
+  /// Which event types each handler subscribes to (its pattern).
+  [[nodiscard]] static const std::vector<std::pair<std::string, std::string>>& handler_patterns();
+
+ private:
+  void subscribe_all(worker& w);
+
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::vector<subscription> subs_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::set<std::string>> handled_;  // handler -> event ids
+  std::set<std::string> cache_misses_;  // events whose cache fill already failed once
+};
+
+}  // namespace eventbus::cli
