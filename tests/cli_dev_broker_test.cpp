@@ -43,7 +43,9 @@ TEST_CASE("dev-broker prints its address, serves clients from other processes an
 namespace {
 
 std::string run_cli(const std::string& args, int& exit_code) {
-  FILE* pipe = popen((std::string(EVENTBUS_CLI_PATH) + " " + args + " 2>/dev/null").c_str(), "r");
+  std::string command = EVENTBUS_CLI_PATH;  // appended step by step: GCC 12 misreports a chain of + here
+  command.append(" ").append(args).append(" 2>/dev/null");
+  FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string out;
   char buf[4096];

@@ -1,0 +1,1 @@
+// Compiles the suites' precompiled header (see tests/CMakeLists.txt); has no code of its own.
