@@ -19,6 +19,7 @@
 #include "cli/demo_summary.hpp"
 #include "cli/demo_workers.hpp"
 #include "eventbus/dispatcher.hpp"
+#include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/metrics_server.hpp"
@@ -184,6 +185,19 @@ int run_demo(std::span<const std::string_view> args) {
               kafka->bootstrap_servers().c_str(),
               opts.bootstrap == embedded_bootstrap ? " (embedded broker: in memory only, gone when the demo exits)" : "");
   std::printf("metrics: http://127.0.0.1:%u/metrics\n", server->port());
+  // On the embedded broker, create every topic of the workflow and its dead-letter topic up front:
+  // a topic appearing mid-run that the workers' regex matches makes the group rebalance, and the
+  // mock cluster takes seconds over each rebalance.
+  if (opts.bootstrap == embedded_bootstrap) {
+    const auto broker = embedded_broker::shared();
+    for (const char* topic : {"app.image_generation.image_generation.requested", "app.image_generation.prompt.analyzed",
+                              "app.image_generation.loras.recommended", "app.image_generation.image.generated",
+                              "app.image_generation.image_generation.failed", "app.model_catalog.model.registered",
+                              "app.model_catalog.model.version.added"}) {
+      broker->create_topic(topic, 4);
+      broker->create_topic(std::string(topic) + std::string(default_dlq_suffix), 1);  // the workers' regex matches it too
+    }
+  }
   // The worker group needs a topic to exist to join: publish one workflow first, wait for it.
   world.start_workflow(0);
   (void)kafka->flush(std::chrono::seconds(10));
