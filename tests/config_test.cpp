@@ -84,6 +84,7 @@ TEST_CASE("unknown keys and wrong types are refused with the key's path") {
   CHECK(field_of(R"({"kafka": {"properties": {"bootstrap.servers": "x:1"}}})") == "kafka.properties.bootstrap.servers");
   CHECK(field_of(R"({"worker": {"topics": ["not a topic"]}})") == "worker.topics");
   CHECK(field_of(R"({"metrics": {"listen": "9464"}})") == "metrics.listen");
+  CHECK(field_of(R"({"metrics": {"listen": "0.0.0.0:99999"}})") == "metrics.listen");
   CHECK(field_of(R"({"log": {"level": "verbose"}})") == "log.level");
   CHECK(field_of(R"({"log": {"format": "xml"}})") == "log.format");
 }

@@ -272,6 +272,9 @@ TEST_CASE("worker options are validated, naming the option") {
   auto bad_multiplier = ok;
   bad_multiplier.retry.multiplier = 0.5;
   CHECK(error_of(bad_multiplier) == "retry.multiplier");
+  auto bad_suffix = ok;
+  bad_suffix.dlq_suffix = ".dead letters";
+  CHECK(error_of(bad_suffix) == "dlq_suffix");
   auto empty_piece = ok;
   empty_piece.middleware = {[](const attempt_context& ctx, const next_step& next) { return next(ctx); }, nullptr};
   CHECK(error_of(empty_piece) == "middleware[1]");

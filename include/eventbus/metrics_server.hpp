@@ -13,12 +13,17 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "eventbus/metrics.hpp"
 
 namespace eventbus {
 
 inline constexpr const char* default_metrics_listen = "127.0.0.1:9464";
+
+/// True when `listen` has the form metrics_server accepts: "host:port", port a number up to 65535.
+/// Configuration checks it with this before anything is started.
+[[nodiscard]] bool is_valid_metrics_listen(std::string_view listen) noexcept;
 
 class metrics_server {
  public:

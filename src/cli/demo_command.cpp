@@ -195,7 +195,7 @@ int run_demo(std::span<const std::string_view> args) {
                               "app.image_generation.image_generation.failed", "app.model_catalog.model.registered",
                               "app.model_catalog.model.version.added"}) {
       broker->create_topic(topic, 4);
-      broker->create_topic(std::string(topic) + std::string(default_dlq_suffix), 1);  // the workers' regex matches it too
+      broker->create_topic(dlq_topic_for(topic).value(), 1);  // the workers' regex matches it too
     }
   }
   // The worker group needs a topic to exist to join: publish one workflow first, wait for it.

@@ -268,7 +268,8 @@ void validate(const app_config& c) {
     if (w.group_id.empty()) w.group_id = "unset";  // a service config needs no group
     w.validate();
   });
-  if (c.metrics_listen.rfind(':') == std::string::npos) section::fail("metrics.listen", "must be host:port");
+  if (!is_valid_metrics_listen(c.metrics_listen))
+    section::fail("metrics.listen", "must be host:port with a port up to 65535, got '" + c.metrics_listen + "'");
 }
 
 }  // namespace

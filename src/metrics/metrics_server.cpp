@@ -23,22 +23,22 @@ void reply(mg_connection* conn, int status, std::string_view content_type, std::
   mg_write(conn, body.data(), body.size());
 }
 
+}  // namespace
+
 // "host:port" with a numeric port; civetweb takes IPv4 as "a.b.c.d:port".
-bool valid_listen(const std::string& listen) {
+bool is_valid_metrics_listen(std::string_view listen) noexcept {
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) return false;
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == listen.size()) return false;
   unsigned port = 0;
   const auto* first = listen.data() + colon + 1;
   const auto [ptr, ec] = std::from_chars(first, listen.data() + listen.size(), port);
   return ec == std::errc{} && ptr == listen.data() + listen.size() && port <= 65535;
 }
 
-}  // namespace
-
 struct metrics_server::impl : CivetHandler {
   impl(std::shared_ptr<metrics> m, const std::string& listen) : source(std::move(m)) {
     if (!source) throw exception(error(errc::invalid_argument, "needs a metrics object", "metrics"));
-    if (!valid_listen(listen))
+    if (!is_valid_metrics_listen(listen))
       throw exception(error(errc::invalid_argument, "'" + listen + "' is not host:port", "listen"));
     try {
       server = std::make_unique<CivetServer>(std::vector<std::string>{"listening_ports", listen, "num_threads", "2"});

@@ -87,6 +87,9 @@ void worker_options::validate() const {
     if (!t.starts_with('^'))
       if (auto valid = validate_topic_name(t); !valid) reject("topics", valid.error().message());
   if (dlq_suffix.empty()) reject("dlq_suffix", "must not be empty");
+  // Caught here, not at the first dead letter (which would then hold its partition forever).
+  if (auto probe = dlq_topic_for("app.aggregate.event.type", dlq_suffix); !probe)
+    reject("dlq_suffix", probe.error().message());
   for (std::size_t i = 0; i < middleware.size(); ++i)
     if (!middleware[i]) reject("middleware[" + std::to_string(i) + "]", "is an empty function");
   if (concurrency == 0 || concurrency > 1024) reject("concurrency", "must be between 1 and 1024");
