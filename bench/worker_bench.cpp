@@ -37,7 +37,7 @@ struct settings {
   int events = 1'000'000;
   int rounds = 3;
   int partitions = 128;  // the mock keeps ~5 MB per partition: 128 hold 1M records of ~350 B
-  int concurrency = 4;
+  int concurrency = 4;  // max_concurrency: handlers here are quick, so about the core count
   int fail_every = 100;  // 1 %
 };
 
@@ -51,44 +51,6 @@ void apply_common(rd_kafka_conf_t* conf) {
   char why[512];
   rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);
   rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
-}
-
-void produce_all(const std::string& bootstrap, const settings& s) {
-  char why[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "linger.ms", "20", why, sizeof why);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
-  for (int i = 0; i < s.events; ++i) {
-    const auto ev = eventbus::make_event(
-        {.event_type = "order.created",
-         .aggregate_type = "order",
-         .aggregate_id = "order-" + std::to_string(i % 10'000),
-         .payload = {{"seq", i}, {"customer_id", "c-" + std::to_string(i % 977)}, {"total_cents", 1000 + i % 5000},
-                     {"currency", "EUR"}, {"items", {{{"sku", "SKU-" + std::to_string(i % 300)}, {"qty", 1 + i % 4}}}}},
-         .correlation_id = "corr-" + std::to_string(i)});
-    const std::string& value = eventbus::encode_event(ev);
-    rd_kafka_vu_t fields[4];
-    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
-    fields[0].u.cstr = topic;
-    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-    fields[1].u.mem = {const_cast<char*>(ev.aggregate_id().data()), ev.aggregate_id().size()};
-    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-    fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
-    fields[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
-    fields[3].u.i = RD_KAFKA_MSG_F_COPY;
-    for (;;) {
-      rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 4);
-      if (err == nullptr) break;
-      const bool full = rd_kafka_error_code(err) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
-      rd_kafka_error_destroy(err);
-      if (!full) break;
-      rd_kafka_poll(rk, 10);
-    }
-    rd_kafka_poll(rk, 0);
-  }
-  rd_kafka_flush(rk, 300'000);
-  rd_kafka_destroy(rk);
 }
 
 // The baseline: a hand-written consumer in a group, auto-commit on, counting records. With
@@ -140,7 +102,7 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
                                 .multiplier = 2.0,
                                 .max_backoff = std::chrono::milliseconds(20),
                                 .jitter = 0.0},
-                      .concurrency = static_cast<std::size_t>(s.concurrency),
+                      .max_concurrency = static_cast<std::size_t>(s.concurrency),
                       .max_buffered_per_partition = 100000});
   const auto attempts = std::make_unique<std::atomic<std::uint8_t>[]>(static_cast<std::size_t>(s.events));
   std::atomic<bool> started{false};
@@ -195,7 +157,7 @@ int main(int argc, char** argv) {
   eventbus::embedded_broker broker;
   broker.create_topic(topic, s.partitions);
   const auto produce_start = clock_type::now();
-  produce_all(broker.bootstrap_servers(), s);
+  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, 10'000);
   std::printf("worker_bench: %d events on %d partitions (produced in %.1f s), worker concurrency %d, %d rounds\n",
               s.events, s.partitions, std::chrono::duration<double>(clock_type::now() - produce_start).count(),
               s.concurrency, s.rounds);

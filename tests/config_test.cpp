@@ -26,7 +26,7 @@ TEST_CASE("a full config document sets every option it names") {
               "properties": {"compression.type": "lz4", "linger.ms": 10, "enable.idempotence": true}},
     "topics": {"prefix": "shop", "dlq_suffix": ".dead"},
     "dispatcher": {"pool_size": 2, "queue_capacity": 64},
-    "worker": {"group": "billing", "topics": ["^shop\\.order\\..*"], "concurrency": 16,
+    "worker": {"group": "billing", "topics": ["^shop\\.order\\..*"], "max_concurrency": 16, "ordering": "partition",
                "max_buffered_per_partition": 50, "commit_interval_ms": 250, "shutdown_timeout_ms": 5000,
                "retry": {"max_attempts": 7, "initial_backoff_ms": 20, "multiplier": 3, "max_backoff_ms": 900, "jitter": 0}},
     "metrics": {"listen": "0.0.0.0:9100"}
@@ -43,7 +43,8 @@ TEST_CASE("a full config document sets every option it names") {
   CHECK(w.group_id == "billing");
   CHECK(w.topics == std::vector<std::string>{"^shop\\.order\\..*"});
   CHECK(w.dlq_suffix == ".dead");
-  CHECK(w.concurrency == 16);
+  CHECK(w.max_concurrency == 16);
+  CHECK(w.ordering == processing_order::partition);
   CHECK(w.max_buffered_per_partition == 50);
   CHECK(w.commit_interval == 250ms);
   CHECK(w.shutdown_timeout == 5000ms);
@@ -70,8 +71,10 @@ TEST_CASE("unknown keys and wrong types are refused with the key's path") {
   CHECK(error_text(parse_config(json::parse(R"({"worker": {"retry": {"max_atempts": 3}}})"))) ==
         "worker.retry.max_atempts: unknown key (did you mean 'max_attempts'?)");
   CHECK(field_of(R"({"metrix": {}})") == "metrix");
-  CHECK(field_of(R"({"worker": {"concurrency": "8"}})") == "worker.concurrency");
-  CHECK(field_of(R"({"worker": {"concurrency": 0}})") == "worker.concurrency");
+  CHECK(field_of(R"({"worker": {"max_concurrency": "8"}})") == "worker.max_concurrency");
+  CHECK(field_of(R"({"worker": {"max_concurrency": 0}})") == "worker.max_concurrency");
+  CHECK(field_of(R"({"worker": {"max_concurrency": 4096}})") == "worker.max_concurrency");
+  CHECK(field_of(R"({"worker": {"ordering": "by-key"}})") == "worker.ordering");
   CHECK(field_of(R"({"worker": {"topics": ["ok", 3]}})") == "worker.topics[1]");
   CHECK(field_of(R"({"worker": {"commit_interval_ms": -1}})") == "worker.commit_interval_ms");
   CHECK(field_of(R"({"kafka": {"properties": {"sasl.jaas": {"nested": 1}}}})") == "kafka.properties.sasl.jaas");
@@ -94,7 +97,8 @@ TEST_CASE("environment variables override the file and bad ones are named") {
   const auto parsed = parse_config(doc, {{"EVENTBUS_BOOTSTRAP_SERVERS", "env:9092"},
                                          {"EVENTBUS_GROUP_ID", "from-env"},
                                          {"EVENTBUS_WORKER_TOPICS", "app.a.b,^app\\.c\\..*"},
-                                         {"EVENTBUS_WORKER_CONCURRENCY", "12"},
+                                         {"EVENTBUS_WORKER_MAX_CONCURRENCY", "12"},
+                                         {"EVENTBUS_WORKER_ORDERING", "unordered"},
                                          {"EVENTBUS_METRICS_LISTEN", "0.0.0.0:9999"},
                                          {"EVENTBUS_KAFKA_SASL_PASSWORD", "hunter2"},
                                          {"EVENTBUS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"},
@@ -106,14 +110,16 @@ TEST_CASE("environment variables override the file and bad ones are named") {
   CHECK(c.kafka.bootstrap_servers == "env:9092");
   CHECK(c.worker.group == "from-env");
   CHECK(c.worker.topics == std::vector<std::string>{"app.a.b", "^app\\.c\\..*"});
-  CHECK(c.worker.concurrency == 12);
+  CHECK(c.worker.max_concurrency == 12);
+  CHECK(c.worker.ordering == processing_order::unordered);
   CHECK(c.metrics_listen == "0.0.0.0:9999");
   CHECK(c.kafka.properties.at("sasl.password") == "hunter2");
   CHECK(c.kafka.properties.at("security.protocol") == "SASL_SSL");
   CHECK(c.log.level == log_level::warn);
   CHECK(c.log.format == log_format::json);
 
-  CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_CONCURRENCY", "lots"}})) == "EVENTBUS_WORKER_CONCURRENCY");
+  CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_MAX_CONCURRENCY", "lots"}})) == "EVENTBUS_WORKER_MAX_CONCURRENCY");
+  CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_ORDERING", "random"}})) == "EVENTBUS_WORKER_ORDERING");
   CHECK(error_field(parse_config(doc, {{"EVENTBUS_BOOTSTRAP_SERVERS", ""}})) == "EVENTBUS_BOOTSTRAP_SERVERS");
   CHECK(error_field(parse_config(doc, {{"EVENTBUS_WORKER_TOPICS", ",,"}})) == "EVENTBUS_WORKER_TOPICS");
   CHECK(error_field(parse_config(doc, {{"EVENTBUS_LOG_FORMAT", "yaml"}})) == "EVENTBUS_LOG_FORMAT");

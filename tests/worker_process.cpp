@@ -1,6 +1,7 @@
 // A worker as its own process, for tests that kill it: appends the event_id of every record its
 // handler finishes to a file (one write(2) per record, so a SIGKILL loses nothing written), and
-// stops cleanly on SIGTERM.
+// stops cleanly on SIGTERM. Each handler call takes a random time up to twice HANDLER_DELAY_US, so
+// records of different keys finish out of offset order (the worker runs keys side by side).
 //
 //   worker_process BOOTSTRAP GROUP TOPIC OUTPUT_FILE HANDLER_DELAY_US
 
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -33,7 +35,8 @@ int main(int argc, char** argv) {
                       .topics = {argv[3]},
                       .commit_interval = std::chrono::milliseconds(100)});
   auto sub = w.subscribe("*", "record", [&](const eventbus::event& ev) {
-    std::this_thread::sleep_for(delay);  // simulated work
+    thread_local std::mt19937 rng(std::random_device{}());
+    std::this_thread::sleep_for(delay * (rng() % 201) / 100);  // simulated work
     const std::string line = ev.event_id() + "\n";
     if (write(out, line.data(), line.size()) != static_cast<ssize_t>(line.size())) throw std::runtime_error("write");
   });

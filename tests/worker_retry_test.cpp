@@ -279,8 +279,11 @@ TEST_CASE("worker options are validated, naming the option") {
   empty_piece.middleware = {[](const attempt_context& ctx, const next_step& next) { return next(ctx); }, nullptr};
   CHECK(error_of(empty_piece) == "middleware[1]");
   auto no_threads = ok;
-  no_threads.concurrency = 0;
-  CHECK(error_of(no_threads) == "concurrency");
+  no_threads.max_concurrency = 0;
+  CHECK(error_of(no_threads) == "max_concurrency");
+  auto bad_order = ok;
+  bad_order.ordering = static_cast<processing_order>(7);
+  CHECK(error_of(bad_order) == "ordering");
 }
 
 TEST_CASE("retry backoff grows by the multiplier, is capped, and jitters within its bound") {

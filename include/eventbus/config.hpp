@@ -12,7 +12,8 @@
 // Environment (wins over the file):
 //   EVENTBUS_BOOTSTRAP_SERVERS  kafka.bootstrap_servers     EVENTBUS_CLIENT_ID        kafka.client_id
 //   EVENTBUS_TOPIC_PREFIX       topics.prefix               EVENTBUS_GROUP_ID         worker.group
-//   EVENTBUS_WORKER_TOPICS      worker.topics (comma list)  EVENTBUS_WORKER_CONCURRENCY worker.concurrency
+//   EVENTBUS_WORKER_TOPICS      worker.topics (comma list)  EVENTBUS_WORKER_ORDERING  worker.ordering
+//   EVENTBUS_WORKER_MAX_CONCURRENCY  worker.max_concurrency
 //   EVENTBUS_METRICS_LISTEN     metrics.listen
 //   EVENTBUS_LOG_LEVEL          log.level (debug|info|warn|error|off)
 //   EVENTBUS_LOG_FORMAT         log.format (text|json)
@@ -52,7 +53,8 @@ struct app_config {
   struct worker_section {
     std::string group;  // required to run a worker, not to publish
     std::vector<std::string> topics{"^app\\..*"};
-    std::size_t concurrency = 4;
+    processing_order ordering = processing_order::key;
+    std::size_t max_concurrency = 64;
     std::size_t max_buffered_per_partition = 1000;
     std::chrono::milliseconds commit_interval{1000};
     std::chrono::milliseconds shutdown_timeout{30'000};

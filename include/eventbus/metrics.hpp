@@ -59,6 +59,17 @@ class metrics {
   /// eventbus_producer_queue_messages
   void set_producer_queue(std::int64_t messages);
 
+  /// A worker's load, beyond DESIGN.md's table: eventbus_worker_records_in_flight{group},
+  /// eventbus_worker_records_waiting_on_key{group}, eventbus_worker_partitions_paused{group}.
+  struct worker_load {
+    std::int64_t in_flight = 0;
+    std::int64_t waiting_on_key = 0;
+    std::int64_t paused_partitions = 0;
+  };
+  /// Adds `change` to the group's gauges: each worker reports what changed since its last report,
+  /// so the workers of one group in one process add up (and a stopped one reports itself back to 0).
+  void add_worker_load(std::string_view group, const worker_load& change);
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;

@@ -2,12 +2,11 @@
 // A worker consumes the mirrored topics in a consumer group and runs its handlers on every event,
 // with DESIGN.md's semantics:
 //  - at-least-once: a record's offset is committed only when every handler for it succeeded or its
-//    failure is acknowledged by the dead-letter topic; a failed dead-letter write is retried, and
-//    nothing past that record is committed meanwhile;
+//    failure is acknowledged by the dead-letter topic, and never past an unfinished record; a
+//    failed dead-letter write is retried, and nothing past that record is committed meanwhile;
 //  - retries per handler (handlers that already succeeded on a record are not run again), with
-//    backoff that holds back only the record's own partition;
-//  - records of one partition are handled in order; partitions run in parallel on `concurrency`
-//    threads;
+//    backoff that holds back only the records that must wait for that one (see processing_order);
+//  - up to `max_concurrency` handler calls at once, on as many threads, whatever the partition count;
 //  - bad records (not JSON, invalid envelope, too large) are dead-lettered with reason
 //    `deserialization` or `validation`; the worker never stops on bad bytes.
 //
@@ -21,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "eventbus/handler.hpp"
@@ -33,6 +33,21 @@
 
 namespace eventbus {
 
+/// Which records of a worker's partitions run one after another.
+enum class processing_order {
+  /// Records with the same Kafka key (the aggregate id) in offset order; different keys in
+  /// parallel, even within one partition. A record in backoff holds back only its own key.
+  key,
+  /// Records of one partition in offset order; partitions in parallel. A record in backoff holds
+  /// back its whole partition.
+  partition,
+  /// Every record as soon as a handler slot is free; retries hold back nothing.
+  unordered,
+};
+[[nodiscard]] std::string_view to_string(processing_order order) noexcept;
+/// "key", "partition", "unordered"; false for anything else.
+[[nodiscard]] bool parse_processing_order(std::string_view text, processing_order& out) noexcept;
+
 struct worker_options {
   kafka_options kafka{};
   std::string group_id;             // required
@@ -42,9 +57,14 @@ struct worker_options {
   /// Extra pieces around every handler call, outermost first; they run inside the worker's own
   /// timing -> retry -> recover pieces (see middleware.hpp), so what they throw is a failed attempt.
   std::vector<eventbus::middleware> middleware{};
-  std::size_t concurrency = 4;                     // handler threads
+  processing_order ordering = processing_order::key;
+  /// Handler calls in flight at most, each on its own thread: size it for I/O-bound handlers
+  /// (calls that wait on a database or an API), independent of the partition count.
+  std::size_t max_concurrency = 64;
   std::size_t max_record_bytes = 1024 * 1024;      // larger records are dead-lettered (validation)
-  std::size_t max_buffered_per_partition = 1000;   // fetched, not yet handled: beyond, the partition pauses
+  /// Each partition's window: records fetched and not yet committable (unfinished, or finished
+  /// after an unfinished one). When it is full the partition is paused; it resumes at half.
+  std::size_t max_buffered_per_partition = 1000;
   std::chrono::milliseconds commit_interval{1000}; // asynchronous commits of finished records
   std::chrono::milliseconds shutdown_timeout{30'000};  // bound on waiting for in-flight work
   /// Handler latency, retries, dead letters, consumed records and consumer lag; none if null.
@@ -62,6 +82,10 @@ struct worker_stats {
   std::uint64_t dead_letters = 0;   // dead-letter records acknowledged
   std::uint64_t dlq_write_failures = 0;  // dead-letter writes that failed and were retried
   std::uint64_t commits = 0;        // offset commits sent
+  // Gauges, refreshed about every 200 ms:
+  std::uint64_t in_flight = 0;          // records handed to handlers, not finished (running or queued for a handler thread, in backoff, dead-lettering)
+  std::uint64_t waiting_on_key = 0;     // records held back by an earlier unfinished record of their key (or partition)
+  std::uint64_t paused_partitions = 0;  // partitions whose window is full
 };
 
 class worker {

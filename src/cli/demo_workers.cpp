@@ -11,7 +11,7 @@ demo_workers::demo_workers(const kafka_options& kafka, std::shared_ptr<metrics> 
                            .topics = {"^app\\..*"},
                            .retry = {.max_attempts = 4, .initial_backoff = std::chrono::milliseconds(20),
                                      .multiplier = 2.0, .max_backoff = std::chrono::milliseconds(200), .jitter = 0.2},
-                           .concurrency = 2,
+                           .max_concurrency = 8,
                            .commit_interval = std::chrono::milliseconds(200),
                            .metrics = m};
     options.kafka.client_id = "demo-worker-" + std::to_string(i + 1);

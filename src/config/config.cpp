@@ -145,6 +145,10 @@ void set_level(const std::string& where, const std::string& text, log_level& out
   if (!parse_log_level(text, out)) section::fail(where, "must be debug, info, warn, error or off, got '" + text + "'");
 }
 
+void set_ordering(const std::string& where, const std::string& text, processing_order& out) {
+  if (!parse_processing_order(text, out)) section::fail(where, "must be key, partition or unordered, got '" + text + "'");
+}
+
 void set_format(const std::string& where, const std::string& text, log_format& out) {
   if (text == "text")
     out = log_format::text;
@@ -172,7 +176,10 @@ void read_document(const json& doc, app_config& c) {
   root.object("worker", [&](section& s) {
     s.string("group", c.worker.group, true);
     s.strings("topics", c.worker.topics);
-    s.count("concurrency", c.worker.concurrency);
+    std::string ordering;
+    s.string("ordering", ordering);
+    if (!ordering.empty()) set_ordering(s.path_of("ordering"), ordering, c.worker.ordering);
+    s.count("max_concurrency", c.worker.max_concurrency);
     s.count("max_buffered_per_partition", c.worker.max_buffered_per_partition);
     s.millis("commit_interval_ms", c.worker.commit_interval);
     s.millis("shutdown_timeout_ms", c.worker.shutdown_timeout);
@@ -216,13 +223,14 @@ void apply_environment(const environment& env, app_config& c) {
       if (!topic.empty()) c.worker.topics.push_back(topic);
     if (c.worker.topics.empty()) section::fail("EVENTBUS_WORKER_TOPICS", "names no topic");
   }
-  if (const auto it = env.find("EVENTBUS_WORKER_CONCURRENCY"); it != env.end()) {
+  if (const auto it = env.find("EVENTBUS_WORKER_ORDERING"); it != env.end()) set_ordering(it->first, it->second, c.worker.ordering);
+  if (const auto it = env.find("EVENTBUS_WORKER_MAX_CONCURRENCY"); it != env.end()) {
     const auto& v = it->second;
     std::size_t n = 0;
     const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
     if (ec != std::errc{} || ptr != v.data() + v.size() || n == 0)
-      section::fail("EVENTBUS_WORKER_CONCURRENCY", "must be a positive integer, got '" + v + "'");
-    c.worker.concurrency = n;
+      section::fail(it->first, "must be a positive integer, got '" + v + "'");
+    c.worker.max_concurrency = n;
   }
   constexpr std::string_view property_prefix = "EVENTBUS_KAFKA_";
   for (const auto& [name, value] : env) {
@@ -240,7 +248,8 @@ worker_options worker_options_of(const app_config& c) {
           .topics = c.worker.topics,
           .dlq_suffix = c.dlq_suffix,
           .retry = c.worker.retry,
-          .concurrency = c.worker.concurrency,
+          .ordering = c.worker.ordering,
+          .max_concurrency = c.worker.max_concurrency,
           .max_buffered_per_partition = c.worker.max_buffered_per_partition,
           .commit_interval = c.worker.commit_interval,
           .shutdown_timeout = c.worker.shutdown_timeout};
@@ -310,7 +319,8 @@ json app_config::redacted_json() const {
           {"worker",
            {{"group", worker.group},
             {"topics", worker.topics},
-            {"concurrency", worker.concurrency},
+            {"ordering", to_string(worker.ordering)},
+            {"max_concurrency", worker.max_concurrency},
             {"max_buffered_per_partition", worker.max_buffered_per_partition},
             {"commit_interval_ms", worker.commit_interval.count()},
             {"shutdown_timeout_ms", worker.shutdown_timeout.count()},

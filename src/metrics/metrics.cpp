@@ -85,9 +85,24 @@ struct metrics::impl {
                                           .Register(*registry)
                                           .Add({});
 
+  prometheus::Family<prometheus::Gauge>& worker_in_flight =
+      prometheus::BuildGauge()
+          .Name("eventbus_worker_records_in_flight")
+          .Help("Records a worker started and has not finished: running, in backoff or being dead-lettered")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& worker_waiting =
+      prometheus::BuildGauge()
+          .Name("eventbus_worker_records_waiting_on_key")
+          .Help("Fetched records held back by an unfinished earlier record of their key (partition, in partition order)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& worker_paused = prometheus::BuildGauge()
+                                                             .Name("eventbus_worker_partitions_paused")
+                                                             .Help("Partitions paused because their window is full")
+                                                             .Register(*registry);
+
   series_cache<prometheus::Histogram> durations;
   series_cache<prometheus::Counter> retry_series, dead_letter_series, published_series, consumed_series;
-  series_cache<prometheus::Gauge> lag_series;
+  series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
 metrics::metrics(std::shared_ptr<prometheus::Registry> registry) : impl_(std::make_unique<impl>(std::move(registry))) {}
@@ -154,6 +169,19 @@ void metrics::set_consumer_lag(std::string_view topic, std::int32_t partition, s
       .get(key_of({topic, p}),
            [&]() -> prometheus::Gauge& { return impl_->lag.Add({{"topic", std::string(topic)}, {"partition", p}}); })
       .Set(static_cast<double>(lag));
+}
+
+void metrics::add_worker_load(std::string_view group, const worker_load& change) {
+  const auto& key = key_of({group});
+  const auto add = [&](series_cache<prometheus::Gauge>& cache, prometheus::Family<prometheus::Gauge>& family,
+                       std::int64_t delta) {
+    if (delta == 0) return;
+    cache.get(key, [&]() -> prometheus::Gauge& { return family.Add({{"group", std::string(group)}}); })
+        .Increment(static_cast<double>(delta));
+  };
+  add(impl_->in_flight_series, impl_->worker_in_flight, change.in_flight);
+  add(impl_->waiting_series, impl_->worker_waiting, change.waiting_on_key);
+  add(impl_->paused_series, impl_->worker_paused, change.paused_partitions);
 }
 
 void metrics::set_producer_queue(std::int64_t messages) { impl_->producer_queue.Set(static_cast<double>(messages)); }

@@ -1,0 +1,146 @@
+#pragma once
+// The worker's bookkeeping of fetched records, without Kafka or threads: which records may run now,
+// which must wait for an earlier one, and how far each partition may be committed.
+//
+// Every fetched record joins its partition's window (offset order) and a lane: the records that
+// must run one after another. A lane is a key's records (processing_order::key), a partition's
+// (partition) or a single record (unordered). A lane holds at most one piece of in-flight work (a
+// batch on the pool, or the one record being retried or dead-lettered), so its records run in
+// offset order; different lanes run in parallel. A partition is committable up to its first
+// unfinished record, never past it, whatever finishes later in other lanes.
+//
+// Used from one thread only (the worker's consumer thread).
+
+#include <chrono>
+#include <cstdint>
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "detail/handler_registry.hpp"
+#include "eventbus/event.hpp"
+#include "eventbus/worker.hpp"
+#include "worker/dead_letter.hpp"
+#include "worker/dead_letter_writer.hpp"
+
+namespace eventbus::detail {
+
+using worker_clock = std::chrono::steady_clock;
+
+enum class handler_state { pending, succeeded, dead };
+
+struct handler_run {
+  entry_ptr handler;
+  handler_state state = handler_state::pending;
+  int attempts = 0;
+  std::string last_error{};
+  worker_clock::time_point next_try{};
+  bool dead_letter_sent = false;
+};
+
+struct lane;
+
+// One consumed record, from the fetch until its offset may be committed.
+struct record_job : consumed_record {
+  std::optional<event> ev;
+  std::optional<dead_letter_reason> bad;  // set when it cannot be handled (not decodable, too large)
+  std::vector<handler_run> handlers;      // touched by the pool only while it runs the record
+  bool running = false;                   // a retry attempt is on the pool
+  bool abandoned = false;  // its partition was revoked: forget it, it will be redelivered
+  bool finished = false;
+  int dead_letters_outstanding = 0;
+  lane* owner = nullptr;  // valid until finished or abandoned
+};
+using job_ptr = std::shared_ptr<record_job>;
+
+struct partition_work;
+
+struct lane {
+  std::string id;
+  partition_work* partition = nullptr;
+  std::deque<job_ptr> waiting;  // in offset order, not started
+  job_ptr current;              // the record being retried or dead-lettered
+  bool busy = false;            // a batch of it is on the pool, or `current` is set
+  bool ready = false;           // in the scheduler's ready list
+};
+
+struct partition_work {
+  std::string topic;
+  std::int32_t partition = -1;
+  std::deque<job_ptr> window;  // every fetched record not yet committable, in offset order
+  std::unordered_map<std::string, lane> lanes;
+  std::size_t on_pool = 0;        // records of this partition in batches on the pool
+  std::int64_t commit_next = -1;  // offset after the last committable record; -1: none yet
+  std::int64_t first_seen = -1;   // offset of the first record received since the assignment
+  bool dirty = false;             // commit_next not committed yet
+  bool paused = false;
+  bool revoking = false;  // being revoked: start nothing new
+};
+using partition_key = std::pair<std::string, std::int32_t>;
+
+// Records handed to the pool together: each lane's records side by side, in offset order. The pool
+// runs a lane's records until one needs more than a clean pass and records how many finished.
+struct work_batch {
+  struct run {
+    lane* owner;
+    std::size_t begin, end;
+    std::size_t done = 0;  // written by the pool
+  };
+  std::vector<job_ptr> jobs;
+  std::vector<run> runs;
+  std::chrono::nanoseconds took{};  // written by the pool: time spent on the batch
+  std::size_t passes = 0;           // written by the pool: records it ran
+};
+
+struct worker_load {
+  std::size_t in_flight = 0;       // on the pool, in backoff or being dead-lettered
+  std::size_t waiting_on_key = 0;  // held back by an earlier record of their lane
+  std::size_t paused_partitions = 0;
+};
+
+class work_scheduler {
+ public:
+  work_scheduler(processing_order order, std::size_t max_batch) : order_(order), max_batch_(max_batch) {}
+
+  /// The partition's bookkeeping, created on first use.
+  partition_work& partition(const std::string& topic, std::int32_t partition);
+  [[nodiscard]] std::map<partition_key, partition_work>& partitions() noexcept { return partitions_; }
+
+  /// A fetched record joins its partition's window and its lane (and may make the lane ready).
+  void add(partition_work& p, job_ptr job);
+
+  /// The next batch for one of `free_slots` free pool slots: whole or partial lanes from the ready
+  /// list, sized so that the ready records spread over the slots, at most `max_records` (and
+  /// max_batch). Empty when nothing is ready. The lanes taken are busy until release().
+  [[nodiscard]] work_batch take(std::size_t free_slots, std::size_t max_records = SIZE_MAX);
+  [[nodiscard]] bool has_ready() const noexcept { return !ready_.empty(); }
+
+  /// The lane's in-flight work is over: it becomes ready again if records wait, else it is dropped.
+  void release(lane& l);
+
+  /// Marks the record finished and moves its partition's commit point over every finished record
+  /// at the window's head. Drops the record's bytes: they are not needed any more.
+  void finish(partition_work& p, record_job& job);
+
+  /// Forgets the partition; its unfinished records are marked abandoned.
+  void forget(std::map<partition_key, partition_work>::iterator it);
+
+  [[nodiscard]] worker_load load() const;
+
+ private:
+  const std::string& lane_id(const record_job& job, std::string& scratch) const;
+  void make_ready(lane& l);
+
+  processing_order order_;
+  std::size_t max_batch_;
+  std::map<partition_key, partition_work> partitions_;
+  std::deque<lane*> ready_;        // idle lanes with waiting records, oldest first
+  std::size_t ready_records_ = 0;  // waiting records of the lanes in ready_
+};
+
+}  // namespace eventbus::detail

@@ -1,0 +1,132 @@
+// The worker's bookkeeping alone (no broker, no threads): lanes per processing order, batches that
+// never split a lane, commit points that never pass an unfinished record, windows and revocation.
+
+#include "worker/work_scheduler.hpp"
+
+#include <doctest/doctest.h>
+
+#include <set>
+
+using namespace eventbus;
+using namespace eventbus::detail;
+
+namespace {
+
+job_ptr record(std::int64_t offset, std::string key) {
+  auto job = std::make_shared<record_job>();
+  job->topic = "app.order.order.created";
+  job->partition = 0;
+  job->offset = offset;
+  job->key = std::move(key);
+  return job;
+}
+
+// Adds records with keys a, b, a, c, b, a at offsets 0..5.
+std::vector<job_ptr> add_mixed(work_scheduler& s, partition_work& p) {
+  std::vector<job_ptr> jobs;
+  const char* keys[] = {"a", "b", "a", "c", "b", "a"};
+  for (std::int64_t i = 0; i < 6; ++i) {
+    jobs.push_back(record(i, keys[i]));
+    s.add(p, jobs.back());
+  }
+  return jobs;
+}
+
+std::vector<std::int64_t> offsets_of(const work_batch& b) {
+  std::vector<std::int64_t> out;
+  for (const auto& j : b.jobs) out.push_back(j->offset);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("key order: one lane per key, each in offset order, and a busy lane is not taken again") {
+  work_scheduler s(processing_order::key, 256);
+  auto& p = s.partition("app.order.order.created", 0);
+  add_mixed(s, p);
+  CHECK(p.lanes.size() == 3);
+  const auto batch = s.take(64);  // 6 ready records over 3 lanes: two per slot
+  REQUIRE(batch.runs.size() == 1);
+  CHECK(offsets_of(batch) == std::vector<std::int64_t>{0, 2});  // lane a, in order, partly
+  const auto rest = s.take(64);
+  CHECK(offsets_of(rest) == std::vector<std::int64_t>{1, 4});  // lane b
+  const auto last = s.take(64);
+  CHECK(offsets_of(last) == std::vector<std::int64_t>{3});  // lane c
+  CHECK_FALSE(s.has_ready());  // a still has offset 5 waiting, but a is busy
+  CHECK(s.load().waiting_on_key == 1);
+  CHECK(s.load().in_flight == 5);
+
+  s.release(*batch.runs[0].owner);  // lane a's batch came back
+  REQUIRE(s.has_ready());
+  CHECK(offsets_of(s.take(64)) == std::vector<std::int64_t>{5});
+}
+
+TEST_CASE("partition order: one lane for the whole partition, and unordered: one lane per record") {
+  work_scheduler by_partition(processing_order::partition, 256);
+  auto& p = by_partition.partition("t", 0);
+  add_mixed(by_partition, p);
+  CHECK(p.lanes.size() == 1);
+  CHECK(offsets_of(by_partition.take(64)) == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5});
+
+  work_scheduler unordered(processing_order::unordered, 256);
+  auto& u = unordered.partition("t", 0);
+  add_mixed(unordered, u);
+  CHECK(u.lanes.size() == 6);
+  const auto batch = unordered.take(3);  // 6 records, 3 slots: two records a batch
+  CHECK(batch.runs.size() == 2);
+  CHECK(batch.jobs.size() == 2);
+}
+
+TEST_CASE("few ready lanes get big batches, many ready lanes get one batch per free slot") {
+  work_scheduler s(processing_order::key, 8);
+  auto& p = s.partition("t", 0);
+  for (std::int64_t i = 0; i < 100; ++i) s.add(p, record(i, "k" + std::to_string(i % 50)));
+  const auto first = s.take(10);  // 100 records, 50 lanes, 10 slots: 10 records each
+  CHECK(first.jobs.size() == 8);  // capped at max_batch
+  std::set<lane*> lanes;
+  for (const auto& r : first.runs) CHECK(lanes.insert(r.owner).second);  // a lane appears once
+}
+
+TEST_CASE("the commit point moves over finished records only up to the first unfinished one") {
+  work_scheduler s(processing_order::key, 256);
+  auto& p = s.partition("t", 0);
+  const auto jobs = add_mixed(s, p);
+  CHECK(p.commit_next == -1);
+  s.finish(p, *jobs[1]);
+  s.finish(p, *jobs[3]);
+  CHECK(p.commit_next == -1);  // offset 0 is unfinished
+  CHECK(p.window.size() == 6);
+  s.finish(p, *jobs[0]);
+  CHECK(p.commit_next == 2);  // 0 and 1 done; 2 is not
+  CHECK(p.dirty);
+  CHECK(p.window.size() == 4);
+  s.finish(p, *jobs[2]);
+  CHECK(p.commit_next == 4);  // 3 was already done
+  CHECK(jobs[2]->value.empty());
+}
+
+TEST_CASE("forgetting a partition abandons its unfinished records and drops its ready lanes") {
+  work_scheduler s(processing_order::key, 256);
+  auto& p = s.partition("t", 0);
+  const auto jobs = add_mixed(s, p);
+  auto& other = s.partition("t", 1);
+  auto kept = record(0, "z");
+  kept->partition = 1;
+  s.add(other, kept);
+  s.forget(s.partitions().find({"t", 0}));
+  for (const auto& j : jobs) CHECK(j->abandoned);
+  CHECK_FALSE(kept->abandoned);
+  const auto batch = s.take(64);  // only the other partition's lane is left
+  CHECK(offsets_of(batch) == std::vector<std::int64_t>{0});
+  CHECK(batch.runs.front().owner->partition == &other);
+  CHECK_FALSE(s.has_ready());
+}
+
+TEST_CASE("a revoking partition's lanes are not started") {
+  work_scheduler s(processing_order::key, 256);
+  auto& p = s.partition("t", 0);
+  add_mixed(s, p);
+  p.revoking = true;
+  CHECK(s.take(64).jobs.empty());
+  CHECK_FALSE(s.has_ready());
+}
