@@ -9,10 +9,14 @@
 #include <mutex>
 #include <random>
 
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/worker.hpp"
+#include "http_support.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"
 
@@ -24,6 +28,12 @@ using eventbus::testing::wait_until;
 namespace {
 
 constexpr const char* orders = "app.order.order.created";
+
+// The value of one of a group's worker gauges in `m`'s registry, as /metrics would serve it.
+double gauge(metrics& m, const std::string& name, const std::string& group) {
+  const auto text = prometheus::TextSerializer().Serialize(m.registry().Collect());
+  return eventbus::testing::sample_value(text, name, {{"group", group}}).value_or(-1);
+}
 
 worker_options test_worker(const embedded_broker& broker, std::string group, processing_order ordering) {
   return {.kafka = {.bootstrap_servers = broker.bootstrap_servers(),
@@ -220,11 +230,14 @@ TEST_CASE("max_concurrency bounds handler calls in flight, and keys of one parti
   REQUIRE(wait_until([&] { return running.load() == 4; }, 20s));
   REQUIRE(wait_until([&] { return w.stats().in_flight >= 4; }, 2s));
   CHECK(running.load() == 4);  // the other ready keys wait for a slot
+  CHECK(gauge(*m, "eventbus_worker_records_in_flight", "g-limit") == static_cast<double>(w.stats().in_flight));
+  CHECK(gauge(*m, "eventbus_worker_records_waiting_on_key", "g-limit") == 0);  // 50 keys, one record each
   gate_open = true;
   REQUIRE(wait_until([&] { return done.load() == 50; }, 20s));
   CHECK(most_running.load() == 4);
   REQUIRE(wait_until([&] { return w.stats().in_flight == 0; }, 2s));
   w.stop();
+  CHECK(gauge(*m, "eventbus_worker_records_in_flight", "g-limit") == 0);
 }
 
 TEST_CASE("a full window pauses the partition, bounds what is fetched, and resumes when it drains") {
@@ -234,8 +247,10 @@ TEST_CASE("a full window pauses the partition, bounds what is fetched, and resum
   for (int i = 0; i < 200; ++i) keys.push_back("o-" + std::to_string(i));
   publish_keys(broker, keys);
 
+  auto m = std::make_shared<metrics>();
   auto options = test_worker(broker, "g-window", processing_order::key);
   options.max_buffered_per_partition = 20;
+  options.metrics = m;
   options.retry = {.max_attempts = 2, .initial_backoff = 2000ms, .max_backoff = 2000ms, .jitter = 0};
   worker w(options);
   std::atomic<int> stuck_calls{0}, others{0};
@@ -249,6 +264,7 @@ TEST_CASE("a full window pauses the partition, bounds what is fetched, and resum
   w.start();
   REQUIRE(wait_until([&] { return w.stats().paused_partitions == 1; }, 20s));
   CHECK(stuck_calls.load() == 1);
+  CHECK(gauge(*m, "eventbus_worker_partitions_paused", "g-window") == 1);
   // While the stuck record holds the window's head, at most a window's worth is taken in.
   CHECK(others.load() < 20);
   CHECK(w.stats().records <= 20 + 1);

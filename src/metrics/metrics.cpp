@@ -175,7 +175,6 @@ void metrics::add_worker_load(std::string_view group, const worker_load& change)
   const auto& key = key_of({group});
   const auto add = [&](series_cache<prometheus::Gauge>& cache, prometheus::Family<prometheus::Gauge>& family,
                        std::int64_t delta) {
-    if (delta == 0) return;
     cache.get(key, [&]() -> prometheus::Gauge& { return family.Add({{"group", std::string(group)}}); })
         .Increment(static_cast<double>(delta));
   };
