@@ -51,7 +51,9 @@ if unknown:
 dash = json.load(open("config/grafana/dashboards/eventbus.json"))
 exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
 for metric in ["eventbus_handler_duration_seconds_bucket", "eventbus_events_consumed_total",
-               "eventbus_handler_retries_total", "eventbus_dead_letters_total", "eventbus_consumer_lag"]:
+               "eventbus_handler_retries_total", "eventbus_dead_letters_total", "eventbus_consumer_lag",
+               "eventbus_worker_records_in_flight", "eventbus_worker_records_waiting_on_key",
+               "eventbus_worker_partitions_paused"]:
     if metric not in exprs:
         sys.exit(f"the dashboard does not chart {metric}")
 for f in ["config/grafana/provisioning/datasources/prometheus.yml", "config/grafana/provisioning/dashboards/eventbus.yml"]:
