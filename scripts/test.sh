@@ -10,16 +10,20 @@ bash scripts/setup.sh
 jobs="${EVENTBUS_JOBS:-2}"
 configs="${EVENTBUS_TEST_CONFIGS:-werror asan tsan}"
 
+# Line tables (-g1) are enough for backtraces and perf, and build a third faster than full debug
+# info; sanitizer builds use -O1, as the sanitizers recommend: half the build time of -O2.
 configure_and_test() {
   local name="$1" sanitize="$2" ctest_args="$3" target="${4:-all}"
-  local dir="build/$name"
+  local dir="build/$name" optimize="-O2"
+  [ -n "$sanitize" ] && optimize="-O1"
   echo "=== [$name] configure"
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVENTBUS_WERROR=ON \
-    -DEVENTBUS_SANITIZE="$sanitize" -DEVENTBUS_BUILD_BENCH="$([ "$name" = werror ] && echo ON || echo OFF)" \
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$optimize -g1 -DNDEBUG" \
+    -DEVENTBUS_WERROR=ON -DEVENTBUS_SANITIZE="$sanitize" \
+    -DEVENTBUS_BUILD_BENCH="$([ "$name" = werror ] && echo ON || echo OFF)" \
     >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
-  echo "=== [$name] build"
+  echo "=== [$name] build (at ${SECONDS}s)"
   cmake --build "$dir" -j "$jobs" --target "$target"
-  echo "=== [$name] test"
+  echo "=== [$name] test (at ${SECONDS}s)"
   # shellcheck disable=SC2086
   (cd "$dir" && ctest --output-on-failure -j "$jobs" $ctest_args)
 }
@@ -35,4 +39,4 @@ for config in $configs; do
     *) echo "unknown test config: $config" >&2; exit 2 ;;
   esac
 done
-echo "=== all test configurations passed: $configs"
+echo "=== all test configurations passed: $configs (in ${SECONDS}s)"

@@ -478,7 +478,8 @@ struct worker::impl {
     }
   }
 
-  void finish_if_done(const job_ptr& job) {
+  // By value: the caller's pointer may be the lane's `current`, which this resets.
+  void finish_if_done(job_ptr job) {
     if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
     for (const auto& run : job->handlers)
       if (run.state == handler_state::pending) return;
