@@ -142,7 +142,7 @@ TEST_CASE("a second worker joining mid-stream (rebalance) loses nothing") {
   std::mutex mu;
   std::set<std::string> handled;
   auto record = [&](const event& ev) {
-    std::this_thread::sleep_for(2ms);  // simulated work: many calls in flight when the second joins
+    std::this_thread::sleep_for(5ms);  // simulated work: 4000 x 5 ms on 4 threads, about 5 s of stream
     const std::lock_guard lock(mu);
     handled.insert(ev.event_id());
   };
@@ -155,6 +155,7 @@ TEST_CASE("a second worker joining mid-stream (rebalance) loses nothing") {
                                 .topics = {topic},
                                 // Small windows: partitions are paused when the rebalance comes, and
                                 // must not stay paused when they are assigned again.
+                                .max_concurrency = 4,  // calls still in flight when the second joins
                                 .max_buffered_per_partition = 50,
                                 .commit_interval = 100ms};
   worker first(options);
@@ -170,6 +171,10 @@ TEST_CASE("a second worker joining mid-stream (rebalance) loses nothing") {
   auto s2 = second.subscribe("*", "record", record);
   second.start();
   REQUIRE(wait_until([&] { return second.assigned_partitions() > 0; }, 30s));  // the rebalance happened
+  {
+    const std::lock_guard lock(mu);
+    CHECK(handled.size() < total);  // ... mid-stream
+  }
   const bool all = wait_until(
       [&] {
         const std::lock_guard lock(mu);
