@@ -84,9 +84,7 @@ void work_scheduler::release(lane& l) {
 void work_scheduler::finish(partition_work& p, record_job& job) {
   job.finished = true;
   job.owner = nullptr;
-  job.ev.reset();
-  std::string().swap(job.value);
-  job.handlers.clear();
+  job.release_bytes();
   while (!p.window.empty() && p.window.front()->finished) {
     p.commit_next = p.window.front()->offset + 1;
     p.dirty = true;

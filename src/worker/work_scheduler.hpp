@@ -55,6 +55,13 @@ struct record_job : consumed_record {
   bool finished = false;
   int dead_letters_outstanding = 0;
   lane* owner = nullptr;  // valid until finished or abandoned
+
+  /// Once finished, a record needs neither its event nor its bytes (no retry, no dead letter).
+  void release_bytes() noexcept {
+    ev.reset();
+    std::string().swap(value);
+    handlers.clear();
+  }
 };
 using job_ptr = std::shared_ptr<record_job>;
 
@@ -124,7 +131,7 @@ class work_scheduler {
   void release(lane& l);
 
   /// Marks the record finished and moves its partition's commit point over every finished record
-  /// at the window's head. Drops the record's bytes: they are not needed any more.
+  /// at the window's head. Drops the record's bytes if the caller has not.
   void finish(partition_work& p, record_job& job);
 
   /// Forgets the partition; its unfinished records are marked abandoned.

@@ -193,14 +193,9 @@ struct worker::impl {
   void wait_for_work() {
     auto until = clock_type::now() + std::chrono::milliseconds(100);
     if (!timers.empty()) until = std::min(until, timers.begin()->first);
-    if (has_dirty_partitions()) until = std::min(until, next_commit);
+    until = std::min(until, next_commit);  // a needless wake-up a second is cheaper than scanning partitions
     std::unique_lock lock(completions_mu);
     completions_cv.wait_until(lock, until, [&] { return consumer_ready || !completions.empty() || stop_requested.load(); });
-  }
-
-  bool has_dirty_partitions() {
-    const auto& all = work.partitions();
-    return std::any_of(all.begin(), all.end(), [](const auto& kv) { return kv.second.dirty; });
   }
 
   void shut_down() {
@@ -312,7 +307,9 @@ struct worker::impl {
         for (auto& run : batch->runs) {
           while (run.begin + run.done < run.end) {
             ++batch->passes;
-            if (!first_pass(*batch->jobs[run.begin + run.done])) break;
+            auto& job = *batch->jobs[run.begin + run.done];
+            if (!first_pass(job)) break;
+            job.release_bytes();  // here, not on the consumer thread: freeing a parsed event is not free
             ++run.done;
           }
         }
