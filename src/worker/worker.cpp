@@ -109,10 +109,7 @@ struct worker::impl {
                         {"enable.auto.commit", "false"},  // we commit finished records only
                         {"enable.auto.offset.store", "false"},
                         {"auto.offset.reset", "earliest"},
-                        {"enable.partition.eof", "false"},
-                        // librdkafka waits this long before fetching a resumed partition again
-                        // (500 ms by default): a window that drains would idle half a second.
-                        {"fetch.error.backoff.ms", "50"}});
+                        {"enable.partition.eof", "false"}});
     broker = std::move(config.broker);
     rd_kafka_conf_set_opaque(config.conf.get(), this);
     rd_kafka_conf_set_rebalance_cb(config.conf.get(), &impl::on_rebalance);
