@@ -6,7 +6,7 @@
 // group of its own. Each run is timed from its first record to its last, so the ~3 s group join of
 // the mock cluster is not counted. Rounds interleave the three runs so all see the same machine.
 //
-//   build/werror/bench/worker_bench [--events 1000000] [--rounds 3] [--partitions 128] [--concurrency 4]
+//   build/werror/bench/worker_bench [--events 1000000] [--rounds 3] [--partitions 128] [--max-concurrency 4]
 
 #include <librdkafka/rdkafka.h>
 
@@ -37,7 +37,7 @@ struct settings {
   int events = 1'000'000;
   int rounds = 3;
   int partitions = 128;  // the mock keeps ~5 MB per partition: 128 hold 1M records of ~350 B
-  int concurrency = 4;  // max_concurrency: handlers here are quick, so about the core count
+  int max_concurrency = 4;  // handlers here are quick: about the core count
   int fail_every = 100;  // 1 %
 };
 
@@ -102,7 +102,7 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
                                 .multiplier = 2.0,
                                 .max_backoff = std::chrono::milliseconds(20),
                                 .jitter = 0.0},
-                      .max_concurrency = static_cast<std::size_t>(s.concurrency),
+                      .max_concurrency = static_cast<std::size_t>(s.max_concurrency),
                       .max_buffered_per_partition = 100000});
   const auto attempts = std::make_unique<std::atomic<std::uint8_t>[]>(static_cast<std::size_t>(s.events));
   std::atomic<bool> started{false};
@@ -136,11 +136,11 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
 }
 
 bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
-  int* target = arg == "--events"        ? &s.events
-                : arg == "--rounds"      ? &s.rounds
-                : arg == "--partitions"  ? &s.partitions
-                : arg == "--concurrency" ? &s.concurrency
-                                         : nullptr;
+  int* target = arg == "--events"            ? &s.events
+                : arg == "--rounds"          ? &s.rounds
+                : arg == "--partitions"      ? &s.partitions
+                : arg == "--max-concurrency" ? &s.max_concurrency
+                                             : nullptr;
   return target != nullptr && eventbus::bench::parse_positive(value, *target);
 }
 
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
   settings s;
   for (int i = 1; i < argc; i += 2)
     if (i + 1 >= argc || !parse_flag(argv[i], argv[i + 1], s)) {
-      std::fprintf(stderr, "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--concurrency C]\n");
+      std::fprintf(stderr, "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C]\n");
       return 2;
     }
   eventbus::set_log_level(eventbus::log_level::error);
@@ -158,9 +158,9 @@ int main(int argc, char** argv) {
   broker.create_topic(topic, s.partitions);
   const auto produce_start = clock_type::now();
   eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, 10'000);
-  std::printf("worker_bench: %d events on %d partitions (produced in %.1f s), worker concurrency %d, %d rounds\n",
+  std::printf("worker_bench: %d events on %d partitions (produced in %.1f s), worker max_concurrency %d, %d rounds\n",
               s.events, s.partitions, std::chrono::duration<double>(clock_type::now() - produce_start).count(),
-              s.concurrency, s.rounds);
+              s.max_concurrency, s.rounds);
 
   std::vector<double> raw_rates, parse_rates, clean_rates, failing_rates, paired_clean, paired_parse, paired_failing;
   for (int r = 0; r < s.rounds; ++r) {

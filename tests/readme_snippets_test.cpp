@@ -123,6 +123,7 @@ TEST_CASE("README: Worker") {
                       .group_id = "billing",
                       .topics = {"^app\\.order\\..*"},  // names, or regular expressions starting with '^'
                       .retry = {.max_attempts = 5, .initial_backoff = std::chrono::milliseconds(200)},
+                      .ordering = eventbus::processing_order::key,  // default: each aggregate in order, aggregates side by side
                       .max_concurrency = 32});
   auto charge = w.subscribe("order.created", "charge", [&](const eventbus::event& ev) {
     if (!ev.payload().contains("total")) throw eventbus::permanent_error("order without a total");
