@@ -17,6 +17,7 @@
 #include "eventbus/worker.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"
+#include "worker_test_support.hpp"
 
 using namespace eventbus;
 using namespace std::chrono_literals;
@@ -146,16 +147,12 @@ TEST_CASE("a second worker joining mid-stream (rebalance) loses nothing") {
     const std::lock_guard lock(mu);
     handled.insert(ev.event_id());
   };
-  auto options = worker_options{.kafka = {.bootstrap_servers = broker.bootstrap_servers(),
-                                          .properties = {{"session.timeout.ms", "6000"},
-                                                         {"heartbeat.interval.ms", "500"},
-                                                         {"fetch.wait.max.ms", "10"},
-                                                         {"log_level", "3"}}},
+  auto options = worker_options{.kafka = testing::mock_group_kafka(broker),
                                 .group_id = "g-rebalance",
                                 .topics = {topic},
+                                .max_concurrency = 4,  // calls still in flight when the second joins
                                 // Small windows: partitions are paused when the rebalance comes, and
                                 // must not stay paused when they are assigned again.
-                                .max_concurrency = 4,  // calls still in flight when the second joins
                                 .max_buffered_per_partition = 50,
                                 .commit_interval = 100ms};
   worker first(options);

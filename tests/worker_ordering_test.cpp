@@ -19,6 +19,7 @@
 #include "http_support.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"
+#include "worker_test_support.hpp"
 
 using namespace eventbus;
 using namespace std::chrono_literals;
@@ -36,11 +37,7 @@ double gauge(metrics& m, const std::string& name, const std::string& group) {
 }
 
 worker_options test_worker(const embedded_broker& broker, std::string group, processing_order ordering) {
-  return {.kafka = {.bootstrap_servers = broker.bootstrap_servers(),
-                    .properties = {{"session.timeout.ms", "6000"},
-                                   {"heartbeat.interval.ms", "500"},
-                                   {"fetch.wait.max.ms", "10"},
-                                   {"log_level", "3"}}},
+  return {.kafka = testing::mock_group_kafka(broker),
           .group_id = std::move(group),
           .topics = {orders},
           .ordering = ordering,
@@ -81,9 +78,7 @@ TEST_CASE("key order holds for 100k events over 1000 keys with random handler de
   options.max_concurrency = 32;
   worker w(options);
   auto sub = w.subscribe("order.created", "check-order", [&](const event& ev) {
-    const int now = running.fetch_add(1) + 1;
-    for (int seen = most_running.load(); now > seen && !most_running.compare_exchange_weak(seen, now);) {
-    }
+    testing::record_peak(most_running, running.fetch_add(1) + 1);
     thread_local std::mt19937 delay(std::hash<std::thread::id>{}(std::this_thread::get_id()));
     if (delay() % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(delay() % 400));
     const int seq = ev.payload().at("seq").get<int>();
@@ -219,9 +214,7 @@ TEST_CASE("max_concurrency bounds handler calls in flight, and keys of one parti
   std::atomic<bool> gate_open{false};
   std::atomic<int> running{0}, most_running{0}, done{0};
   auto sub = w.subscribe("order.created", "slow", [&](const event&) {
-    const int now = running.fetch_add(1) + 1;
-    for (int seen = most_running.load(); now > seen && !most_running.compare_exchange_weak(seen, now);) {
-    }
+    testing::record_peak(most_running, running.fetch_add(1) + 1);
     wait_until([&] { return gate_open.load(); }, 30s);
     running.fetch_sub(1);
     done.fetch_add(1);

@@ -14,6 +14,7 @@
 #include "eventbus/worker.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"
+#include "worker_test_support.hpp"
 
 using namespace eventbus;
 using namespace std::chrono_literals;
@@ -28,11 +29,7 @@ constexpr const char* orders_dlq = "app.order.order.created.dlq";
 
 // Settings that make the mock's group protocol quick enough for tests (see DESIGN.md).
 worker_options test_worker(const embedded_broker& broker, std::string group, retry_policy retry = {}) {
-  return {.kafka = {.bootstrap_servers = broker.bootstrap_servers(),
-                    .properties = {{"session.timeout.ms", "6000"},
-                                   {"heartbeat.interval.ms", "500"},
-                                   {"fetch.wait.max.ms", "10"},
-                                   {"log_level", "3"}}},
+  return {.kafka = testing::mock_group_kafka(broker),
           .group_id = std::move(group),
           .topics = {orders},
           .retry = retry,
