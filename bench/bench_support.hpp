@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <functional>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -18,6 +21,21 @@ namespace eventbus::bench {
 inline bool parse_positive(std::string_view value, int& target) {
   const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), target);
   return ec == std::errc{} && ptr == value.data() + value.size() && target > 0;
+}
+
+/// Reads `--name value` pairs from the command line: a whole positive number for one of `numbers`,
+/// or anything `other` accepts (it may be empty). False on anything else, a flag without its value
+/// included.
+inline bool parse_flags(int argc, char** argv, std::initializer_list<std::pair<std::string_view, int*>> numbers,
+                        const std::function<bool(std::string_view, std::string_view)>& other = {}) {
+  for (int i = 1; i < argc; i += 2) {
+    if (i + 1 >= argc) return false;
+    const std::string_view name = argv[i], value = argv[i + 1];
+    const auto it = std::find_if(numbers.begin(), numbers.end(), [&](const auto& n) { return n.first == name; });
+    const bool ok = it != numbers.end() ? parse_positive(value, *it->second) : other && other(name, value);
+    if (!ok) return false;
+  }
+  return true;
 }
 
 /// The middle value (the upper one of an even count): robust to one slow round.

@@ -117,28 +117,22 @@ run_result run_worker(const std::string& bootstrap, const settings& s, eventbus:
   return {std::chrono::duration<double>(last - first).count(), counted.load()};
 }
 
-bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
-  int* target = arg == "--events"            ? &s.events
-                : arg == "--slow-events"     ? &s.slow_events
-                : arg == "--keys"            ? &s.keys
-                : arg == "--partitions"      ? &s.partitions
-                : arg == "--max-concurrency" ? &s.max_concurrency
-                : arg == "--handler-ms"      ? &s.handler_ms
-                : arg == "--window"          ? &s.window
-                                             : nullptr;
-  return target != nullptr && eventbus::bench::parse_positive(value, *target);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   settings s;
-  for (int i = 1; i < argc; i += 2)
-    if (i + 1 >= argc || !parse_flag(argv[i], argv[i + 1], s)) {
-      std::fprintf(stderr, "usage: ordering_bench [--events N] [--slow-events N] [--keys K] [--partitions P] "
-                           "[--max-concurrency C] [--handler-ms MS] [--window W]\n");
-      return 2;
-    }
+  if (!eventbus::bench::parse_flags(argc, argv,
+                                    {{"--events", &s.events},
+                                     {"--slow-events", &s.slow_events},
+                                     {"--keys", &s.keys},
+                                     {"--partitions", &s.partitions},
+                                     {"--max-concurrency", &s.max_concurrency},
+                                     {"--handler-ms", &s.handler_ms},
+                                     {"--window", &s.window}})) {
+    std::fprintf(stderr, "usage: ordering_bench [--events N] [--slow-events N] [--keys K] [--partitions P] "
+                         "[--max-concurrency C] [--handler-ms MS] [--window W]\n");
+    return 2;
+  }
   s.slow_events = std::min(s.slow_events, s.events);
   eventbus::set_log_level(eventbus::log_level::error);
   eventbus::embedded_broker broker;

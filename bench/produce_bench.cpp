@@ -134,24 +134,20 @@ run_result run_raw(const settings& s, const std::vector<eventbus::event>& events
   return {seconds, delivered.load()};
 }
 
-bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
-  if (arg == "--only") {
-    s.only = std::string(value);
-    return value == "raw" || value == "eventbus";
-  }
-  int* target = arg == "--events" ? &s.events : arg == "--rounds" ? &s.rounds : arg == "--partitions" ? &s.partitions : nullptr;
-  return target != nullptr && eventbus::bench::parse_positive(value, *target);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   settings s;
-  for (int i = 1; i + 1 < argc; i += 2)
-    if (!parse_flag(argv[i], argv[i + 1], s)) {
-      std::fprintf(stderr, "usage: produce_bench [--events N] [--rounds R] [--partitions P] [--only raw|eventbus]\n");
-      return 2;
-    }
+  const auto only = [&](std::string_view name, std::string_view value) {
+    s.only = std::string(value);
+    return name == "--only" && (value == "raw" || value == "eventbus");
+  };
+  if (!eventbus::bench::parse_flags(argc, argv,
+                                    {{"--events", &s.events}, {"--rounds", &s.rounds}, {"--partitions", &s.partitions}},
+                                    only)) {
+    std::fprintf(stderr, "usage: produce_bench [--events N] [--rounds R] [--partitions P] [--only raw|eventbus]\n");
+    return 2;
+  }
   eventbus::set_log_level(eventbus::log_level::error);
   const auto events = make_events(100'000);
   double bytes = 0;

@@ -135,24 +135,18 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
   return {std::chrono::duration<double>(last_healthy - first).count(), healthy_total};
 }
 
-bool parse_flag(std::string_view arg, std::string_view value, settings& s) {
-  int* target = arg == "--events"            ? &s.events
-                : arg == "--rounds"          ? &s.rounds
-                : arg == "--partitions"      ? &s.partitions
-                : arg == "--max-concurrency" ? &s.max_concurrency
-                                             : nullptr;
-  return target != nullptr && eventbus::bench::parse_positive(value, *target);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   settings s;
-  for (int i = 1; i < argc; i += 2)
-    if (i + 1 >= argc || !parse_flag(argv[i], argv[i + 1], s)) {
-      std::fprintf(stderr, "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C]\n");
-      return 2;
-    }
+  if (!eventbus::bench::parse_flags(argc, argv,
+                                    {{"--events", &s.events},
+                                     {"--rounds", &s.rounds},
+                                     {"--partitions", &s.partitions},
+                                     {"--max-concurrency", &s.max_concurrency}})) {
+    std::fprintf(stderr, "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C]\n");
+    return 2;
+  }
   eventbus::set_log_level(eventbus::log_level::error);
   eventbus::embedded_broker broker;
   broker.create_topic(topic, s.partitions);
