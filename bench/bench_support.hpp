@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <string>
@@ -21,6 +23,51 @@ namespace eventbus::bench {
 inline bool parse_positive(std::string_view value, int& target) {
   const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), target);
   return ec == std::errc{} && ptr == value.data() + value.size() && target > 0;
+}
+
+/// What a raw librdkafka consumer run read, timed from its first record to its last.
+struct raw_run {
+  double seconds = 0;
+  std::uint64_t records = 0;
+};
+
+/// The baseline the Kafka benchmarks compare with: a hand-written `rd_kafka_consumer_poll` loop in
+/// consumer group `group` (auto-commit on, from the earliest offset) that calls `on_record` on each
+/// record of `topic` until `records` were read (or 10 minutes passed).
+template <class OnRecord>
+raw_run raw_consume(const std::string& bootstrap, const char* topic, const std::string& group, std::uint64_t records,
+                    OnRecord&& on_record) {
+  using clock_type = std::chrono::steady_clock;
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why);
+  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);  // the mock does not wake an empty fetch
+  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+
+  std::uint64_t count = 0;
+  clock_type::time_point first{};
+  const auto give_up = clock_type::now() + std::chrono::minutes(10);
+  while (count < records && clock_type::now() < give_up) {
+    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 100);
+    if (msg == nullptr) continue;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (count++ == 0) first = clock_type::now();
+      on_record(*msg);
+    }
+    rd_kafka_message_destroy(msg);
+  }
+  const double seconds = std::chrono::duration<double>(clock_type::now() - first).count();
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return {seconds, count};
 }
 
 /// Reads `--name value` pairs from the command line: a whole positive number for one of `numbers`,

@@ -54,35 +54,9 @@ void simulated_io(const settings& s) { std::this_thread::sleep_for(std::chrono::
 
 // The baseline: one consumer, one record at a time, the handler called inline.
 run_result run_raw(const std::string& bootstrap, const settings& s, int events) {
-  char why[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "group.id", "raw", why, sizeof why);
-  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why);
-  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);
-  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-  rd_kafka_poll_set_consumer(rk);
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
-  std::uint64_t count = 0;
-  clock_type::time_point first{};
-  const auto give_up = clock_type::now() + std::chrono::minutes(10);
-  while (count < static_cast<std::uint64_t>(events) && clock_type::now() < give_up) {
-    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 100);
-    if (msg == nullptr) continue;
-    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (count++ == 0) first = clock_type::now();
-      simulated_io(s);
-    }
-    rd_kafka_message_destroy(msg);
-  }
-  const double seconds = std::chrono::duration<double>(clock_type::now() - first).count();
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
-  return {seconds, count};
+  const auto r = eventbus::bench::raw_consume(bootstrap, topic, "raw", static_cast<std::uint64_t>(events),
+                                              [&](const rd_kafka_message_t&) { simulated_io(s); });
+  return {r.seconds, r.records};
 }
 
 // A worker in `order`; counts records whose seq is below `events` (the first ones produced, spread

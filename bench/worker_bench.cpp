@@ -46,48 +46,17 @@ struct run_result {
   std::uint64_t records = 0;
 };
 
-// Properties both sides share: small fetch waits (the mock does not wake an empty fetch early).
-void apply_common(rd_kafka_conf_t* conf) {
-  char why[512];
-  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);
-  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
-}
-
-// The baseline: a hand-written consumer in a group, auto-commit on, counting records. With
-// `parse`, it also parses each value with nlohmann::json: the floor for anything that reads JSON.
+// The baseline: a hand-written consumer counting records. With `parse`, it also parses each value
+// with nlohmann::json: the floor for anything that reads JSON.
 run_result run_raw(const std::string& bootstrap, const settings& s, const std::string& group, bool parse) {
-  char why[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why);
-  apply_common(conf);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-  rd_kafka_poll_set_consumer(rk);
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
-
-  std::uint64_t count = 0;
-  clock_type::time_point first{};
-  const auto give_up = clock_type::now() + std::chrono::minutes(5);
-  while (count < static_cast<std::uint64_t>(s.events) && clock_type::now() < give_up) {
-    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 100);
-    if (msg == nullptr) continue;
-    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (count++ == 0) first = clock_type::now();
-      if (parse && nlohmann::json::parse(static_cast<const char*>(msg->payload),
-                                         static_cast<const char*>(msg->payload) + msg->len, nullptr, false)
-                       .is_discarded())
-        std::fprintf(stderr, "not JSON at offset %lld\n", static_cast<long long>(msg->offset));
-    }
-    rd_kafka_message_destroy(msg);
-  }
-  const double seconds = std::chrono::duration<double>(clock_type::now() - first).count();
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
-  return {seconds, count};
+  const auto r = eventbus::bench::raw_consume(
+      bootstrap, topic, group, static_cast<std::uint64_t>(s.events), [&](const rd_kafka_message_t& msg) {
+        if (parse && nlohmann::json::parse(static_cast<const char*>(msg.payload),
+                                           static_cast<const char*>(msg.payload) + msg.len, nullptr, false)
+                         .is_discarded())
+          std::fprintf(stderr, "not JSON at offset %lld\n", static_cast<long long>(msg.offset));
+      });
+  return {r.seconds, r.records};
 }
 
 // The worker with one handler that reads the event's sequence number; events whose number is a

@@ -103,14 +103,14 @@ void work_scheduler::forget(std::map<partition_key, partition_work>::iterator it
   partitions_.erase(it);
 }
 
-worker_load work_scheduler::load() const {
-  worker_load load;
+metrics::worker_load work_scheduler::load() const {
+  metrics::worker_load load;
   for (const auto& [key, p] : partitions_) {
-    load.in_flight += p.on_pool;
+    load.in_flight += static_cast<std::int64_t>(p.on_pool);
     load.paused_partitions += p.paused ? 1 : 0;
     for (const auto& [id, l] : p.lanes) {
       if (l.current) ++load.in_flight;
-      if (l.busy) load.waiting_on_key += l.waiting.size();
+      if (l.busy) load.waiting_on_key += static_cast<std::int64_t>(l.waiting.size());
     }
   }
   return load;

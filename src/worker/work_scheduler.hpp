@@ -24,6 +24,7 @@
 
 #include "detail/handler_registry.hpp"
 #include "eventbus/event.hpp"
+#include "eventbus/metrics.hpp"
 #include "eventbus/worker.hpp"
 #include "worker/dead_letter.hpp"
 #include "worker/dead_letter_writer.hpp"
@@ -104,12 +105,6 @@ struct work_batch {
   std::size_t passes = 0;           // written by the pool: records it ran
 };
 
-struct worker_load {
-  std::size_t in_flight = 0;       // on the pool, in backoff or being dead-lettered
-  std::size_t waiting_on_key = 0;  // held back by an earlier record of their lane
-  std::size_t paused_partitions = 0;
-};
-
 class work_scheduler {
  public:
   work_scheduler(processing_order order, std::size_t max_batch) : order_(order), max_batch_(max_batch) {}
@@ -137,7 +132,9 @@ class work_scheduler {
   /// Forgets the partition; its unfinished records are marked abandoned.
   void forget(std::map<partition_key, partition_work>::iterator it);
 
-  [[nodiscard]] worker_load load() const;
+  /// Records on the pool, in backoff or being dead-lettered (in_flight); records held back by an
+  /// earlier record of their lane (waiting_on_key); paused partitions.
+  [[nodiscard]] metrics::worker_load load() const;
 
  private:
   const std::string& lane_id(const record_job& job, std::string& scratch) const;

@@ -527,16 +527,16 @@ struct worker::impl {
     const auto now = clock_type::now();
     if (stopping || now >= next_load_update) {
       next_load_update = now + std::chrono::milliseconds(200);
-      const auto load = stopping ? detail::worker_load{} : work.load();
-      in_flight.store(load.in_flight, std::memory_order_relaxed);
-      waiting_on_key.store(load.waiting_on_key, std::memory_order_relaxed);
-      paused_partitions.store(load.paused_partitions, std::memory_order_relaxed);
+      const auto load = stopping ? metrics::worker_load{} : work.load();
+      in_flight.store(static_cast<std::uint64_t>(load.in_flight), std::memory_order_relaxed);
+      waiting_on_key.store(static_cast<std::uint64_t>(load.waiting_on_key), std::memory_order_relaxed);
+      paused_partitions.store(static_cast<std::uint64_t>(load.paused_partitions), std::memory_order_relaxed);
       if (options.metrics) {
-        options.metrics->add_worker_load(options.group_id, {.in_flight = static_cast<std::int64_t>(load.in_flight) - published_load.in_flight,
-                                                            .waiting_on_key = static_cast<std::int64_t>(load.waiting_on_key) - published_load.waiting_on_key,
-                                                            .paused_partitions = static_cast<std::int64_t>(load.paused_partitions) - published_load.paused_partitions});
-        published_load = {static_cast<std::int64_t>(load.in_flight), static_cast<std::int64_t>(load.waiting_on_key),
-                          static_cast<std::int64_t>(load.paused_partitions)};
+        options.metrics->add_worker_load(options.group_id,
+                                         {.in_flight = load.in_flight - published_load.in_flight,
+                                          .waiting_on_key = load.waiting_on_key - published_load.waiting_on_key,
+                                          .paused_partitions = load.paused_partitions - published_load.paused_partitions});
+        published_load = load;
       }
     }
     if (!options.metrics || stopping || now < next_lag_update) return;
