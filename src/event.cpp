@@ -56,14 +56,13 @@ std::optional<eventbus::error> append_string_field(std::string& out, std::string
 
 std::optional<eventbus::error> validate(const event_data& d) {
   if (!is_uuid(d.event_id)) return invalid("event_id", "'" + d.event_id + "' is not a UUID (8-4-4-4-12 hex digits)");
-  if (d.event_type.empty()) return invalid("event_type", "must not be empty");
-  if (!is_valid_event_type(d.event_type))
-    return invalid("event_type", "'" + d.event_type +
-                                     "' is not dotted lower case like 'order.created' (segments of a-z, 0-9, _)");
+  if (auto problem = event_type_problem(d.event_type)) return invalid("event_type", *problem);
   if (d.aggregate_id.empty()) return invalid("aggregate_id", "must not be empty");
   if (d.aggregate_type.empty()) return invalid("aggregate_type", "must not be empty");
   if (!d.payload.is_object())
     return invalid("payload", std::string("must be a JSON object, got ") + d.payload.type_name());
+  if (json_depth_exceeds(d.payload, max_payload_depth))
+    return invalid("payload", "is nested deeper than " + std::to_string(max_payload_depth) + " levels");
   if (d.version < 1) return invalid("version", "must be >= 1, got " + std::to_string(d.version));
   return std::nullopt;
 }
@@ -114,7 +113,54 @@ std::optional<eventbus::error> encode(const event_data& d, std::string& out) {
 
 }  // namespace
 
-bool is_valid_event_type(std::string_view type) noexcept { return is_dotted_lower_case(type, 2); }
+std::optional<std::string> event_type_problem(std::string_view type) {
+  if (type.empty()) return "must not be empty";
+  const auto shown = [&] { return "'" + std::string(type.substr(0, 200)) + (type.size() > 200 ? "...'" : "'"); };
+  if (type.size() > max_event_type_length)
+    return shown() + " is " + std::to_string(type.size()) + " characters long, at most " +
+           std::to_string(max_event_type_length);
+  if (!is_dotted_lower_case(type, 2))
+    return shown() + " is not dotted lower case like 'order.created' (segments of a-z, 0-9, _)";
+  if (type.ends_with(".dlq")) return shown() + " ends in '.dlq', which is reserved for dead-letter topics";
+  return std::nullopt;
+}
+
+bool is_valid_event_type(std::string_view type) noexcept {
+  return type.size() <= max_event_type_length && is_dotted_lower_case(type, 2) && !type.ends_with(".dlq");
+}
+
+bool json_depth_exceeds(const nlohmann::json& value, std::size_t max_depth) {
+  // Iterative on purpose: the point is to stay safe on values too deep to recurse over.
+  std::vector<std::pair<const nlohmann::json*, std::size_t>> stack{{&value, 1}};
+  while (!stack.empty()) {
+    const auto [node, depth] = stack.back();
+    stack.pop_back();
+    if (!node->is_structured()) continue;
+    if (depth > max_depth) return true;
+    for (const auto& child : *node)
+      if (child.is_structured()) stack.emplace_back(&child, depth + 1);
+  }
+  return false;
+}
+
+bool text_depth_exceeds(std::string_view text, std::size_t max_depth) noexcept {
+  std::size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return true;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
 
 bool is_dotted_lower_case(std::string_view text, std::size_t min_segments) noexcept {
   std::size_t segments = 0, segment_length = 0;
@@ -130,6 +176,22 @@ bool is_dotted_lower_case(std::string_view text, std::size_t min_segments) noexc
     }
   }
   return segment_length > 0 && segments + 1 >= min_segments;
+}
+
+std::string sanitize_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t len = utf8_sequence_length(text, i);
+    if (len == 0) {
+      out.append("\xEF\xBF\xBD");  // U+FFFD REPLACEMENT CHARACTER
+      ++i;
+    } else {
+      out.append(text.substr(i, len));
+      i += len;
+    }
+  }
+  return out;
 }
 
 bool append_json_string(std::string& out, std::string_view text) {

@@ -97,25 +97,37 @@ result<event> from_parsed(json& value) {
   return detail::event_access::seal_decoded(std::move(data));
 }
 
+eventbus::error too_deep() {
+  return invalid("payload", "the envelope is nested deeper than " + std::to_string(max_payload_depth + 1) +
+                                " levels (a payload may nest " + std::to_string(max_payload_depth) + ")");
+}
+
+eventbus::error not_json(std::string_view bytes) {
+  // Parse again with exceptions only on this cold path, for the parser's precise message.
+  try {
+    const json unreachable = json::parse(bytes);  // throws: the caller saw it fail
+    (void)unreachable;
+  } catch (const json::parse_error& e) {
+    return eventbus::error(errc::decode_failed, std::string("not JSON: ") + e.what());
+  }
+  return eventbus::error(errc::decode_failed, "not JSON");
+}
+
 }  // namespace
 
 result<event> event_from_json(const json& value) {
+  if (detail::json_depth_exceeds(value, max_payload_depth + 1)) return too_deep();  // copying it would recurse
   json copy = value;
   return from_parsed(copy);
 }
 
 result<event> decode_event(std::string_view bytes) {
+  // Too deep to be an event: never build its tree (writing it out again would recurse that deep).
+  // Broken JSON stays a decode failure whatever its depth.
+  if (detail::text_depth_exceeds(bytes, max_payload_depth + 1))
+    return json::accept(bytes) ? too_deep() : not_json(bytes);
   json value = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) {
-    // Parse again with exceptions only on this cold path, for the parser's precise message.
-    try {
-      const json unreachable = json::parse(bytes);  // throws: the first parse failed
-      (void)unreachable;
-    } catch (const json::parse_error& e) {
-      return eventbus::error(errc::decode_failed, std::string("not JSON: ") + e.what());
-    }
-    return eventbus::error(errc::decode_failed, "not JSON");
-  }
+  if (value.is_discarded()) return not_json(bytes);
   return from_parsed(value);
 }
 

@@ -19,6 +19,7 @@ void retry_policy::validate() const {
   if (initial_backoff.count() < 0) reject("initial_backoff", "must not be negative");
   if (!(multiplier >= 1.0) || !std::isfinite(multiplier)) reject("multiplier", "must be a finite number >= 1");
   if (max_backoff < initial_backoff) reject("max_backoff", "must not be below initial_backoff");
+  if (max_backoff > max_duration) reject("max_backoff", "must be at most a year (" + std::to_string(max_duration.count()) + " ms)");
   if (!(jitter >= 0.0 && jitter <= 1.0)) reject("jitter", "must be between 0 and 1");
 }
 

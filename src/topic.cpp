@@ -1,5 +1,9 @@
 #include "eventbus/topic.hpp"
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+
 #include "detail/event_data.hpp"
 
 namespace eventbus {
@@ -15,6 +19,8 @@ eventbus::error invalid(std::string field, std::string message) {
 }
 
 std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+constexpr std::size_t dlq_hash_length = 8;
 
 }  // namespace
 
@@ -41,13 +47,18 @@ result<std::string> topic_for(std::string_view aggregate_type, std::string_view 
     if (c == '.' || !is_topic_char(c))
       return invalid("aggregate_type", quoted(aggregate_type) +
                                            " may contain only [a-zA-Z0-9_-] (a '.' would let two types share a topic)");
-  if (!detail::is_valid_event_type(event_type))
-    return invalid("event_type", quoted(event_type) + " is not dotted lower case like 'order.created'");
+  if (auto problem = detail::event_type_problem(event_type)) return invalid("event_type", *problem);
 
   std::string topic;
   topic.reserve(prefix.size() + aggregate_type.size() + event_type.size() + 2);
   topic.append(prefix).append(".").append(aggregate_type).append(".").append(event_type);
   if (auto valid = validate_topic_name(topic); !valid) return valid.error();
+  // An event topic keeps room for its dead-letter topic: a worker must always be able to write one.
+  if (topic.size() > max_event_topic_length)
+    return invalid("topic", "'" + topic.substr(0, 40) + "...' is " + std::to_string(topic.size()) +
+                                " characters long; event topics may have at most " +
+                                std::to_string(max_event_topic_length) + " so that '" + std::string(default_dlq_suffix) +
+                                "' still fits in Kafka's " + std::to_string(max_topic_length));
   return topic;
 }
 
@@ -55,11 +66,46 @@ result<std::string> topic_for(const event& ev, std::string_view prefix) {
   return topic_for(ev.aggregate_type(), ev.event_type(), prefix);
 }
 
-result<std::string> dlq_topic_for(std::string_view topic, std::string_view suffix) {
+result<void> validate_dlq_suffix(std::string_view suffix) {
   if (suffix.empty()) return invalid("dlq_suffix", "must not be empty (the dead letters would go to the topic itself)");
-  std::string dlq(topic);
+  for (const char c : suffix)
+    if (!is_topic_char(c))
+      return invalid("dlq_suffix", quoted(suffix) + " contains " + quoted(std::string_view(&c, 1)) +
+                                       "; Kafka allows only [a-zA-Z0-9._-]");
+  if (suffix.size() > max_topic_length - dlq_hash_length - 1)
+    return invalid("dlq_suffix", "is " + std::to_string(suffix.size()) + " characters long; at most " +
+                                     std::to_string(max_topic_length - dlq_hash_length - 1));
+  // Workers skip records of topics ending in the suffix (a regex can match dead-letter topics): an
+  // event topic that ended in it would be committed unhandled. An event topic's last segment is an
+  // event type's ([a-z0-9_], never "dlq"): the suffix's last segment must be one it cannot be.
+  const auto last_segment = suffix.substr(suffix.rfind('.') == std::string_view::npos ? 0 : suffix.rfind('.') + 1);
+  const bool event_type_like = std::all_of(last_segment.begin(), last_segment.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+  if (event_type_like && !last_segment.empty() && !suffix.ends_with(default_dlq_suffix))
+    return invalid("dlq_suffix", quoted(suffix) + " could be the end of an event topic (an event type ending in '" +
+                                     std::string(last_segment) + "' would be skipped as a dead letter); end it with '" +
+                                     std::string(default_dlq_suffix) + "', or put '-' or an upper-case letter in its last segment");
+  return {};
+}
+
+result<std::string> dlq_topic_for(std::string_view topic, std::string_view suffix) {
+  if (auto valid = validate_dlq_suffix(suffix); !valid) return valid.error();
+  if (auto valid = validate_topic_name(topic); !valid) return valid.error();
+  std::string dlq;
+  if (topic.size() + suffix.size() <= max_topic_length) {
+    dlq.reserve(topic.size() + suffix.size());
+    dlq.append(topic).append(suffix);
+    return dlq;
+  }
+  // Too long for Kafka (a topic eventbus did not name): keep its start and make it unique with a
+  // hash of the whole name. The original topic travels in the dead letter's headers.
+  std::uint32_t hash = 2166136261u;  // FNV-1a
+  for (const char c : topic) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
+  char digits[dlq_hash_length + 1];
+  std::snprintf(digits, sizeof digits, "%08x", hash);
+  dlq.append(topic.substr(0, max_topic_length - suffix.size() - dlq_hash_length - 1)).append("-").append(digits);
   dlq.append(suffix);
-  if (auto valid = validate_topic_name(dlq); !valid) return valid.error();
   return dlq;
 }
 

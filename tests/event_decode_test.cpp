@@ -173,3 +173,65 @@ TEST_CASE("mutated and truncated records never crash the decoder") {
   CHECK(rejected > 0);
   CHECK(decoded_ok + rejected == 5000);
 }
+
+namespace {
+std::string nested_payload(std::size_t depth) {  // {"payload": {"a":{"a":...}}}, `depth` levels in the payload
+  std::string inner;
+  for (std::size_t i = 1; i < depth; ++i) inner += R"({"a":)";
+  inner += "{}";
+  inner.append(depth - 1, '}');
+  return inner;
+}
+std::string envelope_with_payload(const std::string& payload) {
+  return R"({"event_id":"6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b","event_type":"order.created","aggregate_id":"o-1",)"
+         R"("aggregate_type":"order","timestamp":"2024-01-01T00:00:00.000Z","version":1,"payload":)" +
+         payload + "}";
+}
+}  // namespace
+
+TEST_CASE("nesting deeper than max_payload_depth is refused, never recursed over") {
+  // At the limit: decodes, and writes back out.
+  const auto at_limit = decode_event(envelope_with_payload(nested_payload(max_payload_depth)));
+  REQUIRE(at_limit.ok());
+  CHECK(encode_event(at_limit.value()).size() > 0);
+
+  // 300k deep used to decode, then crash whatever wrote it out (a handler, tail, to_json).
+  for (const std::size_t depth : {max_payload_depth + 1, std::size_t{300'000}}) {
+    CAPTURE(depth);
+    const auto deep = decode_event(envelope_with_payload(nested_payload(depth)));
+    REQUIRE_FALSE(deep.ok());
+    CHECK(deep.error().code() == errc::invalid_event);  // a dead letter with reason "validation"
+    CHECK(deep.error().field() == "payload");
+  }
+  // Deep but broken stays a decode failure, as any other bytes that are not JSON.
+  const auto broken = decode_event(std::string(5000, '{'));
+  REQUIRE_FALSE(broken.ok());
+  CHECK(broken.error().code() == errc::decode_failed);
+  // Brackets inside strings are not nesting.
+  const auto in_string = decode_event(envelope_with_payload(R"({"text":")" + std::string(1000, '[') + R"("})"));
+  CHECK(in_string.ok());
+
+  // make_event and event_from_json refuse the same, without recursing.
+  auto deep_value = json::parse(nested_payload(300'000));
+  try {
+    (void)make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-1",
+                      .payload = std::move(deep_value)});
+    FAIL("make_event accepted a payload nested 300k deep");
+  } catch (const exception& e) {
+    CHECK(e.error().field() == "payload");
+  }
+  const auto envelope = json::parse(envelope_with_payload(nested_payload(300'000)));
+  const auto from_json = event_from_json(envelope);
+  REQUIRE_FALSE(from_json.ok());
+  CHECK(from_json.error().field() == "payload");
+}
+
+TEST_CASE("over-long event types are refused") {
+  std::string type = "order.";
+  type.append(max_event_type_length, 'x');
+  const auto decoded = decode_event(R"({"event_id":"6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b","event_type":")" + type +
+                                    R"(","aggregate_id":"o-1","aggregate_type":"order","timestamp":"2024-01-01T00:00:00.000Z","version":1,"payload":{}})");
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().field() == "event_type");
+  CHECK(decoded.error().message().size() < 400);  // the message quotes a bounded part of it
+}

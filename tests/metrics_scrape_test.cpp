@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <future>
+#include <sstream>
 #include <stdexcept>
 
 #include "eventbus/dispatcher.hpp"
@@ -154,4 +156,49 @@ TEST_CASE("metrics_server refuses a malformed or busy listen address, naming it"
   metrics_server taken(m, "127.0.0.1:0");
   CHECK(field_of("127.0.0.1:" + std::to_string(taken.port())) == "listen");
   CHECK_THROWS_AS(metrics_server(nullptr, "127.0.0.1:0"), exception);
+}
+
+TEST_CASE("label values from outside are cut and the number of series is capped") {
+  auto m = std::make_shared<metrics>();
+  metrics_server server(m, "127.0.0.1:0");
+  // 20 KB event types, more distinct ones than a family may hold: the scrape stays bounded.
+  const std::size_t distinct = metrics::max_series + 2000;
+  for (std::size_t i = 0; i < distinct; ++i) {
+    std::string type = std::to_string(i) + ".";
+    type.append(20'000, 'x');
+    m->count_retry("h", type);
+  }
+  const auto scrape = http_get(server.port(), "/metrics");
+  REQUIRE(scrape.status == 200);
+  std::size_t series = 0, longest = 0;
+  std::istringstream lines(scrape.body);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("eventbus_handler_retries_total{")) continue;
+    ++series;
+    longest = std::max(longest, line.size());
+  }
+  CHECK(series == metrics::max_series + 1);  // the capped ones, and "_other"
+  CHECK(longest < 2 * metrics::max_label_bytes);
+  CHECK(sample_value(scrape.body, "eventbus_handler_retries_total", {{"handler", "_other"}, {"event_type", "_other"}}) ==
+        doctest::Approx(2000));
+}
+
+TEST_CASE("idle and half-open connections do not keep a probe from answering") {
+  auto m = std::make_shared<metrics>();
+  metrics_server server(m, "127.0.0.1:0");
+  std::vector<int> idle;
+  for (int i = 0; i < 24; ++i) {  // connected, never sending a request
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    idle.push_back(fd);
+  }
+  auto probe = std::async(std::launch::async, [&] { return http_get(server.port(), "/healthz").status; });
+  // Before: two threads, both held by idle sockets for civetweb's 30 s request timeout.
+  REQUIRE(probe.wait_for(10s) == std::future_status::ready);
+  CHECK(probe.get() == 200);
+  for (const int fd : idle) close(fd);
 }

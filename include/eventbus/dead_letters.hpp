@@ -7,6 +7,7 @@
 //   eventbus::replay_dead_letters(kafka, "app.order.order.created.dlq", {.handler = "mailer"});
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "eventbus/error.hpp"
 #include "eventbus/kafka/options.hpp"
+#include "eventbus/topic.hpp"
 
 namespace eventbus {
 
@@ -28,6 +30,8 @@ struct dead_letter {
   std::int64_t offset = -1;
   std::string key;
   std::string value;                           // the original record's bytes
+  bool null_key = false;                       // the original key was Kafka's null (not empty)
+  bool null_value = false;                     // a tombstone, or a value too large to copy (see headers)
   std::map<std::string, std::string> headers;  // all of them, x-eventbus-dlq-* included
   std::string reason, error, handler, original_topic, group, failed_at;
   std::int32_t original_partition = -1;
@@ -41,19 +45,28 @@ struct dead_letter {
     const kafka_options& kafka, const std::string& dlq_topic,
     std::size_t limit = std::numeric_limits<std::size_t>::max());
 
+/// The same, one record at a time and never more in memory, until `fn` returns false.
+[[nodiscard]] result<void> for_each_dead_letter(const kafka_options& kafka, const std::string& dlq_topic,
+                                                const std::function<bool(const dead_letter&)>& fn);
+
 struct replay_options {
   std::optional<std::string> handler{};  // only records dead-lettered by this handler; replayed for it alone
   std::size_t limit = std::numeric_limits<std::size_t>::max();
+  std::string dlq_suffix{default_dlq_suffix};  // the workers' dlq_suffix: how the dead-letter topic was named
 };
 
 struct replay_summary {
   std::size_t replayed = 0;
-  std::size_t skipped = 0;  // other handlers', or without an original topic
+  std::size_t skipped = 0;  // other handlers', or written without their value (too large to copy)
+  std::size_t refused = 0;  // their x-eventbus-dlq-original-topic is not the topic this one is the dead letters of
 };
 
 /// Produces each selected dead letter's key and value back to its original topic, with its original
 /// headers, replay_count_header incremented, and replay_handler_header when a handler was chosen.
-/// Waits for every write to be acknowledged. The dead-letter topic is left as it is.
+/// Streams: memory does not grow with the topic. A record goes back only to the topic whose dead
+/// letters `dlq_topic` holds (dlq_topic_for(original, dlq_suffix) == dlq_topic); one naming any
+/// other topic is refused. Waits for every write to be acknowledged. The dead-letter topic is left
+/// as it is.
 [[nodiscard]] result<replay_summary> replay_dead_letters(const kafka_options& kafka, const std::string& dlq_topic,
                                                          const replay_options& options = {});
 

@@ -21,6 +21,13 @@ namespace eventbus {
 
 using metadata_map = std::map<std::string, std::string, std::less<>>;
 
+/// Deepest nesting of arrays and objects a payload may have (the payload object itself is level
+/// 1). Deeper values are refused when an event is made or decoded: writing them out would recurse
+/// that deep.
+inline constexpr std::size_t max_payload_depth = 64;
+/// Longest event type, in characters.
+inline constexpr std::size_t max_event_type_length = 200;
+
 namespace detail {
 struct event_data;
 struct event_access;
@@ -68,9 +75,9 @@ class event {
 };
 
 /// Builds an event, filling the defaults. Throws eventbus::exception (errc::invalid_event, field()
-/// naming the field) when a field breaks the contract: empty or non-dotted event_type, empty
-/// aggregate id/type, event_id not a UUID, version < 1, a payload that is not an object, text that
-/// is not UTF-8.
+/// naming the field) when a field breaks the contract: empty, non-dotted or over-long event_type
+/// (or one ending in ".dlq"), empty aggregate id/type, event_id not a UUID, version < 1, a payload
+/// that is not an object or nests deeper than max_payload_depth, text that is not UTF-8.
 [[nodiscard]] event make_event(event_fields fields);
 
 /// The wire form: compact JSON, fields in envelope order, then unknown fields. Computed once when

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <cstddef>
 #include <string_view>
 
 #include "eventbus/handler.hpp"
@@ -35,6 +36,13 @@ class metrics {
   metrics(const metrics&) = delete;
   metrics& operator=(const metrics&) = delete;
 
+  /// Bounds on what any input can make a scrape hold: label values are cut to max_label_bytes, and
+  /// past max_series label sets in one family, new ones are counted in one series labelled
+  /// overflow_label.
+  static constexpr std::size_t max_label_bytes = 256;
+  static constexpr std::size_t max_series = 10'000;
+  static constexpr std::string_view overflow_label = "_other";
+
   [[nodiscard]] prometheus::Registry& registry() noexcept;
   [[nodiscard]] std::shared_ptr<prometheus::Registry> shared_registry() const noexcept;
 
@@ -50,6 +58,9 @@ class metrics {
   void count_retry(std::string_view handler, std::string_view event_type);
   /// eventbus_dead_letters_total{topic, handler, reason} (topic: the record's original topic)
   void count_dead_letter(std::string_view topic, std::string_view handler, std::string_view reason);
+  /// eventbus_dead_letters_dropped_total{topic, handler, reason}: records given up because the
+  /// cluster refused their dead letter for good (not authorized, say); each is also logged.
+  void count_dead_letter_dropped(std::string_view topic, std::string_view handler, std::string_view reason);
   /// eventbus_events_published_total{topic, outcome="delivered"|"failed"}
   void count_published(std::string_view topic, bool delivered);
   /// eventbus_events_consumed_total{topic}

@@ -18,6 +18,10 @@ class permanent_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The longest duration any option takes (a year): longer ones would overflow the clocks they are
+/// added to, and are refused by validate().
+inline constexpr std::chrono::milliseconds max_duration{365LL * 24 * 3600 * 1000};
+
 /// How often and how far apart a failing handler is called again. The defaults work; every field
 /// may be set with a designated initializer. Attempt n (n >= 2) waits
 /// min(initial_backoff * multiplier^(n-2), max_backoff), then +/- jitter (a fraction of it).

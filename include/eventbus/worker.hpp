@@ -80,7 +80,8 @@ struct worker_stats {
   std::uint64_t handler_calls = 0;  // attempts, first ones included
   std::uint64_t retries = 0;        // attempts after the first
   std::uint64_t dead_letters = 0;   // dead-letter records acknowledged
-  std::uint64_t dlq_write_failures = 0;  // dead-letter writes that failed and were retried
+  std::uint64_t dlq_write_failures = 0;  // dead-letter writes that failed (and were retried)
+  std::uint64_t dead_letters_dropped = 0;  // records the cluster would not take as a dead letter at all: given up, logged
   std::uint64_t commits = 0;        // offset commits sent
   // Gauges, refreshed about every 200 ms:
   std::uint64_t in_flight = 0;          // records handed to handlers, not finished (running or queued for a handler thread, in backoff, dead-lettering)

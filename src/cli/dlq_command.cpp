@@ -7,6 +7,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/printable.hpp"
 #include "eventbus/dead_letters.hpp"
 
 namespace eventbus::cli {
@@ -21,7 +22,30 @@ replay   produces dead letters back to their original topic (key, value and orig
          run only that handler on them. The dead-letter topic itself is left unchanged.
 
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
+  --suffix SUFFIX      (replay) the workers' dead-letter suffix (default .dlq); a record whose
+                       x-eventbus-dlq-original-topic is not the topic <dlq-topic> belongs to is refused
 )";
+
+// Keys, errors and handler names come from records: whatever their bytes, the output is valid
+// UTF-8 (invalid sequences become U+FFFD) and, as text, free of control characters.
+void print_dead_letter(const dead_letter& d, bool as_json) {
+  if (as_json) {
+    const nlohmann::json line{{"partition", d.partition}, {"offset", d.offset},
+                              {"key", d.null_key ? nlohmann::json(nullptr) : nlohmann::json(d.key)},
+                              {"reason", d.reason}, {"handler", d.handler}, {"attempts", d.attempts},
+                              {"error", d.error}, {"original_topic", d.original_topic},
+                              {"original_partition", d.original_partition},
+                              {"original_offset", d.original_offset}, {"group", d.group},
+                              {"failed_at", d.failed_at}};
+    std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
+  std::printf("[%d]@%lld  %-15s handler=%-14s attempts=%d  from %s[%d]@%lld  at %s\n    %s\n", d.partition,
+              static_cast<long long>(d.offset), printable(d.reason).c_str(),
+              d.handler.empty() ? "-" : printable(d.handler).c_str(), d.attempts, printable(d.original_topic).c_str(),
+              d.original_partition, static_cast<long long>(d.original_offset), printable(d.failed_at).c_str(),
+              printable(d.error).c_str());
+}
 
 int fail(const error& err) {
   std::fprintf(stderr, "eventbus dlq: %s\n", err.to_string().c_str());
@@ -51,7 +75,11 @@ int run_dlq(std::span<const std::string_view> args) {
   arg_parser parser("dlq", dlq_usage);
   parser.add_string("--bootstrap", bootstrap);
   parser.add_int("--limit", limit);
-  if (action == "replay") parser.add_string("--handler", handler);
+  std::string suffix(default_dlq_suffix);
+  if (action == "replay") {
+    parser.add_string("--handler", handler);
+    parser.add_string("--suffix", suffix);
+  }
   std::vector<std::string_view> rest(args.begin() + 2, args.end());
   if (action == "list") json = take_switch(rest, "--json");
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
@@ -59,34 +87,30 @@ int run_dlq(std::span<const std::string_view> args) {
   const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
 
   if (action == "list") {
-    const auto letters = list_dead_letters(kafka, topic, max);
-    if (!letters) return fail(letters.error());
-    for (const auto& d : letters.value()) {
-      if (json) {
-        std::printf("%s\n", nlohmann::json{{"partition", d.partition}, {"offset", d.offset}, {"key", d.key},
-                                           {"reason", d.reason}, {"handler", d.handler}, {"attempts", d.attempts},
-                                           {"error", d.error}, {"original_topic", d.original_topic},
-                                           {"original_partition", d.original_partition},
-                                           {"original_offset", d.original_offset}, {"group", d.group},
-                                           {"failed_at", d.failed_at}}
-                                .dump()
-                                .c_str());
-      } else {
-        std::printf("[%d]@%lld  %-15s handler=%-14s attempts=%d  from %s[%d]@%lld  at %s\n    %s\n", d.partition,
-                    static_cast<long long>(d.offset), d.reason.c_str(), d.handler.empty() ? "-" : d.handler.c_str(),
-                    d.attempts, d.original_topic.c_str(), d.original_partition,
-                    static_cast<long long>(d.original_offset), d.failed_at.c_str(), d.error.c_str());
-      }
-    }
-    if (!json) std::fprintf(stderr, "%zu dead letter(s) in %s\n", letters.value().size(), topic.c_str());
+    std::size_t listed = 0;
+    const auto read = for_each_dead_letter(kafka, topic, [&](const dead_letter& d) {
+      if (listed >= max) return false;
+      ++listed;
+      print_dead_letter(d, json);
+      return true;
+    });
+    if (!read) return fail(read.error());
+    if (!json) std::fprintf(stderr, "%zu dead letter(s) in %s\n", listed, topic.c_str());
     return exit_ok;
   }
 
-  replay_options options{.limit = max};
+  replay_options options{.limit = max, .dlq_suffix = suffix};
   if (!handler.empty()) options.handler = handler;
   const auto summary = replay_dead_letters(kafka, topic, options);
   if (!summary) return fail(summary.error());
   std::printf("replayed %zu, skipped %zu\n", summary.value().replayed, summary.value().skipped);
+  if (summary.value().refused > 0) {
+    std::fprintf(stderr,
+                 "eventbus dlq replay: refused %zu record(s) whose x-eventbus-dlq-original-topic does not name the "
+                 "topic %s holds the dead letters of (dead-letter suffix '%s'; see --suffix)\n",
+                 summary.value().refused, topic.c_str(), suffix.c_str());
+    return exit_failure;
+  }
   return exit_ok;
 }
 

@@ -6,11 +6,14 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <sstream>
 #include <string>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/printable.hpp"
 #include "cli/progress.hpp"
+#include "detail/event_data.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 
 namespace eventbus::cli {
@@ -35,6 +38,9 @@ stderr); 2 usage.
 // A full envelope (it has an event_id) is decoded as is; otherwise the fields make a new event.
 result<event> event_from_input(const nlohmann::json& j) {
   if (!j.is_object()) return error(errc::invalid_event, std::string("must be a JSON object, got ") + j.type_name());
+  // Checked before anything copies it: copying a JSON value recurses as deep as it nests.
+  if (detail::json_depth_exceeds(j, max_payload_depth + 1))
+    return error(errc::invalid_event, "is nested deeper than " + std::to_string(max_payload_depth) + " levels", "payload");
   if (j.contains("event_id")) return event_from_json(j);
   try {
     event_fields f;
@@ -130,7 +136,11 @@ int run_publish(std::span<const std::string_view> args) {
   if (!type.empty()) {
     const auto body = nlohmann::json::parse(payload, nullptr, false);
     if (body.is_discarded()) {
-      std::fprintf(stderr, "eventbus publish: --payload is not JSON: %s\n", payload.c_str());
+      std::fprintf(stderr, "eventbus publish: --payload is not JSON: %s\n", printable(payload.substr(0, 200)).c_str());
+      return exit_usage;
+    }
+    if (detail::json_depth_exceeds(body, max_payload_depth)) {
+      std::fprintf(stderr, "eventbus publish: --payload is nested deeper than %zu levels\n", max_payload_depth);
       return exit_usage;
     }
     nlohmann::json fields{{"event_type", type}, {"aggregate_id", aggregate_id}, {"payload", body}};
@@ -154,33 +164,38 @@ int run_publish(std::span<const std::string_view> args) {
     }
     std::istream& in = file.empty() ? std::cin : in_file;
     const std::string source = file.empty() ? "stdin" : file;
+    std::size_t number = 0;
+    const auto handle_line = [&](const std::string& line) {
+      ++number;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) return;
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded()) return pub.reject(source + " line " + std::to_string(number), error(errc::decode_failed, "not JSON"));
+      auto ev = event_from_input(j);
+      if (ev) pub.send(ev.value()); else pub.reject(source + " line " + std::to_string(number), ev.error());
+    };
     std::string first;
     std::getline(in, first);
-    std::string all = first;
-    // A file holding one JSON document (an event or an array) rather than lines: read it whole.
-    const bool whole_document = !file.empty() && nlohmann::json::parse(first, nullptr, false).is_discarded();
-    if (whole_document) {
+    // A file may hold one JSON document (an event or an array over several lines) rather than
+    // lines. Only when it does is it taken whole: a file of lines whose first line is bad is still
+    // lines, and each good line is published.
+    if (!file.empty() && nlohmann::json::parse(first, nullptr, false).is_discarded()) {
+      std::string all = first;
       for (std::string line; std::getline(in, line);) all += "\n" + line;
       const auto doc = nlohmann::json::parse(all, nullptr, false);
-      if (doc.is_discarded()) {
-        pub.reject(source, error(errc::decode_failed, "neither a JSON document nor JSON lines"));
-      } else {
-        const auto items = doc.is_array() ? doc : nlohmann::json::array({doc});
-        for (std::size_t i = 0; i < items.size(); ++i) {
-          auto ev = event_from_input(items[i]);
+      if (!doc.is_discarded() && (doc.is_array() || doc.is_object())) {
+        if (doc.is_object()) {
+          auto ev = event_from_input(doc);
+          if (ev) pub.send(ev.value()); else pub.reject(source, ev.error());
+        }
+        for (std::size_t i = 0; doc.is_array() && i < doc.size(); ++i) {
+          auto ev = event_from_input(doc[i]);
           if (ev) pub.send(ev.value()); else pub.reject(source + " [" + std::to_string(i) + "]", ev.error());
         }
+      } else {
+        std::istringstream lines(all);
+        for (std::string line; std::getline(lines, line);) handle_line(line);
       }
     } else {
-      std::size_t number = 0;
-      const auto handle_line = [&](const std::string& line) {
-        ++number;
-        if (line.find_first_not_of(" \t\r") == std::string::npos) return;
-        const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded()) return pub.reject(source + " line " + std::to_string(number), error(errc::decode_failed, "not JSON"));
-        auto ev = event_from_input(j);
-        if (ev) pub.send(ev.value()); else pub.reject(source + " line " + std::to_string(number), ev.error());
-      };
       if (in || !first.empty()) handle_line(first);
       for (std::string line; std::getline(in, line);) handle_line(line);
     }

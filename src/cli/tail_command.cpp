@@ -8,6 +8,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/printable.hpp"
 #include "detail/kafka_client.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/time.hpp"
@@ -87,7 +88,8 @@ int run_tail(std::span<const std::string_view> args) {
     const std::string key = msg->key ? std::string(static_cast<const char*>(msg->key), msg->key_len) : "";
     const auto ev = decode_event(value);
     if (json) {
-      nlohmann::json line{{"topic", topic}, {"partition", msg->partition}, {"offset", msg->offset}, {"key", key}};
+      nlohmann::json line{{"topic", topic}, {"partition", msg->partition}, {"offset", msg->offset},
+                          {"key", msg->key ? nlohmann::json(key) : nlohmann::json(nullptr)}};
       if (ev)
         line["event"] = nlohmann::json::parse(encode_event(ev.value()));
       else
@@ -96,11 +98,11 @@ int run_tail(std::span<const std::string_view> args) {
     } else if (ev) {
       const auto& e = ev.value();
       std::printf("%s  %s[%d]@%lld  %-28s %-16s %s\n", format_timestamp(e.timestamp()).c_str(), topic.c_str(),
-                  msg->partition, static_cast<long long>(msg->offset), e.event_type().c_str(), e.aggregate_id().c_str(),
+                  msg->partition, static_cast<long long>(msg->offset), e.event_type().c_str(), printable(e.aggregate_id()).c_str(),
                   e.payload().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::fprintf(stderr, "%s[%d]@%lld: not an event: %s\n", topic.c_str(), msg->partition,
-                   static_cast<long long>(msg->offset), ev.error().to_string().c_str());
+                   static_cast<long long>(msg->offset), printable(ev.error().to_string()).c_str());
     }
     std::fflush(stdout);
   }

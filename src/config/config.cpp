@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 extern char** environ;
@@ -33,6 +35,10 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
+// A value as an error message shows it: scalars as written, arrays and objects by their type (they
+// can be huge, or nested too deep to write out).
+std::string shown(const json& v) { return v.is_structured() ? std::string("an ") + v.type_name() : v.dump(); }
+
 // Reads one JSON object: each key at most once, with its path for errors; finish() rejects the
 // keys nobody asked for, suggesting the closest known one.
 class section {
@@ -58,26 +64,33 @@ class section {
   void count(const char* key, std::size_t& out) {
     if (const auto* v = find(key)) {
       if (!v->is_number_unsigned() || v->get<std::uint64_t>() == 0)
-        fail(path_of(key), "must be a positive integer, got " + v->dump());
+        fail(path_of(key), "must be a positive integer, got " + shown(*v));
       out = v->get<std::size_t>();
     }
   }
   void integer(const char* key, int& out) {
     if (const auto* v = find(key)) {
-      if (!v->is_number_integer()) fail(path_of(key), "must be an integer, got " + v->dump());
+      if (!v->is_number_integer()) fail(path_of(key), "must be an integer, got " + shown(*v));
+      const bool fits = v->is_number_unsigned()
+                            ? v->get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<int>::max())
+                            : v->get<std::int64_t>() >= std::numeric_limits<int>::min() &&
+                                  v->get<std::int64_t>() <= std::numeric_limits<int>::max();
+      if (!fits) fail(path_of(key), "is out of range, got " + v->dump());
       out = v->get<int>();
     }
   }
   void number(const char* key, double& out) {
     if (const auto* v = find(key)) {
-      if (!v->is_number()) fail(path_of(key), "must be a number, got " + v->dump());
+      if (!v->is_number()) fail(path_of(key), "must be a number, got " + shown(*v));
       out = v->get<double>();
     }
   }
   void millis(const char* key, std::chrono::milliseconds& out) {
     if (const auto* v = find(key)) {
       if (!v->is_number_integer() || v->get<std::int64_t>() < 0)
-        fail(path_of(key), "must be a whole number of milliseconds >= 0, got " + v->dump());
+        fail(path_of(key), "must be a whole number of milliseconds >= 0, got " + shown(*v));
+      if (v->get<std::uint64_t>() > static_cast<std::uint64_t>(max_duration.count()))
+        fail(path_of(key), "must be at most " + std::to_string(max_duration.count()) + " (a year), got " + v->dump());
       out = std::chrono::milliseconds(v->get<std::int64_t>());
     }
   }
@@ -88,7 +101,7 @@ class section {
       for (std::size_t i = 0; i < v->size(); ++i) {
         const auto& item = (*v)[i];
         if (!item.is_string() || item.get_ref<const std::string&>().empty())
-          fail(path_of(key) + "[" + std::to_string(i) + "]", "must be a non-empty string, got " + item.dump());
+          fail(path_of(key) + "[" + std::to_string(i) + "]", "must be a non-empty string, got " + shown(item));
         out.push_back(item.get<std::string>());
       }
     }
@@ -269,8 +282,8 @@ void validate(const app_config& c) {
   check("topics", [&] {
     if (auto probe = topic_for("aggregate", "event.type", c.topic_prefix); !probe)
       throw exception(error(errc::invalid_argument, probe.error().message(), "prefix"));
-    if (auto probe = dlq_topic_for("app.a.b", c.dlq_suffix); !probe || c.dlq_suffix.empty())
-      throw exception(error(errc::invalid_argument, "must be a non-empty topic-name suffix", "dlq_suffix"));
+    if (auto valid = validate_dlq_suffix(c.dlq_suffix); !valid)
+      throw exception(error(errc::invalid_argument, valid.error().message(), "dlq_suffix"));
   });
   check("worker", [&] {
     auto w = worker_options_of(c);
@@ -304,9 +317,13 @@ worker_options app_config::make_worker_options() const {
 }
 
 bool is_secret_property(std::string_view name) noexcept {
-  for (const std::string_view marker : {"password", "secret", "sasl.oauthbearer.config", "ssl.key.pem",
-                                        "ssl.keystore", "ssl_key"})
-    if (name.find(marker) != std::string_view::npos) return true;
+  // Case-insensitive, and broad on purpose: a misspelled secret ("sasl.pasword") is still a secret,
+  // and redacting a harmless value costs nothing.
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+  for (const std::string_view marker : {"pass", "pasw", "pwd", "secret", "token", "credential", "oauthbearer", "ssl.key",
+                                        "ssl_key", "keystore", "private", "jaas"})
+    if (lower.find(marker) != std::string::npos) return true;
   return false;
 }
 
@@ -358,6 +375,9 @@ result<app_config> parse_config(const json& document, const environment& env) {
 }
 
 result<app_config> load_config(const std::string& path, const environment& env) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return error(errc::invalid_argument, "the config file '" + path + "' is a directory", "config");
   std::ifstream in(path);
   if (!in) return error(errc::invalid_argument, "cannot read the config file '" + path + "'", "config");
   json document = json::parse(in, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);

@@ -45,10 +45,23 @@ struct event_access {
   static const event_data& data(const event& ev) noexcept { return *ev.data_; }
 };
 
-/// Dotted lower case: segments of [a-z0-9_], at least two, separated by single dots.
+/// Dotted lower case: segments of [a-z0-9_], at least two, separated by single dots; at most
+/// max_event_type_length; not ending in ".dlq" (reserved for dead-letter topics).
 [[nodiscard]] bool is_valid_event_type(std::string_view type) noexcept;
+/// Why `type` is not a valid event type (quoting it, shortened), or nothing when it is.
+[[nodiscard]] std::optional<std::string> event_type_problem(std::string_view type);
+
+/// True when `value` nests arrays or objects more than `max_depth` levels (a scalar is depth 0, `{}`
+/// depth 1). Never recurses.
+[[nodiscard]] bool json_depth_exceeds(const nlohmann::json& value, std::size_t max_depth);
+/// The same on JSON text, before parsing: counts brackets outside strings (a cheap scan that lets
+/// callers refuse a document whose tree could not be written back out without deep recursion).
+[[nodiscard]] bool text_depth_exceeds(std::string_view text, std::size_t max_depth) noexcept;
 /// Segments of [a-z0-9_] separated by single dots, at least `min_segments` of them.
 [[nodiscard]] bool is_dotted_lower_case(std::string_view text, std::size_t min_segments) noexcept;
+
+/// `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD.
+[[nodiscard]] std::string sanitize_utf8(std::string_view text);
 
 /// Appends `text` as a JSON string literal. False (nothing sensible appended) if it is not UTF-8.
 [[nodiscard]] bool append_json_string(std::string& out, std::string_view text);

@@ -38,10 +38,20 @@ void error_trampoline(rd_kafka_t*, int err, const char* reason, void*) noexcept 
 void kafka_options::validate() const {
   if (bootstrap_servers.empty()) reject("bootstrap_servers", "must not be empty (use \"embedded\" for the in-process broker)");
   if (client_id.empty()) reject("client_id", "must not be empty");
+  // Every property is tried on a scratch configuration, so a misspelled name or a bad value is
+  // named here (and by `eventbus config check`), not when a client is first created.
+  const detail::kafka_conf scratch(rd_kafka_conf_new());
   for (const auto& [name, value] : properties) {
-    (void)value;
     if (name == "bootstrap.servers")
       reject("properties.bootstrap.servers", "set bootstrap_servers instead, so \"embedded\" keeps working");
+    // Workers revoke and assign whole assignments (the eager protocol); under the cooperative one
+    // librdkafka refuses rd_kafka_assign and the worker would consume nothing.
+    if (name == "partition.assignment.strategy" && value.find("cooperative") != std::string::npos)
+      reject("properties.partition.assignment.strategy",
+             "'" + value + "' is not supported: eventbus workers use the eager rebalance protocol (range, roundrobin)");
+    char why[512];
+    if (rd_kafka_conf_set(scratch.get(), name.c_str(), value.c_str(), why, sizeof why) != RD_KAFKA_CONF_OK)
+      reject("properties." + name, std::string("librdkafka refused it: ") + why);
   }
 }
 

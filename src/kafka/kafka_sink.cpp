@@ -137,7 +137,8 @@ struct kafka_sink::impl {
 
   void produce(const std::shared_ptr<pending_record>& pending) {
     const event& ev = pending->ev;
-    auto topic = topics.topic_of(ev);
+    std::string uncached;
+    auto topic = topics.topic_of(ev, uncached);
     if (!topic) return pending->complete(topic.error());
     const std::string& name = *topic.value();
     const auto& d = detail::event_access::data(ev);
@@ -275,7 +276,8 @@ kafka_sink::kafka_sink(producer_options options) : impl_(std::make_unique<impl>(
 kafka_sink::~kafka_sink() { impl_->close(); }
 
 result<void> kafka_sink::check(const event& ev) const {
-  auto topic = impl_->topics.topic_of(ev);
+  std::string uncached;
+  auto topic = impl_->topics.topic_of(ev, uncached);
   if (!topic) return topic.error();
   return {};
 }

@@ -1,6 +1,7 @@
 #include "kafka/record_producer.hpp"
 
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 
 #include "detail/kafka_client.hpp"
@@ -19,6 +20,10 @@ struct record_producer::impl {
         // A completion must not unwind into librdkafka; the worker's completions do not throw.
       }
     });
+    char text[32];
+    size_t size = sizeof text;
+    if (rd_kafka_conf_get(config.conf.get(), "message.max.bytes", text, &size) == RD_KAFKA_CONF_OK)
+      max_record_bytes = std::strtoull(text, nullptr, 10);
     handle = make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
     poller = std::thread([this] {
       while (!stopping.load(std::memory_order_relaxed)) rd_kafka_poll(handle.get(), 50);
@@ -38,13 +43,14 @@ struct record_producer::impl {
   kafka_handle handle;
   std::atomic<bool> stopping{false};
   std::thread poller;
+  std::size_t max_record_bytes = 1'000'000;  // librdkafka's default message.max.bytes
 };
 
 record_producer::record_producer(const kafka_options& options) : impl_(std::make_unique<impl>(options)) {}
 record_producer::~record_producer() = default;
 
-void record_producer::produce(const std::string& topic, std::string_view key, std::string_view value,
-                              const record_headers& headers, completion done) {
+void record_producer::produce(const std::string& topic, std::optional<std::string_view> key,
+                              std::optional<std::string_view> value, const record_headers& headers, completion done) {
   kafka_headers hdrs(rd_kafka_headers_new(headers.size() + 1));
   for (const auto& [name, text] : headers)
     rd_kafka_header_add(hdrs.get(), name.c_str(), -1, text.data(), static_cast<ssize_t>(text.size()));
@@ -53,9 +59,9 @@ void record_producer::produce(const std::string& topic, std::string_view key, st
   fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
   fields[0].u.cstr = topic.c_str();
   fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-  fields[1].u.mem = {const_cast<char*>(key.data()), key.size()};
+  fields[1].u.mem = {key ? const_cast<char*>(key->data()) : nullptr, key ? key->size() : 0};
   fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-  fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+  fields[2].u.mem = {value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0};
   fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
   fields[3].u.headers = hdrs.get();
   fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
@@ -72,6 +78,8 @@ void record_producer::produce(const std::string& topic, std::string_view key, st
   rd_kafka_error_destroy(failure);
   (*owned)(code);
 }
+
+std::size_t record_producer::max_record_bytes() const noexcept { return impl_->max_record_bytes; }
 
 bool record_producer::flush(std::chrono::milliseconds timeout) {
   return rd_kafka_flush(impl_->handle.get(), static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR;

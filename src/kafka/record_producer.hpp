@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -28,8 +29,12 @@ class record_producer {
   record_producer(const record_producer&) = delete;
   record_producer& operator=(const record_producer&) = delete;
 
-  void produce(const std::string& topic, std::string_view key, std::string_view value, const record_headers& headers,
-               completion done);
+  /// A key or value left empty (std::nullopt) is written as Kafka's null, not as zero bytes: a null
+  /// key is partitioned at random, a null value is a tombstone.
+  void produce(const std::string& topic, std::optional<std::string_view> key, std::optional<std::string_view> value,
+               const record_headers& headers, completion done);
+  /// The largest record (key, value and headers) this producer accepts: its message.max.bytes.
+  [[nodiscard]] std::size_t max_record_bytes() const noexcept;
   /// True when every record produced so far has completed.
   bool flush(std::chrono::milliseconds timeout);
 

@@ -1,12 +1,18 @@
 #pragma once
 // The topic name of each (aggregate_type, event_type) pair, computed and validated once. A service
 // publishes a handful of types millions of times: no string building or validation per event.
+//
+// Bounded and linear: a fixed table of max_entries slots, each written once (under a lock) and read
+// without one. Past that many distinct pairs, names are built per call instead of cached, so a
+// service that makes types up from input costs time, never unbounded memory.
 
+#include <array>
+#include <atomic>
+#include <cstddef>
 #include <deque>
+#include <mutex>
 #include <string>
-#include <vector>
 
-#include "detail/append_only_list.hpp"
 #include "detail/event_data.hpp"
 #include "eventbus/topic.hpp"
 
@@ -14,21 +20,31 @@ namespace eventbus::detail {
 
 class topic_cache {
  public:
+  static constexpr std::size_t max_entries = 4096;
+
   explicit topic_cache(std::string prefix) : prefix_(std::move(prefix)) {}
 
-  /// The topic of `ev` (a reference stable for the cache's lifetime), or errc::invalid_topic.
-  /// Thread-safe; a hit takes no lock.
-  [[nodiscard]] result<const std::string*> topic_of(const event& ev) const {
+  /// The topic of `ev`, or errc::invalid_topic. The pointer is either the cache's own (stable for
+  /// its lifetime) or `scratch`, when the cache is full. Thread-safe; a hit takes no lock.
+  [[nodiscard]] result<const std::string*> topic_of(const event& ev, std::string& scratch) const {
     const auto hash = event_access::data(ev).type_hash;
-    if (const auto* hit = find(entries_.current(), ev, hash)) return hit;
+    if (const auto* hit = find(ev, hash)) return &hit->topic;
     auto topic = topic_for(ev, prefix_);
     if (!topic) return topic.error();
-    return entries_.with_writer_lock([&](const std::vector<const entry*>& latest) -> const std::string* {
-      if (const auto* hit = find(latest, ev, hash)) return hit;
-      const auto& added = storage_.emplace_back(entry{hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value()});
-      entries_.append_locked(&added);
-      return &added.topic;
-    });
+    const std::lock_guard lock(mu_);
+    if (const auto* hit = find(ev, hash)) return &hit->topic;
+    if (storage_.size() >= max_entries) {
+      scratch = std::move(topic).value();
+      return &scratch;
+    }
+    const entry& added = storage_.emplace_back(entry{hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value()});
+    // Half full at most (max_entries of 2 * max_entries slots): probing stays short and always ends.
+    for (std::size_t i = hash % slots_.size();; i = (i + 1) % slots_.size()) {
+      if (slots_[i].load(std::memory_order_relaxed) == nullptr) {
+        slots_[i].store(&added, std::memory_order_release);
+        return &added.topic;
+      }
+    }
   }
 
  private:
@@ -39,16 +55,18 @@ class topic_cache {
     std::string topic;
   };
 
-  static const std::string* find(const std::vector<const entry*>& entries, const event& ev, std::size_t hash) {
-    for (const auto* e : entries)
-      if (e->type_hash == hash && e->event_type == ev.event_type() && e->aggregate_type == ev.aggregate_type())
-        return &e->topic;
-    return nullptr;
+  const entry* find(const event& ev, std::size_t hash) const {
+    for (std::size_t i = hash % slots_.size();; i = (i + 1) % slots_.size()) {
+      const entry* e = slots_[i].load(std::memory_order_acquire);
+      if (e == nullptr) return nullptr;
+      if (e->type_hash == hash && e->event_type == ev.event_type() && e->aggregate_type == ev.aggregate_type()) return e;
+    }
   }
 
   const std::string prefix_;
-  mutable std::deque<entry> storage_;  // written under the list's writer lock; a deque keeps addresses
-  mutable append_only_list<const entry*> entries_;
+  mutable std::mutex mu_;
+  mutable std::deque<entry> storage_;  // written under mu_; a deque keeps addresses
+  mutable std::array<std::atomic<const entry*>, 2 * max_entries> slots_{};
 };
 
 }  // namespace eventbus::detail

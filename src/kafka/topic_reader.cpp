@@ -11,9 +11,10 @@ error timed_out(const std::string& what) { return {errc::timed_out, what}; }
 
 }  // namespace
 
-result<void> read_to_end(const kafka_options& kafka, const std::string& topic, std::size_t limit,
-                         const std::function<void(const rd_kafka_message_t&)>& on_record,
-                         std::chrono::milliseconds timeout) {
+result<void> read_to_end(const kafka_options& kafka, const std::string& topic,
+                         const std::function<bool(const rd_kafka_message_t&)>& on_record,
+                         std::chrono::milliseconds idle_timeout) {
+  const auto timeout = idle_timeout;
   if (auto valid = validate_topic_name(topic); !valid) return valid.error();
   auto config = make_client_config(kafka, {{"group.id", "eventbus-reader"},  // never joins: assign() only
                                            {"enable.auto.commit", "false"},
@@ -38,23 +39,23 @@ result<void> read_to_end(const kafka_options& kafka, const std::string& topic, s
       return timed_out("no offsets for '" + topic + "' [" + std::to_string(p) + "]: " + kafka_error_text(err));
     if (high > low) end[p] = high;
   }
-  if (end.empty() || limit == 0) return {};
+  if (end.empty()) return {};
 
   rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(static_cast<int>(end.size()));
   for (const auto& [p, high] : end) rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   rd_kafka_assign(rk.get(), assignment);
   rd_kafka_topic_partition_list_destroy(assignment);
 
-  std::size_t delivered = 0;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!end.empty() && delivered < limit) {
-    if (std::chrono::steady_clock::now() > deadline) return timed_out("reading '" + topic + "' did not reach its end in time");
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!end.empty()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return timed_out("reading '" + topic + "': no record for " + std::to_string(timeout.count()) + " ms before its end");
     const kafka_message msg(rd_kafka_consumer_poll(rk.get(), 100));
     if (!msg || msg->err) continue;
     const auto it = end.find(msg->partition);
     if (it == end.end()) continue;
-    on_record(*msg);
-    ++delivered;
+    deadline = std::chrono::steady_clock::now() + timeout;
+    if (!on_record(*msg)) break;
     if (msg->offset + 1 >= it->second) end.erase(it);
   }
   rd_kafka_consumer_close(rk.get());

@@ -13,10 +13,11 @@
 
 namespace eventbus::detail {
 
-/// Calls `on_record` for each record (up to `limit`), partition by partition in offset order.
-/// errc::timed_out when metadata or data does not arrive within `timeout`.
-[[nodiscard]] result<void> read_to_end(const kafka_options& kafka, const std::string& topic, std::size_t limit,
-                                       const std::function<void(const rd_kafka_message_t&)>& on_record,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+/// Calls `on_record` for each record, in offset order within each partition, until it returns
+/// false or every partition is read to its end. Holds one record at a time. errc::timed_out when
+/// metadata or data stops arriving for `idle_timeout`.
+[[nodiscard]] result<void> read_to_end(const kafka_options& kafka, const std::string& topic,
+                                       const std::function<bool(const rd_kafka_message_t&)>& on_record,
+                                       std::chrono::milliseconds idle_timeout = std::chrono::seconds(30));
 
 }  // namespace eventbus::detail

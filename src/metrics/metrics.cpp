@@ -15,38 +15,54 @@
 namespace eventbus {
 namespace {
 
-// A cache of series by their joined label values: prometheus-cpp's Family::Add hashes a label map
-// under its own lock on every call, too slow for a per-handler-call path.
+using label_list = std::initializer_list<std::pair<const char*, std::string_view>>;
+
+// The labels' values joined, in a per-thread buffer: a lookup of a known series allocates nothing.
+const std::string& key_of(label_list labels) {
+  thread_local std::string key;
+  key.clear();
+  for (const auto& [name, value] : labels) {
+    key.append(value);
+    key.push_back('\x1f');  // unit separator: cannot appear in a handler name, type or topic
+  }
+  return key;
+}
+
+// A cache of series by their label values: prometheus-cpp's Family::Add hashes a label map under its
+// own lock on every call, too slow for a per-handler-call path. It is also where the number of
+// series is bounded: values are cut to max_label_bytes, and past max_series a family's new label
+// sets all share one series whose labels read "_other" (a scrape must never grow without bound).
 template <class Metric>
 class series_cache {
  public:
-  template <class Make>
-  Metric& get(const std::string& key, Make&& make) {
+  template <class... Args>
+  Metric& get(prometheus::Family<Metric>& family, label_list labels, const Args&... args) {
+    const std::string& key = key_of(labels);
     {
       const std::shared_lock lock(mu_);
       if (const auto it = series_.find(key); it != series_.end()) return *it->second;
     }
     const std::unique_lock lock(mu_);
-    auto& slot = series_[key];
-    if (slot == nullptr) slot = &make();
-    return *slot;
+    if (const auto it = series_.find(key); it != series_.end()) return *it->second;
+    prometheus::Labels named;
+    if (series_.size() >= metrics::max_series) {
+      if (overflow_ == nullptr) {
+        for (const auto& [name, value] : labels) named.emplace(name, std::string(metrics::overflow_label));
+        overflow_ = &family.Add(named, args...);
+      }
+      return *overflow_;
+    }
+    for (const auto& [name, value] : labels) named.emplace(name, std::string(value.substr(0, metrics::max_label_bytes)));
+    Metric& added = family.Add(named, args...);
+    series_.emplace(key, &added);
+    return added;
   }
 
  private:
   std::shared_mutex mu_;
   std::unordered_map<std::string, Metric*> series_;
+  Metric* overflow_ = nullptr;
 };
-
-// The labels joined, in a per-thread buffer: a lookup of a known series allocates nothing.
-const std::string& key_of(std::initializer_list<std::string_view> parts) {
-  thread_local std::string key;
-  key.clear();
-  for (const auto p : parts) {
-    key.append(p);
-    key.push_back('\x1f');  // unit separator: cannot appear in a handler name, type or topic
-  }
-  return key;
-}
 
 }  // namespace
 
@@ -67,6 +83,11 @@ struct metrics::impl {
                                                               .Name("eventbus_dead_letters_total")
                                                               .Help("Records written to a dead-letter topic")
                                                               .Register(*registry);
+  prometheus::Family<prometheus::Counter>& dead_letters_dropped =
+      prometheus::BuildCounter()
+          .Name("eventbus_dead_letters_dropped_total")
+          .Help("Records given up because the cluster refused their dead letter for good")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& published = prometheus::BuildCounter()
                                                            .Name("eventbus_events_published_total")
                                                            .Help("Events produced to Kafka, by delivery outcome")
@@ -101,7 +122,7 @@ struct metrics::impl {
                                                              .Register(*registry);
 
   series_cache<prometheus::Histogram> durations;
-  series_cache<prometheus::Counter> retry_series, dead_letter_series, published_series, consumed_series;
+  series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -113,13 +134,12 @@ std::shared_ptr<prometheus::Registry> metrics::shared_registry() const noexcept 
 
 void metrics::observe_handler(std::string_view handler, std::string_view event_type, bool success,
                               std::chrono::nanoseconds took) {
-  const std::string_view outcome = success ? "success" : "error";
-  auto& h = impl_->durations.get(key_of({handler, event_type, outcome}), [&]() -> prometheus::Histogram& {
-    return impl_->handler_duration.Add(
-        {{"handler", std::string(handler)}, {"event_type", std::string(event_type)}, {"outcome", std::string(outcome)}},
-        prometheus::Histogram::BucketBoundaries(std::begin(handler_duration_buckets), std::end(handler_duration_buckets)));
-  });
-  h.Observe(std::chrono::duration<double>(took).count());
+  static const prometheus::Histogram::BucketBoundaries buckets(std::begin(handler_duration_buckets),
+                                                               std::end(handler_duration_buckets));
+  impl_->durations
+      .get(impl_->handler_duration,
+           {{"handler", handler}, {"event_type", event_type}, {"outcome", success ? "success" : "error"}}, buckets)
+      .Observe(std::chrono::duration<double>(took).count());
 }
 
 handler_observer metrics::handler_observer_for(std::shared_ptr<metrics> m) {
@@ -129,58 +149,38 @@ handler_observer metrics::handler_observer_for(std::shared_ptr<metrics> m) {
 }
 
 void metrics::count_retry(std::string_view handler, std::string_view event_type) {
-  impl_->retry_series
-      .get(key_of({handler, event_type}),
-           [&]() -> prometheus::Counter& {
-             return impl_->retries.Add({{"handler", std::string(handler)}, {"event_type", std::string(event_type)}});
-           })
-      .Increment();
+  impl_->retry_series.get(impl_->retries, {{"handler", handler}, {"event_type", event_type}}).Increment();
 }
 
 void metrics::count_dead_letter(std::string_view topic, std::string_view handler, std::string_view reason) {
-  impl_->dead_letter_series
-      .get(key_of({topic, handler, reason}),
-           [&]() -> prometheus::Counter& {
-             return impl_->dead_letters.Add(
-                 {{"topic", std::string(topic)}, {"handler", std::string(handler)}, {"reason", std::string(reason)}});
-           })
+  impl_->dead_letter_series.get(impl_->dead_letters, {{"topic", topic}, {"handler", handler}, {"reason", reason}})
+      .Increment();
+}
+
+void metrics::count_dead_letter_dropped(std::string_view topic, std::string_view handler, std::string_view reason) {
+  impl_->dropped_series.get(impl_->dead_letters_dropped, {{"topic", topic}, {"handler", handler}, {"reason", reason}})
       .Increment();
 }
 
 void metrics::count_published(std::string_view topic, bool delivered) {
-  const std::string_view outcome = delivered ? "delivered" : "failed";
-  impl_->published_series
-      .get(key_of({topic, outcome}),
-           [&]() -> prometheus::Counter& {
-             return impl_->published.Add({{"topic", std::string(topic)}, {"outcome", std::string(outcome)}});
-           })
+  impl_->published_series.get(impl_->published, {{"topic", topic}, {"outcome", delivered ? "delivered" : "failed"}})
       .Increment();
 }
 
 void metrics::count_consumed(std::string_view topic, std::uint64_t records) {
-  impl_->consumed_series
-      .get(key_of({topic}), [&]() -> prometheus::Counter& { return impl_->consumed.Add({{"topic", std::string(topic)}}); })
-      .Increment(static_cast<double>(records));
+  impl_->consumed_series.get(impl_->consumed, {{"topic", topic}}).Increment(static_cast<double>(records));
 }
 
 void metrics::set_consumer_lag(std::string_view topic, std::int32_t partition, std::int64_t lag) {
   const auto p = std::to_string(partition);
-  impl_->lag_series
-      .get(key_of({topic, p}),
-           [&]() -> prometheus::Gauge& { return impl_->lag.Add({{"topic", std::string(topic)}, {"partition", p}}); })
-      .Set(static_cast<double>(lag));
+  impl_->lag_series.get(impl_->lag, {{"topic", topic}, {"partition", p}}).Set(static_cast<double>(lag));
 }
 
 void metrics::add_worker_load(std::string_view group, const worker_load& change) {
-  const auto& key = key_of({group});
-  const auto add = [&](series_cache<prometheus::Gauge>& cache, prometheus::Family<prometheus::Gauge>& family,
-                       std::int64_t delta) {
-    cache.get(key, [&]() -> prometheus::Gauge& { return family.Add({{"group", std::string(group)}}); })
-        .Increment(static_cast<double>(delta));
-  };
-  add(impl_->in_flight_series, impl_->worker_in_flight, change.in_flight);
-  add(impl_->waiting_series, impl_->worker_waiting, change.waiting_on_key);
-  add(impl_->paused_series, impl_->worker_paused, change.paused_partitions);
+  impl_->in_flight_series.get(impl_->worker_in_flight, {{"group", group}}).Increment(static_cast<double>(change.in_flight));
+  impl_->waiting_series.get(impl_->worker_waiting, {{"group", group}}).Increment(static_cast<double>(change.waiting_on_key));
+  impl_->paused_series.get(impl_->worker_paused, {{"group", group}})
+      .Increment(static_cast<double>(change.paused_partitions));
 }
 
 void metrics::set_producer_queue(std::int64_t messages) { impl_->producer_queue.Set(static_cast<double>(messages)); }

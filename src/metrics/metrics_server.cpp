@@ -27,6 +27,9 @@ void reply(mg_connection* conn, int status, std::string_view content_type, std::
 
 // "host:port" with a numeric port; civetweb takes IPv4 as "a.b.c.d:port".
 bool is_valid_metrics_listen(std::string_view listen) noexcept {
+  // One address only: civetweb would also take a list ("a:1,b:2") or flags ("9464s"), which would
+  // open ports nobody configured on purpose.
+  if (listen.find_first_of(", \t") != std::string_view::npos) return false;
   const auto colon = listen.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == listen.size()) return false;
   unsigned port = 0;
@@ -41,7 +44,10 @@ struct metrics_server::impl : CivetHandler {
     if (!is_valid_metrics_listen(listen))
       throw exception(error(errc::invalid_argument, "'" + listen + "' is not host:port", "listen"));
     try {
-      server = std::make_unique<CivetServer>(std::vector<std::string>{"listening_ports", listen, "num_threads", "2"});
+      // Probes must answer while idle or half-open connections hold threads: enough threads, and a
+      // connection that sends no complete request within the timeout is dropped.
+      server = std::make_unique<CivetServer>(std::vector<std::string>{
+          "listening_ports", listen, "num_threads", "16", "request_timeout_ms", "2000", "enable_keep_alive", "no"});
     } catch (const CivetException& e) {
       throw exception(error(errc::invalid_argument, "cannot listen on " + listen + ": " + e.what(), "listen"));
     }

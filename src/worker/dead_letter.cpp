@@ -1,5 +1,7 @@
 #include "worker/dead_letter.hpp"
 
+#include "detail/event_data.hpp"
+
 namespace eventbus::detail {
 
 std::string truncate_utf8(std::string_view text, std::size_t max_bytes) {
@@ -14,8 +16,9 @@ record_headers dead_letter_headers(const record_headers& original, const dead_le
                                    const record_origin& origin, std::string_view failed_at) {
   record_headers headers = original;
   headers.emplace_back("x-eventbus-dlq-reason", std::string(why.reason));
-  headers.emplace_back("x-eventbus-dlq-error", truncate_utf8(why.error, max_dlq_error_bytes));
-  headers.emplace_back("x-eventbus-dlq-handler", why.handler);
+  // Error texts can quote the record's own bytes: headers are always valid UTF-8.
+  headers.emplace_back("x-eventbus-dlq-error", truncate_utf8(sanitize_utf8(why.error), max_dlq_error_bytes));
+  headers.emplace_back("x-eventbus-dlq-handler", sanitize_utf8(why.handler));
   headers.emplace_back("x-eventbus-dlq-attempts", std::to_string(why.attempts));
   headers.emplace_back("x-eventbus-dlq-original-topic", origin.topic);
   headers.emplace_back("x-eventbus-dlq-original-partition", std::to_string(origin.partition));

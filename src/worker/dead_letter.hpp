@@ -11,6 +11,9 @@
 namespace eventbus::detail {
 
 inline constexpr std::size_t max_dlq_error_bytes = 1024;
+/// On a dead letter written without the original value (too large for the dead-letter topic):
+/// "<size> bytes not copied: <why>". The original record stays at its topic, partition and offset.
+inline constexpr std::string_view dead_letter_value_dropped_header = "x-eventbus-dlq-value-dropped";
 
 struct dead_letter_reason {
   std::string_view reason;  // handler-error | deserialization | validation | timeout

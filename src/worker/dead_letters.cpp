@@ -6,6 +6,7 @@
 
 #include "kafka/record_producer.hpp"
 #include "kafka/topic_reader.hpp"
+#include "worker/dead_letter.hpp"
 
 namespace eventbus {
 namespace {
@@ -28,6 +29,8 @@ dead_letter to_dead_letter(const rd_kafka_message_t& msg) {
   dead_letter d;
   d.partition = msg.partition;
   d.offset = msg.offset;
+  d.null_key = msg.key == nullptr;
+  d.null_value = msg.payload == nullptr;
   if (msg.key) d.key.assign(static_cast<const char*>(msg.key), msg.key_len);
   if (msg.payload) d.value.assign(static_cast<const char*>(msg.payload), msg.len);
   rd_kafka_headers_t* headers = nullptr;
@@ -52,11 +55,18 @@ dead_letter to_dead_letter(const rd_kafka_message_t& msg) {
 
 }  // namespace
 
+result<void> for_each_dead_letter(const kafka_options& kafka, const std::string& dlq_topic,
+                                  const std::function<bool(const dead_letter&)>& fn) {
+  return detail::read_to_end(kafka, dlq_topic, [&](const rd_kafka_message_t& msg) { return fn(to_dead_letter(msg)); });
+}
+
 result<std::vector<dead_letter>> list_dead_letters(const kafka_options& kafka, const std::string& dlq_topic,
                                                    std::size_t limit) {
   std::vector<dead_letter> out;
-  auto read = detail::read_to_end(kafka, dlq_topic, limit, [&](const rd_kafka_message_t& msg) {
-    out.push_back(to_dead_letter(msg));
+  if (limit == 0) return out;
+  auto read = for_each_dead_letter(kafka, dlq_topic, [&](const dead_letter& d) {
+    out.push_back(d);
+    return out.size() < limit;
   });
   if (!read) return read.error();
   return out;
@@ -64,19 +74,30 @@ result<std::vector<dead_letter>> list_dead_letters(const kafka_options& kafka, c
 
 result<replay_summary> replay_dead_letters(const kafka_options& kafka, const std::string& dlq_topic,
                                            const replay_options& options) {
-  auto letters = list_dead_letters(kafka, dlq_topic);
-  if (!letters) return letters.error();
-
+  if (auto valid = validate_dlq_suffix(options.dlq_suffix); !valid) return valid.error();
   replay_summary summary;
   std::mutex mu;
   std::optional<error> first_failure;
+  std::atomic<std::size_t> outstanding{0};
+  constexpr std::size_t max_outstanding = 10'000;  // bounds what waits in the producer's queue
   {
     detail::record_producer producer(kafka);
-    for (const auto& d : letters.value()) {
-      if (summary.replayed >= options.limit) break;
-      if ((options.handler && d.handler != *options.handler) || d.original_topic.empty()) {
+    auto read = for_each_dead_letter(kafka, dlq_topic, [&](const dead_letter& d) {
+      if (summary.replayed >= options.limit) return false;
+      if (options.handler && d.handler != *options.handler) {
         ++summary.skipped;
-        continue;
+        return true;
+      }
+      if (d.headers.count(std::string(detail::dead_letter_value_dropped_header)) > 0) {
+        ++summary.skipped;  // nothing to replay: the bytes are only in the original topic
+        return true;
+      }
+      // A dead letter goes back only where it came from: a header naming another topic (written by
+      // hand, or copied between topics) must not turn replay into a way to write anywhere.
+      const auto expected = dlq_topic_for(d.original_topic, options.dlq_suffix);
+      if (d.original_topic.empty() || !expected || expected.value() != dlq_topic) {
+        ++summary.refused;
+        return true;
       }
       detail::record_headers headers;
       for (const auto& [name, value] : d.headers)
@@ -84,15 +105,22 @@ result<replay_summary> replay_dead_letters(const kafka_options& kafka, const std
           headers.emplace_back(name, value);
       headers.emplace_back(replay_count_header, std::to_string(number_or<int>(d.headers, replay_count_header.data(), 0) + 1));
       if (options.handler) headers.emplace_back(replay_handler_header, *options.handler);
-      producer.produce(d.original_topic, d.key, d.value, headers, [&, topic = d.original_topic](rd_kafka_resp_err_t err) {
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
-        const std::lock_guard lock(mu);
-        if (!first_failure)
-          first_failure = error(errc::delivery_failed, "replay to '" + topic + "' failed: " + rd_kafka_err2str(err));
-      });
+      if (outstanding.load() >= max_outstanding) (void)producer.flush(std::chrono::seconds(60));
+      outstanding.fetch_add(1);
+      producer.produce(d.original_topic, d.null_key ? std::nullopt : std::optional<std::string_view>(d.key),
+                       d.null_value ? std::nullopt : std::optional<std::string_view>(d.value), headers,
+                       [&, topic = d.original_topic](rd_kafka_resp_err_t err) {
+                         outstanding.fetch_sub(1);
+                         if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+                         const std::lock_guard lock(mu);
+                         if (!first_failure)
+                           first_failure = error(errc::delivery_failed, "replay to '" + topic + "' failed: " + rd_kafka_err2str(err));
+                       });
       ++summary.replayed;
-    }
+      return true;
+    });
     if (!producer.flush(std::chrono::seconds(60))) return error(errc::timed_out, "replayed records not acknowledged in 60 s");
+    if (!read) return read.error();
   }
   if (first_failure) return *first_failure;
   return summary;

@@ -51,6 +51,18 @@ using detail::record_job;
 
 std::string message_text(const char* what) { return what ? what : "unknown exception"; }
 
+// An event is handled only from its own topic, <prefix>.<aggregate_type>.<event_type>: its type then
+// comes from a bounded set (the topics), which metric labels rely on, and a record cannot pose as
+// another type.
+bool belongs_on(std::string_view topic, const event& ev) {
+  const std::string_view type = ev.event_type(), aggregate = ev.aggregate_type();
+  const std::size_t tail = aggregate.size() + type.size() + 2;  // ".<aggregate_type>.<event_type>"
+  if (topic.size() <= tail) return false;
+  const auto end = topic.substr(topic.size() - tail);
+  return end[0] == '.' && end.substr(1, aggregate.size()) == aggregate && end[1 + aggregate.size()] == '.' &&
+         end.substr(2 + aggregate.size()) == type;
+}
+
 }  // namespace
 
 std::string_view to_string(processing_order order) noexcept {
@@ -79,10 +91,8 @@ void worker_options::validate() const {
   for (const auto& t : topics)
     if (!t.starts_with('^'))
       if (auto valid = validate_topic_name(t); !valid) reject("topics", valid.error().message());
-  if (dlq_suffix.empty()) reject("dlq_suffix", "must not be empty");
   // Caught here, not at the first dead letter (which would then hold its partition forever).
-  if (auto probe = dlq_topic_for("app.aggregate.event.type", dlq_suffix); !probe)
-    reject("dlq_suffix", probe.error().message());
+  if (auto valid = validate_dlq_suffix(dlq_suffix); !valid) reject("dlq_suffix", valid.error().message());
   for (std::size_t i = 0; i < middleware.size(); ++i)
     if (!middleware[i]) reject("middleware[" + std::to_string(i) + "]", "is an empty function");
   if (ordering != processing_order::key && ordering != processing_order::partition &&
@@ -93,6 +103,8 @@ void worker_options::validate() const {
   if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
   if (commit_interval.count() <= 0) reject("commit_interval", "must be positive");
   if (shutdown_timeout.count() < 0) reject("shutdown_timeout", "must not be negative");
+  for (const auto& [name, value] : {std::pair{"commit_interval", commit_interval}, {"shutdown_timeout", shutdown_timeout}})
+    if (value > max_duration) reject(name, "must be at most a year (" + std::to_string(max_duration.count()) + " ms)");
 }
 
 struct worker::impl {
@@ -269,6 +281,8 @@ struct worker::impl {
     job->topic = rd_kafka_topic_name(msg->rkt);
     job->partition = msg->partition;
     job->offset = msg->offset;
+    job->null_key = msg->key == nullptr;
+    job->null_value = msg->payload == nullptr;
     if (msg->key) job->key.assign(static_cast<const char*>(msg->key), msg->key_len);
     if (msg->payload) job->value.assign(static_cast<const char*>(msg->payload), msg->len);
     rd_kafka_headers_t* headers = nullptr;
@@ -341,6 +355,16 @@ struct worker::impl {
       if (!decoded) {
         job.bad = detail::dead_letter_reason{decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
                                              decoded.error().to_string(), "", 1};
+        return false;
+      }
+      if (!belongs_on(job.topic, decoded.value())) {
+        const auto& e = decoded.value();
+        job.bad = detail::dead_letter_reason{
+            "validation",
+            "event_type '" + e.event_type() + "' of aggregate_type '" + e.aggregate_type().substr(0, 100) +
+                "' does not belong on topic '" + job.topic + "' (<prefix>." + e.aggregate_type().substr(0, 100) + "." +
+                e.event_type() + " expected)",
+            "", 1};
         return false;
       }
       job.ev = std::move(decoded).value();
@@ -498,8 +522,13 @@ struct worker::impl {
     ++job->dead_letters_outstanding;
     dead_letters.write(
         job, why, [job] { return job->abandoned; },
-        [this, job, handler = why.handler, reason = std::string(why.reason)] {
-          if (options.metrics) options.metrics->count_dead_letter(job->topic, handler, reason);
+        [this, job, handler = why.handler, reason = std::string(why.reason)](detail::dead_letter_outcome outcome) {
+          if (options.metrics) {
+            if (outcome == detail::dead_letter_outcome::dropped)
+              options.metrics->count_dead_letter_dropped(job->topic, handler, reason);
+            else
+              options.metrics->count_dead_letter(job->topic, handler, reason);
+          }
           --job->dead_letters_outstanding;
           finish_if_done(job);
         });
@@ -712,6 +741,7 @@ worker_stats worker::stats() const noexcept {
           .retries = d.retries.load(),
           .dead_letters = d.dead_letters.written(),
           .dlq_write_failures = d.dead_letters.failures(),
+          .dead_letters_dropped = d.dead_letters.dropped(),
           .commits = d.commits.load(),
           .in_flight = d.in_flight.load(),
           .waiting_on_key = d.waiting_on_key.load(),
