@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@ struct consumed_record {
   std::string key;
   std::string value;
   std::map<std::string, std::string> headers;
+  bool null_key = false;  // Kafka's null, as opposed to an empty key
+  bool null_value = false;
 };
 
 /// Every record of `topic`: the sum of its partitions' high watermarks. -1 if not known.
@@ -67,6 +70,8 @@ inline std::vector<consumed_record> read_topic(const std::string& bootstrap, con
       r.topic = rd_kafka_topic_name(msg->rkt);
       r.partition = msg->partition;
       r.offset = msg->offset;
+      r.null_key = msg->key == nullptr;
+      r.null_value = msg->payload == nullptr;
       if (msg->key) r.key.assign(static_cast<const char*>(msg->key), msg->key_len);
       if (msg->payload) r.value.assign(static_cast<const char*>(msg->payload), msg->len);
       rd_kafka_headers_t* headers = nullptr;
@@ -113,13 +118,23 @@ inline std::int64_t topic_record_count(const std::string& bootstrap, const std::
   return total;
 }
 
-/// Produces one raw record (any bytes) and waits for its acknowledgement. Returns the partition.
-inline std::int32_t produce_raw(const std::string& bootstrap, const std::string& topic, const std::string& key,
-                                const std::string& value) {
+/// A record as a hostile producer may write it: any bytes, or Kafka's null for key or value.
+struct raw_record {
+  std::string topic;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::map<std::string, std::string> headers{};
+  std::map<std::string, std::string> producer_properties{};  // e.g. message.max.bytes for big records
+};
+
+/// Produces one raw record and waits for its acknowledgement. Returns the partition.
+inline std::int32_t produce_raw(const std::string& bootstrap, const raw_record& record) {
   char why[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
   rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
+  for (const auto& [k, v] : record.producer_properties)
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), why, sizeof why) != RD_KAFKA_CONF_OK) throw std::runtime_error(why);
   std::int32_t partition = -1;
   rd_kafka_conf_set_opaque(conf, &partition);
   rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
@@ -127,20 +142,35 @@ inline std::int32_t produce_raw(const std::string& bootstrap, const std::string&
   });
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
   if (rk == nullptr) throw std::runtime_error(why);
-  rd_kafka_vu_t fields[4];
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(record.headers.size());
+  for (const auto& [name, value] : record.headers)
+    rd_kafka_header_add(headers, name.c_str(), -1, value.data(), static_cast<ssize_t>(value.size()));
+  rd_kafka_vu_t fields[5];
   fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
-  fields[0].u.cstr = topic.c_str();
+  fields[0].u.cstr = record.topic.c_str();
   fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-  fields[1].u.mem = {const_cast<char*>(key.data()), key.size()};
+  fields[1].u.mem = {record.key ? const_cast<char*>(record.key->data()) : nullptr, record.key ? record.key->size() : 0};
   fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-  fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+  fields[2].u.mem = {record.value ? const_cast<char*>(record.value->data()) : nullptr,
+                     record.value ? record.value->size() : 0};
   fields[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
   fields[3].u.i = RD_KAFKA_MSG_F_COPY;
-  if (rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 4)) rd_kafka_error_destroy(err);
+  fields[4].vtype = RD_KAFKA_VTYPE_HEADERS;
+  fields[4].u.headers = headers;
+  if (rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 5)) {
+    rd_kafka_error_destroy(err);
+    rd_kafka_headers_destroy(headers);
+  }
   rd_kafka_flush(rk, 10000);
   rd_kafka_destroy(rk);
   if (partition < 0) throw std::runtime_error("produce_raw: not delivered");
   return partition;
+}
+
+/// Produces one raw record (any bytes) and waits for its acknowledgement. Returns the partition.
+inline std::int32_t produce_raw(const std::string& bootstrap, const std::string& topic, const std::string& key,
+                                const std::string& value) {
+  return produce_raw(bootstrap, raw_record{.topic = topic, .key = key, .value = value});
 }
 
 /// The offset `group` committed for topic[partition], or -1 if none (or unknown).

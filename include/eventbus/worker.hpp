@@ -67,6 +67,11 @@ struct worker_options {
   std::size_t max_buffered_per_partition = 1000;
   std::chrono::milliseconds commit_interval{1000}; // asynchronous commits of finished records
   std::chrono::milliseconds shutdown_timeout{30'000};  // bound on waiting for in-flight work
+  /// How long one record's handlers may run (its first pass, or one retry attempt); 0: no limit.
+  /// Past it the record is dead-lettered with reason "timeout" (for every handler) and its key
+  /// moves on; the call cannot be interrupted, so its thread stays busy until it returns, its
+  /// outcome ignored. A worker whose max_concurrency slots are all held so reports not ready.
+  std::chrono::milliseconds handler_timeout{300'000};
   /// Handler latency, retries, dead letters, consumed records and consumer lag; none if null.
   std::shared_ptr<eventbus::metrics> metrics{};
 
@@ -87,6 +92,7 @@ struct worker_stats {
   std::uint64_t in_flight = 0;          // records handed to handlers, not finished (running or queued for a handler thread, in backoff, dead-lettering)
   std::uint64_t waiting_on_key = 0;     // records held back by an earlier unfinished record of their key (or partition)
   std::uint64_t paused_partitions = 0;  // partitions whose window is full
+  std::uint64_t hung_calls = 0;         // handler calls past handler_timeout that have not returned yet
 };
 
 class worker {
@@ -108,14 +114,18 @@ class worker {
 
   /// Joins the group and starts consuming on background threads. Once only.
   void start();
-  /// Stops fetching, lets in-flight handler calls and dead-letter writes finish (at most
-  /// shutdown_timeout), commits what is finished, leaves the group. Idempotent, thread-safe.
+  /// Stops fetching, lets the handler calls at hand and dead-letter writes finish (no new record is
+  /// started), commits what is finished, leaves the group. Returns within shutdown_timeout: calls
+  /// still running then are left to finish on their own threads, their records uncommitted (they
+  /// are redelivered). Idempotent, thread-safe. From inside a handler it only asks the worker to
+  /// stop and returns at once; the worker stops once that handler returns.
   void stop() noexcept;
 
   /// Partitions currently assigned to this worker.
   [[nodiscard]] std::size_t assigned_partitions() const noexcept;
   /// True once the worker joined its group (it may hold no partition: more workers than
-  /// partitions), until it stops: what a readiness probe asks. Joining needs at least one
+  /// partitions), until it stops or every handler slot is held by a call past handler_timeout:
+  /// what a readiness probe asks. Joining needs at least one
   /// existing topic that the subscription matches.
   [[nodiscard]] bool in_group() const noexcept;
   [[nodiscard]] worker_stats stats() const noexcept;

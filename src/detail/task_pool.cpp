@@ -1,64 +1,101 @@
 #include "detail/task_pool.hpp"
 
 namespace eventbus::detail {
+
+struct task_pool::state {
+  state(std::size_t queue_capacity, std::size_t threads) : capacity(queue_capacity), exited(threads, false) {}
+
+  const std::size_t capacity;
+  std::mutex mu;
+  std::condition_variable has_work;
+  std::condition_variable has_room;
+  std::condition_variable thread_exited;
+  std::deque<task> queue;
+  bool closed = false;
+  std::vector<bool> exited;  // per thread, under mu
+};
+
 namespace {
-thread_local const task_pool* t_current_pool = nullptr;
+thread_local const void* t_current_pool = nullptr;  // the state of the pool this thread belongs to
 }
 
-task_pool::task_pool(std::size_t threads, std::size_t capacity) : capacity_(capacity) {
+task_pool::task_pool(std::size_t threads, std::size_t capacity) : state_(std::make_shared<state>(capacity, threads)) {
   threads_.reserve(threads);
-  for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([s = state_, i] { run(s, i); });
 }
 
 task_pool::~task_pool() { close_and_join(); }
 
-bool task_pool::on_pool_thread() const noexcept { return t_current_pool == this; }
+bool task_pool::on_pool_thread() const noexcept { return t_current_pool == state_.get(); }
 
 task_pool::push_status task_pool::push_all(std::vector<task>& tasks, std::chrono::milliseconds timeout) {
   if (tasks.empty()) return push_status::ok;
-  std::unique_lock lock(mu_);
+  auto& s = *state_;
+  std::unique_lock lock(s.mu);
   if (!on_pool_thread()) {
-    if (closed_) return push_status::closed;
+    if (s.closed) return push_status::closed;
     // A batch larger than the whole queue is admitted once the queue is empty, so it cannot starve.
-    const auto has_room = [&] { return closed_ || queue_.empty() || queue_.size() + tasks.size() <= capacity_; };
-    if (!has_room_.wait_for(lock, timeout, has_room)) return push_status::full;
-    if (closed_) return push_status::closed;
+    const auto has_room = [&] { return s.closed || s.queue.empty() || s.queue.size() + tasks.size() <= s.capacity; };
+    if (!s.has_room.wait_for(lock, timeout, has_room)) return push_status::full;
+    if (s.closed) return push_status::closed;
   }
-  for (auto& t : tasks) queue_.push_back(std::move(t));
+  for (auto& t : tasks) s.queue.push_back(std::move(t));
   lock.unlock();
   if (tasks.size() == 1)
-    has_work_.notify_one();
+    s.has_work.notify_one();
   else
-    has_work_.notify_all();
+    s.has_work.notify_all();
   return push_status::ok;
 }
 
-void task_pool::close_and_join() noexcept {
+std::size_t task_pool::close_and_join(std::optional<std::chrono::milliseconds> bound) noexcept {
+  auto& s = *state_;
   {
-    const std::lock_guard lock(mu_);
-    closed_ = true;
+    const std::lock_guard lock(s.mu);
+    s.closed = true;
   }
-  has_work_.notify_all();
-  has_room_.notify_all();
-  if (on_pool_thread()) return;
-  std::call_once(joined_, [this] {
-    for (auto& t : threads_) t.join();
+  s.has_work.notify_all();
+  s.has_room.notify_all();
+  if (on_pool_thread()) return 0;
+  std::call_once(joined_, [&] {
+    if (bound) {
+      std::unique_lock lock(s.mu);
+      const auto all_exited = [&] {
+        for (const bool e : s.exited)
+          if (!e) return false;
+        return true;
+      };
+      s.thread_exited.wait_for(lock, *bound, all_exited);
+      for (std::size_t i = 0; i < threads_.size(); ++i)
+        if (!s.exited[i]) {
+          threads_[i].detach();  // still running a task: it holds the state and exits on its own
+          ++detached_;
+        }
+    }
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
   });
+  return detached_;
 }
 
-void task_pool::run() {
-  t_current_pool = this;
-  std::unique_lock lock(mu_);
+void task_pool::run(const std::shared_ptr<state>& shared, std::size_t index) {
+  auto& s = *shared;
+  t_current_pool = &s;
+  std::unique_lock lock(s.mu);
   for (;;) {
-    has_work_.wait(lock, [&] { return closed_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // closed and drained
-    task next = std::move(queue_.front());
-    queue_.pop_front();
+    s.has_work.wait(lock, [&] { return s.closed || !s.queue.empty(); });
+    if (s.queue.empty()) break;  // closed and drained
+    task next = std::move(s.queue.front());
+    s.queue.pop_front();
     lock.unlock();
-    has_room_.notify_all();  // waiters want different amounts of room
+    s.has_room.notify_all();  // waiters want different amounts of room
     next();
+    next = nullptr;  // what the task held goes now, not with the next one
     lock.lock();
   }
+  s.exited[index] = true;
+  lock.unlock();
+  s.thread_exited.notify_all();
 }
 
 }  // namespace eventbus::detail

@@ -1,12 +1,18 @@
 #pragma once
 // A fixed set of threads running tasks from one bounded FIFO queue.
+//
+// The queue and the threads' bookkeeping live in a shared state that every thread holds, so a
+// thread whose task never returns can be detached (close_and_join with a bound) and keeps only
+// memory of its own alive: nothing it touches is freed under it.
 
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -18,7 +24,7 @@ class task_pool {
   enum class push_status { ok, full, closed };
 
   task_pool(std::size_t threads, std::size_t capacity);
-  ~task_pool();
+  ~task_pool();  // close_and_join() without a bound
   task_pool(const task_pool&) = delete;
   task_pool& operator=(const task_pool&) = delete;
 
@@ -28,22 +34,21 @@ class task_pool {
   push_status push_all(std::vector<task>& tasks, std::chrono::milliseconds timeout);
 
   /// Stops intake from other threads, runs everything queued, joins. Idempotent. From a pool
-  /// thread it only stops intake (a thread cannot join itself).
-  void close_and_join() noexcept;
+  /// thread it only stops intake (a thread cannot join itself). With a bound, threads still busy
+  /// when it passes are detached (their tasks run on, and what they queue is dropped); returns how
+  /// many were.
+  std::size_t close_and_join(std::optional<std::chrono::milliseconds> bound = std::nullopt) noexcept;
 
   [[nodiscard]] bool on_pool_thread() const noexcept;
 
  private:
-  void run();
+  struct state;
+  static void run(const std::shared_ptr<state>& s, std::size_t index);
 
-  const std::size_t capacity_;
-  std::mutex mu_;
-  std::condition_variable has_work_;
-  std::condition_variable has_room_;
-  std::deque<task> queue_;
-  bool closed_ = false;
+  std::shared_ptr<state> state_;
   std::vector<std::thread> threads_;
   std::once_flag joined_;
+  std::size_t detached_ = 0;
 };
 
 }  // namespace eventbus::detail

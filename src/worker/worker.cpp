@@ -43,6 +43,7 @@ using detail::handler_state;
 using detail::job_ptr;
 using detail::partition_key;
 using detail::partition_work;
+using detail::pass_state;
 using detail::record_job;
 
 [[noreturn]] void reject(std::string field, std::string message) {
@@ -103,244 +104,34 @@ void worker_options::validate() const {
   if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
   if (commit_interval.count() <= 0) reject("commit_interval", "must be positive");
   if (shutdown_timeout.count() < 0) reject("shutdown_timeout", "must not be negative");
-  for (const auto& [name, value] : {std::pair{"commit_interval", commit_interval}, {"shutdown_timeout", shutdown_timeout}})
+  if (handler_timeout.count() < 0) reject("handler_timeout", "must not be negative (0: no limit)");
+  for (const auto& [name, value] : {std::pair{"commit_interval", commit_interval}, {"shutdown_timeout", shutdown_timeout},
+                                    {"handler_timeout", handler_timeout}})
     if (value > max_duration) reject(name, "must be at most a year (" + std::to_string(max_duration.count()) + " ms)");
 }
 
-struct worker::impl {
-  explicit impl(worker_options opts)
-      : options(validated(std::move(opts))), pool(options.max_concurrency, std::size_t{1} << 20),
-        dead_letters(options.kafka, options.group_id, options.dlq_suffix, [this](std::chrono::milliseconds delay, std::function<void()> fn) {
-          post([this, delay, fn = std::move(fn)]() mutable {
-            if (delay.count() == 0) return fn();
-            at(clock_type::now() + delay, std::move(fn));
-          });
-        }) {
-    auto config = detail::make_client_config(
-        options.kafka, {{"group.id", options.group_id},
-                        {"enable.auto.commit", "false"},  // we commit finished records only
-                        {"enable.auto.offset.store", "false"},
-                        {"auto.offset.reset", "earliest"},
-                        {"enable.partition.eof", "false"}});
-    broker = std::move(config.broker);
-    rd_kafka_conf_set_opaque(config.conf.get(), this);
-    rd_kafka_conf_set_rebalance_cb(config.conf.get(), &impl::on_rebalance);
-    rd_kafka_conf_set_offset_commit_cb(config.conf.get(), &impl::on_commit_result);
-    consumer = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
-    rd_kafka_poll_set_consumer(consumer.get());
-  }
+// What handler threads use: the options, the handlers and their middleware, the counters they
+// bump and the completion queue they post to. Every pool task holds it by shared_ptr, so a handler
+// that never returns (its thread left detached when stop() gives up on it) cannot outlive anything
+// it touches.
+struct pool_side {
+  explicit pool_side(worker_options opts) : options(validated(std::move(opts))), chain(build_chain()) {}
 
   static worker_options validated(worker_options opts) {
     opts.validate();
     return opts;
   }
 
-  // --- threads
-
-  void start() {
-    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(options.topics.size()));
-    for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
-    const auto err = rd_kafka_subscribe(consumer.get(), topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (err) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
-    // librdkafka tells us (from its own thread) when records or rebalance events arrive on an empty
-    // queue, so the loop sleeps on one condition variable for records, completions and timers alike.
-    consumer_queue = rd_kafka_queue_get_consumer(consumer.get());
-    rd_kafka_queue_cb_event_enable(consumer_queue, &impl::on_consumer_queue_ready, this);
-    loop_thread = std::thread([this] {
-      pthread_setname_np(pthread_self(), "eventbus-worker");
-      run_loop();
-    });
-  }
-
-  void stop() noexcept {
-    stop_requested.store(true);
-    post([] {});  // wakes a loop waiting for completions
-    if (loop_thread.joinable() && loop_thread.get_id() != std::this_thread::get_id()) loop_thread.join();
-  }
-
-  void run_loop() noexcept {
-    try {
-      while (!stop_requested.load()) {
-        {
-          const std::lock_guard lock(completions_mu);
-          consumer_ready = false;  // set again by librdkafka once the queue we empty below refills
-        }
-        bool more = false;
-        for (int taken = 0;; ++taken) {
-          if (taken == max_records_per_turn) {
-            more = true;  // leave room for completions; the queue is not empty, so no wake-up comes
-            break;
-          }
-          rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer.get(), 0);
-          if (msg == nullptr) break;
-          on_message(msg);
-        }
-        drain_completions();
-        run_due_timers();
-        dispatch();
-        commit(false);
-        update_gauges();
-        if (!more) wait_for_work();
-      }
-      shut_down();
-    } catch (const std::exception& e) {
-      detail::log(log_level::error, std::string("worker loop stopped: ") + e.what());
-    }
-  }
-
-  static void on_consumer_queue_ready(rd_kafka_t*, void* opaque) noexcept {
-    auto& self = *static_cast<impl*>(opaque);
-    {
-      const std::lock_guard lock(self.completions_mu);
-      self.consumer_ready = true;
-    }
-    self.completions_cv.notify_one();
-  }
-
-  // Sleeps until records, a completion or a stop arrive, or the next timer or commit is due.
-  void wait_for_work() {
-    auto until = clock_type::now() + std::chrono::milliseconds(100);
-    if (!timers.empty()) until = std::min(until, timers.begin()->first);
-    until = std::min(until, next_commit);  // a needless wake-up a second is cheaper than scanning partitions
-    std::unique_lock lock(completions_mu);
-    completions_cv.wait_until(lock, until, [&] { return consumer_ready || !completions.empty() || stop_requested.load(); });
-  }
-
-  void shut_down() {
-    intake_closed = true;
-    const auto deadline = clock_type::now() + options.shutdown_timeout;
-    wait_until_settled([&](const partition_key&) { return true; }, deadline);
-    commit(true);
-    forget_partitions([](const partition_key&) { return true; });  // so the revocation below waits for nothing
-    update_gauges(true);
-    rd_kafka_queue_cb_event_enable(consumer_queue, nullptr, nullptr);
-    rd_kafka_consumer_close(consumer.get());
-    rd_kafka_queue_destroy(consumer_queue);
-    consumer_queue = nullptr;
-    pool.close_and_join();
-  }
-
-  // --- completions: the only way other threads talk to the consumer thread
-
   void post(std::function<void()> fn) {
     {
-      const std::lock_guard lock(completions_mu);
+      const std::lock_guard lock(mu);
       completions.push_back(std::move(fn));
     }
-    completions_cv.notify_one();
+    cv.notify_one();
   }
 
-  void drain_completions() {
-    std::vector<std::function<void()>> batch;
-    {
-      const std::lock_guard lock(completions_mu);
-      batch.swap(completions);
-    }
-    for (auto& fn : batch) fn();
-  }
-
-  // Handles completions until every selected partition has nothing running: no batch on the pool,
-  // no retry attempt, no dead-letter write outstanding. Records waiting for their backoff are not
-  // waited for (they were not started again; the next owner starts them).
-  template <class Select>
-  void wait_until_settled(Select&& selected, clock_type::time_point deadline) {
-    for (;;) {
-      drain_completions();
-      bool busy = false;
-      for (auto& [key, p] : work.partitions())
-        if (selected(key) && is_busy(p)) busy = true;
-      if (!busy) return;
-      std::unique_lock lock(completions_mu);
-      if (!completions_cv.wait_until(lock, deadline, [&] { return !completions.empty(); })) {
-        detail::log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
-                                     "it is left uncommitted and will be redelivered");
-        return;
-      }
-    }
-  }
-
-  static bool is_busy(const partition_work& p) {
-    if (p.on_pool > 0) return true;
-    return std::any_of(p.lanes.begin(), p.lanes.end(), [](const auto& kv) {
-      const auto& current = kv.second.current;
-      return current && (current->running || current->dead_letters_outstanding > 0);
-    });
-  }
-
-  // --- records
-
-  void on_message(rd_kafka_message_t* raw) {
-    const detail::kafka_message msg(raw);
-    if (msg->err) {
-      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-        detail::log(log_level::warn, "worker: consumer error: " + detail::kafka_error_text(msg->err));
-      return;
-    }
-    auto job = std::make_shared<record_job>();
-    job->topic = rd_kafka_topic_name(msg->rkt);
-    job->partition = msg->partition;
-    job->offset = msg->offset;
-    job->null_key = msg->key == nullptr;
-    job->null_value = msg->payload == nullptr;
-    if (msg->key) job->key.assign(static_cast<const char*>(msg->key), msg->key_len);
-    if (msg->payload) job->value.assign(static_cast<const char*>(msg->payload), msg->len);
-    rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name = nullptr;
-      const void* value = nullptr;
-      size_t size = 0;
-      for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
-        job->headers.emplace_back(name, std::string(static_cast<const char*>(value), size));
-    }
-    records.fetch_add(1, std::memory_order_relaxed);
-    if (options.metrics) options.metrics->count_consumed(job->topic);
-
-    auto& p = work.partition(job->topic, job->partition);
-    work.add(p, std::move(job));
-    if (!p.paused && p.window.size() >= options.max_buffered_per_partition) set_paused(p, true);
-  }
-
-  // Starts what may start: due retries first, then batches of ready lanes, while slots are free.
-  void dispatch() {
-    if (intake_closed) return;
-    while (on_pool < options.max_concurrency && !due_retries.empty()) {
-      auto job = std::move(due_retries.front());
-      due_retries.pop_front();
-      if (!job->abandoned && !job->owner->partition->revoking) attempt(job);
-    }
-    while (on_pool < options.max_concurrency && work.has_ready()) {
-      auto batch = std::make_shared<detail::work_batch>(work.take(options.max_concurrency - on_pool, batch_limit()));
-      if (batch->jobs.empty()) continue;  // it skipped revoking lanes only
-      ++on_pool;
-      std::vector<detail::task_pool::task> task{[this, batch] {
-        const auto start = clock_type::now();
-        for (auto& run : batch->runs) {
-          while (run.begin + run.done < run.end) {
-            ++batch->passes;
-            auto& job = *batch->jobs[run.begin + run.done];
-            if (!first_pass(job)) break;
-            job.release_bytes();  // here, not on the consumer thread: freeing a parsed event is not free
-            ++run.done;
-          }
-        }
-        batch->took = clock_type::now() - start;
-        post([this, batch] { after_batch(*batch); });
-      }};
-      (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most max_concurrency tasks: always room
-    }
-  }
-
-  // Records a batch may hold: enough to make the hand-off cheap next to the handling, few enough
-  // that no pool thread sits on work other threads could share (about 2 ms a batch, from the time
-  // records took so far). Quick handlers get big batches, 5 ms ones a record each.
-  std::size_t batch_limit() const {
-    constexpr double batch_budget_ns = 2'000'000;
-    return static_cast<std::size_t>(std::clamp(batch_budget_ns / std::max(record_ns, 1.0), 1.0, double(max_batch)));
-  }
-
-  // On the pool: decodes the record and runs each of its handlers once. True when the record is
-  // finished (every handler succeeded, or none applies).
+  // Decodes the record and runs each of its handlers once. True when the record is finished
+  // (every handler succeeded, or none applies).
   bool first_pass(record_job& job) noexcept {
     try {
       if (job.topic.ends_with(options.dlq_suffix)) return true;  // a dead-letter topic matched a regex
@@ -389,50 +180,13 @@ struct worker::impl {
     }
   }
 
-  // On the consumer thread: in each run, the records before `done` are finished; the one at
-  // `done` (if any) needs a retry or a dead letter and holds its lane; the rest go back to the
-  // head of the lane.
-  void after_batch(detail::work_batch& batch) {
-    --on_pool;
-    if (batch.passes > 0) {
-      const double per_record = static_cast<double>(batch.took.count()) / static_cast<double>(batch.passes);
-      record_ns = 0.8 * record_ns + 0.2 * per_record;
+  // Runs the record's handlers whose backoff is over (a retry attempt).
+  void run_due_handlers(record_job& job) noexcept {
+    const auto now = clock_type::now();
+    for (auto& run : job.handlers) {
+      if (run.state != handler_state::pending || run.next_try > now) continue;
+      call_handler(job, run);
     }
-    for (const auto& run : batch.runs) {
-      if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile: the next owner gets them again
-      detail::lane& lane = *run.owner;
-      lane.partition->on_pool -= run.end - run.begin;
-      for (std::size_t i = run.begin; i < run.begin + run.done; ++i) finish_record(*batch.jobs[i]);
-      if (run.begin + run.done == run.end) {
-        work.release(lane);
-        continue;
-      }
-      const auto failed = batch.jobs.begin() + static_cast<std::ptrdiff_t>(run.begin + run.done);
-      lane.waiting.insert(lane.waiting.begin(), failed + 1, batch.jobs.begin() + static_cast<std::ptrdiff_t>(run.end));
-      lane.current = *failed;
-      if (lane.current->bad)
-        dead_letter(lane.current, *lane.current->bad);
-      else
-        after_attempt(lane.current);
-    }
-  }
-
-  // Runs the handlers that are due, on the pool; the outcome comes back through post().
-  void attempt(const job_ptr& job) {
-    job->running = true;
-    ++on_pool;
-    std::vector<detail::task_pool::task> task{[this, job] {
-      const auto now = clock_type::now();
-      for (auto& run : job->handlers) {
-        if (run.state != handler_state::pending || run.next_try > now) continue;
-        call_handler(*job, run);
-      }
-      post([this, job] {
-        --on_pool;
-        after_attempt(job);
-      });
-    }};
-    (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most max_concurrency tasks: always room
   }
 
   // One attempt through the middleware chain; the outcome decides the handler's state.
@@ -475,6 +229,406 @@ struct worker::impl {
     return pieces;
   }
 
+  const worker_options options;
+  std::atomic<bool> stop_requested{false};
+  const std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
+  std::atomic<std::uint64_t> handler_calls{0}, retries{0};
+  const std::vector<middleware> chain;  // after the counters its timing piece bumps
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::function<void()>> completions;  // run by the consumer thread, in order
+  bool consumer_ready = false;  // librdkafka queued something since the loop last emptied its queue
+};
+
+struct worker::impl {
+  explicit impl(worker_options opts)
+      : side(std::make_shared<pool_side>(std::move(opts))), options(side->options),
+        pool(options.max_concurrency, std::size_t{1} << 20),
+        dead_letters(options.kafka, options.group_id, options.dlq_suffix, [this](std::chrono::milliseconds delay, std::function<void()> fn) {
+          post([this, delay, fn = std::move(fn)]() mutable {
+            if (delay.count() == 0) return fn();
+            at(clock_type::now() + delay, std::move(fn));
+          });
+        }) {
+    auto config = detail::make_client_config(
+        options.kafka, {{"group.id", options.group_id},
+                        {"enable.auto.commit", "false"},  // we commit finished records only
+                        {"enable.auto.offset.store", "false"},
+                        {"auto.offset.reset", "earliest"},
+                        {"enable.partition.eof", "false"}});
+    broker = std::move(config.broker);
+    rd_kafka_conf_set_opaque(config.conf.get(), this);
+    rd_kafka_conf_set_rebalance_cb(config.conf.get(), &impl::on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(config.conf.get(), &impl::on_commit_result);
+    consumer = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
+    rd_kafka_poll_set_consumer(consumer.get());
+  }
+
+  // --- threads
+
+  void start() {
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(options.topics.size()));
+    for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
+    const auto err = rd_kafka_subscribe(consumer.get(), topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
+    // librdkafka tells us (from its own thread) when records or rebalance events arrive on an empty
+    // queue, so the loop sleeps on one condition variable for records, completions and timers alike.
+    consumer_queue = rd_kafka_queue_get_consumer(consumer.get());
+    rd_kafka_queue_cb_event_enable(consumer_queue, &impl::on_consumer_queue_ready, this);
+    loop_thread = std::thread([this] {
+      pthread_setname_np(pthread_self(), "eventbus-worker");
+      run_loop();
+    });
+  }
+
+  void stop() noexcept {
+    side->stop_requested.store(true);
+    side->post([] {});  // wakes a loop waiting for completions
+    // From a handler (a pool thread) or the loop itself: only ask. Waiting here would wait for the
+    // very call that asked; the loop finishes stopping once it returns.
+    if (pool.on_pool_thread() || std::this_thread::get_id() == loop_thread.get_id()) return;
+    const std::lock_guard lock(join_mu);  // stop() from several threads: one joins, all return after
+    if (loop_thread.joinable()) loop_thread.join();
+  }
+
+  void run_loop() noexcept {
+    try {
+      while (!side->stop_requested.load()) {
+        {
+          const std::lock_guard lock(side->mu);
+          side->consumer_ready = false;  // set again by librdkafka once the queue we empty below refills
+        }
+        bool more = false;
+        for (int taken = 0;; ++taken) {
+          if (taken == max_records_per_turn) {
+            more = true;  // leave room for completions; the queue is not empty, so no wake-up comes
+            break;
+          }
+          rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer.get(), 0);
+          if (msg == nullptr) break;
+          on_message(msg);
+        }
+        drain_completions();
+        take_back_overdue();
+        run_due_timers();
+        dispatch();
+        commit(false);
+        update_gauges();
+        if (!more) wait_for_work();
+      }
+      shut_down();
+    } catch (const std::exception& e) {
+      detail::log(log_level::error, std::string("worker loop stopped: ") + e.what());
+    }
+  }
+
+  static void on_consumer_queue_ready(rd_kafka_t*, void* opaque) noexcept {
+    auto& self = *static_cast<impl*>(opaque);
+    {
+      const std::lock_guard lock(self.side->mu);
+      self.side->consumer_ready = true;
+    }
+    self.side->cv.notify_one();
+  }
+
+  // Sleeps until records, a completion or a stop arrive, or the next timer or commit is due.
+  void wait_for_work() {
+    auto until = clock_type::now() + std::chrono::milliseconds(100);
+    if (!timers.empty()) until = std::min(until, timers.begin()->first);
+    until = std::min(until, next_commit);  // a needless wake-up a second is cheaper than scanning partitions
+    std::unique_lock lock(side->mu);
+    side->cv.wait_until(lock, until, [&] {
+      return side->consumer_ready || !side->completions.empty() || side->stop_requested.load();
+    });
+  }
+
+  // Bounded by shutdown_timeout, whatever handlers do: records still running when it passes are
+  // left uncommitted (redelivered to the next owner), and their threads are left to finish alone.
+  void shut_down() {
+    intake_closed = true;
+    const auto deadline = clock_type::now() + options.shutdown_timeout;
+    for (const auto& b : on_pool_batches) b->stop.store(true);  // finish the record at hand, start no other
+    wait_until_settled([&](const partition_key&) { return true; }, deadline);
+    commit(true);
+    forget_partitions([](const partition_key&) { return true; });  // so the revocation below waits for nothing
+    update_gauges(true);
+    rd_kafka_queue_cb_event_enable(consumer_queue, nullptr, nullptr);
+    rd_kafka_consumer_close(consumer.get());
+    rd_kafka_queue_destroy(consumer_queue);
+    consumer_queue = nullptr;
+    const auto left = std::max(clock_type::duration::zero(), deadline - clock_type::now());
+    if (const auto detached = pool.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0)
+      detail::log(log_level::error, "worker: " + std::to_string(detached) +
+                                        " handler call(s) still running after shutdown_timeout; their threads are "
+                                        "left to finish on their own and their records will be redelivered");
+  }
+
+  // --- completions: the only way other threads talk to the consumer thread
+
+  void post(std::function<void()> fn) { side->post(std::move(fn)); }
+
+  void drain_completions() {
+    std::vector<std::function<void()>> batch;
+    {
+      const std::lock_guard lock(side->mu);
+      batch.swap(side->completions);
+    }
+    for (auto& fn : batch) fn();
+  }
+
+  // Handles completions until every selected partition has nothing running: no batch on the pool,
+  // no retry attempt, no dead-letter write outstanding. Records waiting for their backoff are not
+  // waited for (they were not started again; the next owner starts them).
+  template <class Select>
+  void wait_until_settled(Select&& selected, clock_type::time_point deadline) {
+    for (;;) {
+      drain_completions();
+      bool busy = false;
+      for (auto& [key, p] : work.partitions())
+        if (selected(key) && is_busy(p)) busy = true;
+      if (!busy) return;
+      std::unique_lock lock(side->mu);
+      if (!side->cv.wait_until(lock, deadline, [&] { return !side->completions.empty(); })) {
+        detail::log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
+                                     "it is left uncommitted and will be redelivered");
+        return;
+      }
+    }
+  }
+
+  static bool is_busy(const partition_work& p) {
+    if (p.on_pool > 0) return true;
+    return std::any_of(p.lanes.begin(), p.lanes.end(), [](const auto& kv) {
+      const auto& current = kv.second.current;
+      return current && (current->running || current->dead_letters_outstanding > 0);
+    });
+  }
+
+  // --- records
+
+  void on_message(rd_kafka_message_t* raw) {
+    const detail::kafka_message msg(raw);
+    if (msg->err) {
+      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        detail::log(log_level::warn, "worker: consumer error: " + detail::kafka_error_text(msg->err));
+      return;
+    }
+    auto job = std::make_shared<record_job>();
+    job->topic = rd_kafka_topic_name(msg->rkt);
+    job->partition = msg->partition;
+    job->offset = msg->offset;
+    job->null_key = msg->key == nullptr;
+    job->null_value = msg->payload == nullptr;
+    if (msg->key) job->key.assign(static_cast<const char*>(msg->key), msg->key_len);
+    if (msg->payload) job->value.assign(static_cast<const char*>(msg->payload), msg->len);
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+        job->headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
+    }
+    records.fetch_add(1, std::memory_order_relaxed);
+    if (options.metrics) options.metrics->count_consumed(job->topic);
+
+    auto& p = work.partition(job->topic, job->partition);
+    work.add(p, std::move(job));
+    if (!p.paused && p.window.size() >= options.max_buffered_per_partition) set_paused(p, true);
+  }
+
+  // Starts what may start: due retries first, then batches of ready lanes, while slots are free.
+  void dispatch() {
+    if (intake_closed) return;
+    while (on_pool < options.max_concurrency && !due_retries.empty()) {
+      auto job = std::move(due_retries.front());
+      due_retries.pop_front();
+      if (!job->abandoned && !job->owner->partition->revoking) attempt(job);
+    }
+    while (on_pool < options.max_concurrency && work.has_ready()) {
+      auto batch = std::make_shared<detail::work_batch>(work.take(options.max_concurrency - on_pool, batch_limit()));
+      if (batch->jobs.empty()) continue;  // it skipped revoking lanes only
+      run_on_pool(batch, [](pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& b) {
+        run_batch(on, self, b);
+      });
+    }
+  }
+
+  // Hands a batch to a pool thread. The task holds the pool side, never the worker: if its
+  // handlers hang past stop(), it outlives the worker safely. (It carries the worker's address
+  // only to put it in what it posts, which only the worker's own loop ever runs.)
+  template <class Body>
+  void run_on_pool(const std::shared_ptr<detail::work_batch>& batch, Body body) {
+    ++on_pool;
+    on_pool_batches.insert(batch);
+    std::vector<detail::task_pool::task> task{[side = side, self = this, batch, body] { body(*side, self, batch); }};
+    (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most max_concurrency tasks: always room
+  }
+
+  // On a pool thread: each run's records in order, until one needs more than a clean pass. Stops
+  // before the next record when asked (stop, revocation); records finished in a slow batch are
+  // reported as they finish, so they become committable without waiting for the rest.
+  static void run_batch(pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& batch) {
+    const auto start = clock_type::now();
+    auto last_report = start;
+    for (auto& run : batch->runs) {
+      while (run.begin + run.done < run.end) {
+        if (batch->stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) break;
+        const std::size_t k = run.begin + run.done;
+        auto& job = *batch->jobs[k];
+        batch->begin(k);
+        ++batch->passes;
+        const bool finished = on.first_pass(job);
+        if (!batch->end(k)) {  // it overran handler_timeout: the worker took it (and the batch) over
+          on.post([self] { self->hung_call_returned(); });
+          return;
+        }
+        // Freed here, not on the consumer thread: freeing a parsed event is not free. Before the
+        // state is published: from then on the consumer thread may finish the record.
+        if (finished) job.release_bytes();
+        job.pass.store(finished ? pass_state::finished : pass_state::needs_more, std::memory_order_release);
+        if (!finished) break;
+        ++run.done;
+        if (const auto now = clock_type::now(); now - last_report >= progress_interval) {
+          last_report = now;
+          on.post([self, batch] { self->report_finished(*batch); });
+        }
+      }
+    }
+    batch->took = clock_type::now() - start;
+    on.post([self, batch] {
+      self->on_pool_batches.erase(batch);
+      self->after_batch(*batch);
+    });
+  }
+
+  // Records a batch may hold: enough to make the hand-off cheap next to the handling, few enough
+  // that no pool thread sits on work other threads could share (about 2 ms a batch, from the time
+  // records took so far). Quick handlers get big batches, 5 ms ones a record each.
+  std::size_t batch_limit() const {
+    constexpr double batch_budget_ns = 2'000'000;
+    return static_cast<std::size_t>(std::clamp(batch_budget_ns / std::max(record_ns, 1.0), 1.0, double(max_batch)));
+  }
+
+  // On the consumer thread, as the pool reports: each run's records finished so far become
+  // committable (in order, up to the first that is not finished).
+  void report_finished(detail::work_batch& batch) {
+    for (auto& run : batch.runs) {
+      if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile
+      while (run.begin + run.reported < run.end &&
+             batch.jobs[run.begin + run.reported]->pass.load(std::memory_order_acquire) == pass_state::finished) {
+        finish_record(*batch.jobs[run.begin + run.reported]);
+        ++run.reported;
+      }
+    }
+  }
+
+  // On the consumer thread, once the pool is done with a batch: in each run, the records finished
+  // become committable; the first one that needs more (a retry, a dead letter) holds its lane; the
+  // rest, and records the pool did not start (a stop or revocation came first), go back to the
+  // head of the lane.
+  void after_batch(detail::work_batch& batch) {
+    --on_pool;
+    if (batch.passes > 0) {
+      const double per_record = static_cast<double>(batch.took.count()) / static_cast<double>(batch.passes);
+      record_ns = 0.8 * record_ns + 0.2 * per_record;
+    }
+    settle_runs(batch, std::nullopt);
+  }
+
+  // The runs of a batch the pool is done with (or that was taken from it: `hung` is then the record
+  // still running, dead-lettered as a timeout).
+  void settle_runs(detail::work_batch& batch, std::optional<std::size_t> hung) {
+    report_finished(batch);
+    for (const auto& run : batch.runs) {
+      if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile: the next owner gets them again
+      detail::lane& lane = *run.owner;
+      lane.partition->on_pool -= run.end - run.begin;
+      const std::size_t at = run.begin + run.reported;
+      if (at == run.end) {
+        work.release(lane);
+        continue;
+      }
+      const auto first = batch.jobs.begin() + static_cast<std::ptrdiff_t>(at);
+      const auto end = batch.jobs.begin() + static_cast<std::ptrdiff_t>(run.end);
+      const job_ptr& stopped_at = *first;
+      const bool overran = hung && *hung == at;
+      if (!overran && stopped_at->pass.load(std::memory_order_acquire) == pass_state::pending) {
+        lane.waiting.insert(lane.waiting.begin(), first, end);  // never started
+        work.release(lane);
+        continue;
+      }
+      lane.waiting.insert(lane.waiting.begin(), first + 1, end);
+      lane.current = stopped_at;
+      if (overran)
+        time_out(stopped_at);
+      else if (lane.current->bad)
+        dead_letter(lane.current, *lane.current->bad);
+      else
+        after_attempt(lane.current);
+    }
+  }
+
+  // Runs the handlers that are due, on the pool; the outcome comes back through post().
+  void attempt(const job_ptr& job) {
+    job->running = true;
+    auto batch = std::make_shared<detail::work_batch>();
+    batch->jobs.push_back(job);
+    batch->retry = true;
+    run_on_pool(batch, [](pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& b) {
+      b->begin(0);
+      on.run_due_handlers(*b->jobs[0]);
+      if (!b->end(0)) return on.post([self] { self->hung_call_returned(); });
+      on.post([self, b] {
+        self->on_pool_batches.erase(b);
+        --self->on_pool;
+        self->after_attempt(b->jobs[0]);
+      });
+    });
+  }
+
+  // --- handler timeout
+
+  // Records whose handlers run past handler_timeout are taken from their threads: dead-lettered
+  // with reason "timeout" (for every handler: the later ones never ran), so their key, their
+  // partition's commits and the window move on. The call itself cannot be stopped: its thread
+  // stays busy (and counted against max_concurrency) until it returns, and what it returns is
+  // ignored. A worker whose every slot is held by such calls reports itself not ready.
+  void take_back_overdue() {
+    if (options.handler_timeout.count() == 0) return;
+    for (auto it = on_pool_batches.begin(); it != on_pool_batches.end();) {
+      const auto batch = *it++;
+      if (const auto k = batch->cancel_overdue(options.handler_timeout)) {
+        on_pool_batches.erase(batch);
+        hung_calls.fetch_add(1, std::memory_order_relaxed);
+        if (batch->retry) {
+          batch->jobs[0]->running = false;
+          time_out(batch->jobs[0]);
+        } else {
+          settle_runs(*batch, *k);
+        }
+      }
+    }
+  }
+
+  void time_out(const job_ptr& job) {
+    job->hung = true;
+    if (job->abandoned) return;
+    dead_letter(job, {"timeout",
+                      "handlers did not return within handler_timeout (" +
+                          std::to_string(options.handler_timeout.count()) +
+                          " ms); the call was left running and its outcome is ignored",
+                      "", 1});
+  }
+
+  // The pool thread of a timed-out record is back: its slot is free again.
+  void hung_call_returned() {
+    --on_pool;
+    hung_calls.fetch_sub(1, std::memory_order_relaxed);
+  }
+
   void after_attempt(const job_ptr& job) {
     job->running = false;
     if (job->abandoned) return;
@@ -499,8 +653,9 @@ struct worker::impl {
   // By value: the caller's pointer may be the lane's `current`, which this resets.
   void finish_if_done(job_ptr job) {
     if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
-    for (const auto& run : job->handlers)
-      if (run.state == handler_state::pending) return;
+    if (!job->hung)  // a hung record's handlers belong to its thread; its dead letter covers them all
+      for (const auto& run : job->handlers)
+        if (run.state == handler_state::pending) return;
     detail::lane& lane = *job->owner;
     lane.current.reset();
     finish_record(*job);
@@ -658,6 +813,11 @@ struct worker::impl {
     for (int i = 0; i < list->cnt; ++i) revoked.insert({list->elems[i].topic, list->elems[i].partition});
     for (auto& [key, p] : work.partitions())
       if (revoked.count(key) > 0) p.revoking = true;
+    // Their batches stop before their next record: the next owner handles those, and two workers
+    // must not run one key at once for longer than the record at hand.
+    for (const auto& b : on_pool_batches)
+      for (const auto& run : b->runs)
+        if (!b->jobs[run.begin]->abandoned && run.owner->partition->revoking) b->stop.store(true);
     wait_until_settled([&](const partition_key& key) { return revoked.count(key) > 0; },
                        clock_type::now() + options.shutdown_timeout);
     commit(true);
@@ -676,20 +836,14 @@ struct worker::impl {
     }
   }
 
-  worker_options options;
-  std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
+  std::shared_ptr<pool_side> side;  // first: holds the options everything else reads
+  const worker_options& options;
   std::shared_ptr<embedded_broker> broker;  // outlives the clients
-  std::vector<middleware> chain = build_chain();  // after `options`, read-only from then on
   detail::task_pool pool;
   detail::kafka_handle consumer;
   rd_kafka_queue_t* consumer_queue = nullptr;  // our reference to the consumer's queue, while started
   std::thread loop_thread;
-  std::atomic<bool> stop_requested{false};
-
-  std::mutex completions_mu;
-  std::condition_variable completions_cv;
-  std::vector<std::function<void()>> completions;
-  bool consumer_ready = false;  // librdkafka queued something since the loop last emptied its queue
+  std::mutex join_mu;
   static constexpr int max_records_per_turn = 1000;
   static constexpr std::size_t max_batch = 256;  // records per hand-off to the pool
   // Declared after the completion queue it posts to, so it is destroyed (and flushed) first.
@@ -698,6 +852,8 @@ struct worker::impl {
   // Consumer thread only:
   detail::work_scheduler work{options.ordering, max_batch};
   std::size_t on_pool = 0;            // tasks on the pool: batches and retry attempts
+  std::set<std::shared_ptr<detail::work_batch>> on_pool_batches;  // the same, not taken back (timeout)
+  static constexpr auto progress_interval = std::chrono::milliseconds(5);  // a slow batch reports this often
   double record_ns = 100'000;         // moving average of a record's first pass; starts cautious
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   std::multimap<clock_type::time_point, std::function<void()>> timers;
@@ -709,7 +865,8 @@ struct worker::impl {
 
   std::atomic<std::size_t> assigned{0};
   std::atomic<bool> joined{false};
-  std::atomic<std::uint64_t> records{0}, handled{0}, handler_calls{0}, retries{0}, commits{0};
+  std::atomic<std::uint64_t> records{0}, handled{0}, commits{0};
+  std::atomic<std::size_t> hung_calls{0};  // handler calls past handler_timeout, still running
   std::atomic<std::uint64_t> in_flight{0}, waiting_on_key{0}, paused_partitions{0};
 };
 
@@ -718,8 +875,8 @@ worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(
 worker::~worker() { stop(); }
 
 subscription worker::subscribe(std::string pattern, std::string handler_name, handler_fn fn) {
-  const auto id = impl_->registry->add(std::move(pattern), std::move(handler_name), std::move(fn));
-  return subscription(impl_->registry, id);
+  const auto id = impl_->side->registry->add(std::move(pattern), std::move(handler_name), std::move(fn));
+  return subscription(impl_->side->registry, id);
 }
 
 void worker::start() {
@@ -731,21 +888,26 @@ void worker::stop() noexcept { impl_->stop(); }
 
 std::size_t worker::assigned_partitions() const noexcept { return impl_->assigned.load(); }
 
-bool worker::in_group() const noexcept { return impl_->joined.load() && !impl_->stop_requested.load(); }
+bool worker::in_group() const noexcept {
+  // Not ready either when every handler slot is held by a call that overran handler_timeout.
+  return impl_->joined.load() && !impl_->side->stop_requested.load() &&
+         impl_->hung_calls.load() < impl_->options.max_concurrency;
+}
 
 worker_stats worker::stats() const noexcept {
   const auto& d = *impl_;
   return {.records = d.records.load(),
           .handled = d.handled.load(),
-          .handler_calls = d.handler_calls.load(),
-          .retries = d.retries.load(),
+          .handler_calls = d.side->handler_calls.load(),
+          .retries = d.side->retries.load(),
           .dead_letters = d.dead_letters.written(),
           .dlq_write_failures = d.dead_letters.failures(),
           .dead_letters_dropped = d.dead_letters.dropped(),
           .commits = d.commits.load(),
           .in_flight = d.in_flight.load(),
           .waiting_on_key = d.waiting_on_key.load(),
-          .paused_partitions = d.paused_partitions.load()};
+          .paused_partitions = d.paused_partitions.load(),
+          .hung_calls = d.hung_calls.load()};
 }
 
 }  // namespace eventbus
