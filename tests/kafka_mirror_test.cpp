@@ -395,3 +395,26 @@ TEST_CASE("many distinct event types keep the sink's topic cache linear and boun
   const auto last = make_event({.event_type = "made.up_19999", .aggregate_type = "t19999", .aggregate_id = "a"});
   CHECK(sink.accept(last).get().value().topic == "app.t19999.made.up_19999");
 }
+
+TEST_CASE("a fatal idempotent-producer error fails its events for good, and the sink goes on with a new producer") {
+  embedded_broker broker;
+  broker.create_topic("app.order.order.created", 1);
+  kafka_sink sink(test_producer(broker));
+  REQUIRE(sink.accept(order_event("order.created", "o-1", 0)).get().ok());
+  // One out-of-order sequence: librdkafka's idempotent producer declares itself broken for good.
+  broker.push_request_errors(kafka_api::produce, {RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER});
+  const auto failed = sink.accept(order_event("order.created", "o-1", 1)).get();
+  REQUIRE_FALSE(failed.ok());
+  CHECK_FALSE(failed.error().retriable());  // retrying on that producer could never succeed
+  CHECK(failed.error().message().find("fatal") != std::string::npos);
+  // Later events are delivered: the sink replaced its producer (it used to fail every one after).
+  int attempts = 0;
+  const bool delivered = wait_until([&] {
+    ++attempts;
+    return sink.accept(order_event("order.created", "o-1", 2)).get().ok();
+  }, 20s);
+  CHECK(delivered);
+  CHECK(sink.stats().producer_replacements == 1);
+  CHECK(sink.connected(5s));
+  MESSAGE("publishes until one was delivered again: " << attempts);
+}

@@ -348,3 +348,28 @@ TEST_CASE("a batch stops between records on stop(), and records finished in it a
   CHECK(static_cast<int>(w.stats().handled) == done);  // every finished call counted as handled
   CHECK(committed_offset(bootstrap, "g-slow", orders, 0) == done);  // and committed, nothing more
 }
+
+TEST_CASE("a fatal error in the dead-letter producer: the next try goes through a new producer") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  broker.create_topic(orders_dlq, 1);
+  const auto& bootstrap = broker.bootstrap_servers();
+  for (int i = 0; i < 5; ++i) produce_raw(bootstrap, orders, "o-1", order("o-1", i));
+  worker w(hostile_worker(broker, "g-fatal"));
+  auto later = std::make_shared<gate>();
+  auto sub = w.subscribe("order.created", "h", [later](const event& ev) -> void {
+    if (ev.payload().at("seq") != 0) later->wait();
+    throw permanent_error("refused");
+  });
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().dead_letters == 1; }, 30s));
+  // The dead-letter producer has sequence numbers in play, and nothing else produces now: its next
+  // request gets one out-of-order answer, which breaks an idempotent producer for good.
+  broker.push_request_errors(kafka_api::produce, {RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER});
+  later->open();
+  // It used to fail every later write, holding the partition for good.
+  CHECK(wait_until([&] { return committed_offset(bootstrap, "g-fatal", orders, 0) == 5; }, 30s));
+  w.stop();
+  CHECK(w.stats().dead_letters == 5);
+  CHECK(w.stats().dlq_write_failures >= 1);
+}

@@ -11,6 +11,7 @@
 #include "detail/event_data.hpp"
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
+#include "kafka/producer_handles.hpp"
 #include "kafka/topic_cache.hpp"
 
 namespace eventbus {
@@ -40,9 +41,13 @@ struct pending_record final : detail::delivery_state {
   }
 };
 
-error delivery_error(rd_kafka_resp_err_t err, const event& ev, std::string_view topic) {
+error delivery_error(rd_kafka_resp_err_t err, const event& ev, std::string_view topic, rd_kafka_t* producer) {
   const std::string what =
       "event " + ev.event_id() + " to '" + std::string(topic) + "': " + detail::kafka_error_text(err);
+  // The producer itself is broken for good (idempotence lost): retrying on it never helps. The sink
+  // replaces it; publishing the event again is the caller's call (it may then come after later ones).
+  if (err == RD_KAFKA_RESP_ERR__FATAL || detail::producer_handles::is_fatal(producer))
+    return {errc::rejected_by_broker, "the Kafka producer hit a fatal error and was replaced; not delivered: " + what};
   switch (err) {
     case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
       return {errc::timed_out, "not acknowledged within message.timeout.ms: " + what};
@@ -77,7 +82,7 @@ struct kafka_sink::impl {
     bootstrap = std::move(config.bootstrap_servers);
     rd_kafka_conf_set_opaque(config.conf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(config.conf.get(), &impl::on_delivery_report);
-    handle = detail::make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
+    handles = std::make_unique<detail::producer_handles>(std::move(config.conf));
     poller = std::thread([this] {
       pthread_setname_np(pthread_self(), "eventbus-poll");
       poll_loop();
@@ -90,14 +95,14 @@ struct kafka_sink::impl {
   }
 
   // librdkafka's delivery report, exactly one per produced record, on whichever thread polls.
-  static void on_delivery_report(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) noexcept {
+  static void on_delivery_report(rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque) noexcept {
     auto& self = *static_cast<impl*>(opaque);
     // Take over librdkafka's reference: the record is freed here unless a future still holds it.
     const std::shared_ptr<pending_record> pending = std::move(static_cast<pending_record*>(msg->_private)->self);
     if (self.options.metrics) self.options.metrics->count_published(rd_kafka_topic_name(msg->rkt), msg->err == 0);
     if (msg->err) {
       self.failed.fetch_add(1, std::memory_order_relaxed);
-      auto err = delivery_error(msg->err, pending->ev, rd_kafka_topic_name(msg->rkt));
+      auto err = delivery_error(msg->err, pending->ev, rd_kafka_topic_name(msg->rkt), rk);
       self.log_failure(err);
       pending->complete(std::move(err));
     } else {
@@ -121,8 +126,9 @@ struct kafka_sink::impl {
     std::uint64_t seen_publisher_polls = ~std::uint64_t{0};
     auto next_gauge = clock::now();
     while (!stopping.load(std::memory_order_relaxed)) {
+      handles->maintain();  // a fatal error (idempotence broken) gets a new producer, not a dead one
       if (options.metrics && clock::now() >= next_gauge) {
-        options.metrics->set_producer_queue(rd_kafka_outq_len(handle.get()));
+        options.metrics->set_producer_queue(rd_kafka_outq_len(handles->current()));
         next_gauge = clock::now() + std::chrono::seconds(1);
       }
       const auto polls = publisher_polls.load(std::memory_order_relaxed);
@@ -131,7 +137,7 @@ struct kafka_sink::impl {
         std::this_thread::sleep_for(publisher_check_interval);
         continue;
       }
-      (void)rd_kafka_poll(handle.get(), 50);
+      (void)rd_kafka_poll(handles->current(), 50);
     }
   }
 
@@ -169,13 +175,14 @@ struct kafka_sink::impl {
     std::optional<clock::time_point> deadline;  // read the clock only when the queue is full
     in_flight.fetch_add(1, std::memory_order_relaxed);
     for (;;) {
-      const rd_kafka_resp_err_t err = produce_once(fields);
+      rd_kafka_t* producer = handles->current();
+      const rd_kafka_resp_err_t err = produce_once(producer, fields);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         (void)headers.release();  // librdkafka owns them now
         pending->self = pending;  // and a reference to the record, until on_delivery_report
         // Serve ready delivery reports here, as a hand-written producer loop does: cheaper than
         // waking the poll thread for each batch (which only covers the times nobody publishes).
-        rd_kafka_poll(handle.get(), 0);
+        rd_kafka_poll(producer, 0);
         // Only "it changed" matters to the poll thread: a plain store, no read-modify-write.
         publisher_polls.store(publisher_polls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         return;
@@ -184,7 +191,7 @@ struct kafka_sink::impl {
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || clock::now() >= *deadline) {
         in_flight.fetch_sub(1, std::memory_order_relaxed);
         failed.fetch_add(1, std::memory_order_relaxed);
-        auto failure = delivery_error(err, ev, name);
+        auto failure = delivery_error(err, ev, name, producer);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
           failure = error(errc::queue_full, "librdkafka's local queue stayed full for " +
                                                 std::to_string(options.enqueue_timeout.count()) +
@@ -198,8 +205,8 @@ struct kafka_sink::impl {
     }
   }
 
-  rd_kafka_resp_err_t produce_once(const rd_kafka_vu_t (&fields)[5]) {
-    rd_kafka_error_t* failure = rd_kafka_produceva(handle.get(), fields, 5);
+  rd_kafka_resp_err_t produce_once(rd_kafka_t* producer, const rd_kafka_vu_t (&fields)[5]) {
+    rd_kafka_error_t* failure = rd_kafka_produceva(producer, fields, 5);
     if (failure == nullptr) return RD_KAFKA_RESP_ERR_NO_ERROR;
     const auto code = rd_kafka_error_code(failure);
     rd_kafka_error_destroy(failure);
@@ -210,13 +217,13 @@ struct kafka_sink::impl {
   // producer loop does, rather than sleeping until the poll thread gets to them.
   void wait_for_room(clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-    (void)rd_kafka_poll(handle.get(), static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 10)));
+    (void)rd_kafka_poll(handles->current(), static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 10)));
     publisher_polls.store(publisher_polls.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
   result<void> flush(std::chrono::milliseconds timeout) {
     const auto deadline = clock::now() + timeout;
-    (void)rd_kafka_flush(handle.get(), static_cast<int>(timeout.count()));
+    (void)rd_kafka_flush(handles->current(), static_cast<int>(timeout.count()));
     // rd_kafka_flush returns once the reports are queued; wait until our callbacks have run too.
     std::unique_lock lock(mu);
     drained.wait_until(lock, deadline, [&] { return in_flight.load() == 0; });
@@ -243,7 +250,7 @@ struct kafka_sink::impl {
     try {
       if (flush(options.close_timeout)) return;
       const auto undelivered = in_flight.load();
-      rd_kafka_purge(handle.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      rd_kafka_purge(handles->current(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       // Purged records still get their (failed) delivery report: wait for all of them.
       (void)flush(std::chrono::seconds(10));
       detail::log(log_level::error, "kafka sink closed with " + std::to_string(undelivered) +
@@ -257,7 +264,7 @@ struct kafka_sink::impl {
   detail::topic_cache topics;
   std::shared_ptr<embedded_broker> broker;  // declared before the handle: outlives it
   std::string bootstrap;
-  detail::kafka_handle handle;
+  std::unique_ptr<detail::producer_handles> handles;
   std::thread poller;
   std::atomic<bool> stopping{false};
 
@@ -300,7 +307,9 @@ std::size_t kafka_sink::outstanding() const noexcept {
 
 bool kafka_sink::connected(std::chrono::milliseconds timeout) const {
   const rd_kafka_metadata_t* md = nullptr;
-  if (rd_kafka_metadata(impl_->handle.get(), 0, nullptr, &md, static_cast<int>(timeout.count())) != RD_KAFKA_RESP_ERR_NO_ERROR)
+  rd_kafka_t* producer = impl_->handles->current();
+  if (detail::producer_handles::is_fatal(producer)) return false;  // until it is replaced
+  if (rd_kafka_metadata(producer, 0, nullptr, &md, static_cast<int>(timeout.count())) != RD_KAFKA_RESP_ERR_NO_ERROR)
     return false;
   rd_kafka_metadata_destroy(md);
   return true;
@@ -309,7 +318,8 @@ bool kafka_sink::connected(std::chrono::milliseconds timeout) const {
 kafka_sink_stats kafka_sink::stats() const noexcept {
   return {.delivered = impl_->delivered.load(),
           .failed = impl_->failed.load(),
-          .queue_full_waits = impl_->queue_full_waits.load()};
+          .queue_full_waits = impl_->queue_full_waits.load(),
+          .producer_replacements = impl_->handles->replacements()};
 }
 
 const std::string& kafka_sink::bootstrap_servers() const noexcept { return impl_->bootstrap; }

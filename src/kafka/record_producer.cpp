@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "detail/kafka_client.hpp"
+#include "kafka/producer_handles.hpp"
 
 namespace eventbus::detail {
 
@@ -24,23 +25,28 @@ struct record_producer::impl {
     size_t size = sizeof text;
     if (rd_kafka_conf_get(config.conf.get(), "message.max.bytes", text, &size) == RD_KAFKA_CONF_OK)
       max_record_bytes = std::strtoull(text, nullptr, 10);
-    handle = make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
+    handles = std::make_unique<producer_handles>(std::move(config.conf));
     poller = std::thread([this] {
-      while (!stopping.load(std::memory_order_relaxed)) rd_kafka_poll(handle.get(), 50);
+      while (!stopping.load(std::memory_order_relaxed)) {
+        rd_kafka_poll(handles->current(), 50);
+        handles->maintain();  // a fatal error (idempotence broken) gets a new producer, not a dead one
+      }
     });
   }
 
   ~impl() {
-    if (rd_kafka_flush(handle.get(), 10'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rd_kafka_purge(handle.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-      (void)rd_kafka_flush(handle.get(), 5'000);  // serves the purged records' completions
-    }
     stopping.store(true);
     poller.join();
+    rd_kafka_t* rk = handles->current();
+    if (rd_kafka_flush(rk, 10'000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      (void)rd_kafka_flush(rk, 5'000);  // serves the purged records' completions
+    }
+    handles->maintain();  // the last reports of replaced producers
   }
 
   std::shared_ptr<embedded_broker> broker;  // outlives the handle
-  kafka_handle handle;
+  std::unique_ptr<producer_handles> handles;
   std::atomic<bool> stopping{false};
   std::thread poller;
   std::size_t max_record_bytes = 1'000'000;  // librdkafka's default message.max.bytes
@@ -68,7 +74,7 @@ void record_producer::produce(const std::string& topic, std::optional<std::strin
   fields[4].u.ptr = owned.get();
   fields[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
   fields[5].u.i = RD_KAFKA_MSG_F_COPY;
-  rd_kafka_error_t* failure = rd_kafka_produceva(impl_->handle.get(), fields, 6);
+  rd_kafka_error_t* failure = rd_kafka_produceva(impl_->handles->current(), fields, 6);
   if (failure == nullptr) {
     (void)hdrs.release();
     (void)owned.release();
@@ -82,7 +88,7 @@ void record_producer::produce(const std::string& topic, std::optional<std::strin
 std::size_t record_producer::max_record_bytes() const noexcept { return impl_->max_record_bytes; }
 
 bool record_producer::flush(std::chrono::milliseconds timeout) {
-  return rd_kafka_flush(impl_->handle.get(), static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR;
+  return rd_kafka_flush(impl_->handles->current(), static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 }  // namespace eventbus::detail

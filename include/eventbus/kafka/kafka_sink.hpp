@@ -26,6 +26,7 @@ struct kafka_sink_stats {
   std::uint64_t delivered = 0;     // acknowledged by the cluster
   std::uint64_t failed = 0;        // reported as failed deliveries (after librdkafka's own retries)
   std::uint64_t queue_full_waits = 0;  // times a publish had to wait for room in the local queue
+  std::uint64_t producer_replacements = 0;  // producers replaced after a fatal error (idempotence lost)
 };
 
 class kafka_sink final : public event_sink {
