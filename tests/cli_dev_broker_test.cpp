@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -241,4 +242,84 @@ TEST_CASE("eventbus demo runs the workflow through a worker group and its summar
   CHECK(std::string(adds_up) == "yes");
   CHECK(out.find("retried    0") == std::string::npos);  // the cold cache was retried
   CHECK(out.find("eventbus dlq list app.image_generation.image.generated.dlq") != std::string::npos);
+}
+
+TEST_CASE("hostile input to the commands: clear errors and exit codes, never a crash") {
+  embedded_broker broker;
+  broker.create_topic("app.order.order.created", 1);
+  const auto& bootstrap = broker.bootstrap_servers();
+  const std::string where = " --bootstrap " + bootstrap;
+  int code = -1;
+
+  // dlq list --json: a key and an error that are not UTF-8 still make valid JSON lines.
+  const std::string dlq = "app.order.order.created.dlq";
+  testing::produce_raw(bootstrap, {.topic = dlq, .key = std::string("k\xff\xfe", 3), .value = "x",
+                                   .headers = {{"x-eventbus-dlq-reason", "deserialization"},
+                                               {"x-eventbus-dlq-error", std::string("bad \xc3 byte")},
+                                               {"x-eventbus-dlq-original-topic", "app.order.order.created"}}});
+  testing::produce_raw(bootstrap, {.topic = dlq, .key = std::nullopt, .value = "y"});
+  const auto listed = run_cli("dlq list " + dlq + " --json" + where, code);
+  CHECK(code == 0);
+  int rows = 0, null_keys = 0;
+  for (std::size_t start = 0, end; (end = listed.find('\n', start)) != std::string::npos; start = end + 1) {
+    const auto row = nlohmann::json::parse(listed.substr(start, end - start));  // throws on invalid UTF-8
+    ++rows;
+    if (row["key"].is_null()) ++null_keys;
+  }
+  CHECK(rows == 2);
+  CHECK(null_keys == 1);
+
+  // tail: ids are printed with control characters escaped (no terminal escape, no NUL cutting a line).
+  const auto sneaky = make_event({.event_type = "order.created", .aggregate_type = "order",
+                                  .aggregate_id = std::string("o\x1b[31m-red\x00tail", 15)});
+  testing::produce_raw(bootstrap, "app.order.order.created", "o-1", encode_event(sneaky));
+  std::string deep = encode_event(make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "d"}));
+  deep.insert(deep.find("\"payload\":{") + 11, "\"d\":" + std::string(300'000, '[') + std::string(300'000, ']') + ",");
+  testing::produce_raw(bootstrap, {.topic = "app.order.order.created", .key = "d", .value = deep,
+                                   .producer_properties = {{"message.max.bytes", "2000000"}}});
+  const auto tailed = run_cli("tail --topics app.order.order.created --from-beginning --limit 2" + where, code);
+  CHECK(code == 0);
+  CHECK(tailed.find('\x1b') == std::string::npos);
+  CHECK_MESSAGE(tailed.find("o\\x1b[31m-red\\x00tail") != std::string::npos, tailed);
+
+  // publish: event types that would land on dead-letter topics are refused; so is a payload
+  // nested deeper than the limit (it used to crash at 60k levels).
+  (void)run_cli("publish --type payment.dlq --aggregate-id p-1" + where, code);
+  CHECK(code == 2);
+  (void)run_cli("publish --type order.created.dlq --aggregate-id o-1" + where, code);
+  CHECK(code == 2);
+  const std::string deep_payload = "deep_payload.json";
+  {
+    std::ofstream out(deep_payload);
+    out << std::string(60'000, '[') << std::string(60'000, ']');
+  }
+  (void)run_cli("publish --type order.created --aggregate-id o-1 --payload \"$(cat " + deep_payload + ")\"" + where, code);
+  CHECK(code == 2);
+  std::remove(deep_payload.c_str());
+
+  // publish --file: a bad first line no longer drops the whole file of lines.
+  const std::string lines = "cli_bad_first_line.jsonl";
+  {
+    std::ofstream out(lines);
+    out << "{oops\n"
+        << R"({"event_type":"order.shipped","aggregate_id":"o-1"})" << "\n"
+        << "[" + std::string(500'000, '[') + "\n"
+        << R"({"event_type":"order.shipped","aggregate_id":"o-2"})" << "\n";
+  }
+  (void)run_cli("publish --file " + lines + where, code);
+  CHECK(code == 1);  // two lines invalid, named on stderr
+  std::remove(lines.c_str());
+  CHECK(testing::topic_record_count(bootstrap, "app.order.order.shipped") == 2);
+
+  // config check: a deep value under a known key, a directory, a file that is not there.
+  const std::string deep_config = "deep_config.json";
+  {
+    std::ofstream out(deep_config);
+    out << R"({"worker": {"max_concurrency": )" << std::string(300'000, '[') << std::string(300'000, ']') << "}}";
+  }
+  (void)run_cli("config check " + deep_config, code);
+  CHECK(code == 1);
+  std::remove(deep_config.c_str());
+  (void)run_cli("config check /tmp", code);
+  CHECK(code == 1);
 }

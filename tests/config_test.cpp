@@ -27,7 +27,7 @@ TEST_CASE("a full config document sets every option it names") {
     "topics": {"prefix": "shop", "dlq_suffix": ".dead.dlq"},
     "dispatcher": {"pool_size": 2, "queue_capacity": 64},
     "worker": {"group": "billing", "topics": ["^shop\\.order\\..*"], "max_concurrency": 16, "ordering": "partition",
-               "max_buffered_per_partition": 50, "commit_interval_ms": 250, "shutdown_timeout_ms": 5000,
+               "max_buffered_per_partition": 50, "commit_interval_ms": 250, "shutdown_timeout_ms": 5000, "handler_timeout_ms": 7000,
                "retry": {"max_attempts": 7, "initial_backoff_ms": 20, "multiplier": 3, "max_backoff_ms": 900, "jitter": 0}},
     "metrics": {"listen": "0.0.0.0:9100"}
   })");
@@ -48,6 +48,7 @@ TEST_CASE("a full config document sets every option it names") {
   CHECK(w.max_buffered_per_partition == 50);
   CHECK(w.commit_interval == 250ms);
   CHECK(w.shutdown_timeout == 5000ms);
+  CHECK(w.handler_timeout == 7000ms);
   CHECK(w.retry.max_attempts == 7);
   CHECK(w.retry.multiplier == 3.0);
   CHECK(w.retry.max_backoff == 900ms);
@@ -199,7 +200,7 @@ TEST_CASE("numbers out of range, lists of addresses and durations past the clock
   CHECK(error_text(attempts).find("out of range") != std::string::npos);
   const auto listen = parse_config(json::parse(R"({"metrics": {"listen": "127.0.0.1:1,0.0.0.0:9464"}})"));
   CHECK(error_field(listen) == "metrics.listen");
-  for (const char* key : {"commit_interval_ms", "shutdown_timeout_ms"}) {
+  for (const char* key : {"commit_interval_ms", "shutdown_timeout_ms", "handler_timeout_ms"}) {
     CAPTURE(key);
     const auto huge = parse_config(json{{"worker", {{key, 9223372036854775ULL}}}});
     CHECK(error_field(huge) == std::string("worker.") + key);

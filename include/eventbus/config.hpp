@@ -58,6 +58,7 @@ struct app_config {
     std::size_t max_buffered_per_partition = 1000;
     std::chrono::milliseconds commit_interval{1000};
     std::chrono::milliseconds shutdown_timeout{30'000};
+    std::chrono::milliseconds handler_timeout{300'000};  // 0: no limit
     retry_policy retry{};
   } worker{};
 

@@ -196,6 +196,7 @@ void read_document(const json& doc, app_config& c) {
     s.count("max_buffered_per_partition", c.worker.max_buffered_per_partition);
     s.millis("commit_interval_ms", c.worker.commit_interval);
     s.millis("shutdown_timeout_ms", c.worker.shutdown_timeout);
+    s.millis("handler_timeout_ms", c.worker.handler_timeout);
     s.object("retry", [&](section& r) {
       r.integer("max_attempts", c.worker.retry.max_attempts);
       r.millis("initial_backoff_ms", c.worker.retry.initial_backoff);
@@ -265,7 +266,8 @@ worker_options worker_options_of(const app_config& c) {
           .max_concurrency = c.worker.max_concurrency,
           .max_buffered_per_partition = c.worker.max_buffered_per_partition,
           .commit_interval = c.worker.commit_interval,
-          .shutdown_timeout = c.worker.shutdown_timeout};
+          .shutdown_timeout = c.worker.shutdown_timeout,
+          .handler_timeout = c.worker.handler_timeout};
 }
 
 // The library's own validation, with its field names turned into the file's paths.
@@ -341,6 +343,7 @@ json app_config::redacted_json() const {
             {"max_buffered_per_partition", worker.max_buffered_per_partition},
             {"commit_interval_ms", worker.commit_interval.count()},
             {"shutdown_timeout_ms", worker.shutdown_timeout.count()},
+            {"handler_timeout_ms", worker.handler_timeout.count()},
             {"retry",
              {{"max_attempts", worker.retry.max_attempts},
               {"initial_backoff_ms", worker.retry.initial_backoff.count()},
