@@ -188,6 +188,7 @@ TEST_CASE("an event posing as another type, or nested too deep, is dead-lettered
 TEST_CASE("dead letters and their replays keep a null key and a tombstone null") {
   embedded_broker broker;
   broker.create_topic(orders, 1);
+  broker.create_topic(orders_dlq, 1);  // one partition: read back in the order written
   const auto& bootstrap = broker.bootstrap_servers();
   produce_raw(bootstrap, {.topic = orders, .key = std::nullopt, .value = "not json"});
   produce_raw(bootstrap, {.topic = orders, .key = "o-1", .value = std::nullopt});  // a tombstone
@@ -301,7 +302,7 @@ TEST_CASE("stop() returns within shutdown_timeout while a handler hangs, and the
   CHECK(wait_until([&] { return committed_offset(bootstrap, "g-stuck", orders, 0) < 1; }, 1s));
 }
 
-TEST_CASE("stop() called from inside a handler asks and returns; the worker then stops") {
+TEST_CASE("stop() called from inside a handler asks and returns, and the worker then stops") {
   embedded_broker broker;
   broker.create_topic(orders, 1);
   const auto& bootstrap = broker.bootstrap_servers();
