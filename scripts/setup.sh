@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   librdkafka-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev
+  libsqlite3-dev libpq-dev postgresql  # the event store's backends; tests start a throwaway PostgreSQL
   libbenchmark-dev kcat
   docker-compose prometheus  # validating docker-compose.yml; a real Prometheus scraping a worker
 )

@@ -18,6 +18,8 @@ class category final : public std::error_category {
       case errc::delivery_failed: return "delivery failed";
       case errc::rejected_by_broker: return "rejected by the broker";
       case errc::timed_out: return "timed out";
+      case errc::concurrency_conflict: return "concurrency conflict";
+      case errc::store_failed: return "event store failed";
     }
     return "unknown eventbus error";
   }

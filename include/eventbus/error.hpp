@@ -25,6 +25,8 @@ enum class errc {
   delivery_failed,    // a sink could not deliver the event (retriable: a later try may succeed)
   rejected_by_broker, // the cluster refused the record itself (too large, not authorized): final
   timed_out,          // an operation did not finish in time (retriable)
+  concurrency_conflict,  // an append expected another aggregate version (the message names the current one)
+  store_failed,       // the event store's database refused or could not be reached: nothing was stored
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;

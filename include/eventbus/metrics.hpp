@@ -70,6 +70,14 @@ class metrics {
   /// eventbus_producer_queue_messages
   void set_producer_queue(std::int64_t messages);
 
+  /// eventbus_store_appends_total{store, outcome="stored"|"conflict"|"already_stored"|"failed"}
+  void count_append(std::string_view store, std::string_view outcome);
+  /// eventbus_outbox_backlog_events{store} and eventbus_outbox_oldest_seconds{store}: events stored
+  /// and not yet acknowledged by Kafka, and how long the oldest of them has waited.
+  void set_outbox_backlog(std::string_view store, std::int64_t events, double oldest_seconds);
+  /// eventbus_outbox_relayed_total{store, outcome="published"|"failed"}
+  void count_relayed(std::string_view store, bool published, std::uint64_t events = 1);
+
   /// A worker's load, beyond DESIGN.md's table: eventbus_worker_records_in_flight{group},
   /// eventbus_worker_records_waiting_on_key{group}, eventbus_worker_partitions_paused{group}.
   struct worker_load {

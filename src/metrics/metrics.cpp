@@ -106,6 +106,24 @@ struct metrics::impl {
                                           .Register(*registry)
                                           .Add({});
 
+  prometheus::Family<prometheus::Counter>& appends = prometheus::BuildCounter()
+                                                         .Name("eventbus_store_appends_total")
+                                                         .Help("Event store appends, by outcome")
+                                                         .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& outbox_backlog =
+      prometheus::BuildGauge()
+          .Name("eventbus_outbox_backlog_events")
+          .Help("Events stored and not yet acknowledged by Kafka")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& outbox_oldest =
+      prometheus::BuildGauge()
+          .Name("eventbus_outbox_oldest_seconds")
+          .Help("How long the oldest event not yet acknowledged by Kafka has waited")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& relayed = prometheus::BuildCounter()
+                                                         .Name("eventbus_outbox_relayed_total")
+                                                         .Help("Events the outbox relay sent to Kafka, by outcome")
+                                                         .Register(*registry);
   prometheus::Family<prometheus::Gauge>& worker_in_flight =
       prometheus::BuildGauge()
           .Name("eventbus_worker_records_in_flight")
@@ -123,6 +141,8 @@ struct metrics::impl {
 
   series_cache<prometheus::Histogram> durations;
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
+  series_cache<prometheus::Counter> append_series, relayed_series;
+  series_cache<prometheus::Gauge> backlog_series, oldest_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -174,6 +194,20 @@ void metrics::count_consumed(std::string_view topic, std::uint64_t records) {
 void metrics::set_consumer_lag(std::string_view topic, std::int32_t partition, std::int64_t lag) {
   const auto p = std::to_string(partition);
   impl_->lag_series.get(impl_->lag, {{"topic", topic}, {"partition", p}}).Set(static_cast<double>(lag));
+}
+
+void metrics::count_append(std::string_view store, std::string_view outcome) {
+  impl_->append_series.get(impl_->appends, {{"store", store}, {"outcome", outcome}}).Increment();
+}
+
+void metrics::set_outbox_backlog(std::string_view store, std::int64_t events, double oldest_seconds) {
+  impl_->backlog_series.get(impl_->outbox_backlog, {{"store", store}}).Set(static_cast<double>(events));
+  impl_->oldest_series.get(impl_->outbox_oldest, {{"store", store}}).Set(oldest_seconds);
+}
+
+void metrics::count_relayed(std::string_view store, bool published, std::uint64_t events) {
+  impl_->relayed_series.get(impl_->relayed, {{"store", store}, {"outcome", published ? "published" : "failed"}})
+      .Increment(static_cast<double>(events));
 }
 
 void metrics::add_worker_load(std::string_view group, const worker_load& change) {

@@ -1,0 +1,118 @@
+#pragma once
+// The event store: every event an aggregate ever emitted, in order, durable once append() returns.
+//
+//   auto store = eventbus::open_sqlite_store({.path = "orders.db"});
+//   auto appended = store->append("order", "o-42", 0, {created});   // 0: a new aggregate
+//   if (!appended && appended.error().code() == eventbus::errc::concurrency_conflict) { /* reload, retry */ }
+//   store->load("order", "o-42", 1, [](const eventbus::stored_event& e) { apply(e.ev); return true; });
+//
+// Each event has a version within its aggregate (1, 2, 3, ...; unique with aggregate type and id)
+// and a position in the whole store (increasing in commit order). Appends are atomic: all of a
+// call's events are stored, or none. Reads stream page by page: reading ten million events holds
+// one page in memory, never all of them.
+//
+// The store is also the transactional outbox: an outbox_relay publishes what was stored to Kafka
+// and marks it published only once the cluster acknowledged it (see outbox_relay.hpp).
+//
+// Backends: open_sqlite_store (one file, one host) and open_postgres_store (several service
+// instances sharing one database). Both are thread-safe.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "eventbus/error.hpp"
+#include "eventbus/event.hpp"
+
+namespace eventbus {
+
+/// expected_version for append() that skips the concurrency check: the events go after whatever
+/// the aggregate holds (what a dispatcher with a store does).
+inline constexpr std::int64_t any_version = -1;
+
+/// The largest envelope append() stores: with its headers it still fits a Kafka record of
+/// librdkafka's default message.max.bytes (1,000,000), so the relay can always publish it.
+inline constexpr std::size_t max_stored_event_bytes = 900 * 1024;
+
+struct stored_event {
+  std::int64_t position = 0;  // in the whole store, from 1, in commit order
+  std::int64_t version = 0;   // within its aggregate, from 1
+  event ev;
+};
+
+struct append_result {
+  std::int64_t first_position = 0;
+  std::int64_t last_position = 0;
+  std::int64_t version = 0;     // the aggregate's version after the append
+  bool already_stored = false;  // every event_id was stored before: an idempotent retry, nothing written
+};
+
+/// What read_all() reads: events after a position, or from a time, optionally of one type or
+/// aggregate type only.
+struct read_filter {
+  std::int64_t after_position = 0;            // positions > this
+  std::optional<time_point> from_time{};      // event timestamps >= this
+  std::optional<std::string> event_type{};    // exactly this type
+  std::optional<std::string> aggregate_type{};
+  std::optional<std::string> aggregate_id{};  // with aggregate_type
+  std::size_t page_size = 500;                // rows fetched per query
+};
+
+/// The outbox's backlog: events stored and not yet acknowledged by Kafka.
+struct outbox_backlog {
+  std::int64_t events = 0;
+  std::optional<time_point> oldest{};  // stored time of the oldest one
+};
+
+/// Receives one event at a time; return false to stop.
+using stored_event_visitor = std::function<bool(const stored_event&)>;
+
+class event_store {
+ public:
+  virtual ~event_store() = default;
+
+  /// Stores `events` (all of aggregate_type/aggregate_id, in order) after version
+  /// `expected_version` (0 for a new aggregate; any_version to skip the check), atomically.
+  /// errc::concurrency_conflict when the aggregate is at another version (the message names it);
+  /// an append whose event ids are all stored already is a successful no-op (already_stored);
+  /// errc::invalid_event for events of another aggregate, over max_stored_event_bytes, or some ids
+  /// stored and some not;
+  /// errc::store_failed when the database refuses (read-only, gone, full): nothing was stored.
+  [[nodiscard]] virtual result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
+                                                     std::int64_t expected_version, std::span<const event> events) = 0;
+
+  /// The aggregate's events with version >= from_version, in version order.
+  [[nodiscard]] virtual result<void> load(std::string_view aggregate_type, std::string_view aggregate_id,
+                                          std::int64_t from_version, const stored_event_visitor& fn) = 0;
+
+  /// Events matching `filter`, in position order, a page at a time.
+  [[nodiscard]] virtual result<void> read_all(const read_filter& filter, const stored_event_visitor& fn) = 0;
+
+  /// The aggregate's current version (0 when it has no events).
+  [[nodiscard]] virtual result<std::int64_t> version_of(std::string_view aggregate_type, std::string_view aggregate_id) = 0;
+
+  // --- the outbox, for outbox_relay
+
+  /// Up to `limit` unpublished events, oldest position first.
+  [[nodiscard]] virtual result<std::vector<stored_event>> unpublished(std::size_t limit) = 0;
+  /// Marks these positions published (acknowledged by Kafka).
+  [[nodiscard]] virtual result<void> mark_published(std::span<const std::int64_t> positions) = 0;
+  [[nodiscard]] virtual result<outbox_backlog> backlog() = 0;
+  /// One relay at a time per store, so events leave in store order: true when `owner` holds the
+  /// relay lease now (taken, or renewed for `ttl`). A relay that dies loses it after `ttl` at most.
+  [[nodiscard]] virtual result<bool> hold_relay_lease(std::string_view owner, std::chrono::milliseconds ttl) = 0;
+  /// Gives the lease up (a relay that stops), so another instance takes over at once.
+  virtual void release_relay_lease(std::string_view owner) noexcept = 0;
+
+  /// A cheap round trip to the database: what a readiness probe asks.
+  [[nodiscard]] virtual result<void> check() = 0;
+  /// "sqlite" or "postgresql".
+  [[nodiscard]] virtual std::string_view backend() const noexcept = 0;
+};
+
+}  // namespace eventbus

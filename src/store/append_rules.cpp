@@ -1,0 +1,60 @@
+#include "store/append_rules.hpp"
+
+namespace eventbus::detail {
+
+result<void> check_append(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected_version,
+                          std::span<const event> events) {
+  if (aggregate_type.empty()) return error(errc::invalid_argument, "must not be empty", "aggregate_type");
+  if (aggregate_id.empty()) return error(errc::invalid_argument, "must not be empty", "aggregate_id");
+  if (expected_version < any_version)
+    return error(errc::invalid_argument, "must be >= 0, or any_version", "expected_version");
+  if (events.empty()) return error(errc::invalid_argument, "append at least one event", "events");
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const auto& ev = events[i];
+    if (ev.aggregate_type() != aggregate_type || ev.aggregate_id() != aggregate_id)
+      return error(errc::invalid_event,
+                   "event " + ev.event_id() + " belongs to " + ev.aggregate_type() + "/" + ev.aggregate_id() +
+                       ", not to " + std::string(aggregate_type) + "/" + std::string(aggregate_id),
+                   "events[" + std::to_string(i) + "]");
+    if (const auto size = encode_event(ev).size(); size > max_stored_event_bytes)
+      return error(errc::invalid_event,
+                   "event " + ev.event_id() + " is " + std::to_string(size) + " bytes; the store takes at most " +
+                       std::to_string(max_stored_event_bytes) + " (a Kafka record must hold it)",
+                   "events[" + std::to_string(i) + "]");
+    for (std::size_t j = 0; j < i; ++j)
+      if (events[j].event_id() == ev.event_id())
+        return error(errc::invalid_event, "event_id " + ev.event_id() + " appears twice", "events[" + std::to_string(i) + "]");
+  }
+  return {};
+}
+
+error version_conflict(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected,
+                       std::int64_t current) {
+  return {errc::concurrency_conflict, std::string(aggregate_type) + "/" + std::string(aggregate_id) + " is at version " +
+                                          std::to_string(current) + ", not " + std::to_string(expected) +
+                                          ": load it again and retry"};
+}
+
+error partly_stored(std::size_t stored, std::size_t total) {
+  return {errc::invalid_event, std::to_string(stored) + " of these " + std::to_string(total) +
+                                   " events are stored already: a retry must repeat the same append",
+          "events"};
+}
+
+result<stored_event> stored_row(std::int64_t position, std::int64_t version, std::string_view envelope) {
+  auto decoded = decode_event(envelope);
+  if (!decoded)
+    return error(errc::store_failed,
+                 "the event at position " + std::to_string(position) + " does not decode: " + decoded.error().to_string());
+  return stored_event{.position = position, .version = version, .ev = std::move(decoded).value()};
+}
+
+void count_append(metrics* m, std::string_view backend, const result<append_result>& outcome) {
+  if (m == nullptr) return;
+  if (outcome.ok())
+    m->count_append(backend, outcome.value().already_stored ? "already_stored" : "stored");
+  else
+    m->count_append(backend, outcome.error().code() == errc::concurrency_conflict ? "conflict" : "failed");
+}
+
+}  // namespace eventbus::detail

@@ -1,0 +1,35 @@
+#pragma once
+// What every backend checks and says the same way: the arguments of an append, a version conflict,
+// and a stored row that no longer decodes.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "eventbus/error.hpp"
+#include "eventbus/event.hpp"
+#include "eventbus/metrics.hpp"
+#include "eventbus/store/event_store.hpp"
+
+namespace eventbus::detail {
+
+/// The events belong to the aggregate named, there is at least one, and the version is one append
+/// accepts. Nothing touches the database before this passes.
+[[nodiscard]] result<void> check_append(std::string_view aggregate_type, std::string_view aggregate_id,
+                                        std::int64_t expected_version, std::span<const event> events);
+
+/// errc::concurrency_conflict naming what was expected and what the aggregate is at.
+[[nodiscard]] error version_conflict(std::string_view aggregate_type, std::string_view aggregate_id,
+                                     std::int64_t expected, std::int64_t current);
+
+/// errc::invalid_event: some ids of an append are stored and some not (a retry of another append).
+[[nodiscard]] error partly_stored(std::size_t stored, std::size_t total);
+
+/// A stored row back as a stored_event; errc::store_failed if its envelope no longer decodes.
+[[nodiscard]] result<stored_event> stored_row(std::int64_t position, std::int64_t version, std::string_view envelope);
+
+/// eventbus_store_appends_total by outcome: stored, already_stored, conflict, failed.
+void count_append(metrics* m, std::string_view backend, const result<append_result>& outcome);
+
+}  // namespace eventbus::detail

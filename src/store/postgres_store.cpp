@@ -1,0 +1,465 @@
+// The PostgreSQL backend: a writer connection (appends, outbox marks), a reader connection (streamed
+// reads) and a lease connection (the relay's session advisory lock), each behind its own mutex.
+// A connection found broken is re-established once per call.
+
+#include "eventbus/store/postgres_store.hpp"
+
+#include <libpq-fe.h>
+
+#include <charconv>
+#include <mutex>
+
+#include "detail/event_data.hpp"
+#include "eventbus/time.hpp"
+#include "store/append_rules.hpp"
+
+namespace eventbus {
+namespace {
+
+// Advisory lock keys ("eventbus" in ASCII, and its neighbours): appends, migrations, the relay.
+constexpr std::int64_t append_lock = 0x6576656e74627573;
+constexpr std::int64_t migrate_lock = append_lock + 1;
+constexpr std::int64_t relay_lock = append_lock + 2;
+
+constexpr const char* migrations[] = {
+    R"sql(
+CREATE TABLE event_store (
+  position          BIGSERIAL   PRIMARY KEY,   -- global order: appends commit one at a time
+  event_id          TEXT        NOT NULL UNIQUE,
+  event_type        TEXT        NOT NULL,
+  aggregate_type    TEXT        NOT NULL,
+  aggregate_id      TEXT        NOT NULL,
+  aggregate_version BIGINT      NOT NULL,
+  occurred_at       TIMESTAMPTZ NOT NULL,      -- the event's timestamp
+  correlation_id    TEXT,
+  causation_id      TEXT,
+  payload           JSONB       NOT NULL,
+  envelope          TEXT        NOT NULL,      -- the wire form, published as is
+  stored_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
+  published_at      TIMESTAMPTZ,               -- acknowledged by Kafka
+  UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+);
+CREATE INDEX event_store_by_type ON event_store (event_type, position);
+CREATE INDEX event_store_by_time ON event_store (occurred_at);
+CREATE INDEX event_store_unpublished ON event_store (position) WHERE published_at IS NULL;
+)sql",
+};
+
+struct result_deleter {
+  void operator()(PGresult* r) const noexcept { PQclear(r); }
+};
+using pg_result = std::unique_ptr<PGresult, result_deleter>;
+
+// A PostgreSQL text[] / bigint[] literal: {"a","b"} with quotes and backslashes escaped.
+class array_literal {
+ public:
+  void add(std::string_view text) {
+    out_.push_back(out_.empty() ? '{' : ',');
+    out_.push_back('"');
+    for (const char c : text) {
+      if (c == '"' || c == '\\') out_.push_back('\\');
+      out_.push_back(c);
+    }
+    out_.push_back('"');
+  }
+  void add(const std::optional<std::string>& text) {
+    if (text) return add(std::string_view(*text));
+    out_.append(out_.empty() ? "{NULL" : ",NULL");
+  }
+  void add(std::int64_t n) {
+    out_.push_back(out_.empty() ? '{' : ',');
+    out_.append(std::to_string(n));
+  }
+  [[nodiscard]] std::string text() const { return out_.empty() ? std::string("{}") : out_ + "}"; }
+
+ private:
+  std::string out_;
+};
+
+std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
+
+std::int64_t to_int(const PGresult* r, int row, int col) {
+  const char* text = PQgetvalue(r, row, col);
+  std::int64_t n = 0;
+  std::from_chars(text, text + PQgetlength(r, row, col), n);
+  return n;
+}
+
+// Runs one statement with text parameters. The error names what was being done; never the DSN.
+result<pg_result> run(PGconn* conn, std::string_view what, const char* sql, std::initializer_list<const char*> params = {}) {
+  std::vector<const char*> values(params);
+  // Without parameters, PQexec: it also runs several statements (a migration) in one go.
+  pg_result r(values.empty() ? PQexec(conn, sql)
+                             : PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
+  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
+  std::string message = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn);
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
+  return error(errc::store_failed, "postgresql: " + std::string(what) + ": " + message +
+                                       (state ? " (SQLSTATE " + std::string(state) + ")" : ""));
+}
+
+// "BEGIN" and the append lock in one round trip: appends run one at a time, so positions become
+// visible in order and the version read after it is the latest.
+const std::string begin_append = "BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(append_lock) + ")";
+
+// The checks and inserts of one append, inside an open transaction on `conn` that holds the append
+// lock (taken after the transaction's first statement: a statement's snapshot predates a lock it
+// takes itself).
+result<append_result> append_rows(PGconn* conn, std::string_view aggregate_type, std::string_view aggregate_id,
+                                  std::int64_t expected, std::span<const event> events) {
+  array_literal ids;
+  for (const auto& ev : events) ids.add(std::string_view(ev.event_id()));
+  const std::string type(aggregate_type), id(aggregate_id);
+  auto state = run(conn, "checking the append",
+                   "SELECT (SELECT count(*) FROM event_store WHERE event_id = ANY($1::text[])), "
+                   "(SELECT COALESCE(MAX(aggregate_version), 0) FROM event_store "
+                   " WHERE aggregate_type = $2 AND aggregate_id = $3)",
+                   {ids.text().c_str(), type.c_str(), id.c_str()});
+  if (!state) return state.error();
+  const auto stored = static_cast<std::size_t>(to_int(state.value().get(), 0, 0));
+  const auto current = to_int(state.value().get(), 0, 1);
+  if (stored == events.size()) return append_result{.version = current, .already_stored = true};
+  if (stored > 0) return detail::partly_stored(stored, events.size());
+  if (expected != any_version && expected != current) return detail::version_conflict(aggregate_type, aggregate_id, expected, current);
+
+  array_literal types, occurred, correlations, causations, envelopes;
+  for (const auto& ev : events) {
+    const auto& d = detail::event_access::data(ev);
+    types.add(std::string_view(d.event_type));
+    occurred.add(millis(d.timestamp));
+    correlations.add(d.correlation_id);
+    causations.add(d.causation_id);
+    envelopes.add(std::string_view(detail::event_access::encoded(d)));
+  }
+  const std::string base = std::to_string(current);
+  auto inserted = run(conn, "storing the events",
+                      "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+                      "occurred_at, correlation_id, causation_id, payload, envelope) "
+                      "SELECT e.id, e.type, $3, $4, $5::bigint + e.n, to_timestamp(e.ms / 1000.0), e.corr, e.cause, "
+                      "(e.env::jsonb) -> 'payload', e.env "
+                      "FROM unnest($1::text[], $2::text[], $6::bigint[], $7::text[], $8::text[], $9::text[]) "
+                      "WITH ORDINALITY AS e(id, type, ms, corr, cause, env, n) ORDER BY e.n "
+                      "RETURNING position",
+                      {ids.text().c_str(), types.text().c_str(), type.c_str(), id.c_str(), base.c_str(),
+                       occurred.text().c_str(), correlations.text().c_str(), causations.text().c_str(),
+                       envelopes.text().c_str()});
+  if (!inserted) return inserted.error();
+  append_result out{.version = current + static_cast<std::int64_t>(events.size())};
+  const PGresult* rows = inserted.value().get();
+  for (int i = 0; i < PQntuples(rows); ++i) {
+    const auto position = to_int(rows, i, 0);
+    out.first_position = out.first_position == 0 ? position : std::min(out.first_position, position);
+    out.last_position = std::max(out.last_position, position);
+  }
+  return out;
+}
+
+// One libpq connection, re-established when found broken.
+class connection {
+ public:
+  explicit connection(const postgres_store_options& options) : options_(options) {
+    if (auto ok = connect(); !ok) throw exception(ok.error());
+  }
+  ~connection() { PQfinish(conn_); }
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// One statement outside a transaction. A connection found broken (server restarted, session
+  /// terminated) is re-established and the statement run once more.
+  result<pg_result> query(std::string_view what, const char* sql, std::initializer_list<const char*> params = {}) {
+    auto conn = get();
+    if (!conn) return conn.error();
+    auto r = run(conn.value(), what, sql, params);
+    if (r || PQstatus(conn.value()) != CONNECTION_BAD) return r;
+    auto again = get();
+    if (!again) return r;
+    return run(again.value(), what, sql, params);
+  }
+
+  /// The connection, reconnected first if it broke.
+  result<PGconn*> get() {
+    if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) return conn_;
+    if (auto ok = connect(); !ok) return ok.error();
+    return conn_;
+  }
+  std::mutex mu;
+
+ private:
+  result<void> connect() {
+    PQfinish(conn_);
+    const std::string timeout = std::to_string(options_.connect_timeout.count());
+    const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
+    const char* values[] = {options_.dsn.c_str(), timeout.c_str(), "eventbus", nullptr};
+    conn_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+    if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
+      std::string why = conn_ ? PQerrorMessage(conn_) : "out of memory";
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      return error(errc::store_failed, "cannot connect to PostgreSQL: " + why);
+    }
+    // Quiet notices ("relation already exists, skipping") instead of printing them to stderr.
+    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    return {};
+  }
+
+  postgres_store_options options_;
+  PGconn* conn_ = nullptr;
+};
+
+result<void> in_transaction(PGconn* conn, const std::function<result<void>()>& body, const char* begin = "BEGIN") {
+  if (auto begun = run(conn, "BEGIN", begin); !begun) return begun.error();
+  auto done = body();
+  if (!done) {
+    (void)run(conn, "ROLLBACK", "ROLLBACK");
+    return done;
+  }
+  if (auto committed = run(conn, "COMMIT", "COMMIT"); !committed) return committed.error();
+  return {};
+}
+
+class postgres_event_store final : public event_store {
+ public:
+  explicit postgres_event_store(const postgres_store_options& options)
+      : writer_(options), reader_(options), lease_(options), metrics_(options.metrics) {
+    const std::lock_guard lock(writer_.mu);
+    if (auto migrated = migrate(); !migrated) throw exception(migrated.error());
+  }
+
+  result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
+                               std::int64_t expected_version, std::span<const event> events) override {
+    auto out = append_locked(aggregate_type, aggregate_id, expected_version, events);
+    detail::count_append(metrics_.get(), backend(), out);
+    return out;
+  }
+
+  result<append_result> append_locked(std::string_view aggregate_type, std::string_view aggregate_id,
+                                      std::int64_t expected_version, std::span<const event> events) {
+    if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+    const std::lock_guard lock(writer_.mu);
+    auto out = append_once(aggregate_type, aggregate_id, expected_version, events);
+    // A connection that broke mid-way (server restarted): once more on a new one. Safe even if the
+    // commit went through: the same event ids again are an idempotent no-op.
+    if (!out && out.error().code() == errc::store_failed && broke_)
+      out = append_once(aggregate_type, aggregate_id, expected_version, events);
+    return out;
+  }
+
+  result<append_result> append_once(std::string_view aggregate_type, std::string_view aggregate_id,
+                                    std::int64_t expected_version, std::span<const event> events) {
+    auto conn = writer_.get();
+    if (!conn) return conn.error();
+    std::optional<append_result> out;
+    std::optional<error> refused;  // a conflict or a retry: rolled back, but not a database failure
+    auto done = in_transaction(conn.value(), [&]() -> result<void> {
+      auto appended = append_rows(conn.value(), aggregate_type, aggregate_id, expected_version, events);
+      if (!appended) {
+        if (appended.error().code() != errc::store_failed) refused = appended.error();
+        return appended.error();
+      }
+      out = appended.value();
+      return {};
+    }, begin_append.c_str());
+    broke_ = !done && PQstatus(conn.value()) == CONNECTION_BAD;
+    if (refused) return *refused;
+    if (!done) return done.error();
+    return *out;
+  }
+
+  result<void> load(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t from_version,
+                    const stored_event_visitor& fn) override {
+    read_filter filter{.aggregate_type = std::string(aggregate_type), .aggregate_id = std::string(aggregate_id)};
+    return page_through(filter, std::max<std::int64_t>(from_version, 1), fn);
+  }
+
+  result<void> read_all(const read_filter& filter, const stored_event_visitor& fn) override {
+    if (filter.aggregate_id && !filter.aggregate_type)
+      return error(errc::invalid_argument, "needs aggregate_type too", "aggregate_id");
+    return page_through(filter, 0, fn);
+  }
+
+  result<std::int64_t> version_of(std::string_view aggregate_type, std::string_view aggregate_id) override {
+    const std::lock_guard lock(reader_.mu);
+    const std::string type(aggregate_type), id(aggregate_id);
+    auto r = reader_.query("reading the aggregate's version",
+                 "SELECT COALESCE(MAX(aggregate_version), 0) FROM event_store WHERE aggregate_type = $1 AND aggregate_id = $2",
+                 {type.c_str(), id.c_str()});
+    if (!r) return r.error();
+    return to_int(r.value().get(), 0, 0);
+  }
+
+  result<std::vector<stored_event>> unpublished(std::size_t limit) override {
+    const std::lock_guard lock(reader_.mu);
+    const std::string n = std::to_string(limit);
+    auto r = reader_.query("reading the outbox",
+                 "SELECT position, aggregate_version, envelope FROM event_store WHERE published_at IS NULL "
+                 "ORDER BY position LIMIT $1::bigint",
+                 {n.c_str()});
+    if (!r) return r.error();
+    std::vector<stored_event> out;
+    const PGresult* rows = r.value().get();
+    for (int i = 0; i < PQntuples(rows); ++i) {
+      auto row = detail::stored_row(to_int(rows, i, 0), to_int(rows, i, 1),
+                                    std::string_view(PQgetvalue(rows, i, 2), static_cast<std::size_t>(PQgetlength(rows, i, 2))));
+      if (!row) return row.error();
+      out.push_back(std::move(row).value());
+    }
+    return out;
+  }
+
+  result<void> mark_published(std::span<const std::int64_t> positions) override {
+    if (positions.empty()) return {};
+    array_literal list;
+    for (const auto p : positions) list.add(p);
+    const std::lock_guard lock(writer_.mu);
+    auto r = writer_.query("marking events published",
+                 "UPDATE event_store SET published_at = now() WHERE position = ANY($1::bigint[])", {list.text().c_str()});
+    if (!r) return r.error();
+    return {};
+  }
+
+  result<outbox_backlog> backlog() override {
+    const std::lock_guard lock(reader_.mu);
+    auto r = reader_.query("reading the outbox backlog",
+                 "SELECT count(*), (EXTRACT(EPOCH FROM min(stored_at)) * 1000)::bigint FROM event_store "
+                 "WHERE published_at IS NULL");
+    if (!r) return r.error();
+    outbox_backlog out{.events = to_int(r.value().get(), 0, 0)};
+    if (!PQgetisnull(r.value().get(), 0, 1)) out.oldest = time_point(std::chrono::milliseconds(to_int(r.value().get(), 0, 1)));
+    return out;
+  }
+
+  // The lease is a session advisory lock: held while this connection lives, gone the moment the
+  // relay's process or connection dies (ttl is not needed for that).
+  result<bool> hold_relay_lease(std::string_view, std::chrono::milliseconds) override {
+    const std::lock_guard lock(lease_.mu);
+    auto conn = lease_.get();
+    if (!conn) {
+      lease_held_ = false;
+      return conn.error();
+    }
+    if (lease_held_) {
+      if (auto alive = run(conn.value(), "checking the relay lease", "SELECT 1"); alive) return true;
+      lease_held_ = false;  // the connection broke: the lock went with it
+      conn = lease_.get();
+      if (!conn) return conn.error();
+    }
+    const std::string key = std::to_string(relay_lock);
+    auto r = run(conn.value(), "taking the relay lease", "SELECT pg_try_advisory_lock($1::bigint)", {key.c_str()});
+    if (!r) return r.error();
+    lease_held_ = std::string_view(PQgetvalue(r.value().get(), 0, 0)) == "t";
+    return lease_held_;
+  }
+
+  void release_relay_lease(std::string_view) noexcept override {
+    const std::lock_guard lock(lease_.mu);
+    if (!lease_held_) return;
+    lease_held_ = false;
+    auto conn = lease_.get();
+    const std::string key = std::to_string(relay_lock);
+    if (conn) (void)run(conn.value(), "releasing the relay lease", "SELECT pg_advisory_unlock($1::bigint)", {key.c_str()});
+  }
+
+  result<void> check() override {
+    const std::lock_guard lock(reader_.mu);
+    if (auto r = reader_.query("check", "SELECT 1"); !r) return r.error();
+    return {};
+  }
+
+  std::string_view backend() const noexcept override { return "postgresql"; }
+
+ private:
+  result<void> migrate() {
+    auto conn = writer_.get();
+    if (!conn) return conn.error();
+    const std::string key = std::to_string(migrate_lock);
+    return in_transaction(conn.value(), [&]() -> result<void> {
+      // One migrator at a time, whatever number of instances start together.
+      if (auto locked = run(conn.value(), "migrating", "SELECT pg_advisory_xact_lock($1::bigint)", {key.c_str()}); !locked)
+        return locked.error();
+      if (auto made = run(conn.value(), "migrating", "CREATE TABLE IF NOT EXISTS eventbus_schema (version INTEGER NOT NULL)");
+          !made)
+        return made.error();
+      auto version = run(conn.value(), "migrating", "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");
+      if (!version) return version.error();
+      for (auto v = static_cast<std::size_t>(to_int(version.value().get(), 0, 0)); v < std::size(migrations); ++v) {
+        if (auto applied = run(conn.value(), "migrating", migrations[v]); !applied) return applied.error();
+        const std::string next = std::to_string(v + 1);
+        if (auto bumped = run(conn.value(), "migrating", "INSERT INTO eventbus_schema (version) VALUES ($1::int)", {next.c_str()});
+            !bumped)
+          return bumped.error();
+      }
+      return {};
+    });
+  }
+
+  // Pages by position (read_all) or by version (load, from_version > 0), a page per query.
+  result<void> page_through(const read_filter& filter, std::int64_t from_version, const stored_event_visitor& fn) {
+    const bool by_version = from_version > 0;
+    std::string sql = "SELECT position, aggregate_version, envelope FROM event_store WHERE ";
+    sql += by_version ? "aggregate_version >= $1::bigint" : "position > $1::bigint";
+    sql += " AND ($2::bigint IS NULL OR occurred_at >= to_timestamp($2::bigint / 1000.0))";
+    sql += " AND ($3::text IS NULL OR event_type = $3) AND ($4::text IS NULL OR aggregate_type = $4)";
+    sql += " AND ($5::text IS NULL OR aggregate_id = $5)";
+    sql += by_version ? " ORDER BY aggregate_version" : " ORDER BY position";
+    sql += " LIMIT $6::bigint";
+    const auto page_size = static_cast<std::int64_t>(std::max<std::size_t>(filter.page_size, 1));
+    const std::string limit = std::to_string(page_size);
+    const std::optional<std::string> from_time =
+        filter.from_time ? std::optional<std::string>(std::to_string(millis(*filter.from_time))) : std::nullopt;
+    const auto param = [](const std::optional<std::string>& v) { return v ? v->c_str() : nullptr; };
+    for (std::int64_t cursor = by_version ? from_version : filter.after_position;;) {
+      pg_result page;
+      {
+        const std::lock_guard lock(reader_.mu);
+        const std::string at = std::to_string(cursor);
+        auto r = reader_.query("reading events", sql.c_str(),
+                     {at.c_str(), param(from_time), param(filter.event_type), param(filter.aggregate_type),
+                      param(filter.aggregate_id), limit.c_str()});
+        if (!r) return r.error();
+        page = std::move(r).value();
+      }
+      const PGresult* rows = page.get();
+      const int n = PQntuples(rows);
+      for (int i = 0; i < n; ++i) {
+        auto row = detail::stored_row(to_int(rows, i, 0), to_int(rows, i, 1),
+                                      std::string_view(PQgetvalue(rows, i, 2), static_cast<std::size_t>(PQgetlength(rows, i, 2))));
+        if (!row) return row.error();
+        cursor = by_version ? row.value().version + 1 : row.value().position;
+        if (!fn(row.value())) return {};
+      }
+      if (n < page_size) return {};
+    }
+  }
+
+  connection writer_, reader_, lease_;
+  std::shared_ptr<metrics> metrics_;
+  bool broke_ = false;       // under writer_.mu: the last append found its connection broken
+  bool lease_held_ = false;  // under lease_.mu
+};
+
+}  // namespace
+
+void postgres_store_options::validate() const {
+  if (dsn.empty()) throw exception(error(errc::invalid_argument, "must not be empty", "dsn"));
+  if (connect_timeout.count() <= 0) throw exception(error(errc::invalid_argument, "must be positive", "connect_timeout"));
+}
+
+std::shared_ptr<event_store> open_postgres_store(const postgres_store_options& options) {
+  options.validate();
+  return std::make_shared<postgres_event_store>(options);
+}
+
+result<append_result> append_in_transaction(pg_conn* conn, std::string_view aggregate_type, std::string_view aggregate_id,
+                                            std::int64_t expected_version, std::span<const event> events) {
+  if (conn == nullptr) return error(errc::invalid_argument, "is null", "conn");
+  if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+  if (PQtransactionStatus(conn) != PQTRANS_INTRANS)
+    return error(errc::invalid_argument, "has no open transaction: BEGIN first, so your rows and the events commit together", "conn");
+  const std::string lock = std::to_string(append_lock);
+  if (auto locked = run(conn, "taking the append lock", "SELECT pg_advisory_xact_lock($1::bigint)", {lock.c_str()}); !locked)
+    return locked.error();
+  return append_rows(conn, aggregate_type, aggregate_id, expected_version, events);
+}
+
+}  // namespace eventbus

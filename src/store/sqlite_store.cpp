@@ -1,0 +1,440 @@
+// The SQLite backend: one writer connection and one reader connection on a WAL file, each behind
+// its own mutex, so reads (streamed page by page) never wait for an append to commit.
+
+#include "eventbus/store/sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <mutex>
+
+#include "detail/event_data.hpp"
+#include "eventbus/time.hpp"
+#include "store/append_rules.hpp"
+
+namespace eventbus {
+namespace {
+
+// Versioned migrations: each runs once, in order, in one transaction with its version bump.
+constexpr const char* migrations[] = {
+    R"sql(
+CREATE TABLE event_store (
+  position          INTEGER PRIMARY KEY AUTOINCREMENT,  -- global order; never reused
+  event_id          TEXT    NOT NULL UNIQUE,
+  event_type        TEXT    NOT NULL,
+  aggregate_type    TEXT    NOT NULL,
+  aggregate_id      TEXT    NOT NULL,
+  aggregate_version INTEGER NOT NULL,
+  occurred_at_ms    INTEGER NOT NULL,                   -- the event's timestamp
+  correlation_id    TEXT,
+  causation_id      TEXT,
+  envelope          TEXT    NOT NULL,                   -- the wire form, published as is
+  stored_at_ms      INTEGER NOT NULL,
+  published         INTEGER NOT NULL DEFAULT 0,         -- acknowledged by Kafka
+  UNIQUE (aggregate_type, aggregate_id, aggregate_version)
+);
+CREATE INDEX event_store_by_type ON event_store (event_type, position);
+CREATE INDEX event_store_by_time ON event_store (occurred_at_ms);
+CREATE INDEX event_store_unpublished ON event_store (position) WHERE published = 0;
+CREATE TABLE eventbus_relay_lease (
+  id            INTEGER PRIMARY KEY CHECK (id = 1),
+  owner         TEXT    NOT NULL,
+  expires_at_ms INTEGER NOT NULL
+);
+)sql",
+};
+
+std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
+
+// One prepared statement; reset (not finalized) between uses.
+class statement {
+ public:
+  statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
+  }
+  ~statement() { sqlite3_finalize(stmt_); }
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  [[nodiscard]] bool ok() const noexcept { return stmt_ != nullptr; }
+  statement& reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    return *this;
+  }
+  statement& bind(int i, std::string_view text) {
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+    return *this;
+  }
+  statement& bind(int i, const std::string& text) { return bind(i, std::string_view(text)); }
+  statement& bind(int i, const std::optional<std::string>& text) {
+    if (text) return bind(i, std::string_view(*text));
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  statement& bind(int i, std::int64_t n) {
+    sqlite3_bind_int64(stmt_, i, n);
+    return *this;
+  }
+  /// SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return sqlite3_step(stmt_); }
+  [[nodiscard]] std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
+  [[nodiscard]] std::string_view text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string_view();
+  }
+  [[nodiscard]] bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+error sqlite_failure(sqlite3* db, std::string_view what) {
+  return {errc::store_failed, "sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db)};
+}
+
+result<void> exec(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) == SQLITE_OK) return {};
+  error failure(errc::store_failed, std::string("sqlite: ") + (message ? message : sqlite3_errmsg(db)));
+  sqlite3_free(message);
+  return failure;
+}
+
+// The statements of an append, prepared once per connection.
+struct append_statements {
+  explicit append_statements(sqlite3* connection)
+      : db(connection),
+        find_id(db, "SELECT 1 FROM event_store WHERE event_id = ?1"),
+        current_version(db,
+                        "SELECT COALESCE(MAX(aggregate_version), 0) FROM event_store "
+                        "WHERE aggregate_type = ?1 AND aggregate_id = ?2"),
+        insert(db,
+               "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+               "occurred_at_ms, correlation_id, causation_id, envelope, stored_at_ms) "
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") {}
+
+  [[nodiscard]] bool ok() const noexcept { return find_id.ok() && current_version.ok() && insert.ok(); }
+
+  // Inside an open transaction: the checks and the inserts of one append.
+  result<append_result> run(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected,
+                            std::span<const event> events) {
+    if (!ok()) return sqlite_failure(db, "the event store's tables are missing (open the file with open_sqlite_store first)");
+    std::size_t stored = 0;
+    for (const auto& ev : events) {
+      const int rc = find_id.reset().bind(1, ev.event_id()).step();
+      find_id.reset();  // a statement left mid-way holds its read snapshot open
+      if (rc == SQLITE_ROW) ++stored;
+      else if (rc != SQLITE_DONE) return sqlite_failure(db, "reading event ids");
+    }
+    if (stored == events.size()) {  // an idempotent retry: report what the aggregate is at
+      auto version = read_version(aggregate_type, aggregate_id);
+      if (!version) return version.error();
+      return append_result{.version = version.value(), .already_stored = true};
+    }
+    if (stored > 0) return detail::partly_stored(stored, events.size());
+    auto current = read_version(aggregate_type, aggregate_id);
+    if (!current) return current.error();
+    if (expected != any_version && expected != current.value())
+      return detail::version_conflict(aggregate_type, aggregate_id, expected, current.value());
+
+    append_result out{.version = current.value()};
+    const auto stored_at = millis(now_ms());
+    for (const auto& ev : events) {
+      const auto& d = detail::event_access::data(ev);
+      insert.reset()
+          .bind(1, d.event_id)
+          .bind(2, d.event_type)
+          .bind(3, aggregate_type)
+          .bind(4, aggregate_id)
+          .bind(5, ++out.version)
+          .bind(6, millis(d.timestamp))
+          .bind(7, d.correlation_id)
+          .bind(8, d.causation_id)
+          .bind(9, detail::event_access::encoded(d))
+          .bind(10, stored_at);
+      const int rc = insert.step();
+      insert.reset();
+      if (rc != SQLITE_DONE) return sqlite_failure(db, "storing event " + d.event_id);
+      const auto position = sqlite3_last_insert_rowid(db);
+      if (out.first_position == 0) out.first_position = position;
+      out.last_position = position;
+    }
+    return out;
+  }
+
+  result<std::int64_t> read_version(std::string_view aggregate_type, std::string_view aggregate_id) {
+    if (current_version.reset().bind(1, aggregate_type).bind(2, aggregate_id).step() != SQLITE_ROW)
+      return sqlite_failure(db, "reading the aggregate's version");
+    const auto version = current_version.integer(0);
+    current_version.reset();  // ends its read snapshot: a stale one would make the next write fail as busy
+    return version;
+  }
+
+  sqlite3* db;
+  statement find_id, current_version, insert;
+};
+
+class sqlite_event_store final : public event_store {
+ public:
+  explicit sqlite_event_store(const sqlite_store_options& options) : path_(options.path), metrics_(options.metrics) {
+    writer_ = open(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options);
+    // WAL lets the reader read while the writer commits; synchronous sets what a commit survives.
+    for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON"})
+      if (auto done = exec(writer_, pragma); !done) fail(done.error());
+    const char* sync = options.durability == sqlite_durability::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+    if (auto done = exec(writer_, sync); !done) fail(done.error());
+    if (auto migrated = migrate(); !migrated) fail(migrated.error());
+    statements_ = std::make_unique<append_statements>(writer_);
+    reader_ = open(SQLITE_OPEN_READONLY, options);
+  }
+
+  ~sqlite_event_store() override {
+    statements_.reset();
+    sqlite3_close_v2(reader_);
+    sqlite3_close_v2(writer_);
+  }
+
+  result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
+                               std::int64_t expected_version, std::span<const event> events) override {
+    auto out = append_locked(aggregate_type, aggregate_id, expected_version, events);
+    detail::count_append(metrics_.get(), backend(), out);
+    return out;
+  }
+
+  result<append_result> append_locked(std::string_view aggregate_type, std::string_view aggregate_id,
+                                      std::int64_t expected_version, std::span<const event> events) {
+    if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+    const std::lock_guard lock(writer_mu_);
+    // IMMEDIATE: the write lock now, so the version read below cannot change before the insert.
+    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    auto out = statements_->run(aggregate_type, aggregate_id, expected_version, events);
+    if (!out || out.value().already_stored) {
+      (void)exec(writer_, "ROLLBACK");
+      return out;
+    }
+    if (auto committed = exec(writer_, "COMMIT"); !committed) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(committed.error());
+    }
+    return out;
+  }
+
+  result<void> load(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t from_version,
+                    const stored_event_visitor& fn) override {
+    const std::lock_guard lock(reader_mu_);
+    statement page(reader_,
+                   "SELECT position, aggregate_version, envelope FROM event_store WHERE aggregate_type = ?1 AND "
+                   "aggregate_id = ?2 AND aggregate_version >= ?3 ORDER BY aggregate_version LIMIT 500");
+    if (!page.ok()) return named(sqlite_failure(reader_, "load"));
+    for (std::int64_t next = std::max<std::int64_t>(from_version, 1);;) {
+      page.reset().bind(1, aggregate_type).bind(2, aggregate_id).bind(3, next);
+      std::size_t rows = 0;
+      for (int rc; (rc = page.step()) != SQLITE_DONE;) {
+        if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "load"));
+        ++rows;
+        auto row = detail::stored_row(page.integer(0), page.integer(1), page.text(2));
+        if (!row) return row.error();
+        next = row.value().version + 1;
+        if (!fn(row.value())) return {};
+      }
+      if (rows < 500) return {};
+    }
+  }
+
+  result<void> read_all(const read_filter& filter, const stored_event_visitor& fn) override {
+    if (filter.aggregate_id && !filter.aggregate_type)
+      return error(errc::invalid_argument, "needs aggregate_type too", "aggregate_id");
+    std::string sql = "SELECT position, aggregate_version, envelope FROM event_store WHERE position > ?1";
+    if (filter.from_time) sql += " AND occurred_at_ms >= ?2";
+    if (filter.event_type) sql += " AND event_type = ?3";
+    if (filter.aggregate_type) sql += " AND aggregate_type = ?4";
+    if (filter.aggregate_id) sql += " AND aggregate_id = ?5";
+    sql += " ORDER BY position LIMIT ?6";
+    const std::lock_guard lock(reader_mu_);
+    statement page(reader_, sql.c_str());
+    if (!page.ok()) return named(sqlite_failure(reader_, "read_all"));
+    const auto page_size = static_cast<std::int64_t>(std::max<std::size_t>(filter.page_size, 1));
+    for (std::int64_t after = filter.after_position;;) {
+      page.reset().bind(1, after).bind(6, page_size);
+      if (filter.from_time) page.bind(2, millis(*filter.from_time));
+      if (filter.event_type) page.bind(3, std::string_view(*filter.event_type));
+      if (filter.aggregate_type) page.bind(4, std::string_view(*filter.aggregate_type));
+      if (filter.aggregate_id) page.bind(5, std::string_view(*filter.aggregate_id));
+      std::int64_t rows = 0;
+      for (int rc; (rc = page.step()) != SQLITE_DONE;) {
+        if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "read_all"));
+        ++rows;
+        auto row = detail::stored_row(page.integer(0), page.integer(1), page.text(2));
+        if (!row) return row.error();
+        after = row.value().position;
+        if (!fn(row.value())) return {};
+      }
+      if (rows < page_size) return {};
+    }
+  }
+
+  result<std::int64_t> version_of(std::string_view aggregate_type, std::string_view aggregate_id) override {
+    const std::lock_guard lock(writer_mu_);
+    auto version = statements_->read_version(aggregate_type, aggregate_id);
+    if (!version) return named(version.error());
+    return version;
+  }
+
+  result<std::vector<stored_event>> unpublished(std::size_t limit) override {
+    const std::lock_guard lock(reader_mu_);
+    statement rows(reader_,
+                   "SELECT position, aggregate_version, envelope FROM event_store WHERE published = 0 "
+                   "ORDER BY position LIMIT ?1");
+    if (!rows.ok()) return named(sqlite_failure(reader_, "reading the outbox"));
+    rows.bind(1, static_cast<std::int64_t>(limit));
+    std::vector<stored_event> out;
+    for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
+      if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the outbox"));
+      auto row = detail::stored_row(rows.integer(0), rows.integer(1), rows.text(2));
+      if (!row) return row.error();
+      out.push_back(std::move(row).value());
+    }
+    return out;
+  }
+
+  result<void> mark_published(std::span<const std::int64_t> positions) override {
+    if (positions.empty()) return {};
+    const std::lock_guard lock(writer_mu_);
+    statement mark(writer_, "UPDATE event_store SET published = 1 WHERE position = ?1");
+    if (!mark.ok()) return named(sqlite_failure(writer_, "marking events published"));
+    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    for (const auto position : positions)
+      if (mark.reset().bind(1, position).step() != SQLITE_DONE) {
+        auto failure = named(sqlite_failure(writer_, "marking events published"));
+        (void)exec(writer_, "ROLLBACK");
+        return failure;
+      }
+    if (auto committed = exec(writer_, "COMMIT"); !committed) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(committed.error());
+    }
+    return {};
+  }
+
+  result<outbox_backlog> backlog() override {
+    const std::lock_guard lock(reader_mu_);
+    statement count(reader_, "SELECT COUNT(*), MIN(stored_at_ms) FROM event_store WHERE published = 0");
+    if (!count.ok() || count.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the outbox backlog"));
+    outbox_backlog out{.events = count.integer(0)};
+    if (!count.is_null(1)) out.oldest = time_point(std::chrono::milliseconds(count.integer(1)));
+    return out;
+  }
+
+  result<bool> hold_relay_lease(std::string_view owner, std::chrono::milliseconds ttl) override {
+    const std::lock_guard lock(writer_mu_);
+    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    const auto now = millis(now_ms());
+    statement take(writer_,
+                   "INSERT INTO eventbus_relay_lease (id, owner, expires_at_ms) VALUES (1, ?1, ?2) "
+                   "ON CONFLICT (id) DO UPDATE SET owner = ?1, expires_at_ms = ?2 "
+                   "WHERE eventbus_relay_lease.owner = ?1 OR eventbus_relay_lease.expires_at_ms < ?3");
+    if (!take.ok() || take.bind(1, owner).bind(2, now + ttl.count()).bind(3, now).step() != SQLITE_DONE) {
+      auto failure = named(sqlite_failure(writer_, "taking the relay lease"));
+      (void)exec(writer_, "ROLLBACK");
+      return failure;
+    }
+    const bool held = sqlite3_changes(writer_) > 0;
+    if (auto committed = exec(writer_, "COMMIT"); !committed) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(committed.error());
+    }
+    return held;
+  }
+
+  void release_relay_lease(std::string_view owner) noexcept override {
+    const std::lock_guard lock(writer_mu_);
+    statement drop(writer_, "DELETE FROM eventbus_relay_lease WHERE owner = ?1");
+    if (drop.ok()) (void)drop.bind(1, owner).step();
+  }
+
+  result<void> check() override {
+    const std::lock_guard lock(reader_mu_);
+    statement probe(reader_, "SELECT 1");
+    if (!probe.ok() || probe.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "check"));
+    return {};
+  }
+
+  std::string_view backend() const noexcept override { return "sqlite"; }
+
+ private:
+  sqlite3* open(int flags, const sqlite_store_options& options) {
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path_.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+      const std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+      sqlite3_close_v2(db);
+      throw exception(error(errc::store_failed, "cannot open '" + path_ + "': " + why, "path"));
+    }
+    sqlite3_busy_timeout(db, static_cast<int>(options.busy_timeout.count()));
+    return db;
+  }
+
+  [[noreturn]] void fail(const error& why) {
+    sqlite3_close_v2(writer_);
+    throw exception(error(errc::store_failed, "'" + path_ + "': " + why.message(), "path"));
+  }
+
+  result<void> migrate() {
+    if (auto ok = exec(writer_, "CREATE TABLE IF NOT EXISTS eventbus_schema (version INTEGER NOT NULL)"); !ok) return ok;
+    for (std::size_t i = 0; i < std::size(migrations); ++i) {
+      if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return begun;
+      statement current(writer_, "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");
+      if (!current.ok() || current.step() != SQLITE_ROW) {
+        (void)exec(writer_, "ROLLBACK");
+        return sqlite_failure(writer_, "reading the schema version");
+      }
+      if (current.integer(0) > static_cast<std::int64_t>(i)) {  // applied already (maybe by another process)
+        (void)exec(writer_, "ROLLBACK");
+        continue;
+      }
+      const std::string bump = "INSERT INTO eventbus_schema (version) VALUES (" + std::to_string(i + 1) + ")";
+      for (const char* sql : {migrations[i], bump.c_str()})
+        if (auto done = exec(writer_, sql); !done) {
+          (void)exec(writer_, "ROLLBACK");
+          return done;
+        }
+      if (auto committed = exec(writer_, "COMMIT"); !committed) return committed;
+    }
+    return {};
+  }
+
+  error named(const error& e) const { return {e.code(), "'" + path_ + "': " + e.message(), e.field()}; }
+
+  std::string path_;
+  std::shared_ptr<metrics> metrics_;
+  std::mutex writer_mu_, reader_mu_;
+  sqlite3* writer_ = nullptr;
+  sqlite3* reader_ = nullptr;
+  std::unique_ptr<append_statements> statements_;
+};
+
+}  // namespace
+
+void sqlite_store_options::validate() const {
+  if (path.empty()) throw exception(error(errc::invalid_argument, "must name the database file", "path"));
+  if (durability != sqlite_durability::full && durability != sqlite_durability::normal)
+    throw exception(error(errc::invalid_argument, "must be full or normal", "durability"));
+  if (busy_timeout.count() < 0) throw exception(error(errc::invalid_argument, "must not be negative", "busy_timeout"));
+}
+
+std::shared_ptr<event_store> open_sqlite_store(const sqlite_store_options& options) {
+  options.validate();
+  return std::make_shared<sqlite_event_store>(options);
+}
+
+result<append_result> append_in_transaction(sqlite3* db, std::string_view aggregate_type, std::string_view aggregate_id,
+                                            std::int64_t expected_version, std::span<const event> events) {
+  if (db == nullptr) return error(errc::invalid_argument, "is null", "db");
+  if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+  if (sqlite3_get_autocommit(db) != 0)
+    return error(errc::invalid_argument, "has no open transaction: BEGIN first, so your rows and the events commit together", "db");
+  append_statements statements(db);
+  return statements.run(aggregate_type, aggregate_id, expected_version, events);
+}
+
+}  // namespace eventbus

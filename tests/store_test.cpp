@@ -1,0 +1,309 @@
+// The event store's contract, on both backends (SQLite files and a real PostgreSQL server): atomic
+// appends with optimistic concurrency, idempotent retries, streamed reads, the caller's own
+// transaction, and clear errors that lose nothing already stored.
+
+#include <doctest/doctest.h>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <barrier>
+#include <thread>
+
+#include "eventbus/store/event_store.hpp"
+#include "store_support.hpp"
+#include "test_support.hpp"
+
+using namespace eventbus;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* const backends[] = {"sqlite", "postgresql"};
+
+event order_event(const std::string& type, const std::string& id, int seq, std::optional<time_point> at = std::nullopt) {
+  return make_event({.event_type = type, .aggregate_type = "order", .aggregate_id = id, .payload = {{"seq", seq}},
+                     .timestamp = at});
+}
+
+std::vector<stored_event> load_all(event_store& store, const std::string& id, std::int64_t from = 1) {
+  std::vector<stored_event> out;
+  REQUIRE(store.load("order", id, from, [&](const stored_event& e) {
+    out.push_back(e);
+    return true;
+  }).ok());
+  return out;
+}
+
+std::int64_t count_all(event_store& store, read_filter filter = {}) {
+  std::int64_t n = 0;
+  REQUIRE(store.read_all(filter, [&](const stored_event&) {
+    ++n;
+    return true;
+  }).ok());
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("append assigns versions and positions, and load reads an aggregate back from a version") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "versions");
+    const std::vector<event> first{order_event("order.created", "o-1", 0), order_event("order.paid", "o-1", 1)};
+    const auto a = store->append("order", "o-1", 0, first);
+    REQUIRE(a.ok());
+    CHECK(a.value().version == 2);
+    CHECK(a.value().last_position == a.value().first_position + 1);
+    const std::vector<event> other{order_event("order.created", "o-2", 0)};
+    REQUIRE(store->append("order", "o-2", 0, other).ok());
+    const std::vector<event> second{order_event("order.shipped", "o-1", 2)};
+    const auto b = store->append("order", "o-1", 2, second);
+    REQUIRE(b.ok());
+    CHECK(b.value().version == 3);
+    CHECK(b.value().first_position > a.value().last_position);
+
+    const auto all = load_all(*store, "o-1");
+    REQUIRE(all.size() == 3);
+    for (std::size_t i = 0; i < all.size(); ++i) CHECK(all[i].version == static_cast<std::int64_t>(i + 1));
+    CHECK(all[0].ev == first[0]);  // byte for byte the same envelope
+    CHECK(all[2].ev.event_type() == "order.shipped");
+    const auto from_two = load_all(*store, "o-1", 2);
+    REQUIRE(from_two.size() == 2);
+    CHECK(from_two[0].version == 2);
+    CHECK(store->version_of("order", "o-1").value() == 3);
+    CHECK(store->version_of("order", "nobody").value() == 0);
+  }
+}
+
+TEST_CASE("two writers on one aggregate: exactly one wins, the other hears the current version") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "race");
+    auto other = testing::same_store(backend, "race");  // a second service instance
+    const std::vector<event> seed{order_event("order.created", "o-1", 0)};
+    REQUIRE(store->append("order", "o-1", 0, seed).ok());
+    for (int round = 0; round < 20; ++round) {
+      const auto expected = store->version_of("order", "o-1").value();
+      std::barrier start(2);
+      std::optional<result<append_result>> left, right;
+      std::thread a([&] {
+        const std::vector<event> e{order_event("order.paid", "o-1", round)};
+        start.arrive_and_wait();
+        left.emplace(store->append("order", "o-1", expected, e));
+      });
+      std::thread b([&] {
+        const std::vector<event> e{order_event("order.paid", "o-1", round)};
+        start.arrive_and_wait();
+        right.emplace(other->append("order", "o-1", expected, e));
+      });
+      a.join();
+      b.join();
+      CAPTURE(round);
+      REQUIRE(left->ok() != right->ok());  // exactly one
+      const auto& lost = left->ok() ? *right : *left;
+      CHECK_MESSAGE(lost.error().code() == errc::concurrency_conflict, lost.error().to_string());
+      CHECK(lost.error().message().find("is at version " + std::to_string(expected + 1)) != std::string::npos);
+    }
+    CHECK(store->version_of("order", "o-1").value() == 21);
+    CHECK(load_all(*store, "o-1").size() == 21);
+  }
+}
+
+TEST_CASE("appending the same event ids again is an idempotent no-op, not a duplicate") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "retry");
+    const std::vector<event> batch{order_event("order.created", "o-1", 0), order_event("order.paid", "o-1", 1)};
+    const auto first = store->append("order", "o-1", 0, batch);
+    REQUIRE(first.ok());
+    // A retry after a timeout, with the version the caller had then.
+    const auto again = store->append("order", "o-1", 0, batch);
+    REQUIRE(again.ok());
+    CHECK(again.value().already_stored);
+    CHECK(again.value().version == 2);
+    CHECK(count_all(*store) == 2);
+    // Half stored, half new: not something a retry produces; refused, nothing written.
+    const std::vector<event> mixed{batch[1], order_event("order.shipped", "o-1", 2)};
+    const auto refused = store->append("order", "o-1", 2, mixed);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code() == errc::invalid_event);
+    CHECK(count_all(*store) == 2);
+  }
+}
+
+TEST_CASE("bad appends get clear errors and store nothing") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "bad_input");
+    const std::vector<event> seed{order_event("order.created", "o-1", 0)};
+    REQUIRE(store->append("order", "o-1", 0, seed).ok());
+    const auto field_of = [&](std::string_view type, std::string_view id, std::int64_t expected, std::vector<event> events) {
+      const auto r = store->append(type, id, expected, events);
+      REQUIRE_FALSE(r.ok());
+      return r.error().field();
+    };
+    CHECK(field_of("order", "o-1", 1, {}) == "events");
+    CHECK(field_of("order", "o-2", 1, {order_event("order.paid", "o-1", 1)}) == "events[0]");  // another aggregate
+    CHECK(field_of("order", "o-1", -5, {order_event("order.paid", "o-1", 1)}) == "expected_version");
+    const auto twice = order_event("order.paid", "o-1", 1);
+    CHECK(field_of("order", "o-1", 1, {twice, twice}) == "events[1]");
+    // Larger than a Kafka record may be: refused at append, not stuck in the outbox later.
+    auto big = make_event({.event_type = "order.paid", .aggregate_type = "order", .aggregate_id = "o-1",
+                           .payload = {{"blob", std::string(max_stored_event_bytes, 'x')}}});
+    CHECK(field_of("order", "o-1", 1, {big}) == "events[0]");
+    CHECK(count_all(*store) == 1);
+    CHECK(load_all(*store, "o-1").size() == 1);
+  }
+}
+
+TEST_CASE("read_all streams the whole store a page at a time, from a position or a time, by type") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "read_all");
+    const time_point start = time_point(std::chrono::milliseconds(1'700'000'000'000));
+    for (int batch = 0; batch < 25; ++batch) {
+      std::vector<event> events;
+      for (int i = 0; i < 100; ++i) {
+        const int seq = batch * 100 + i;
+        events.push_back(order_event(seq % 10 == 0 ? "order.cancelled" : "order.created", "o-" + std::to_string(seq), seq,
+                                     start + std::chrono::seconds(seq)));
+      }
+      for (const auto& ev : events) {
+        const std::vector<event> one{ev};
+        REQUIRE(store->append("order", ev.aggregate_id(), 0, one).ok());
+      }
+    }
+    std::int64_t last = 0, seen = 0;
+    bool ordered = true;
+    REQUIRE(store->read_all({.page_size = 100}, [&](const stored_event& e) {
+      ordered = ordered && e.position > last;
+      last = e.position;
+      ++seen;
+      return true;
+    }).ok());
+    CHECK(seen == 2500);
+    CHECK(ordered);
+    CHECK(count_all(*store, {.after_position = last - 10}) == 10);
+    CHECK(count_all(*store, {.from_time = start + std::chrono::seconds(2000)}) == 500);
+    CHECK(count_all(*store, {.event_type = "order.cancelled", .page_size = 7}) == 250);
+    CHECK(count_all(*store, {.aggregate_type = "order", .aggregate_id = "o-42"}) == 1);
+    int stopped_after = 0;
+    REQUIRE(store->read_all({}, [&](const stored_event&) { return ++stopped_after < 3; }).ok());
+    CHECK(stopped_after == 3);
+    const auto no_type = store->read_all({.aggregate_id = "o-1"}, [](const stored_event&) { return true; });
+    CHECK_FALSE(no_type.ok());
+  }
+}
+
+TEST_CASE("sqlite: the service's own rows and its events commit together, or not at all") {
+  const auto path = testing::fresh_sqlite_path("unit_of_work");
+  auto store = open_sqlite_store({.path = path});
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "CREATE TABLE orders (id TEXT PRIMARY KEY, total INTEGER)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  const std::vector<event> created{order_event("order.created", "o-1", 0)};
+  CHECK(append_in_transaction(db, "order", "o-1", 0, created).error().field() == "db");  // no BEGIN: refused
+
+  REQUIRE(sqlite3_exec(db, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(append_in_transaction(db, "order", "o-1", 0, created).ok());
+  REQUIRE(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+  CHECK(count_all(*store) == 0);
+
+  REQUIRE(sqlite3_exec(db, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)", nullptr, nullptr, nullptr) == SQLITE_OK);
+  REQUIRE(append_in_transaction(db, "order", "o-1", 0, created).ok());
+  REQUIRE(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  CHECK(count_all(*store) == 1);
+  sqlite3_close(db);
+}
+
+TEST_CASE("postgresql: the service's own rows and its events commit together, or not at all") {
+  auto store = testing::fresh_store("postgresql", "unit_of_work");
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("unit_of_work").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PQclear(PQexec(conn, "CREATE TABLE orders (id TEXT PRIMARY KEY, total INTEGER)"));
+  const std::vector<event> created{order_event("order.created", "o-1", 0)};
+  CHECK(append_in_transaction(conn, "order", "o-1", 0, created).error().field() == "conn");
+
+  PQclear(PQexec(conn, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)"));
+  REQUIRE(append_in_transaction(conn, "order", "o-1", 0, created).ok());
+  PQclear(PQexec(conn, "ROLLBACK"));
+  CHECK(count_all(*store) == 0);
+
+  PQclear(PQexec(conn, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)"));
+  REQUIRE(append_in_transaction(conn, "order", "o-1", 0, created).ok());
+  PQclear(PQexec(conn, "COMMIT"));
+  CHECK(count_all(*store) == 1);
+  PGresult* rows = PQexec(conn, "SELECT payload->>'seq' FROM event_store");  // payloads are JSONB
+  REQUIRE(PQntuples(rows) == 1);
+  CHECK(std::string(PQgetvalue(rows, 0, 0)) == "0");
+  PQclear(rows);
+  PQfinish(conn);
+}
+
+TEST_CASE("a database that goes read-only or away: clear errors, and nothing stored before is lost") {
+  auto store = testing::fresh_store("postgresql", "read_only");
+  const std::vector<event> kept{order_event("order.created", "o-1", 0)};
+  REQUIRE(store->append("order", "o-1", 0, kept).ok());
+  PGconn* admin = PQconnectdb(testing::postgres_dsn_of("read_only").c_str());
+  REQUIRE(PQstatus(admin) == CONNECTION_OK);
+  // Read-only for every session, this store's included (its connection is cut and comes back).
+  PQclear(PQexec(admin, "ALTER DATABASE eb_read_only SET default_transaction_read_only = on"));
+  PQclear(PQexec(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = 'eb_read_only' AND pid <> pg_backend_pid()"));
+  const std::vector<event> next{order_event("order.paid", "o-1", 1)};
+  auto refused = store->append("order", "o-1", 1, next);
+  if (refused.ok()) FAIL("append succeeded on a read-only database");
+  CHECK(refused.error().code() == errc::store_failed);
+  refused = store->append("order", "o-1", 1, next);  // reconnected, still read-only
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message().find("read-only") != std::string::npos);
+  PQclear(PQexec(admin, "ALTER DATABASE eb_read_only SET default_transaction_read_only = off"));
+  PQclear(PQexec(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = 'eb_read_only' AND pid <> pg_backend_pid()"));
+  PQfinish(admin);
+  // Back: the append goes through on a new connection, and the first event is still there.
+  bool stored = false;
+  for (int i = 0; i < 3 && !stored; ++i) stored = store->append("order", "o-1", 1, next).ok();
+  CHECK(stored);
+  CHECK(load_all(*store, "o-1").size() == 2);
+
+  // A SQLite file that cannot be opened is named.
+  try {
+    (void)open_sqlite_store({.path = "/nonexistent-dir/x.db"});
+    FAIL("opened a store in a directory that does not exist");
+  } catch (const exception& e) {
+    CHECK(e.error().code() == errc::store_failed);
+    CHECK(e.error().message().find("/nonexistent-dir/x.db") != std::string::npos);
+  }
+  // A DSN is never echoed in errors (it may hold a password).
+  try {
+    (void)open_postgres_store({.dsn = "host=127.0.0.1 port=1 user=u password=hunter2 connect_timeout=1"});
+    FAIL("connected to nothing");
+  } catch (const exception& e) {
+    CHECK(e.error().code() == errc::store_failed);
+    CHECK(e.error().message().find("hunter2") == std::string::npos);
+  }
+}
+
+TEST_CASE("migrations are versioned and run once, whatever number of instances open the store") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto first = testing::fresh_store(backend, "migrations");
+    std::vector<std::shared_ptr<event_store>> more;
+    std::vector<std::thread> openers;
+    std::mutex mu;
+    for (int i = 0; i < 4; ++i)
+      openers.emplace_back([&] {
+        auto s = testing::same_store(backend, "migrations");
+        const std::lock_guard lock(mu);
+        more.push_back(std::move(s));
+      });
+    for (auto& t : openers) t.join();
+    CHECK(more.size() == 4);
+    const std::vector<event> one{order_event("order.created", "o-1", 0)};
+    REQUIRE(more[0]->append("order", "o-1", 0, one).ok());
+    CHECK(count_all(*first) == 1);
+  }
+}
