@@ -182,6 +182,18 @@ publish_result dispatcher::publish(const event& ev) {
     }
   }
 
+  // Stored first: nothing runs for an event that is not durable.
+  std::optional<delivery> stored;
+  if (d.options.store) {
+    auto appended = d.options.store->append(ev.aggregate_type(), ev.aggregate_id(), any_version, std::span(&ev, 1));
+    if (!appended) {
+      d.rejected.fetch_add(1, std::memory_order_relaxed);
+      return publish_result::rejected(appended.error());
+    }
+    stored = delivery{.sink = "store", .topic = "", .partition = -1,
+                      .offset = appended.value().already_stored ? -1 : appended.value().last_position};
+  }
+
   std::shared_ptr<const detail::registry_snapshot> holder;
   const auto& handlers = d.registry->snapshot_for_publish(holder);
   if (d.pool) {
@@ -195,6 +207,7 @@ publish_result dispatcher::publish(const event& ev) {
   d.published.fetch_add(1, std::memory_order_relaxed);
 
   publish_result outcome;
+  if (stored) outcome.add_delivery(delivery_future::ready(std::move(*stored)));
   for (const auto& sink : sinks) {
     try {
       outcome.add_delivery(sink->accept(ev));

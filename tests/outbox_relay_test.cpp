@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/store/outbox_relay.hpp"
 #include "kafka_test_support.hpp"
@@ -207,4 +208,40 @@ TEST_CASE("two relays on one PostgreSQL: one relays, the other stands by and tak
   CHECK(arrived.distinct == 800);
   CHECK(arrived.duplicates == 0);  // steady state: each event relayed by one instance, once
   CHECK(arrived.in_order);
+}
+
+TEST_CASE("a dispatcher with a store stores first, then dispatches; a refused event runs nothing") {
+  embedded_broker broker;
+  broker.create_topic(placed, 1);
+  auto store = testing::fresh_store("sqlite", "dispatcher_store");
+  dispatcher bus({.mode = dispatch_mode::caller_thread, .store = store});
+  std::vector<std::int64_t> versions_seen;
+  auto sub = bus.subscribe("order.placed", "projection", [&](const event& ev) {
+    // The handler runs after the store: the event is already there.
+    versions_seen.push_back(store->version_of("order", ev.aggregate_id()).value());
+  });
+  const auto ev = make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "o-1"});
+  const auto published = bus.publish(ev);
+  REQUIRE(published.accepted());
+  const auto deliveries = published.wait();
+  REQUIRE(deliveries.ok());
+  REQUIRE(deliveries.value().size() == 1);
+  CHECK(deliveries.value()[0].sink == "store");
+  CHECK(deliveries.value()[0].offset >= 1);
+  CHECK(versions_seen == std::vector<std::int64_t>{1});
+
+  const auto too_big = make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "o-1",
+                                   .payload = {{"blob", std::string(max_stored_event_bytes, 'x')}}});
+  const auto refused = bus.publish(too_big);
+  REQUIRE_FALSE(refused.accepted());
+  CHECK(refused.rejection().code() == errc::invalid_event);
+  CHECK(versions_seen.size() == 1);  // its handler never ran
+
+  // And the relay takes it to Kafka.
+  outbox_relay relay(store, sink_for(broker), {.interval = 20ms});
+  relay.start();
+  REQUIRE(wait_until([&] { return store->backlog().value().events == 0; }, 30s));
+  const auto records = read_topic(broker.bootstrap_servers(), placed, 1);
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].value == encode_event(ev));
 }

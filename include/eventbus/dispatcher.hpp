@@ -31,6 +31,7 @@
 
 #include "eventbus/error.hpp"
 #include "eventbus/event.hpp"
+#include "eventbus/store/event_store.hpp"
 #include "eventbus/handler.hpp"
 #include "eventbus/sink.hpp"
 #include "eventbus/subscription.hpp"
@@ -48,6 +49,12 @@ struct dispatcher_options {
   /// Called after every handler call with its outcome and duration, e.g. with
   /// eventbus::metrics::handler_observer() for the latency histogram. Must not throw; none if empty.
   handler_observer observe_handler{};
+  /// The event store (transactional outbox). When set, publish() stores the event first, and only
+  /// once it is stored runs handlers and sinks; a store that refuses it rejects the publish
+  /// (errc::store_failed), nothing dispatched. The accepted result carries a delivery of sink
+  /// "store" (offset: the store position): the event is durable then. Kafka gets it through an
+  /// outbox_relay, not a kafka_sink on this dispatcher (which would send it twice).
+  std::shared_ptr<event_store> store{};
 
   /// Throws eventbus::exception (errc::invalid_argument, naming the option) when unusable.
   void validate() const;
