@@ -221,3 +221,20 @@ TEST_CASE("hostile config files get a clear error: a directory, deep nesting und
   CHECK(error_field(nested) == "worker.max_concurrency");
   CHECK(error_text(nested).find("array") != std::string::npos);
 }
+
+TEST_CASE("the store section: backend, path, a redacted dsn, and mistakes named") {
+  const auto sqlite = parse_config(json::parse(R"({"store": {"backend": "sqlite", "path": "orders.db", "durability": "normal",
+                                                  "relay": {"batch_size": 50, "interval_ms": 20}}})"));
+  REQUIRE(sqlite.ok());
+  CHECK(sqlite.value().store.durability == sqlite_durability::normal);
+  CHECK(sqlite.value().make_relay_options().batch_size == 50);
+  const auto pg = parse_config(json::parse(R"({"store": {"backend": "postgresql"}})"),
+                               {{"EVENTBUS_STORE_DSN", "host=db user=app password=hunter2"}});
+  REQUIRE(pg.ok());
+  CHECK(pg.value().redacted_json().dump().find("hunter2") == std::string::npos);
+  CHECK(error_field(parse_config(json::parse(R"({"store": {"backend": "mysql"}})"))) == "store.backend");
+  CHECK(error_field(parse_config(json::parse(R"({"store": {"backend": "postgresql"}})"))) == "store.dsn");
+  CHECK(error_field(parse_config(json::parse(R"({"store": {"durability": "sometimes"}})"))) == "store.durability");
+  CHECK(error_field(parse_config(json::parse(R"({"store": {"relay": {"interval_ms": 0}}})"))) == "store.relay.interval_ms");
+  CHECK(parse_config(json::object()).value().open_store() == nullptr);  // none by default
+}

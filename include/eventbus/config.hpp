@@ -15,6 +15,8 @@
 //   EVENTBUS_WORKER_TOPICS      worker.topics (comma list)  EVENTBUS_WORKER_ORDERING  worker.ordering
 //   EVENTBUS_WORKER_MAX_CONCURRENCY  worker.max_concurrency
 //   EVENTBUS_METRICS_LISTEN     metrics.listen
+//   EVENTBUS_STORE_BACKEND      store.backend (none|sqlite|postgresql)
+//   EVENTBUS_STORE_PATH         store.path                  EVENTBUS_STORE_DSN        store.dsn
 //   EVENTBUS_LOG_LEVEL          log.level (debug|info|warn|error|off)
 //   EVENTBUS_LOG_FORMAT         log.format (text|json)
 //   EVENTBUS_KAFKA_<NAME>       kafka.properties: <name> lower-cased, '_' -> '.'
@@ -35,6 +37,8 @@
 #include "eventbus/log.hpp"
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/retry.hpp"
+#include "eventbus/store/outbox_relay.hpp"
+#include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/topic.hpp"
 #include "eventbus/worker.hpp"
 
@@ -62,6 +66,15 @@ struct app_config {
     retry_policy retry{};
   } worker{};
 
+  struct store_section {
+    std::string backend = "none";  // none | sqlite | postgresql
+    std::string path = "eventbus.db";  // sqlite: the database file
+    std::string dsn;                   // postgresql: libpq connection string (a secret: printed as ***)
+    sqlite_durability durability = sqlite_durability::full;  // sqlite: "full" or "normal"
+    std::size_t relay_batch_size = 500;
+    std::chrono::milliseconds relay_interval{100};
+  } store{};
+
   std::string metrics_listen{default_metrics_listen};
 
   struct log_section {
@@ -72,7 +85,12 @@ struct app_config {
   void apply_logging() const;
 
   [[nodiscard]] producer_options make_producer_options() const;
+  /// With the store section's backend, the dispatcher stores every event before it runs handlers.
   [[nodiscard]] dispatcher_options make_dispatcher_options() const;
+  /// The store the store section names, opened (created and migrated as needed); nullptr for
+  /// "none". Throws eventbus::exception (errc::store_failed) when it cannot be opened.
+  [[nodiscard]] std::shared_ptr<event_store> open_store() const;
+  [[nodiscard]] relay_options make_relay_options() const;
   /// Throws eventbus::exception naming the key ("worker.group") when the worker part is unusable.
   [[nodiscard]] worker_options make_worker_options() const;
 

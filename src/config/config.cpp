@@ -7,6 +7,8 @@
 #include <limits>
 #include <sstream>
 
+#include "eventbus/store/postgres_store.hpp"
+
 extern char** environ;
 
 namespace eventbus {
@@ -162,6 +164,15 @@ void set_ordering(const std::string& where, const std::string& text, processing_
   if (!parse_processing_order(text, out)) section::fail(where, "must be key, partition or unordered, got '" + text + "'");
 }
 
+void set_durability(const std::string& where, const std::string& text, sqlite_durability& out) {
+  if (text == "full")
+    out = sqlite_durability::full;
+  else if (text == "normal")
+    out = sqlite_durability::normal;
+  else
+    section::fail(where, "must be full or normal, got '" + text + "'");
+}
+
 void set_format(const std::string& where, const std::string& text, log_format& out) {
   if (text == "text")
     out = log_format::text;
@@ -205,6 +216,18 @@ void read_document(const json& doc, app_config& c) {
       r.number("jitter", c.worker.retry.jitter);
     });
   });
+  root.object("store", [&](section& s) {
+    s.string("backend", c.store.backend);
+    s.string("path", c.store.path);
+    s.string("dsn", c.store.dsn, true);
+    std::string durability;
+    s.string("durability", durability);
+    if (!durability.empty()) set_durability(s.path_of("durability"), durability, c.store.durability);
+    s.object("relay", [&](section& r) {
+      r.count("batch_size", c.store.relay_batch_size);
+      r.millis("interval_ms", c.store.relay_interval);
+    });
+  });
   root.object("metrics", [&](section& s) { s.string("listen", c.metrics_listen); });
   root.object("log", [&](section& s) {
     std::string level, format;
@@ -228,6 +251,9 @@ void apply_environment(const environment& env, app_config& c) {
   take("EVENTBUS_TOPIC_PREFIX", c.topic_prefix);
   take("EVENTBUS_GROUP_ID", c.worker.group);
   take("EVENTBUS_METRICS_LISTEN", c.metrics_listen);
+  take("EVENTBUS_STORE_BACKEND", c.store.backend);
+  take("EVENTBUS_STORE_PATH", c.store.path);
+  take("EVENTBUS_STORE_DSN", c.store.dsn);
   if (const auto it = env.find("EVENTBUS_LOG_LEVEL"); it != env.end()) set_level(it->first, it->second, c.log.level);
   if (const auto it = env.find("EVENTBUS_LOG_FORMAT"); it != env.end()) set_format(it->first, it->second, c.log.format);
   if (const auto it = env.find("EVENTBUS_WORKER_TOPICS"); it != env.end()) {
@@ -292,6 +318,12 @@ void validate(const app_config& c) {
     if (w.group_id.empty()) w.group_id = "unset";  // a service config needs no group
     w.validate();
   });
+  if (c.store.backend != "none" && c.store.backend != "sqlite" && c.store.backend != "postgresql")
+    section::fail("store.backend", "must be none, sqlite or postgresql, got '" + c.store.backend + "'");
+  if (c.store.backend == "postgresql" && c.store.dsn.empty())
+    section::fail("store.dsn", "must be set for the postgresql backend (or EVENTBUS_STORE_DSN)");
+  if (c.store.relay_batch_size > 100'000) section::fail("store.relay.batch_size", "must be at most 100000");
+  if (c.store.relay_interval.count() == 0) section::fail("store.relay.interval_ms", "must be positive");
   if (!is_valid_metrics_listen(c.metrics_listen))
     section::fail("metrics.listen", "must be host:port with a port up to 65535, got '" + c.metrics_listen + "'");
 }
@@ -308,7 +340,17 @@ producer_options app_config::make_producer_options() const {
 }
 
 dispatcher_options app_config::make_dispatcher_options() const {
-  return {.pool_size = dispatcher.pool_size, .queue_capacity = dispatcher.queue_capacity};
+  return {.pool_size = dispatcher.pool_size, .queue_capacity = dispatcher.queue_capacity, .store = open_store()};
+}
+
+std::shared_ptr<event_store> app_config::open_store() const {
+  if (store.backend == "sqlite") return open_sqlite_store({.path = store.path, .durability = store.durability});
+  if (store.backend == "postgresql") return open_postgres_store({.dsn = store.dsn});
+  return nullptr;
+}
+
+relay_options app_config::make_relay_options() const {
+  return {.batch_size = store.relay_batch_size, .interval = store.relay_interval};
 }
 
 worker_options app_config::make_worker_options() const {
@@ -350,6 +392,12 @@ json app_config::redacted_json() const {
               {"multiplier", worker.retry.multiplier},
               {"max_backoff_ms", worker.retry.max_backoff.count()},
               {"jitter", worker.retry.jitter}}}}},
+          {"store",
+           {{"backend", store.backend},
+            {"path", store.path},
+            {"dsn", store.dsn.empty() ? "" : "***"},
+            {"durability", store.durability == sqlite_durability::full ? "full" : "normal"},
+            {"relay", {{"batch_size", store.relay_batch_size}, {"interval_ms", store.relay_interval.count()}}}}},
           {"metrics", {{"listen", metrics_listen}}},
           {"log", {{"level", to_string(log.level)}, {"format", log.format == log_format::json ? "json" : "text"}}}};
 }
