@@ -13,6 +13,7 @@
 
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/store/sqlite_store.hpp"
 #include "kafka/record_producer.hpp"
 #include "kafka_test_support.hpp"
 #include "process_support.hpp"
@@ -322,4 +323,45 @@ TEST_CASE("hostile input to the commands: clear errors and exit codes, never a c
   std::remove(deep_config.c_str());
   (void)run_cli("config check /tmp", code);
   CHECK(code == 1);
+}
+
+TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored events to Kafka") {
+  embedded_broker broker;
+  const std::string path = "cli_store.db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  {
+    auto store = open_sqlite_store({.path = path});
+    for (int i = 0; i < 30; ++i) {
+      const auto ev = make_event({.event_type = i % 3 == 0 ? "order.cancelled" : "order.placed", .aggregate_type = "order",
+                                  .aggregate_id = "o-" + std::to_string(i % 5), .payload = {{"seq", i}}});
+      REQUIRE(store->append("order", ev.aggregate_id(), any_version, std::span(&ev, 1)).ok());
+    }
+  }
+  int code = -1;
+  const auto listed = run_cli("store list --sqlite " + path + " --json --type order.cancelled", code);
+  CHECK(code == 0);
+  int rows = 0;
+  for (std::size_t start = 0, end; (end = listed.find('\n', start)) != std::string::npos; start = end + 1) {
+    const auto row = nlohmann::json::parse(listed.substr(start, end - start));
+    CHECK(row["event"]["event_type"] == "order.cancelled");
+    ++rows;
+  }
+  CHECK(rows == 10);
+  const auto stats = run_cli("store stats --sqlite " + path, code);
+  CHECK(code == 0);
+  CHECK(stats.find("outbox backlog 30 events") != std::string::npos);
+  const auto replayed = run_cli("store replay --sqlite " + path + " --aggregate order/o-1 --bootstrap " +
+                                    broker.bootstrap_servers(), code);
+  CHECK(code == 0);
+  CHECK(replayed == "replayed 6\n");
+  CHECK(testing::topic_record_count(broker.bootstrap_servers(), "app.order.order.placed") +
+            std::max<std::int64_t>(0, testing::topic_record_count(broker.bootstrap_servers(), "app.order.order.cancelled")) ==
+        6);
+  (void)run_cli("store list", code);
+  CHECK(code == 2);  // no store named
+  (void)run_cli("store list --sqlite " + path + " --from yesterday", code);
+  CHECK(code == 2);
+  (void)run_cli("store list --sqlite /nonexistent-dir/x.db", code);
+  CHECK(code == 1);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
 }

@@ -19,5 +19,6 @@ int run_config(std::span<const std::string_view> args);
 int run_topics(std::span<const std::string_view> args);
 int run_publish(std::span<const std::string_view> args);
 int run_tail(std::span<const std::string_view> args);
+int run_store(std::span<const std::string_view> args);
 
 }  // namespace eventbus::cli

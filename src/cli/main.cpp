@@ -20,6 +20,7 @@ commands:
   topics      list the event topics with their partitions and end offsets
   publish     produce events from flags, a file or stdin, and wait for their delivery
   tail        follow topics and print each event as it arrives (pretty or JSON lines)
+  store       list an event store, show its outbox backlog, replay stored events to Kafka
   version     print the version
   help        show this text
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     if (command == "topics") return eventbus::cli::run_topics(rest);
     if (command == "publish") return eventbus::cli::run_publish(rest);
     if (command == "tail") return eventbus::cli::run_tail(rest);
+    if (command == "store") return eventbus::cli::run_store(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;

@@ -1,0 +1,174 @@
+// `eventbus store list|stats|replay`: read an event store, see its outbox, and send stored history
+// to Kafka again.
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
+#include "cli/args.hpp"
+#include "cli/commands.hpp"
+#include "cli/printable.hpp"
+#include "cli/progress.hpp"
+#include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/store/postgres_store.hpp"
+#include "eventbus/store/sqlite_store.hpp"
+#include "eventbus/time.hpp"
+
+namespace eventbus::cli {
+namespace {
+
+constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE] [FILTERS] [--limit N] [--json]
+       eventbus store stats  [STORE]
+       eventbus store replay [STORE] [FILTERS] [--limit N] [--bootstrap SERVERS]
+
+list     prints stored events in store order: position, version, time, type, aggregate, id
+stats    prints the outbox: events not yet acknowledged by Kafka, and the age of the oldest
+replay   produces the selected events to Kafka again (same topics, keys, headers and bytes as the
+         mirror), with progress on long runs; consumers see them again (they deduplicate on event_id)
+
+STORE (default: $EVENTBUS_STORE_BACKEND with $EVENTBUS_STORE_PATH or $EVENTBUS_STORE_DSN):
+  --sqlite PATH          a SQLite store file
+  --postgresql DSN       a PostgreSQL store (prefer $EVENTBUS_STORE_DSN: arguments are visible to ps)
+FILTERS:
+  --from TIME            events with a timestamp at or after TIME (RFC 3339)
+  --after POSITION       events after this store position
+  --type TYPE            one event type
+  --aggregate TYPE[/ID]  one aggregate type, or one aggregate
+  --bootstrap SERVERS    (replay) Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
+)";
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "eventbus store: %s\n", printable(what).c_str());
+  return exit_failure;
+}
+
+std::string env_or(const char* name, std::string fallback = {}) {
+  const char* value = std::getenv(name);
+  return value && *value ? value : fallback;
+}
+
+}  // namespace
+
+int run_store(std::span<const std::string_view> args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::fwrite(store_usage.data(), 1, store_usage.size(), args.empty() ? stderr : stdout);
+    return args.empty() ? exit_usage : exit_ok;
+  }
+  const std::string_view action = args[0];
+  if (action != "list" && action != "stats" && action != "replay") {
+    std::fprintf(stderr, "eventbus store: unknown action '%s'\n\n%s", printable(action).c_str(), store_usage.data());
+    return exit_usage;
+  }
+  std::string sqlite_path, dsn, from, after, type, aggregate, bootstrap = default_bootstrap();
+  int limit = 0;
+  arg_parser parser("store", store_usage);
+  parser.add_string("--sqlite", sqlite_path);
+  parser.add_string("--postgresql", dsn);
+  parser.add_string("--from", from);
+  parser.add_string("--after", after);
+  parser.add_string("--type", type);
+  parser.add_string("--aggregate", aggregate);
+  parser.add_int("--limit", limit);
+  parser.add_string("--bootstrap", bootstrap);
+  std::vector<std::string_view> rest(args.begin() + 1, args.end());
+  const bool json = take_switch(rest, "--json");
+  if (const auto exit_code = parser.parse(rest)) return *exit_code;
+
+  if (sqlite_path.empty() && dsn.empty()) {
+    const auto backend = env_or("EVENTBUS_STORE_BACKEND");
+    if (backend == "sqlite") sqlite_path = env_or("EVENTBUS_STORE_PATH", "eventbus.db");
+    if (backend == "postgresql") dsn = env_or("EVENTBUS_STORE_DSN");
+  }
+  if (sqlite_path.empty() == dsn.empty()) {
+    std::fprintf(stderr, "eventbus store: name one store: --sqlite PATH or --postgresql DSN\n\n%s", store_usage.data());
+    return exit_usage;
+  }
+  read_filter filter;
+  if (!from.empty()) {
+    auto t = parse_timestamp(from);
+    if (!t) {
+      std::fprintf(stderr, "eventbus store: --from '%s' is %s\n", printable(from).c_str(), t.error().message().c_str());
+      return exit_usage;
+    }
+    filter.from_time = t.value();
+  }
+  if (!after.empty()) {
+    char* end = nullptr;
+    filter.after_position = std::strtoll(after.c_str(), &end, 10);
+    if (end == after.c_str() || *end != '\0' || filter.after_position < 0) {
+      std::fprintf(stderr, "eventbus store: --after must be a store position (a number >= 0)\n");
+      return exit_usage;
+    }
+  }
+  if (!type.empty()) filter.event_type = type;
+  if (!aggregate.empty()) {
+    const auto slash = aggregate.find('/');
+    filter.aggregate_type = aggregate.substr(0, slash);
+    if (slash != std::string::npos) filter.aggregate_id = aggregate.substr(slash + 1);
+  }
+  const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
+
+  std::shared_ptr<event_store> store;
+  try {
+    store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn}) : open_sqlite_store({.path = sqlite_path});
+  } catch (const exception& e) {
+    return fail(e.error().to_string());
+  }
+
+  if (action == "stats") {
+    const auto backlog = store->backlog();
+    if (!backlog) return fail(backlog.error().to_string());
+    const auto& b = backlog.value();
+    std::printf("backend        %s\noutbox backlog %lld events\n", std::string(store->backend()).c_str(),
+                static_cast<long long>(b.events));
+    if (b.oldest) std::printf("oldest waiting %.1f s (stored %s)\n", std::chrono::duration<double>(now_ms() - *b.oldest).count(),
+                              format_timestamp(*b.oldest).c_str());
+    return exit_ok;
+  }
+
+  if (action == "list") {
+    std::size_t listed = 0;
+    const auto read = store->read_all(filter, [&](const stored_event& e) {
+      if (listed >= max) return false;
+      ++listed;
+      if (json) {
+        std::printf("{\"position\":%lld,\"version\":%lld,\"event\":%s}\n", static_cast<long long>(e.position),
+                    static_cast<long long>(e.version), encode_event(e.ev).c_str());
+      } else {
+        std::printf("%8lld  v%-4lld %s  %-28s %s/%s  %s\n", static_cast<long long>(e.position),
+                    static_cast<long long>(e.version), format_timestamp(e.ev.timestamp()).c_str(),
+                    e.ev.event_type().c_str(), printable(e.ev.aggregate_type()).c_str(),
+                    printable(e.ev.aggregate_id()).c_str(), e.ev.event_id().c_str());
+      }
+      return true;
+    });
+    if (!read) return fail(read.error().to_string());
+    if (!json) std::fprintf(stderr, "%zu event(s)\n", listed);
+    return exit_ok;
+  }
+
+  // replay
+  kafka_sink sink({.kafka = {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}});
+  progress_line progress("store replay");
+  std::atomic<std::uint64_t> delivered{0}, failed{0};
+  std::uint64_t sent = 0;
+  const auto read = store->read_all(filter, [&](const stored_event& e) {
+    if (sent >= max) return false;
+    ++sent;
+    sink.produce(e.ev, [&](result<delivery> d) { (d ? delivered : failed).fetch_add(1); });
+    progress.update(std::to_string(sent) + " sent, " + std::to_string(delivered.load()) + " delivered", delivered.load());
+    return true;
+  });
+  const auto flushed = sink.flush(std::chrono::seconds(60));
+  progress.finish(std::to_string(sent) + " sent, " + std::to_string(delivered.load()) + " delivered, " +
+                      std::to_string(failed.load()) + " failed",
+                  delivered.load());
+  if (!read) return fail(read.error().to_string());
+  if (!flushed) return fail(flushed.error().to_string());
+  std::printf("replayed %llu\n", static_cast<unsigned long long>(delivered.load()));
+  return failed.load() == 0 ? exit_ok : exit_failure;
+}
+
+}  // namespace eventbus::cli
