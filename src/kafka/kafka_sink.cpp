@@ -174,12 +174,14 @@ struct kafka_sink::impl {
 
     std::optional<clock::time_point> deadline;  // read the clock only when the queue is full
     in_flight.fetch_add(1, std::memory_order_relaxed);
+    // librdkafka's reference to the record, until on_delivery_report. Taken before the produce:
+    // another thread polling can serve the report before produceva has even returned here.
+    pending->self = pending;
     for (;;) {
       rd_kafka_t* producer = handles->current();
       const rd_kafka_resp_err_t err = produce_once(producer, fields);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         (void)headers.release();  // librdkafka owns them now
-        pending->self = pending;  // and a reference to the record, until on_delivery_report
         // Serve ready delivery reports here, as a hand-written producer loop does: cheaper than
         // waking the poll thread for each batch (which only covers the times nobody publishes).
         rd_kafka_poll(producer, 0);
@@ -189,6 +191,7 @@ struct kafka_sink::impl {
       }
       if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !deadline) deadline = clock::now() + options.enqueue_timeout;
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || clock::now() >= *deadline) {
+        pending->self.reset();  // not produced: no report will come
         in_flight.fetch_sub(1, std::memory_order_relaxed);
         failed.fetch_add(1, std::memory_order_relaxed);
         auto failure = delivery_error(err, ev, name, producer);

@@ -288,13 +288,13 @@ class postgres_event_store final : public event_store {
     return to_int(r.value().get(), 0, 0);
   }
 
-  result<std::vector<stored_event>> unpublished(std::size_t limit) override {
+  result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position) override {
     const std::lock_guard lock(reader_.mu);
-    const std::string n = std::to_string(limit);
+    const std::string n = std::to_string(limit), after = std::to_string(after_position);
     auto r = reader_.query("reading the outbox",
                  "SELECT position, aggregate_version, envelope FROM event_store WHERE published_at IS NULL "
-                 "ORDER BY position LIMIT $1::bigint",
-                 {n.c_str()});
+                 "AND position > $2::bigint ORDER BY position LIMIT $1::bigint",
+                 {n.c_str(), after.c_str()});
     if (!r) return r.error();
     std::vector<stored_event> out;
     const PGresult* rows = r.value().get();

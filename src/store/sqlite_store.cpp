@@ -281,13 +281,13 @@ class sqlite_event_store final : public event_store {
     return version;
   }
 
-  result<std::vector<stored_event>> unpublished(std::size_t limit) override {
+  result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position) override {
     const std::lock_guard lock(reader_mu_);
     statement rows(reader_,
                    "SELECT position, aggregate_version, envelope FROM event_store WHERE published = 0 "
-                   "ORDER BY position LIMIT ?1");
+                   "AND position > ?2 ORDER BY position LIMIT ?1");
     if (!rows.ok()) return named(sqlite_failure(reader_, "reading the outbox"));
-    rows.bind(1, static_cast<std::int64_t>(limit));
+    rows.bind(1, static_cast<std::int64_t>(limit)).bind(2, after_position);
     std::vector<stored_event> out;
     for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
       if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the outbox"));

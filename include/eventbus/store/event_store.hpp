@@ -98,8 +98,8 @@ class event_store {
 
   // --- the outbox, for outbox_relay
 
-  /// Up to `limit` unpublished events, oldest position first.
-  [[nodiscard]] virtual result<std::vector<stored_event>> unpublished(std::size_t limit) = 0;
+  /// Up to `limit` unpublished events after `after_position`, oldest position first.
+  [[nodiscard]] virtual result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position = 0) = 0;
   /// Marks these positions published (acknowledged by Kafka).
   [[nodiscard]] virtual result<void> mark_published(std::span<const std::int64_t> positions) = 0;
   [[nodiscard]] virtual result<outbox_backlog> backlog() = 0;

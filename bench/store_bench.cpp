@@ -1,0 +1,259 @@
+// The event store against hand-written loops in the same run, the same rows, durability and
+// batching: appends per second on SQLite (against a raw sqlite3 insert loop on the same schema) and
+// on PostgreSQL (against a raw libpq loop with the same unnest insert), and the outbox relay's
+// throughput to Kafka against the direct mirror (kafka_sink, same events, same broker).
+//
+//   store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN]
+//               [--bootstrap SERVERS]
+// Without --dsn the PostgreSQL part is skipped; without --bootstrap Kafka is the embedded broker.
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_support.hpp"
+#include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/log.hpp"
+#include "eventbus/store/outbox_relay.hpp"
+#include "eventbus/store/postgres_store.hpp"
+#include "eventbus/store/sqlite_store.hpp"
+
+using namespace eventbus;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+int events_total = 20'000, batch = 10, rounds = 3;
+std::string durability = "normal", dsn, bootstrap;
+
+// The same events for every contender: `batch` consecutive ones per aggregate, 1000 aggregates.
+std::vector<std::vector<event>> make_batches() {
+  std::vector<std::vector<event>> out;
+  for (int i = 0; i < events_total; i += batch) {
+    std::vector<event> b;
+    const std::string id = "o-" + std::to_string((i / batch) % 1000);
+    for (int k = 0; k < batch && i + k < events_total; ++k)
+      b.push_back(make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = id,
+                              .payload = {{"seq", i + k}, {"customer", "c-42"}, {"total", 99.5}}}));
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+std::string fresh_file(const std::string& name) {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(name + suffix);
+  return name;
+}
+
+double store_appends(const std::shared_ptr<event_store>& store, const std::vector<std::vector<event>>& batches) {
+  std::map<std::string, std::int64_t> versions;
+  const auto start = clock_type::now();
+  for (const auto& b : batches) {
+    auto& v = versions[b.front().aggregate_id()];
+    const auto r = store->append("order", b.front().aggregate_id(), v, b);
+    if (!r) throw exception(r.error());
+    v = r.value().version;
+  }
+  return events_total / seconds_since(start);
+}
+
+// The raw SQLite loop: the store's own table and indexes (made by opening a store on the file),
+// the same pragmas, one prepared INSERT per event, one transaction per batch.
+double raw_sqlite(const std::vector<std::vector<event>>& batches) {
+  const auto path = fresh_file("bench_raw.db");
+  (void)open_sqlite_store({.path = path});  // the schema, nothing else
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  sqlite3_exec(db, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
+  sqlite3_exec(db, durability == "full" ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", nullptr, nullptr, nullptr);
+  sqlite3_stmt* insert = nullptr;
+  sqlite3_prepare_v2(db,
+                     "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+                     "occurred_at_ms, correlation_id, causation_id, envelope, stored_at_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                     -1, &insert, nullptr);
+  std::map<std::string, std::int64_t> versions;
+  const auto start = clock_type::now();
+  for (const auto& b : batches) {
+    sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    auto& v = versions[b.front().aggregate_id()];
+    for (const auto& ev : b) {
+      const auto& wire = encode_event(ev);
+      sqlite3_reset(insert);
+      sqlite3_bind_text(insert, 1, ev.event_id().data(), static_cast<int>(ev.event_id().size()), SQLITE_STATIC);
+      sqlite3_bind_text(insert, 2, ev.event_type().data(), static_cast<int>(ev.event_type().size()), SQLITE_STATIC);
+      sqlite3_bind_text(insert, 3, "order", 5, SQLITE_STATIC);
+      sqlite3_bind_text(insert, 4, ev.aggregate_id().data(), static_cast<int>(ev.aggregate_id().size()), SQLITE_STATIC);
+      sqlite3_bind_int64(insert, 5, ++v);
+      sqlite3_bind_int64(insert, 6, ev.timestamp().time_since_epoch().count());
+      sqlite3_bind_null(insert, 7);
+      sqlite3_bind_null(insert, 8);
+      sqlite3_bind_text(insert, 9, wire.data(), static_cast<int>(wire.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(insert, 10, now_ms().time_since_epoch().count());
+      if (sqlite3_step(insert) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db));
+    }
+    sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  }
+  const double rate = events_total / seconds_since(start);
+  sqlite3_finalize(insert);
+  sqlite3_close(db);
+  return rate;
+}
+
+std::string array_of(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (const char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+void exec(PGconn* conn, const char* sql) { PQclear(PQexec(conn, sql)); }
+
+// The raw libpq loop: per batch BEGIN, one INSERT ... unnest of the same columns, COMMIT.
+double raw_libpq(const std::vector<std::vector<event>>& batches) {
+  PGconn* conn = PQconnectdb(dsn.c_str());
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema");
+  PQfinish(conn);
+  (void)open_postgres_store({.dsn = dsn});  // the schema
+  conn = PQconnectdb(dsn.c_str());
+  std::map<std::string, std::int64_t> versions;
+  const auto start = clock_type::now();
+  for (const auto& b : batches) {
+    std::vector<std::string> ids, types, ms, envelopes;
+    for (const auto& ev : b) {
+      ids.push_back(ev.event_id());
+      types.push_back(ev.event_type());
+      ms.push_back(std::to_string(ev.timestamp().time_since_epoch().count()));
+      envelopes.push_back(encode_event(ev));
+    }
+    auto& v = versions[b.front().aggregate_id()];
+    const std::string base = std::to_string(v), a = array_of(ids), t = array_of(types), m = array_of(ms),
+                      e = array_of(envelopes);
+    v += static_cast<std::int64_t>(b.size());
+    const char* params[] = {a.c_str(), t.c_str(), "order", b.front().aggregate_id().c_str(), base.c_str(), m.c_str(), e.c_str()};
+    exec(conn, "BEGIN");
+    PGresult* r = PQexecParams(conn,
+                               "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+                               "occurred_at, payload, envelope) SELECT x.id, x.type, $3, $4, $5::bigint + x.n, "
+                               "to_timestamp(x.ms::bigint / 1000.0), (x.env::jsonb) -> 'payload', x.env "
+                               "FROM unnest($1::text[], $2::text[], $6::text[], $7::text[]) WITH ORDINALITY AS x(id, type, ms, env, n)",
+                               7, nullptr, params, nullptr, nullptr, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) throw std::runtime_error(PQresultErrorMessage(r));
+    PQclear(r);
+    exec(conn, "COMMIT");
+  }
+  const double rate = events_total / seconds_since(start);
+  PQfinish(conn);
+  return rate;
+}
+
+std::shared_ptr<event_store> fresh_postgres() {
+  PGconn* conn = PQconnectdb(dsn.c_str());
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema");
+  PQfinish(conn);
+  return open_postgres_store({.dsn = dsn});
+}
+
+std::shared_ptr<kafka_sink> make_sink() {
+  return std::make_shared<kafka_sink>(producer_options{.kafka = {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}});
+}
+
+// Stored events to Kafka through the relay, timed from start() until the backlog is empty.
+double relay_rate(const std::vector<std::vector<event>>& batches) {
+  auto store = open_sqlite_store({.path = fresh_file("bench_relay.db"), .durability = sqlite_durability::normal});
+  for (const auto& b : batches)
+    if (!store->append("order", b.front().aggregate_id(), any_version, b)) throw std::runtime_error("append");
+  outbox_relay relay(store, make_sink(), {.batch_size = 2000, .interval = std::chrono::milliseconds(5)});
+  const auto start = clock_type::now();
+  relay.start();
+  while (store->backlog().value().events > 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return events_total / seconds_since(start);
+}
+
+// The same events straight through a kafka_sink (the direct mirror), until all are acknowledged.
+double mirror_rate(const std::vector<std::vector<event>>& batches) {
+  auto sink = make_sink();
+  const auto start = clock_type::now();
+  for (const auto& b : batches)
+    for (const auto& ev : b) sink->produce(ev, [](const result<delivery>&) {});
+  (void)sink->flush(std::chrono::seconds(120));
+  return events_total / seconds_since(start);
+}
+
+void report(const char* what, std::vector<double> ours, std::vector<double> raw, const char* raw_name) {
+  const double o = bench::median(std::move(ours)), r = bench::median(std::move(raw));
+  std::printf("%-34s %10.0f events/s   %-22s %10.0f events/s   ratio %.2f\n", what, o, raw_name, r, o / r);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool ok = bench::parse_flags(argc, argv, {{"--events", &events_total}, {"--batch", &batch}, {"--rounds", &rounds}},
+                                     [](std::string_view name, std::string_view value) {
+                                       if (name == "--durability" && (value == "full" || value == "normal")) durability = value;
+                                       else if (name == "--dsn") dsn = value;
+                                       else if (name == "--bootstrap") bootstrap = value;
+                                       else return false;
+                                       return true;
+                                     });
+  if (!ok) {
+    std::fprintf(stderr, "usage: store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN] [--bootstrap SERVERS]\n");
+    return 2;
+  }
+  set_log_level(log_level::error);
+  std::shared_ptr<embedded_broker> broker;
+  if (bootstrap.empty()) {
+    broker = std::make_shared<embedded_broker>();
+    broker->create_topic("app.order.order.placed", 4);
+    bootstrap = broker->bootstrap_servers();
+  }
+  const auto batches = make_batches();
+  std::printf("store_bench: %d events of ~%zu bytes, %d per append, %d rounds, sqlite synchronous=%s\n", events_total,
+              encode_event(batches[0][0]).size(), batch, rounds, durability.c_str());
+  const auto sync = durability == "full" ? sqlite_durability::full : sqlite_durability::normal;
+
+  std::vector<double> ours, raw;
+  for (int r = 0; r < rounds; ++r) {  // interleaved, so both see the same machine
+    raw.push_back(raw_sqlite(batches));
+    ours.push_back(store_appends(open_sqlite_store({.path = fresh_file("bench_store.db"), .durability = sync}), batches));
+  }
+  report("sqlite store append", ours, raw, "raw sqlite3 loop");
+
+  if (!dsn.empty()) {
+    ours.clear();
+    raw.clear();
+    for (int r = 0; r < rounds; ++r) {
+      raw.push_back(raw_libpq(batches));
+      ours.push_back(store_appends(fresh_postgres(), batches));
+    }
+    report("postgresql store append", ours, raw, "raw libpq loop");
+  }
+
+  ours.clear();
+  raw.clear();
+  for (int r = 0; r < rounds; ++r) {
+    ours.push_back(relay_rate(batches));
+    raw.push_back(mirror_rate(batches));
+  }
+  report("outbox relay to Kafka", ours, raw, "direct mirror");
+  return 0;
+}
