@@ -109,51 +109,46 @@ const std::string begin_append = "BEGIN; SELECT pg_advisory_xact_lock(" + std::t
 // takes itself).
 result<append_result> append_rows(PGconn* conn, std::string_view aggregate_type, std::string_view aggregate_id,
                                   std::int64_t expected, std::span<const event> events) {
-  array_literal ids;
-  for (const auto& ev : events) ids.add(std::string_view(ev.event_id()));
-  const std::string type(aggregate_type), id(aggregate_id);
-  auto state = run(conn, "checking the append",
-                   "SELECT (SELECT count(*) FROM event_store WHERE event_id = ANY($1::text[])), "
-                   "(SELECT COALESCE(MAX(aggregate_version), 0) FROM event_store "
-                   " WHERE aggregate_type = $2 AND aggregate_id = $3)",
-                   {ids.text().c_str(), type.c_str(), id.c_str()});
-  if (!state) return state.error();
-  const auto stored = static_cast<std::size_t>(to_int(state.value().get(), 0, 0));
-  const auto current = to_int(state.value().get(), 0, 1);
-  if (stored == events.size()) return append_result{.version = current, .already_stored = true};
-  if (stored > 0) return detail::partly_stored(stored, events.size());
-  if (expected != any_version && expected != current) return detail::version_conflict(aggregate_type, aggregate_id, expected, current);
-
-  array_literal types, occurred, correlations, causations, envelopes;
+  array_literal ids, types, occurred, correlations, causations, envelopes;
   for (const auto& ev : events) {
     const auto& d = detail::event_access::data(ev);
+    ids.add(std::string_view(d.event_id));
     types.add(std::string_view(d.event_type));
     occurred.add(millis(d.timestamp));
     correlations.add(d.correlation_id);
     causations.add(d.causation_id);
     envelopes.add(std::string_view(detail::event_access::encoded(d)));
   }
-  const std::string base = std::to_string(current);
-  auto inserted = run(conn, "storing the events",
-                      "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
-                      "occurred_at, correlation_id, causation_id, payload, envelope) "
-                      "SELECT e.id, e.type, $3, $4, $5::bigint + e.n, to_timestamp(e.ms / 1000.0), e.corr, e.cause, "
-                      "(e.env::jsonb) -> 'payload', e.env "
-                      "FROM unnest($1::text[], $2::text[], $6::bigint[], $7::text[], $8::text[], $9::text[]) "
-                      "WITH ORDINALITY AS e(id, type, ms, corr, cause, env, n) ORDER BY e.n "
-                      "RETURNING position",
-                      {ids.text().c_str(), types.text().c_str(), type.c_str(), id.c_str(), base.c_str(),
-                       occurred.text().c_str(), correlations.text().c_str(), causations.text().c_str(),
-                       envelopes.text().c_str()});
-  if (!inserted) return inserted.error();
-  append_result out{.version = current + static_cast<std::int64_t>(events.size())};
-  const PGresult* rows = inserted.value().get();
-  for (int i = 0; i < PQntuples(rows); ++i) {
-    const auto position = to_int(rows, i, 0);
-    out.first_position = out.first_position == 0 ? position : std::min(out.first_position, position);
-    out.last_position = std::max(out.last_position, position);
-  }
-  return out;
+  const std::string type(aggregate_type), id(aggregate_id), want = std::to_string(expected);
+  // One round trip: the checks, and the insert only when they pass (ids new, version as expected).
+  auto r = run(conn, "storing the events",
+               "WITH cur AS (SELECT COALESCE(MAX(aggregate_version), 0) AS v FROM event_store "
+               "             WHERE aggregate_type = $3 AND aggregate_id = $4), "
+               "dup AS (SELECT count(*) AS n FROM event_store WHERE event_id = ANY($1::text[])), "
+               "ins AS (INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+               "        occurred_at, correlation_id, causation_id, payload, envelope) "
+               "        SELECT e.id, e.type, $3, $4, cur.v + e.n, to_timestamp(e.ms / 1000.0), e.corr, e.cause, "
+               "               (e.env::jsonb) -> 'payload', e.env "
+               "        FROM unnest($1::text[], $2::text[], $6::bigint[], $7::text[], $8::text[], $9::text[]) "
+               "             WITH ORDINALITY AS e(id, type, ms, corr, cause, env, n), cur, dup "
+               "        WHERE dup.n = 0 AND ($5::bigint < 0 OR cur.v = $5::bigint) ORDER BY e.n "
+               "        RETURNING position) "
+               "SELECT cur.v, dup.n, (SELECT min(position) FROM ins), (SELECT max(position) FROM ins), "
+               "       (SELECT count(*) FROM ins) FROM cur, dup",
+               {ids.text().c_str(), types.text().c_str(), type.c_str(), id.c_str(), want.c_str(),
+                occurred.text().c_str(), correlations.text().c_str(), causations.text().c_str(),
+                envelopes.text().c_str()});
+  if (!r) return r.error();
+  const PGresult* row = r.value().get();
+  const auto current = to_int(row, 0, 0);
+  const auto stored = static_cast<std::size_t>(to_int(row, 0, 1));
+  if (stored == events.size()) return append_result{.version = current, .already_stored = true};
+  if (stored > 0) return detail::partly_stored(stored, events.size());
+  if (to_int(row, 0, 4) != static_cast<std::int64_t>(events.size()))
+    return detail::version_conflict(aggregate_type, aggregate_id, expected, current);
+  return append_result{.first_position = to_int(row, 0, 2),
+                        .last_position = to_int(row, 0, 3),
+                        .version = current + static_cast<std::int64_t>(events.size())};
 }
 
 // One libpq connection, re-established when found broken.
