@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
@@ -21,6 +22,8 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/store/outbox_relay.hpp"
+#include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/topic.hpp"
@@ -29,12 +32,13 @@ namespace eventbus::cli {
 namespace {
 
 constexpr std::string_view demo_usage = R"(usage: eventbus demo [--duration SECONDS] [--rate WORKFLOWS_PER_SECOND] [--bootstrap SERVERS]
-                     [--metrics-listen HOST:PORT]
+                     [--metrics-listen HOST:PORT] [--store PATH|none]
 
 Runs an image-generation workflow through the in-process dispatcher:
   image_generation.requested -> prompt.analyzed -> loras.recommended -> image.generated | image_generation.failed
-plus model-registry events (model.registered, model.version.added), mirrors every event to Kafka
-topics app.<aggregate_type>.<event_type>, and consumes them in a worker group of two (audit log,
+plus model-registry events (model.registered, model.version.added), stores every event in an event
+store (the outbox) before its handlers run, relays the store to Kafka topics
+app.<aggregate_type>.<event_type>, and consumes them in a worker group of two (audit log,
 analytics, a model cache that is sometimes cold: retried; a notifier that cannot reach some users:
 dead-lettered). Shows live progress, serves /metrics, and ends with a summary that must add up.
 
@@ -42,6 +46,8 @@ dead-lettered). Shows live progress, serves /metrics, and ends with a summary th
   --rate N                  workflows started per second (default 50)
   --bootstrap SERVERS       Kafka to use (default "embedded": an in-process broker, in memory only)
   --metrics-listen ADDRESS  where /metrics is served (default 127.0.0.1:9464; a free port if taken)
+  --store PATH              the SQLite event store (default: a fresh eventbus-demo.db in the temp
+                            directory); none: mirror straight to Kafka, no store
 
 Exit status 0 when every event was delivered and the summary adds up.
 )";
@@ -51,6 +57,7 @@ struct demo_options {
   int rate = 50;
   std::string bootstrap{embedded_bootstrap};
   std::string metrics_listen{default_metrics_listen};
+  std::string store;  // empty: a fresh file in the temp directory; "none": no store
 };
 
 // Per-handler tallies, fixed at start-up so handlers only touch atomics.
@@ -163,6 +170,7 @@ int run_demo(std::span<const std::string_view> args) {
   parser.add_int("--rate", opts.rate);
   parser.add_string("--bootstrap", opts.bootstrap);
   parser.add_string("--metrics-listen", opts.metrics_listen);
+  parser.add_string("--store", opts.store);
   if (const auto exit_code = parser.parse(args)) return *exit_code;
 
   set_log_level(log_level::off);  // the expected failures are counted in the summary, not logged
@@ -175,8 +183,31 @@ int run_demo(std::span<const std::string_view> args) {
   }
   const kafka_options kafka_opts{.bootstrap_servers = opts.bootstrap, .client_id = "eventbus-demo"};
   auto kafka = std::make_shared<kafka_sink>(producer_options{.kafka = kafka_opts, .metrics = m});
-  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 4, .observe_handler = metrics::handler_observer_for(m)});
-  bus.add_sink(kafka);
+  // The outbox: every event is stored before its handlers run, and the relay takes the store to
+  // Kafka. Without a store, the dispatcher mirrors straight to Kafka.
+  std::shared_ptr<event_store> store;
+  if (opts.store != "none") {
+    if (opts.store.empty()) {
+      opts.store = (std::filesystem::temp_directory_path() / "eventbus-demo.db").string();
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(opts.store + suffix);
+    }
+    store = open_sqlite_store({.path = opts.store, .durability = sqlite_durability::normal, .metrics = m});
+  }
+  dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 4, .observe_handler = metrics::handler_observer_for(m),
+                  .store = store});
+  std::unique_ptr<outbox_relay> relay;
+  if (store) {
+    relay = std::make_unique<outbox_relay>(store, kafka, relay_options{.interval = std::chrono::milliseconds(20), .metrics = m});
+    relay->start();
+  } else {
+    bus.add_sink(kafka);
+  }
+  // Everything published so far has reached Kafka (relayed from the store, or flushed).
+  const auto wait_published = [&](std::chrono::seconds limit) -> result<void> {
+    if (!store) return kafka->flush(limit);
+    if (poll_until([&] { return store->backlog().value().events == 0; }, limit)) return {};
+    return error(errc::timed_out, "the outbox still holds " + std::to_string(store->backlog().value().events) + " events");
+  };
   demo_world world(bus);
   world.subscribe_handlers();
   demo_workers workers(kafka_opts, m);
@@ -185,6 +216,7 @@ int run_demo(std::span<const std::string_view> args) {
               kafka->bootstrap_servers().c_str(),
               opts.bootstrap == embedded_bootstrap ? " (embedded broker: in memory only, gone when the demo exits)" : "");
   std::printf("metrics: http://127.0.0.1:%u/metrics\n", server->port());
+  if (store) std::printf("event store: %s (SQLite; eventbus store list --sqlite %s)\n", opts.store.c_str(), opts.store.c_str());
   // On the embedded broker, create every topic of the workflow and its dead-letter topic up front:
   // a topic appearing mid-run that the workers' regex matches makes the group rebalance, and the
   // mock cluster takes seconds over each rebalance.
@@ -200,7 +232,7 @@ int run_demo(std::span<const std::string_view> args) {
   }
   // The worker group needs a topic to exist to join: publish one workflow first, wait for it.
   world.start_workflow(0);
-  (void)kafka->flush(std::chrono::seconds(10));
+  (void)wait_published(std::chrono::seconds(10));
   workers.start();
   std::printf("starting a worker group of two...\n");
   std::fflush(stdout);
@@ -211,11 +243,16 @@ int run_demo(std::span<const std::string_view> args) {
 
   const auto start = std::chrono::steady_clock::now();
   const auto progress = [&] {
-    std::printf("  %5.1fs  published %6llu  handled %6llu  retried %4llu  dead-lettered %3llu  p99 %s\n",
+    std::string outbox;
+    if (store) {
+      const auto b = store->backlog();
+      outbox = "  outbox " + (b ? std::to_string(b.value().events) : std::string("?"));
+    }
+    std::printf("  %5.1fs  published %6llu  handled %6llu  retried %4llu  dead-lettered %3llu  p99 %s%s\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                 static_cast<unsigned long long>(world.published()), static_cast<unsigned long long>(workers.distinct_events()),
                 static_cast<unsigned long long>(workers.retries()), static_cast<unsigned long long>(workers.dead_letters()),
-                p99_text(*m).c_str());
+                p99_text(*m).c_str(), outbox.c_str());
     std::fflush(stdout);
   };
   const auto period = std::chrono::microseconds(1'000'000 / opts.rate);
@@ -230,7 +267,8 @@ int run_demo(std::span<const std::string_view> args) {
     }
   }
   bus.shutdown();  // drains every scheduled handler, including the follow-up events they publish
-  const auto flushed = kafka->flush(std::chrono::seconds(30));
+  const auto flushed = wait_published(std::chrono::seconds(30));
+  if (relay) relay->stop();
   const auto total = world.published();
   const bool drained = poll_until([&] { return workers.distinct_events() >= total; }, std::chrono::seconds(60));
   progress();
@@ -238,7 +276,7 @@ int run_demo(std::span<const std::string_view> args) {
 
   const auto summary = summarize(kafka_opts, world.published_events(), workers.handled_by_handler(),
                                  demo_workers::handler_patterns(), world.expected_dead_letters());
-  const auto mirrored = kafka->stats();
+  const auto mirrored = kafka->stats();  // the relay's sink or the mirror: either way, what Kafka acknowledged
   std::printf("\n%d workflows; %llu events published, %llu delivered to Kafka, %llu failed%s%s\n", started,
               static_cast<unsigned long long>(total), static_cast<unsigned long long>(mirrored.delivered),
               static_cast<unsigned long long>(mirrored.failed), flushed ? "" : (" (" + flushed.error().message() + ")").c_str(),
