@@ -64,3 +64,12 @@ TEST_CASE("the example worker refuses to start without a group, naming the key")
   CHECK(WIFEXITED(status));  // an error message and exit code 2, not a crash
   CHECK(WEXITSTATUS(status) == 2);
 }
+
+TEST_CASE("the outbox example stores its rows and events together and relays every event to Kafka") {
+  const std::string db = "example_orders.db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
+  auto service = spawn({EVENTBUS_EXAMPLES_DIR "/order_store_service", "7", db}, {{"EVENTBUS_BOOTSTRAP_SERVERS", "embedded"}});
+  CHECK(service.read_line() == "7 orders stored, 0 events not yet in Kafka");
+  CHECK(service.stop(0) == 0);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
+}
