@@ -11,6 +11,8 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/store/outbox_relay.hpp"
+#include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/config.hpp"
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/stop_signal.hpp"
@@ -97,6 +99,39 @@ TEST_CASE("README: Kafka mirror") {
 
   CHECK(delivered.ok());
   CHECK(delivered.value()[0].topic == "app.order.order.created");
+}
+
+TEST_CASE("README: Event store and outbox") {
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((std::string("orders.db") + suffix).c_str());
+  auto store = eventbus::open_sqlite_store({.path = "orders.db"});  // or open_postgres_store({.dsn = ...})
+  eventbus::dispatcher bus({.store = store});  // stores first; handlers run only for stored events
+  auto kafka = std::make_shared<eventbus::kafka_sink>(eventbus::producer_options{});
+  eventbus::outbox_relay relay(store, kafka);  // store order, marked published once acknowledged
+  relay.start();
+
+  auto outcome = bus.publish(eventbus::make_event(
+      {.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-42"}));
+  if (outcome.accepted())  // delivery "store": durable, at this store position
+    std::cout << "stored at " << outcome.wait().value()[0].offset << "\n";
+
+  // Event sourcing: optimistic concurrency per aggregate, reads that stream.
+  auto next = eventbus::make_event({.event_type = "order.paid", .aggregate_type = "order", .aggregate_id = "o-42"});
+  auto appended = store->append("order", "o-42", 1, std::span(&next, 1));  // 1: the version I loaded
+  if (!appended && appended.error().code() == eventbus::errc::concurrency_conflict)
+    std::cerr << appended.error().message() << "\n";  // "order/o-42 is at version 2, not 1: ..."
+  std::vector<std::string> loaded;
+  (void)store->load("order", "o-42", 1, [&](const eventbus::stored_event& e) {
+    std::cout << e.version << " " << e.ev.event_type() << "\n";
+    loaded.push_back(e.ev.event_type());
+    return true;  // false stops
+  });
+
+  CHECK(outcome.accepted());
+  CHECK(appended.ok());
+  CHECK(loaded == std::vector<std::string>{"order.created", "order.paid"});
+  const auto again = store->append("order", "o-42", 1, std::span(&next, 1));  // a retry: a no-op
+  CHECK(again.value().already_stored);
+  CHECK(eventbus::testing::wait_until([&] { return store->backlog().value().events == 0; }, std::chrono::seconds(20)));
 }
 
 TEST_CASE("README: Embedded broker") {
