@@ -49,12 +49,17 @@ result<stored_event> stored_row(std::int64_t position, std::int64_t version, std
   return stored_event{.position = position, .version = version, .ev = std::move(decoded).value()};
 }
 
-void count_append(metrics* m, std::string_view backend, const result<append_result>& outcome) {
-  if (m == nullptr) return;
-  if (outcome.ok())
-    m->count_append(backend, outcome.value().already_stored ? "already_stored" : "stored");
-  else
-    m->count_append(backend, outcome.error().code() == errc::concurrency_conflict ? "conflict" : "failed");
+result<append_result> checked_store::append(std::string_view aggregate_type, std::string_view aggregate_id,
+                                            std::int64_t expected_version, std::span<const event> events) {
+  auto out = check_append(aggregate_type, aggregate_id, expected_version, events);
+  auto stored = out ? store_events(aggregate_type, aggregate_id, expected_version, events) : result<append_result>(out.error());
+  if (metrics_) {
+    if (stored.ok())
+      metrics_->count_append(backend(), stored.value().already_stored ? "already_stored" : "stored");
+    else
+      metrics_->count_append(backend(), stored.error().code() == errc::concurrency_conflict ? "conflict" : "failed");
+  }
+  return stored;
 }
 
 }  // namespace eventbus::detail

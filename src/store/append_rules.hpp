@@ -29,7 +29,22 @@ namespace eventbus::detail {
 /// A stored row back as a stored_event; errc::store_failed if its envelope no longer decodes.
 [[nodiscard]] result<stored_event> stored_row(std::int64_t position, std::int64_t version, std::string_view envelope);
 
-/// eventbus_store_appends_total by outcome: stored, already_stored, conflict, failed.
-void count_append(metrics* m, std::string_view backend, const result<append_result>& outcome);
+/// What both backends do around an append: check the arguments, and count the outcome
+/// (eventbus_store_appends_total: stored, already_stored, conflict, failed). The backend stores.
+class checked_store : public event_store {
+ public:
+  explicit checked_store(std::shared_ptr<metrics> m) : metrics_(std::move(m)) {}
+
+  result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
+                               std::int64_t expected_version, std::span<const event> events) final;
+
+ protected:
+  /// The append itself, arguments already checked.
+  virtual result<append_result> store_events(std::string_view aggregate_type, std::string_view aggregate_id,
+                                             std::int64_t expected_version, std::span<const event> events) = 0;
+
+ private:
+  std::shared_ptr<metrics> metrics_;
+};
 
 }  // namespace eventbus::detail

@@ -213,24 +213,16 @@ result<void> in_transaction(PGconn* conn, const std::function<result<void>()>& b
   return {};
 }
 
-class postgres_event_store final : public event_store {
+class postgres_event_store final : public detail::checked_store {
  public:
   explicit postgres_event_store(const postgres_store_options& options)
-      : writer_(options), reader_(options), lease_(options), metrics_(options.metrics) {
+      : checked_store(options.metrics), writer_(options), reader_(options), lease_(options) {
     const std::lock_guard lock(writer_.mu);
     if (auto migrated = migrate(); !migrated) throw exception(migrated.error());
   }
 
-  result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
-                               std::int64_t expected_version, std::span<const event> events) override {
-    auto out = append_locked(aggregate_type, aggregate_id, expected_version, events);
-    detail::count_append(metrics_.get(), backend(), out);
-    return out;
-  }
-
-  result<append_result> append_locked(std::string_view aggregate_type, std::string_view aggregate_id,
-                                      std::int64_t expected_version, std::span<const event> events) {
-    if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+  result<append_result> store_events(std::string_view aggregate_type, std::string_view aggregate_id,
+                                     std::int64_t expected_version, std::span<const event> events) override {
     const std::lock_guard lock(writer_.mu);
     auto out = append_once(aggregate_type, aggregate_id, expected_version, events);
     // A connection that broke mid-way (server restarted): once more on a new one. Safe even if the
@@ -428,7 +420,6 @@ class postgres_event_store final : public event_store {
   }
 
   connection writer_, reader_, lease_;
-  std::shared_ptr<metrics> metrics_;
   bool broke_ = false;       // under writer_.mu: the last append found its connection broken
   bool lease_held_ = false;  // under lease_.mu
 };

@@ -175,9 +175,9 @@ struct append_statements {
   statement find_id, current_version, insert;
 };
 
-class sqlite_event_store final : public event_store {
+class sqlite_event_store final : public detail::checked_store {
  public:
-  explicit sqlite_event_store(const sqlite_store_options& options) : path_(options.path), metrics_(options.metrics) {
+  explicit sqlite_event_store(const sqlite_store_options& options) : checked_store(options.metrics), path_(options.path) {
     writer_ = open(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options);
     // WAL lets the reader read while the writer commits; synchronous sets what a commit survives.
     for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON"})
@@ -195,16 +195,8 @@ class sqlite_event_store final : public event_store {
     sqlite3_close_v2(writer_);
   }
 
-  result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
-                               std::int64_t expected_version, std::span<const event> events) override {
-    auto out = append_locked(aggregate_type, aggregate_id, expected_version, events);
-    detail::count_append(metrics_.get(), backend(), out);
-    return out;
-  }
-
-  result<append_result> append_locked(std::string_view aggregate_type, std::string_view aggregate_id,
-                                      std::int64_t expected_version, std::span<const event> events) {
-    if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+  result<append_result> store_events(std::string_view aggregate_type, std::string_view aggregate_id,
+                                     std::int64_t expected_version, std::span<const event> events) override {
     const std::lock_guard lock(writer_mu_);
     // IMMEDIATE: the write lock now, so the version read below cannot change before the insert.
     if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
@@ -406,7 +398,6 @@ class sqlite_event_store final : public event_store {
   error named(const error& e) const { return {e.code(), "'" + path_ + "': " + e.message(), e.field()}; }
 
   std::string path_;
-  std::shared_ptr<metrics> metrics_;
   std::mutex writer_mu_, reader_mu_;
   sqlite3* writer_ = nullptr;
   sqlite3* reader_ = nullptr;
