@@ -191,6 +191,8 @@ class connection {
     if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
       std::string why = conn_ ? PQerrorMessage(conn_) : "out of memory";
       while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      PQfinish(conn_);  // a failed attempt is still an allocated connection (and a throwing
+      conn_ = nullptr;  // constructor never reaches the destructor that would free it)
       return error(errc::store_failed, "cannot connect to PostgreSQL: " + why);
     }
     // Quiet notices ("relation already exists, skipping") instead of printing them to stderr.
