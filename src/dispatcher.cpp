@@ -83,19 +83,18 @@ struct dispatcher::impl {
   }
 
   // Runs one handler call, isolated: whatever it throws is logged and counted, never propagated.
-  void invoke(detail::handler_entry& handler, const event& ev) noexcept {
+  // False when the call threw; a handler removed meanwhile is skipped (true).
+  bool invoke(detail::handler_entry& handler, const event& ev) noexcept {
     const detail::running_call call(handler);
-    if (!call.admitted()) return;
-    if (!options.observe_handler) {
-      (void)run(handler, ev);
-      return;
-    }
+    if (!call.admitted()) return true;
+    if (!options.observe_handler) return run(handler, ev);
     const auto start = std::chrono::steady_clock::now();
     const bool success = run(handler, ev);
     try {
       options.observe_handler(handler.name, ev, success, std::chrono::steady_clock::now() - start);
     } catch (...) {  // an observer must not fail a call that succeeded
     }
+    return success;
   }
 
   bool run(detail::handler_entry& handler, const event& ev) noexcept {
@@ -125,7 +124,7 @@ struct dispatcher::impl {
     std::vector<detail::task_pool::task> tasks;
     handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& handler) {
       // The task keeps the entry alive; invoke() skips it if it was removed meanwhile.
-      tasks.emplace_back([this, handler, ev] { invoke(*handler, ev); });
+      tasks.emplace_back([this, handler, ev] { (void)invoke(*handler, ev); });
     });
     switch (pool->push_all(tasks, options.enqueue_timeout)) {
       case detail::task_pool::push_status::ok: return {};
@@ -202,7 +201,7 @@ publish_result dispatcher::publish(const event& ev) {
       return publish_result::rejected(scheduled.error());
     }
   } else {
-    handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& h) { d.invoke(*h, ev); });
+    handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& h) { (void)d.invoke(*h, ev); });
   }
   d.published.fetch_add(1, std::memory_order_relaxed);
 
@@ -216,6 +215,18 @@ publish_result dispatcher::publish(const event& ev) {
           error(errc::delivery_failed, "sink '" + std::string(sink->name()) + "' threw: " + e.what())));
     }
   }
+  return outcome;
+}
+
+handler_run dispatcher::run_handlers(const event& ev) {
+  auto& d = *impl_;
+  std::shared_ptr<const detail::registry_snapshot> holder;
+  const auto& handlers = d.registry->snapshot_for_publish(holder);
+  handler_run outcome;
+  handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& h) {
+    ++outcome.calls;
+    if (!d.invoke(*h, ev)) ++outcome.failures;
+  });
   return outcome;
 }
 

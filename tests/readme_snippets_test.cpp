@@ -13,6 +13,7 @@
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/store/outbox_relay.hpp"
 #include "eventbus/store/sqlite_store.hpp"
+#include "eventbus/store/store_replay.hpp"
 #include "eventbus/config.hpp"
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/stop_signal.hpp"
@@ -126,6 +127,13 @@ TEST_CASE("README: Event store and outbox") {
     return true;  // false stops
   });
 
+  eventbus::dispatcher projections;
+  std::vector<std::string> replayed_types;
+  auto totals = projections.subscribe("order.*", "order_totals", [&](const eventbus::event& ev) { replayed_types.push_back(ev.event_type()); });
+  auto replayed = eventbus::replay_to_handlers(*store, projections, {.filter = {.aggregate_type = "order"}});
+  std::cout << replayed.value().events << " events replayed\n";
+
+  CHECK(replayed_types == loaded);
   CHECK(outcome.accepted());
   CHECK(appended.ok());
   CHECK(loaded == std::vector<std::string>{"order.created", "order.paid"});

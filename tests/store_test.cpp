@@ -11,7 +11,9 @@
 #include <barrier>
 #include <thread>
 
+#include "eventbus/dispatcher.hpp"
 #include "eventbus/store/event_store.hpp"
+#include "eventbus/store/store_replay.hpp"
 #include "store_support.hpp"
 #include "test_support.hpp"
 
@@ -260,9 +262,20 @@ TEST_CASE("a database that goes read-only or away: clear errors, and nothing sto
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message().find("read-only") != std::string::npos);
   PQclear(PQexec(admin, "ALTER DATABASE eb_read_only SET default_transaction_read_only = off"));
-  PQclear(PQexec(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = 'eb_read_only' AND pid <> pg_backend_pid()"));
   PQfinish(admin);
+  // Gone: the database takes no connection. The readiness check (check()) says so and names the
+  // store; once the database is back it passes again.
+  PGconn* server = PQconnectdb(testing::postgres_dsn().c_str());
+  REQUIRE(PQstatus(server) == CONNECTION_OK);
+  PQclear(PQexec(server, "ALTER DATABASE eb_read_only WITH ALLOW_CONNECTIONS false"));
+  PQclear(PQexec(server, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'eb_read_only'"));
+  const auto gone = store->check();
+  REQUIRE_FALSE(gone.ok());
+  CHECK(gone.error().code() == errc::store_failed);
+  CHECK_FALSE(store->append("order", "o-1", 1, next).ok());
+  PQclear(PQexec(server, "ALTER DATABASE eb_read_only WITH ALLOW_CONNECTIONS true"));
+  PQfinish(server);
+  CHECK(store->check().ok());
   // Back: the append goes through on a new connection, and the first event is still there.
   bool stored = false;
   for (int i = 0; i < 3 && !stored; ++i) stored = store->append("order", "o-1", 1, next).ok();
@@ -305,5 +318,44 @@ TEST_CASE("migrations are versioned and run once, whatever number of instances o
     const std::vector<event> one{order_event("order.created", "o-1", 0)};
     REQUIRE(more[0]->append("order", "o-1", 0, one).ok());
     CHECK(count_all(*first) == 1);
+  }
+}
+
+TEST_CASE("replay_to_handlers runs stored events through a dispatcher's handlers in store order, storing nothing again") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "replay_handlers");
+    for (int i = 0; i < 30; ++i) {
+      const std::vector<event> one{order_event(i % 3 == 0 ? "order.paid" : "order.created", "o-" + std::to_string(i % 4), i)};
+      REQUIRE(store->append("order", "o-" + std::to_string(i % 4), any_version, one).ok());
+    }
+    const std::vector<event> other{make_event({.event_type = "user.created", .aggregate_type = "user", .aggregate_id = "u-1"})};
+    REQUIRE(store->append("user", "u-1", 0, other).ok());
+
+    // A thread-pool dispatcher with the store: replay must still run inline and store nothing.
+    dispatcher handlers({.store = store});
+    std::vector<int> seen;  // run_handlers is inline: no lock needed
+    auto record = handlers.subscribe("order.*", "record", [&](const event& ev) { seen.push_back(ev.payload()["seq"].get<int>()); });
+    auto picky = handlers.subscribe("order.paid", "picky", [](const event& ev) {
+      if (ev.payload()["seq"].get<int>() == 9) throw std::runtime_error("cannot take seq 9");
+    });
+    std::uint64_t progress_calls = 0;
+    const auto replayed = replay_to_handlers(*store, handlers, {.filter = {.aggregate_type = "order"},
+                                                                .progress = [&](const store_replay_summary&) { ++progress_calls; }});
+    REQUIRE(replayed.ok());
+    CHECK(replayed.value().events == 30);
+    CHECK(replayed.value().handler_calls == 30 + 10);  // every order event, plus the 10 paid ones
+    CHECK(replayed.value().handler_failures == 1);
+    CHECK(progress_calls == 30);
+    REQUIRE(seen.size() == 30);
+    for (int i = 0; i < 30; ++i) CHECK(seen[static_cast<std::size_t>(i)] == i);  // store order
+    CHECK(count_all(*store) == 31);                                               // nothing stored again
+    CHECK(handlers.stats().published == 0);
+
+    seen.clear();
+    const auto paid_only = replay_to_handlers(*store, handlers, {.filter = {.event_type = "order.paid"}, .limit = 2});
+    REQUIRE(paid_only.ok());
+    CHECK(paid_only.value().events == 2);
+    CHECK(seen == std::vector<int>{0, 3});
   }
 }

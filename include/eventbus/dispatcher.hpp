@@ -60,6 +60,12 @@ struct dispatcher_options {
   void validate() const;
 };
 
+/// What dispatcher::run_handlers did with one event.
+struct handler_run {
+  std::size_t calls = 0;     // handlers whose pattern matched
+  std::size_t failures = 0;  // of those, calls that threw (logged, counted in stats().handler_failures)
+};
+
 struct dispatcher_stats {
   std::uint64_t published = 0;         // events accepted
   std::uint64_t rejected = 0;          // publishes refused (queue full, shut down)
@@ -117,6 +123,12 @@ class dispatcher {
 
   /// Dispatches `ev` to its handlers, then to every sink. See the header comment for backpressure.
   [[nodiscard]] publish_result publish(const event& ev);
+
+  /// Runs the handlers matching `ev` on the calling thread, one after another, and nothing else:
+  /// the event is not stored, not handed to sinks and not counted as published. For replaying
+  /// history through the handlers (replay_to_handlers), where the order must be the store's.
+  /// Failures are isolated and counted as in publish(). Works after shutdown() too.
+  handler_run run_handlers(const event& ev);
 
   /// Adds a sink that receives every accepted event from now on.
   void add_sink(std::shared_ptr<event_sink> sink);

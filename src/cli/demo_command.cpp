@@ -192,6 +192,7 @@ int run_demo(std::span<const std::string_view> args) {
       for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(opts.store + suffix);
     }
     store = open_sqlite_store({.path = opts.store, .durability = sqlite_durability::normal, .metrics = m});
+    server->add_readiness_check("store", [store] { return store->check().ok(); });
   }
   dispatcher bus({.mode = dispatch_mode::thread_pool, .pool_size = 4, .observe_handler = metrics::handler_observer_for(m),
                   .store = store});

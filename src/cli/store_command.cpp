@@ -1,7 +1,6 @@
 // `eventbus store list|stats|replay`: read an event store, see its outbox, and send stored history
 // to Kafka again.
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -14,6 +13,7 @@
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/store/postgres_store.hpp"
 #include "eventbus/store/sqlite_store.hpp"
+#include "eventbus/store/store_replay.hpp"
 #include "eventbus/time.hpp"
 
 namespace eventbus::cli {
@@ -152,23 +152,19 @@ int run_store(std::span<const std::string_view> args) {
   // replay
   kafka_sink sink({.kafka = {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}});
   progress_line progress("store replay");
-  std::atomic<std::uint64_t> delivered{0}, failed{0};
-  std::uint64_t sent = 0;
-  const auto read = store->read_all(filter, [&](const stored_event& e) {
-    if (sent >= max) return false;
-    ++sent;
-    sink.produce(e.ev, [&](result<delivery> d) { (d ? delivered : failed).fetch_add(1); });
-    progress.update(std::to_string(sent) + " sent, " + std::to_string(delivered.load()) + " delivered", delivered.load());
-    return true;
-  });
-  const auto flushed = sink.flush(std::chrono::seconds(60));
-  progress.finish(std::to_string(sent) + " sent, " + std::to_string(delivered.load()) + " delivered, " +
-                      std::to_string(failed.load()) + " failed",
-                  delivered.load());
-  if (!read) return fail(read.error().to_string());
-  if (!flushed) return fail(flushed.error().to_string());
-  std::printf("replayed %llu\n", static_cast<unsigned long long>(delivered.load()));
-  return failed.load() == 0 ? exit_ok : exit_failure;
+  const auto describe = [](const store_replay_summary& s) {
+    return std::to_string(s.events) + " sent, " + std::to_string(s.delivered) + " delivered";
+  };
+  const auto replayed = replay_to_kafka(*store, sink, {.filter = filter, .limit = limit > 0 ? static_cast<std::uint64_t>(limit) : 0,
+                                                       .progress = [&](const store_replay_summary& s) { progress.update(describe(s), s.delivered); }});
+  if (!replayed) {
+    progress.finish("stopped", 0);
+    return fail(replayed.error().to_string());
+  }
+  const auto& s = replayed.value();
+  progress.finish(describe(s) + ", " + std::to_string(s.failed) + " failed", s.delivered);
+  std::printf("replayed %llu\n", static_cast<unsigned long long>(s.delivered));
+  return s.failed == 0 ? exit_ok : exit_failure;
 }
 
 }  // namespace eventbus::cli
