@@ -1,4 +1,4 @@
-// The metrics of DESIGN.md as Prometheus sees them: scraped over HTTP from metrics_server after
+// The metrics of docs/metrics.md as Prometheus sees them: scraped over HTTP from metrics_server after
 // handling known events, with counts that must match what happened.
 
 #include <doctest/doctest.h>

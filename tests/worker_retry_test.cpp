@@ -27,7 +27,7 @@ namespace {
 constexpr const char* orders = "app.order.order.created";
 constexpr const char* orders_dlq = "app.order.order.created.dlq";
 
-// Settings that make the mock's group protocol quick enough for tests (see DESIGN.md).
+// Settings that make the mock's group protocol quick enough for tests (see docs/embedded-broker.md).
 worker_options test_worker(const embedded_broker& broker, std::string group, retry_policy retry = {}) {
   return {.kafka = testing::mock_group_kafka(broker),
           .group_id = std::move(group),

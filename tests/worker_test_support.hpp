@@ -9,7 +9,7 @@
 
 namespace eventbus::testing {
 
-/// The embedded broker with the settings DESIGN.md lists for it: a second member joins after
+/// The embedded broker with the settings docs/embedded-broker.md lists for it: a second member joins after
 /// session.timeout.ms (6 s, not 45), and an empty fetch waits 10 ms (not 500).
 inline kafka_options mock_group_kafka(const embedded_broker& broker) {
   return {.bootstrap_servers = broker.bootstrap_servers(),

@@ -1,5 +1,5 @@
 #pragma once
-// The event envelope (DESIGN.md, "Event envelope"): an immutable value, always valid once built.
+// The event envelope (docs/envelope.md): an immutable value, always valid once built.
 //
 //   auto ev = eventbus::make_event({.event_type = "order.created", .aggregate_type = "order",
 //                                   .aggregate_id = "o-42", .payload = {{"total", 99.5}}});

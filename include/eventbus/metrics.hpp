@@ -1,5 +1,5 @@
 #pragma once
-// The Prometheus metrics of DESIGN.md, in one prometheus-cpp registry. Give the same
+// The Prometheus metrics of docs/metrics.md, in one prometheus-cpp registry. Give the same
 // `std::shared_ptr<metrics>` to the dispatcher, the Kafka sink and workers (their `metrics`
 // option), serve it with eventbus::metrics_server, and add your own families to registry().
 //
@@ -78,7 +78,7 @@ class metrics {
   /// eventbus_outbox_relayed_total{store, outcome="published"|"failed"}
   void count_relayed(std::string_view store, bool published, std::uint64_t events = 1);
 
-  /// A worker's load, beyond DESIGN.md's table: eventbus_worker_records_in_flight{group},
+  /// A worker's load, beyond the first seven families: eventbus_worker_records_in_flight{group},
   /// eventbus_worker_records_waiting_on_key{group}, eventbus_worker_partitions_paused{group}.
   struct worker_load {
     std::int64_t in_flight = 0;

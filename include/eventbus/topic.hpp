@@ -1,5 +1,5 @@
 #pragma once
-// Topic names (DESIGN.md, "Topic names"): <prefix>.<aggregate_type>.<event_type>.
+// Topic names (docs/kafka-records.md): <prefix>.<aggregate_type>.<event_type>.
 //
 // Kafka allows [a-zA-Z0-9._-] and at most 249 characters. A name that breaks a rule is rejected with
 // an error naming the part at fault, never rewritten: two event types must never share a topic.

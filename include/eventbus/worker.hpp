@@ -1,6 +1,6 @@
 #pragma once
 // A worker consumes the mirrored topics in a consumer group and runs its handlers on every event,
-// with DESIGN.md's semantics:
+// with the semantics of docs/worker.md:
 //  - at-least-once: a record's offset is committed only when every handler for it succeeded or its
 //    failure is acknowledged by the dead-letter topic, and never past an unfinished record; a
 //    failed dead-letter write is retried, and nothing past that record is committed meanwhile;

@@ -1,5 +1,5 @@
 #pragma once
-// What a dead-letter record carries (DESIGN.md, "Dead-letter record"): the original key, value and
+// What a dead-letter record carries (docs/worker.md, "Dead-letter records"): the original key, value and
 // headers, plus x-eventbus-dlq-* headers saying why, where from, and when.
 
 #include <cstdint>

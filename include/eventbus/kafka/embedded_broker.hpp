@@ -5,7 +5,7 @@
 //
 // Known differences from real Kafka (librdkafka 2.0.2): about 5 MB kept per partition (older data
 // is deleted), an empty fetch waits the whole fetch.wait.max.ms, the first group join takes ~3 s,
-// auto-created topics get 4 partitions. See DESIGN.md.
+// auto-created topics get 4 partitions. See docs/embedded-broker.md.
 
 #include <chrono>
 #include <cstdint>
