@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 
+#include <array>
 #include <charconv>
 #include <mutex>
 
@@ -85,7 +86,16 @@ std::int64_t to_int(const PGresult* r, int row, int col) {
   return n;
 }
 
-// Runs one statement with text parameters. The error names what was being done; never the DSN.
+// A failed statement as an error naming what was being done (and the SQLSTATE); never the DSN.
+error failure(PGconn* conn, const PGresult* r, std::string_view what) {
+  std::string message = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  return error(errc::store_failed, "postgresql: " + std::string(what) + ": " + message +
+                                       (state ? " (SQLSTATE " + std::string(state) + ")" : ""));
+}
+
+// Runs one statement with text parameters.
 result<pg_result> run(PGconn* conn, std::string_view what, const char* sql, std::initializer_list<const char*> params = {}) {
   std::vector<const char*> values(params);
   // Without parameters, PQexec: it also runs several statements (a migration) in one go.
@@ -93,62 +103,80 @@ result<pg_result> run(PGconn* conn, std::string_view what, const char* sql, std:
                              : PQexecParams(conn, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0));
   const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
-  std::string message = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn);
-  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
-  const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
-  return error(errc::store_failed, "postgresql: " + std::string(what) + ": " + message +
-                                       (state ? " (SQLSTATE " + std::string(state) + ")" : ""));
+  return failure(conn, r.get(), what);
 }
 
-// "BEGIN" and the append lock in one round trip: appends run one at a time, so positions become
-// visible in order and the version read after it is the latest.
-const std::string begin_append = "BEGIN; SELECT pg_advisory_xact_lock(" + std::to_string(append_lock) + ")";
+// One round trip: the checks, and the insert only when they pass (ids new, version as expected).
+// $1 ids, $2 types, $3 aggregate type, $4 aggregate id, $5 expected version, $6 timestamps (ms),
+// $7 correlation ids, $8 causation ids, $9 envelopes. Its one row: current version, how many of the
+// ids were stored already, first and last position inserted, rows inserted.
+constexpr const char* append_sql =
+    "WITH cur AS (SELECT COALESCE(MAX(aggregate_version), 0) AS v FROM event_store "
+    "             WHERE aggregate_type = $3 AND aggregate_id = $4), "
+    "dup AS (SELECT count(*) AS n FROM event_store WHERE event_id = ANY($1::text[])), "
+    "ins AS (INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+    "        occurred_at, correlation_id, causation_id, payload, envelope) "
+    "        SELECT e.id, e.type, $3, $4, cur.v + e.n, to_timestamp(e.ms / 1000.0), e.corr, e.cause, "
+    "               (e.env::jsonb) -> 'payload', e.env "
+    "        FROM unnest($1::text[], $2::text[], $6::bigint[], $7::text[], $8::text[], $9::text[]) "
+    "             WITH ORDINALITY AS e(id, type, ms, corr, cause, env, n), cur, dup "
+    "        WHERE dup.n = 0 AND ($5::bigint < 0 OR cur.v = $5::bigint) ORDER BY e.n "
+    "        RETURNING position) "
+    "SELECT cur.v, dup.n, (SELECT min(position) FROM ins), (SELECT max(position) FROM ins), "
+    "       (SELECT count(*) FROM ins) FROM cur, dup";
+constexpr const char* append_statement_name = "eventbus_append";
+constexpr int append_param_count = 9;
+
+// The parameters of append_sql for one append, as text.
+struct append_params {
+  append_params(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected,
+                std::span<const event> events)
+      : type(aggregate_type), id(aggregate_id), want(std::to_string(expected)) {
+    array_literal ids, types, occurred, correlations, causations, envelopes;
+    for (const auto& ev : events) {
+      const auto& d = detail::event_access::data(ev);
+      ids.add(std::string_view(d.event_id));
+      types.add(std::string_view(d.event_type));
+      occurred.add(millis(d.timestamp));
+      correlations.add(d.correlation_id);
+      causations.add(d.causation_id);
+      envelopes.add(std::string_view(detail::event_access::encoded(d)));
+    }
+    arrays = {ids.text(), types.text(), occurred.text(), correlations.text(), causations.text(), envelopes.text()};
+    values = {arrays[0].c_str(), arrays[1].c_str(), type.c_str(), id.c_str(), want.c_str(),
+              arrays[2].c_str(), arrays[3].c_str(), arrays[4].c_str(), arrays[5].c_str()};
+  }
+  append_params(const append_params&) = delete;
+  append_params& operator=(const append_params&) = delete;
+
+  std::string type, id, want;
+  std::array<std::string, 6> arrays;
+  std::array<const char*, append_param_count> values{};
+};
+
+// What append_sql's row says about the append.
+result<append_result> append_outcome(const PGresult* row, std::string_view aggregate_type, std::string_view aggregate_id,
+                                     std::int64_t expected, std::size_t count) {
+  const auto current = to_int(row, 0, 0);
+  const auto stored = static_cast<std::size_t>(to_int(row, 0, 1));
+  if (stored == count) return append_result{.version = current, .already_stored = true};
+  if (stored > 0) return detail::partly_stored(stored, count);
+  if (to_int(row, 0, 4) != static_cast<std::int64_t>(count))
+    return detail::version_conflict(aggregate_type, aggregate_id, expected, current);
+  return append_result{.first_position = to_int(row, 0, 2),
+                        .last_position = to_int(row, 0, 3),
+                        .version = current + static_cast<std::int64_t>(count)};
+}
 
 // The checks and inserts of one append, inside an open transaction on `conn` that holds the append
 // lock (taken after the transaction's first statement: a statement's snapshot predates a lock it
 // takes itself).
 result<append_result> append_rows(PGconn* conn, std::string_view aggregate_type, std::string_view aggregate_id,
                                   std::int64_t expected, std::span<const event> events) {
-  array_literal ids, types, occurred, correlations, causations, envelopes;
-  for (const auto& ev : events) {
-    const auto& d = detail::event_access::data(ev);
-    ids.add(std::string_view(d.event_id));
-    types.add(std::string_view(d.event_type));
-    occurred.add(millis(d.timestamp));
-    correlations.add(d.correlation_id);
-    causations.add(d.causation_id);
-    envelopes.add(std::string_view(detail::event_access::encoded(d)));
-  }
-  const std::string type(aggregate_type), id(aggregate_id), want = std::to_string(expected);
-  // One round trip: the checks, and the insert only when they pass (ids new, version as expected).
-  auto r = run(conn, "storing the events",
-               "WITH cur AS (SELECT COALESCE(MAX(aggregate_version), 0) AS v FROM event_store "
-               "             WHERE aggregate_type = $3 AND aggregate_id = $4), "
-               "dup AS (SELECT count(*) AS n FROM event_store WHERE event_id = ANY($1::text[])), "
-               "ins AS (INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
-               "        occurred_at, correlation_id, causation_id, payload, envelope) "
-               "        SELECT e.id, e.type, $3, $4, cur.v + e.n, to_timestamp(e.ms / 1000.0), e.corr, e.cause, "
-               "               (e.env::jsonb) -> 'payload', e.env "
-               "        FROM unnest($1::text[], $2::text[], $6::bigint[], $7::text[], $8::text[], $9::text[]) "
-               "             WITH ORDINALITY AS e(id, type, ms, corr, cause, env, n), cur, dup "
-               "        WHERE dup.n = 0 AND ($5::bigint < 0 OR cur.v = $5::bigint) ORDER BY e.n "
-               "        RETURNING position) "
-               "SELECT cur.v, dup.n, (SELECT min(position) FROM ins), (SELECT max(position) FROM ins), "
-               "       (SELECT count(*) FROM ins) FROM cur, dup",
-               {ids.text().c_str(), types.text().c_str(), type.c_str(), id.c_str(), want.c_str(),
-                occurred.text().c_str(), correlations.text().c_str(), causations.text().c_str(),
-                envelopes.text().c_str()});
-  if (!r) return r.error();
-  const PGresult* row = r.value().get();
-  const auto current = to_int(row, 0, 0);
-  const auto stored = static_cast<std::size_t>(to_int(row, 0, 1));
-  if (stored == events.size()) return append_result{.version = current, .already_stored = true};
-  if (stored > 0) return detail::partly_stored(stored, events.size());
-  if (to_int(row, 0, 4) != static_cast<std::int64_t>(events.size()))
-    return detail::version_conflict(aggregate_type, aggregate_id, expected, current);
-  return append_result{.first_position = to_int(row, 0, 2),
-                        .last_position = to_int(row, 0, 3),
-                        .version = current + static_cast<std::int64_t>(events.size())};
+  const append_params params(aggregate_type, aggregate_id, expected, events);
+  pg_result r(PQexecParams(conn, append_sql, append_param_count, nullptr, params.values.data(), nullptr, nullptr, 0));
+  if (!r || PQresultStatus(r.get()) != PGRES_TUPLES_OK) return failure(conn, r.get(), "storing the events");
+  return append_outcome(r.get(), aggregate_type, aggregate_id, expected, events.size());
 }
 
 // One libpq connection, re-established when found broken.
@@ -179,11 +207,18 @@ class connection {
     if (auto ok = connect(); !ok) return ok.error();
     return conn_;
   }
+  /// Closes the connection (left in a state it cannot be used in): the next get() makes a new one.
+  void drop() noexcept {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
   std::mutex mu;
+  bool append_prepared = false;  // append_sql is prepared on this connection (a new one has none)
 
  private:
   result<void> connect() {
     PQfinish(conn_);
+    append_prepared = false;
     const std::string timeout = std::to_string(options_.connect_timeout.count());
     const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
     const char* values[] = {options_.dsn.c_str(), timeout.c_str(), "eventbus", nullptr};
@@ -234,25 +269,65 @@ class postgres_event_store final : public detail::checked_store {
     return out;
   }
 
+  // BEGIN, the append lock, the checked insert (prepared once per connection) and COMMIT are sent
+  // together and answered together: one round trip per append instead of three. The insert runs
+  // only when the checks pass, so a conflict commits an empty transaction; an error makes the
+  // server skip the rest, and the transaction is rolled back.
   result<append_result> append_once(std::string_view aggregate_type, std::string_view aggregate_id,
                                     std::int64_t expected_version, std::span<const event> events) {
-    auto conn = writer_.get();
-    if (!conn) return conn.error();
-    std::optional<append_result> out;
-    std::optional<error> refused;  // a conflict or a retry: rolled back, but not a database failure
-    auto done = in_transaction(conn.value(), [&]() -> result<void> {
-      auto appended = append_rows(conn.value(), aggregate_type, aggregate_id, expected_version, events);
-      if (!appended) {
-        if (appended.error().code() != errc::store_failed) refused = appended.error();
-        return appended.error();
+    auto got = writer_.get();
+    if (!got) return got.error();
+    PGconn* conn = got.value();
+    const append_params params(aggregate_type, aggregate_id, expected_version, events);
+    const std::string lock_key = std::to_string(append_lock);
+    const char* lock_param[] = {lock_key.c_str()};
+    const bool preparing = !writer_.append_prepared;
+    bool sent = PQenterPipelineMode(conn) == 1 &&
+                PQsendQueryParams(conn, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+                PQsendQueryParams(conn, "SELECT pg_advisory_xact_lock($1::bigint)", 1, nullptr, lock_param, nullptr, nullptr, 0) == 1;
+    if (sent && preparing) sent = PQsendPrepare(conn, append_statement_name, append_sql, append_param_count, nullptr) == 1;
+    sent = sent &&
+           PQsendQueryPrepared(conn, append_statement_name, append_param_count, params.values.data(), nullptr, nullptr, 0) == 1 &&
+           PQsendQueryParams(conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 && PQpipelineSync(conn) == 1;
+    if (!sent) {
+      auto why = failure(conn, nullptr, "storing the events");
+      writer_.drop();  // half a pipeline cannot be taken back: start over on a new connection
+      broke_ = true;
+      return why;
+    }
+    // One result per statement, in order: BEGIN, lock, [prepare], insert, COMMIT; then the sync.
+    const int statements = preparing ? 5 : 4;
+    const int insert_index = statements - 2;
+    std::optional<error> failed;
+    pg_result row;
+    for (int i = 0; i < statements; ++i) {
+      pg_result r(PQgetResult(conn));
+      if (!r) {  // the connection is gone
+        failed = failure(conn, nullptr, "storing the events");
+        break;
       }
-      out = appended.value();
-      return {};
-    }, begin_append.c_str());
-    broke_ = !done && PQstatus(conn.value()) == CONNECTION_BAD;
-    if (refused) return *refused;
-    if (!done) return done.error();
-    return *out;
+      const auto status = PQresultStatus(r.get());
+      if (status == PGRES_FATAL_ERROR && !failed) failed = failure(conn, r.get(), "storing the events");
+      if (preparing && i == 2 && status == PGRES_COMMAND_OK) writer_.append_prepared = true;
+      if (i == insert_index && status == PGRES_TUPLES_OK) row = std::move(r);
+      while (PGresult* end_of_statement = PQgetResult(conn)) PQclear(end_of_statement);
+    }
+    if (PQstatus(conn) == CONNECTION_OK) {
+      pg_result sync(PQgetResult(conn));  // PGRES_PIPELINE_SYNC
+    }
+    broke_ = PQstatus(conn) == CONNECTION_BAD;
+    if (PQexitPipelineMode(conn) != 1) {  // results left unread: the connection cannot go on
+      auto why = failed.value_or(failure(conn, nullptr, "storing the events"));
+      writer_.drop();
+      broke_ = true;
+      return why;
+    }
+    if (failed) {
+      if (PQtransactionStatus(conn) == PQTRANS_INERROR) (void)run(conn, "ROLLBACK", "ROLLBACK");
+      return *failed;
+    }
+    if (!row) return failure(conn, nullptr, "storing the events");
+    return append_outcome(row.get(), aggregate_type, aggregate_id, expected_version, events.size());
   }
 
   result<void> load(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t from_version,
