@@ -8,6 +8,7 @@
 #include "detail/handler_registry.hpp"
 #include "detail/log.hpp"
 #include "detail/task_pool.hpp"
+#include "eventbus/causation.hpp"
 
 namespace eventbus {
 namespace {
@@ -98,6 +99,7 @@ struct dispatcher::impl {
   }
 
   bool run(detail::handler_entry& handler, const event& ev) noexcept {
+    const cause_scope cause(ev);  // events made by the handler continue ev's chain
     try {
       handler.fn(ev);
       return true;

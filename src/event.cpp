@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "detail/event_data.hpp"
+#include "eventbus/causation.hpp"
 #include "detail/uuid.hpp"
 
 namespace eventbus {
@@ -271,6 +272,19 @@ bool operator==(const event& a, const event& b) noexcept {
   return event_access::encoded(*a.data_) == event_access::encoded(*b.data_);
 }
 
+namespace {
+
+// An event made while `cause` is handled continues its chain, wherever the caller left it open.
+void continue_chain(detail::event_data& made, const detail::event_data& cause) {
+  if (!made.causation_id) made.causation_id = cause.event_id;
+  if (!made.correlation_id) made.correlation_id = cause.correlation_id.value_or(cause.event_id);
+  if (made.metadata.contains("traceparent")) return;
+  if (const auto parent = cause.metadata.find("traceparent"); parent != cause.metadata.end())
+    if (auto child = child_traceparent(parent->second)) made.metadata.emplace("traceparent", std::move(*child));
+}
+
+}  // namespace
+
 event make_event(event_fields fields) {
   auto data = std::make_unique<detail::event_data>();
   data->event_id = fields.event_id.empty() ? detail::new_uuid() : std::move(fields.event_id);
@@ -283,6 +297,7 @@ event make_event(event_fields fields) {
   data->correlation_id = std::move(fields.correlation_id);
   data->causation_id = std::move(fields.causation_id);
   data->metadata = std::move(fields.metadata);
+  if (const event* cause = current_cause()) continue_chain(*data, event_access::data(*cause));
   return event_access::seal(std::move(data)).value();
 }
 

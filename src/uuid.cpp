@@ -41,6 +41,15 @@ std::string new_uuid() {
   return out;
 }
 
+std::string new_span_id() {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::uint64_t word = 0;
+  while (word == 0) word = generator()();
+  std::string out(16, '0');
+  for (std::size_t i = 0; i < 16; ++i) out[i] = hex[(word >> (60 - 4 * i)) & 0x0F];
+  return out;
+}
+
 bool is_uuid(std::string_view text) noexcept {
   if (text.size() != 36) return false;
   for (std::size_t i = 0; i < text.size(); ++i) {

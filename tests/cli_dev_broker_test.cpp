@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/store/sqlite_store.hpp"
@@ -364,4 +365,40 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   (void)run_cli("store list --sqlite /nonexistent-dir/x.db", code);
   CHECK(code == 1);
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+TEST_CASE("eventbus tail --correlation shows one workflow as a tree, each event under its cause") {
+  embedded_broker broker;
+  auto kafka = std::make_shared<kafka_sink>(producer_options{.kafka = {.bootstrap_servers = broker.bootstrap_servers()}});
+  dispatcher bus({.mode = dispatch_mode::caller_thread});
+  bus.add_sink(kafka);
+  const auto follow = [&](const char* type) {
+    (void)bus.publish(make_event({.event_type = type, .aggregate_type = "order", .aggregate_id = "o-1"}));
+  };
+  auto a = bus.subscribe("order.placed", "pay", [&](const event&) { follow("order.paid"); });
+  auto b = bus.subscribe("order.placed", "notify", [&](const event&) { follow("order.notified"); });
+  auto c = bus.subscribe("order.paid", "ship", [&](const event&) { follow("order.shipped"); });
+  const auto root = make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "o-1"});
+  REQUIRE(bus.publish(root).accepted());
+  REQUIRE(bus.publish(make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "o-2"})).accepted());
+  REQUIRE(kafka->flush(std::chrono::seconds(10)).ok());
+
+  int code = -1;
+  const auto out = run_cli("tail --topics '^app\\.order\\..*' --from-beginning --correlation " + root.event_id() +
+                               " --limit 4 --bootstrap " + broker.bootstrap_servers(), code);
+  CHECK(code == 0);
+  CAPTURE(out);
+  const auto header = out.find("workflow " + root.event_id() + ": 4 event(s)\n");
+  REQUIRE(header != std::string::npos);
+  const auto tree = out.substr(header);
+  const auto line_of = [&](const std::string& type) {
+    const auto at = tree.find(type + "  ");
+    REQUIRE(at != std::string::npos);
+    return tree.substr(tree.rfind('\n', at) + 1, at - tree.rfind('\n', at) - 1);  // what precedes the type
+  };
+  CHECK(line_of("order.placed") == "* ");
+  CHECK(line_of("order.paid") == "  `- ");
+  CHECK(line_of("order.notified") == "  `- ");
+  CHECK(line_of("order.shipped") == "    `- ");
+  CHECK(tree.find("o-2") == std::string::npos);  // another workflow
 }

@@ -128,11 +128,11 @@ class demo_world {
     };
   }
 
+  // Made inside the handler of `cause`: causation_id and correlation_id follow it by themselves.
   void next(const event& cause, std::string type, nlohmann::json payload) {
     payload["user_id"] = cause.payload().value("user_id", "");
     publish(make_event({.event_type = std::move(type), .aggregate_type = cause.aggregate_type(),
-                        .aggregate_id = cause.aggregate_id(), .payload = std::move(payload),
-                        .correlation_id = cause.correlation_id(), .causation_id = cause.event_id()}));
+                        .aggregate_id = cause.aggregate_id(), .payload = std::move(payload)}));
   }
 
   void publish(const event& ev) {

@@ -9,6 +9,7 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
+#include "cli/workflow_tree.hpp"
 #include "detail/kafka_client.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/time.hpp"
@@ -17,7 +18,7 @@ namespace eventbus::cli {
 namespace {
 
 constexpr std::string_view tail_usage =
-    R"(usage: eventbus tail --topics TOPICS [--from-beginning] [--json] [--limit N] [--bootstrap SERVERS]
+    R"(usage: eventbus tail --topics TOPICS [--from-beginning] [--json] [--limit N] [--correlation ID] [--bootstrap SERVERS]
 
 Follows the topics and prints every event as it arrives, until Ctrl-C (or N events). Reads in a
 consumer group of its own and commits nothing: running it never affects workers.
@@ -25,14 +26,16 @@ consumer group of its own and commits nothing: running it never affects workers.
   --topics TOPICS      a topic name, or a regular expression starting with '^' (e.g. '^app\.order\..*')
   --from-beginning     start at the oldest retained record instead of new ones
   --json               one JSON object per record: topic, partition, offset, key, event (or error)
-  --limit N            stop after N records
+  --limit N            stop after N records (N matching events with --correlation)
+  --correlation ID     only the events of one workflow (correlation_id ID, or the event ID itself);
+                       at the end, the workflow as a tree: each event under the one that caused it
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
 )";
 
 }  // namespace
 
 int run_tail(std::span<const std::string_view> args) {
-  std::string bootstrap = default_bootstrap(), topics;
+  std::string bootstrap = default_bootstrap(), topics, correlation;
   int limit = 0;
   std::vector<std::string_view> rest(args.begin(), args.end());
   const bool json = take_switch(rest, "--json");
@@ -41,6 +44,7 @@ int run_tail(std::span<const std::string_view> args) {
   parser.add_string("--bootstrap", bootstrap);
   parser.add_string("--topics", topics);
   parser.add_int("--limit", limit);
+  parser.add_string("--correlation", correlation);
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
   if (topics.empty()) {
     std::fprintf(stderr, "eventbus tail: --topics is required\n\n%s", tail_usage.data());
@@ -74,6 +78,7 @@ int run_tail(std::span<const std::string_view> args) {
   if (isatty(STDERR_FILENO)) std::fprintf(stderr, "following %s (Ctrl-C to stop)\n", topics.c_str());
 
   int seen = 0;
+  std::vector<event> workflow;  // with --correlation: its events, for the tree at the end
   while (!stop_requested() && (limit == 0 || seen < limit)) {
     const detail::kafka_message msg(rd_kafka_consumer_poll(rk.get(), 200));
     if (!msg) continue;
@@ -82,11 +87,15 @@ int run_tail(std::span<const std::string_view> args) {
         std::fprintf(stderr, "eventbus tail: %s\n", detail::kafka_error_text(msg->err).c_str());
       continue;
     }
-    ++seen;
     const std::string topic = rd_kafka_topic_name(msg->rkt);
     const std::string_view value(static_cast<const char*>(msg->payload), msg->len);
     const std::string key = msg->key ? std::string(static_cast<const char*>(msg->key), msg->key_len) : "";
     const auto ev = decode_event(value);
+    if (!correlation.empty()) {
+      if (!ev || (ev.value().correlation_id() != correlation && ev.value().event_id() != correlation)) continue;
+      workflow.push_back(ev.value());
+    }
+    ++seen;
     if (json) {
       nlohmann::json line{{"topic", topic}, {"partition", msg->partition}, {"offset", msg->offset},
                           {"key", msg->key ? nlohmann::json(key) : nlohmann::json(nullptr)}};
@@ -107,6 +116,11 @@ int run_tail(std::span<const std::string_view> args) {
     std::fflush(stdout);
   }
   rd_kafka_consumer_close(rk.get());
+  if (!correlation.empty() && !json) {
+    const std::size_t count = workflow.size();
+    std::printf("\nworkflow %s: %zu event(s)\n%s", printable(correlation).c_str(), count,
+                render_workflow(std::move(workflow)).c_str());
+  }
   return exit_ok;
 }
 

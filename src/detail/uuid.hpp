@@ -9,6 +9,9 @@ namespace eventbus::detail {
 /// std::random_device.
 [[nodiscard]] std::string new_uuid();
 
+/// 16 lower-case hex digits, never all zero: a W3C trace-context span id.
+[[nodiscard]] std::string new_span_id();
+
 /// 8-4-4-4-12 hexadecimal digits, either case.
 [[nodiscard]] bool is_uuid(std::string_view text) noexcept;
 

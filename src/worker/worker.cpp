@@ -27,6 +27,7 @@
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
 #include "detail/task_pool.hpp"
+#include "eventbus/causation.hpp"
 #include "eventbus/dead_letters.hpp"
 #include "eventbus/event.hpp"
 #include "eventbus/topic.hpp"
@@ -200,6 +201,7 @@ struct pool_side {
     const attempt_context ctx{.ev = *job.ev, .handler = run.handler->name, .attempt = run.attempts,
                               .topic = job.topic, .partition = job.partition, .offset = job.offset};
     attempt_outcome outcome;
+    const cause_scope cause(*job.ev);  // events made by the handler continue this one's chain
     try {
       outcome = run_chain(chain, run.handler->fn, ctx);
     } catch (const std::exception& e) {  // only the outer pieces can get here (out of memory)
