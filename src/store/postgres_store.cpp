@@ -124,7 +124,6 @@ constexpr const char* append_sql =
     "        RETURNING position) "
     "SELECT cur.v, dup.n, (SELECT min(position) FROM ins), (SELECT max(position) FROM ins), "
     "       (SELECT count(*) FROM ins) FROM cur, dup";
-constexpr const char* append_statement_name = "eventbus_append";
 constexpr int append_param_count = 9;
 
 // The parameters of append_sql for one append, as text.
@@ -213,12 +212,10 @@ class connection {
     conn_ = nullptr;
   }
   std::mutex mu;
-  bool append_prepared = false;  // append_sql is prepared on this connection (a new one has none)
 
  private:
   result<void> connect() {
     PQfinish(conn_);
-    append_prepared = false;
     const std::string timeout = std::to_string(options_.connect_timeout.count());
     const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
     const char* values[] = {options_.dsn.c_str(), timeout.c_str(), "eventbus", nullptr};
@@ -269,7 +266,7 @@ class postgres_event_store final : public detail::checked_store {
     return out;
   }
 
-  // BEGIN, the append lock, the checked insert (prepared once per connection) and COMMIT are sent
+  // BEGIN, the append lock, the checked insert and COMMIT are sent
   // together and answered together: one round trip per append instead of three. The insert runs
   // only when the checks pass, so a conflict commits an empty transaction; an error makes the
   // server skip the rest, and the transaction is rolled back.
@@ -281,23 +278,21 @@ class postgres_event_store final : public detail::checked_store {
     const append_params params(aggregate_type, aggregate_id, expected_version, events);
     const std::string lock_key = std::to_string(append_lock);
     const char* lock_param[] = {lock_key.c_str()};
-    const bool preparing = !writer_.append_prepared;
-    bool sent = PQenterPipelineMode(conn) == 1 &&
-                PQsendQueryParams(conn, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
-                PQsendQueryParams(conn, "SELECT pg_advisory_xact_lock($1::bigint)", 1, nullptr, lock_param, nullptr, nullptr, 0) == 1;
-    if (sent && preparing) sent = PQsendPrepare(conn, append_statement_name, append_sql, append_param_count, nullptr) == 1;
-    sent = sent &&
-           PQsendQueryPrepared(conn, append_statement_name, append_param_count, params.values.data(), nullptr, nullptr, 0) == 1 &&
-           PQsendQueryParams(conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 && PQpipelineSync(conn) == 1;
+    // Not a prepared statement: its generic plan cannot see how many ids the array holds and
+    // scans the table (appends slowed down as the store grew); a custom plan per call is cheap.
+    const bool sent =
+        PQenterPipelineMode(conn) == 1 && PQsendQueryParams(conn, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+        PQsendQueryParams(conn, "SELECT pg_advisory_xact_lock($1::bigint)", 1, nullptr, lock_param, nullptr, nullptr, 0) == 1 &&
+        PQsendQueryParams(conn, append_sql, append_param_count, nullptr, params.values.data(), nullptr, nullptr, 0) == 1 &&
+        PQsendQueryParams(conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 && PQpipelineSync(conn) == 1;
     if (!sent) {
       auto why = failure(conn, nullptr, "storing the events");
       writer_.drop();  // half a pipeline cannot be taken back: start over on a new connection
       broke_ = true;
       return why;
     }
-    // One result per statement, in order: BEGIN, lock, [prepare], insert, COMMIT; then the sync.
-    const int statements = preparing ? 5 : 4;
-    const int insert_index = statements - 2;
+    // One result per statement, in order: BEGIN, lock, insert, COMMIT; then the sync.
+    constexpr int statements = 4, insert_index = 2;
     std::optional<error> failed;
     pg_result row;
     for (int i = 0; i < statements; ++i) {
@@ -308,7 +303,6 @@ class postgres_event_store final : public detail::checked_store {
       }
       const auto status = PQresultStatus(r.get());
       if (status == PGRES_FATAL_ERROR && !failed) failed = failure(conn, r.get(), "storing the events");
-      if (preparing && i == 2 && status == PGRES_COMMAND_OK) writer_.append_prepared = true;
       if (i == insert_index && status == PGRES_TUPLES_OK) row = std::move(r);
       while (PGresult* end_of_statement = PQgetResult(conn)) PQclear(end_of_statement);
     }
