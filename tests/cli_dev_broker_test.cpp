@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <cstdio>
 #include <map>
@@ -45,9 +46,10 @@ TEST_CASE("dev-broker prints its address, serves clients from other processes an
 
 namespace {
 
-std::string run_cli(const std::string& args, int& exit_code) {
+/// Runs the command; its standard output (and standard error too, with `errors`).
+std::string run_cli(const std::string& args, int& exit_code, bool errors = false) {
   std::string command = EVENTBUS_CLI_PATH;  // appended step by step: GCC 12 misreports a chain of + here
-  command.append(" ").append(args).append(" 2>/dev/null");
+  command.append(" ").append(args).append(errors ? " 2>&1" : " 2>/dev/null");
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string out;
@@ -401,4 +403,38 @@ TEST_CASE("eventbus tail --correlation shows one workflow as a tree, each event 
   CHECK(line_of("order.notified") == "  `- ");
   CHECK(line_of("order.shipped") == "    `- ");
   CHECK(tree.find("o-2") == std::string::npos);  // another workflow
+}
+
+TEST_CASE("eventbus new refuses names that would not compile or would collide, and names the problem") {
+  const std::string dir = "cli_new_scratch";
+  std::filesystem::remove_all(dir);
+  int code = -1;
+  const auto expect_usage = [&](const std::string& args, const std::string& why) {
+    CAPTURE(args);
+    const auto err = run_cli(args + " --dir " + dir, code, true);
+    CHECK(code == 2);
+    CHECK(err.find(why) != std::string::npos);
+  };
+  expect_usage("new event Order.Shipped", "Order.Shipped");
+  expect_usage("new event order.shipped --field carrier", "not NAME:TYPE");
+  expect_usage("new event order.shipped --field carrier:float", "unknown type 'float'");
+  expect_usage("new event order.shipped --field class:string", "keyword");
+  expect_usage("new event order.shipped --field Carrier:string", "lower-case C++ name");
+  expect_usage("new event order.shipped --field a:int --field a:string", "given twice");
+  expect_usage("new event order.shipped --aggregate 'a.b'", "--aggregate");
+  expect_usage("new event 3d.rendered", "C++ struct name");
+  expect_usage("new handler 9lives --event order.shipped", "handler name");
+  expect_usage("new handler notify", "--event TYPE is required");
+  CHECK_FALSE(std::filesystem::exists(dir + "/order_shipped.hpp"));  // nothing written on any of these
+
+  const auto missing = run_cli("new handler notify --event order.shipped --dir " + dir, code, true);
+  CHECK(code == 1);
+  CHECK(missing.find("eventbus new event order.shipped") != std::string::npos);  // says what to run first
+  (void)run_cli("new event order.shipped --dir " + dir, code);
+  CHECK(code == 0);
+  (void)run_cli("new event order.shipped --dir " + dir, code);
+  CHECK(code == 1);  // exists: refused without --force
+  (void)run_cli("new kind x", code);
+  CHECK(code == 2);
+  std::filesystem::remove_all(dir);
 }

@@ -20,5 +20,6 @@ int run_topics(std::span<const std::string_view> args);
 int run_publish(std::span<const std::string_view> args);
 int run_tail(std::span<const std::string_view> args);
 int run_store(std::span<const std::string_view> args);
+int run_new(std::span<const std::string_view> args);
 
 }  // namespace eventbus::cli

@@ -21,6 +21,7 @@ commands:
   publish     produce events from flags, a file or stdin, and wait for their delivery
   tail        follow topics and print each event as it arrives (pretty or JSON lines)
   store       list an event store, show its outbox backlog, replay stored events to Kafka
+  new         write a typed event struct, or a handler with its test, into your project
   version     print the version
   help        show this text
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
     if (command == "publish") return eventbus::cli::run_publish(rest);
     if (command == "tail") return eventbus::cli::run_tail(rest);
     if (command == "store") return eventbus::cli::run_store(rest);
+    if (command == "new") return eventbus::cli::run_new(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;
