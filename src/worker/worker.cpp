@@ -33,6 +33,8 @@
 #include "eventbus/topic.hpp"
 #include "kafka/record_producer.hpp"
 #include "worker/dead_letter_writer.hpp"
+#include "worker/partition_control.hpp"
+#include "worker/record_runner.hpp"
 #include "worker/work_scheduler.hpp"
 
 namespace eventbus {
@@ -47,76 +49,14 @@ using detail::partition_work;
 using detail::pass_state;
 using detail::record_job;
 
-[[noreturn]] void reject(std::string field, std::string message) {
-  throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
-}
-
-std::string message_text(const char* what) { return what ? what : "unknown exception"; }
-
-// An event is handled only from its own topic, <prefix>.<aggregate_type>.<event_type>: its type then
-// comes from a bounded set (the topics), which metric labels rely on, and a record cannot pose as
-// another type.
-bool belongs_on(std::string_view topic, const event& ev) {
-  const std::string_view type = ev.event_type(), aggregate = ev.aggregate_type();
-  const std::size_t tail = aggregate.size() + type.size() + 2;  // ".<aggregate_type>.<event_type>"
-  if (topic.size() <= tail) return false;
-  const auto end = topic.substr(topic.size() - tail);
-  return end[0] == '.' && end.substr(1, aggregate.size()) == aggregate && end[1 + aggregate.size()] == '.' &&
-         end.substr(2 + aggregate.size()) == type;
-}
-
 }  // namespace
 
-std::string_view to_string(processing_order order) noexcept {
-  switch (order) {
-    case processing_order::key: return "key";
-    case processing_order::partition: return "partition";
-    case processing_order::unordered: return "unordered";
-  }
-  return "unknown";
-}
-
-bool parse_processing_order(std::string_view text, processing_order& out) noexcept {
-  for (const auto order : {processing_order::key, processing_order::partition, processing_order::unordered})
-    if (text == to_string(order)) {
-      out = order;
-      return true;
-    }
-  return false;
-}
-
-void worker_options::validate() const {
-  kafka.validate();
-  retry.validate();
-  if (group_id.empty()) reject("group_id", "must not be empty");
-  if (topics.empty()) reject("topics", "name at least one topic or '^regex'");
-  for (const auto& t : topics)
-    if (!t.starts_with('^'))
-      if (auto valid = validate_topic_name(t); !valid) reject("topics", valid.error().message());
-  // Caught here, not at the first dead letter (which would then hold its partition forever).
-  if (auto valid = validate_dlq_suffix(dlq_suffix); !valid) reject("dlq_suffix", valid.error().message());
-  for (std::size_t i = 0; i < middleware.size(); ++i)
-    if (!middleware[i]) reject("middleware[" + std::to_string(i) + "]", "is an empty function");
-  if (ordering != processing_order::key && ordering != processing_order::partition &&
-      ordering != processing_order::unordered)
-    reject("ordering", "must be key, partition or unordered");
-  if (max_concurrency == 0 || max_concurrency > 1024) reject("max_concurrency", "must be between 1 and 1024");
-  if (max_record_bytes == 0) reject("max_record_bytes", "must be at least 1");
-  if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
-  if (commit_interval.count() <= 0) reject("commit_interval", "must be positive");
-  if (shutdown_timeout.count() < 0) reject("shutdown_timeout", "must not be negative");
-  if (handler_timeout.count() < 0) reject("handler_timeout", "must not be negative (0: no limit)");
-  for (const auto& [name, value] : {std::pair{"commit_interval", commit_interval}, {"shutdown_timeout", shutdown_timeout},
-                                    {"handler_timeout", handler_timeout}})
-    if (value > max_duration) reject(name, "must be at most a year (" + std::to_string(max_duration.count()) + " ms)");
-}
-
-// What handler threads use: the options, the handlers and their middleware, the counters they
-// bump and the completion queue they post to. Every pool task holds it by shared_ptr, so a handler
+// What handler threads use: the options, the record runner (handlers, middleware, counters) and the
+// completion queue they post to. Every pool task holds it by shared_ptr, so a handler
 // that never returns (its thread left detached when stop() gives up on it) cannot outlive anything
 // it touches.
 struct pool_side {
-  explicit pool_side(worker_options opts) : options(validated(std::move(opts))), chain(build_chain()) {}
+  explicit pool_side(worker_options opts) : options(validated(std::move(opts))) {}
 
   static worker_options validated(worker_options opts) {
     opts.validate();
@@ -131,111 +71,9 @@ struct pool_side {
     cv.notify_one();
   }
 
-  // Decodes the record and runs each of its handlers once. True when the record is finished
-  // (every handler succeeded, or none applies).
-  bool first_pass(record_job& job) noexcept {
-    try {
-      if (job.topic.ends_with(options.dlq_suffix)) return true;  // a dead-letter topic matched a regex
-      if (job.value.size() > options.max_record_bytes) {
-        job.bad = detail::dead_letter_reason{"validation",
-                                             "record is " + std::to_string(job.value.size()) +
-                                                 " bytes, max_record_bytes is " + std::to_string(options.max_record_bytes),
-                                             "", 1};
-        return false;
-      }
-      auto decoded = decode_event(job.value);
-      if (!decoded) {
-        job.bad = detail::dead_letter_reason{decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
-                                             decoded.error().to_string(), "", 1};
-        return false;
-      }
-      if (!belongs_on(job.topic, decoded.value())) {
-        const auto& e = decoded.value();
-        job.bad = detail::dead_letter_reason{
-            "validation",
-            "event_type '" + e.event_type() + "' of aggregate_type '" + e.aggregate_type().substr(0, 100) +
-                "' does not belong on topic '" + job.topic + "' (<prefix>." + e.aggregate_type().substr(0, 100) + "." +
-                e.event_type() + " expected)",
-            "", 1};
-        return false;
-      }
-      job.ev = std::move(decoded).value();
-      const auto handlers = registry->snapshot();
-      // A record replayed for one handler (eventbus dlq replay --handler) runs only that one.
-      const auto only = std::find_if(job.headers.begin(), job.headers.end(),
-                                     [](const auto& h) { return h.first == replay_handler_header; });
-      handlers->for_each_match(job.ev->event_type(), detail::event_access::data(*job.ev).type_hash,
-                               [&](const detail::entry_ptr& h) {
-                                 if (only == job.headers.end() || only->second == h->name)
-                                   job.handlers.push_back({.handler = h});
-                               });
-      bool all_succeeded = true;
-      for (auto& run : job.handlers) {
-        call_handler(job, run);
-        all_succeeded = all_succeeded && run.state == handler_state::succeeded;
-      }
-      return all_succeeded;
-    } catch (const std::exception& e) {  // out of memory while decoding: treat as a bad record
-      job.bad = detail::dead_letter_reason{"deserialization", message_text(e.what()), "", 1};
-      return false;
-    }
-  }
-
-  // Runs the record's handlers whose backoff is over (a retry attempt).
-  void run_due_handlers(record_job& job) noexcept {
-    const auto now = clock_type::now();
-    for (auto& run : job.handlers) {
-      if (run.state != handler_state::pending || run.next_try > now) continue;
-      call_handler(job, run);
-    }
-  }
-
-  // One attempt through the middleware chain; the outcome decides the handler's state.
-  void call_handler(const record_job& job, handler_run& run) noexcept {
-    const detail::running_call call(*run.handler);
-    if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
-      run.state = handler_state::succeeded;
-      return;
-    }
-    ++run.attempts;
-    const attempt_context ctx{.ev = *job.ev, .handler = run.handler->name, .attempt = run.attempts,
-                              .topic = job.topic, .partition = job.partition, .offset = job.offset};
-    attempt_outcome outcome;
-    const cause_scope cause(*job.ev);  // events made by the handler continue this one's chain
-    try {
-      outcome = run_chain(chain, run.handler->fn, ctx);
-    } catch (const std::exception& e) {  // only the outer pieces can get here (out of memory)
-      outcome = {.result = attempt_result::retry, .error = message_text(e.what()), .retry_after = options.retry.max_backoff};
-    }
-    run.last_error = std::move(outcome.error);
-    switch (outcome.result) {
-      case attempt_result::succeeded: run.state = handler_state::succeeded; break;
-      case attempt_result::dead_letter: run.state = handler_state::dead; break;
-      case attempt_result::retry: run.next_try = clock_type::now() + outcome.retry_after; break;
-    }
-  }
-
-  // timing -> retry -> recover -> the user's pieces -> handler. The timing piece feeds the stats.
-  std::vector<middleware> build_chain() {
-    std::vector<middleware> pieces{middlewares::timing([this](const attempt_context& ctx, const attempt_outcome& outcome,
-                                                              std::chrono::nanoseconds took) {
-                                     handler_calls.fetch_add(1, std::memory_order_relaxed);
-                                     if (ctx.attempt > 1) retries.fetch_add(1, std::memory_order_relaxed);
-                                     if (!options.metrics) return;
-                                     options.metrics->observe_handler(ctx.handler, ctx.ev.event_type(),
-                                                                      outcome.result == attempt_result::succeeded, took);
-                                     if (ctx.attempt > 1) options.metrics->count_retry(ctx.handler, ctx.ev.event_type());
-                                   }),
-                                   middlewares::retry(options.retry), middlewares::recover()};
-    pieces.insert(pieces.end(), options.middleware.begin(), options.middleware.end());
-    return pieces;
-  }
-
   const worker_options options;
+  detail::record_runner runner{options};  // decodes records and runs their handlers
   std::atomic<bool> stop_requested{false};
-  const std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
-  std::atomic<std::uint64_t> handler_calls{0}, retries{0};
-  const std::vector<middleware> chain;  // after the counters its timing piece bumps
 
   std::mutex mu;
   std::condition_variable cv;
@@ -339,7 +177,7 @@ struct worker::impl {
   void wait_for_work() {
     auto until = clock_type::now() + std::chrono::milliseconds(100);
     if (!timers.empty()) until = std::min(until, timers.begin()->first);
-    until = std::min(until, next_commit);  // a needless wake-up a second is cheaper than scanning partitions
+    until = std::min(until, partitions.next_commit());  // a needless wake-up a second is cheaper than scanning partitions
     std::unique_lock lock(side->mu);
     side->cv.wait_until(lock, until, [&] {
       return side->consumer_ready || !side->completions.empty() || side->stop_requested.load();
@@ -482,7 +320,7 @@ struct worker::impl {
         auto& job = *batch->jobs[k];
         batch->begin(k);
         ++batch->passes;
-        const bool finished = on.first_pass(job);
+        const bool finished = on.runner.first_pass(job);
         if (!batch->end(k)) {  // it overran handler_timeout: the worker took it (and the batch) over
           on.post([self] { self->hung_call_returned(); });
           return;
@@ -581,7 +419,7 @@ struct worker::impl {
     batch->retry = true;
     run_on_pool(batch, [](pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& b) {
       b->begin(0);
-      on.run_due_handlers(*b->jobs[0]);
+      on.runner.run_due_handlers(*b->jobs[0]);
       if (!b->end(0)) return on.post([self] { self->hung_call_returned(); });
       on.post([self, b] {
         self->on_pool_batches.erase(b);
@@ -707,8 +545,7 @@ struct worker::impl {
   // --- gauges, commits, pausing, rebalancing
 
   // The load gauges every 200 ms (and zero at the end: a stopped worker adds nothing), and
-  // eventbus_consumer_lag every 2 s: records after the last committable one, from librdkafka's
-  // cached high watermark (refreshed by every fetch response: no request of its own).
+  // eventbus_consumer_lag every 2 s.
   void update_gauges(bool stopping = false) {
     const auto now = clock_type::now();
     if (stopping || now >= next_load_update) {
@@ -725,65 +562,16 @@ struct worker::impl {
         published_load = load;
       }
     }
-    if (!options.metrics || stopping || now < next_lag_update) return;
-    next_lag_update = now + std::chrono::seconds(2);
-    for (const auto& [key, p] : work.partitions()) {
-      std::int64_t low = 0, high = 0;
-      if (rd_kafka_get_watermark_offsets(consumer.get(), key.first.c_str(), key.second, &low, &high) != 0 || high < 0)
-        continue;
-      const auto done = p.commit_next >= 0 ? p.commit_next : p.first_seen;
-      options.metrics->set_consumer_lag(key.first, key.second, std::max<std::int64_t>(0, high - done));
-    }
+    if (options.metrics && !stopping) partitions.report_lag(*options.metrics);
   }
 
-  void commit(bool synchronous) {
-    if (!synchronous && clock_type::now() < next_commit) return;
-    next_commit = clock_type::now() + options.commit_interval;
-    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(8);
-    for (auto& [key, p] : work.partitions()) {
-      if (!p.dirty) continue;
-      rd_kafka_topic_partition_list_add(offsets, key.first.c_str(), key.second)->offset = p.commit_next;
-      p.dirty = false;
-    }
-    if (offsets->cnt > 0) {
-      const auto err = rd_kafka_commit(consumer.get(), offsets, synchronous ? 0 : 1);
-      commits.fetch_add(1, std::memory_order_relaxed);
-      if (synchronous && err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) on_commit_result(consumer.get(), err, offsets, this);
-    }
-    rd_kafka_topic_partition_list_destroy(offsets);
-  }
+  void commit(bool synchronous) { partitions.commit(synchronous); }
+  void set_paused(partition_work& p, bool pause) { partitions.set_paused(p, pause); }
 
-  void set_paused(partition_work& p, bool pause) {
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition);
-    (void)(pause ? rd_kafka_pause_partitions(consumer.get(), list) : rd_kafka_resume_partitions(consumer.get(), list));
-    rd_kafka_topic_partition_list_destroy(list);
-    p.paused = pause;
-    if (!pause) wake_fetcher(p);
-  }
-
-  // librdkafka (2.0.2) notes a resume but its broker thread only looks again when something else
-  // wakes it: with every partition of that broker paused, that is up to a second later, and a
-  // drained window sits idle meanwhile (measured: key order fell to a third of its rate). A
-  // request to the partition's leader wakes that thread: one round trip, once per resume.
-  void wake_fetcher(const partition_work& p) {
-    std::int64_t low = 0, high = 0;
-    (void)rd_kafka_query_watermark_offsets(consumer.get(), p.topic.c_str(), p.partition, &low, &high, 200);
-  }
-
-  // Result of an asynchronous commit, served by consumer_poll on the consumer thread. A position
-  // that failed to commit is marked dirty again, so the next commit carries it.
+  // Result of an asynchronous commit, served by consumer_poll on the consumer thread.
   static void on_commit_result(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
                                void* opaque) noexcept {
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return;
-    auto& self = *static_cast<impl*>(opaque);
-    auto& all = self.work.partitions();
-    for (int i = 0; i < offsets->cnt; ++i) {
-      const auto& e = offsets->elems[i];
-      const auto it = all.find({e.topic, e.partition});
-      if (it != all.end() && it->second.commit_next == e.offset) it->second.dirty = true;
-    }
-    detail::log(log_level::warn, "worker: offset commit failed, will retry: " + detail::kafka_error_text(err));
+    static_cast<impl*>(opaque)->partitions.on_commit_result(err, offsets);
   }
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
@@ -853,21 +641,20 @@ struct worker::impl {
 
   // Consumer thread only:
   detail::work_scheduler work{options.ordering, max_batch};
+  detail::partition_control partitions{consumer, work, options.commit_interval};
   std::size_t on_pool = 0;            // tasks on the pool: batches and retry attempts
   std::set<std::shared_ptr<detail::work_batch>> on_pool_batches;  // the same, not taken back (timeout)
   static constexpr auto progress_interval = std::chrono::milliseconds(5);  // a slow batch reports this often
   double record_ns = 100'000;         // moving average of a record's first pass; starts cautious
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   std::multimap<clock_type::time_point, std::function<void()>> timers;
-  clock_type::time_point next_commit{};
-  clock_type::time_point next_lag_update{};
   clock_type::time_point next_load_update{};
   metrics::worker_load published_load{};  // what this worker added to the load gauges
   bool intake_closed = false;
 
   std::atomic<std::size_t> assigned{0};
   std::atomic<bool> joined{false};
-  std::atomic<std::uint64_t> records{0}, handled{0}, commits{0};
+  std::atomic<std::uint64_t> records{0}, handled{0};
   std::atomic<std::size_t> hung_calls{0};  // handler calls past handler_timeout, still running
   std::atomic<std::uint64_t> in_flight{0}, waiting_on_key{0}, paused_partitions{0};
 };
@@ -877,8 +664,8 @@ worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(
 worker::~worker() { stop(); }
 
 subscription worker::subscribe(std::string pattern, std::string handler_name, handler_fn fn) {
-  const auto id = impl_->side->registry->add(std::move(pattern), std::move(handler_name), std::move(fn));
-  return subscription(impl_->side->registry, id);
+  const auto id = impl_->side->runner.registry().add(std::move(pattern), std::move(handler_name), std::move(fn));
+  return subscription(impl_->side->runner.shared_registry(), id);
 }
 
 void worker::start() {
@@ -900,12 +687,12 @@ worker_stats worker::stats() const noexcept {
   const auto& d = *impl_;
   return {.records = d.records.load(),
           .handled = d.handled.load(),
-          .handler_calls = d.side->handler_calls.load(),
-          .retries = d.side->retries.load(),
+          .handler_calls = d.side->runner.handler_calls(),
+          .retries = d.side->runner.retries(),
           .dead_letters = d.dead_letters.written(),
           .dlq_write_failures = d.dead_letters.failures(),
           .dead_letters_dropped = d.dead_letters.dropped(),
-          .commits = d.commits.load(),
+          .commits = d.partitions.commits(),
           .in_flight = d.in_flight.load(),
           .waiting_on_key = d.waiting_on_key.load(),
           .paused_partitions = d.paused_partitions.load(),

@@ -1,0 +1,52 @@
+#pragma once
+// What the worker asks of its consumer for the partitions it holds: commits of finished records
+// (asynchronous every commit interval, synchronous on revocation and stop), pausing a partition
+// whose window is full and resuming it, and the consumer-lag gauge. Consumer thread only.
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include "detail/rdkafka_handles.hpp"
+#include "eventbus/metrics.hpp"
+#include "worker/work_scheduler.hpp"
+
+namespace eventbus::detail {
+
+class partition_control {
+ public:
+  /// `consumer` may be made after this object (it is read at each call), and must outlive it.
+  partition_control(const kafka_handle& consumer, work_scheduler& work, std::chrono::milliseconds commit_interval)
+      : consumer_(consumer), work_(work), commit_interval_(commit_interval) {}
+
+  /// Commits every partition whose commit point moved: synchronously (now, waiting for the
+  /// answer), or asynchronously when the commit interval has passed since the last one.
+  void commit(bool synchronous);
+  /// When the next asynchronous commit is due.
+  [[nodiscard]] worker_clock::time_point next_commit() const noexcept { return next_commit_; }
+  /// A commit's result (librdkafka's offset-commit callback): positions that failed are marked to
+  /// go with the next commit.
+  void on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
+  [[nodiscard]] std::uint64_t commits() const noexcept { return commits_.load(std::memory_order_relaxed); }
+
+  /// Pauses or resumes fetching the partition.
+  void set_paused(partition_work& p, bool pause);
+
+  /// eventbus_consumer_lag of every held partition, at most every 2 s: records after the last
+  /// committable one, from librdkafka's cached high watermark (no request of its own).
+  void report_lag(metrics& m);
+
+ private:
+  void wake_fetcher(const partition_work& p);
+
+  const kafka_handle& consumer_;
+  work_scheduler& work_;
+  const std::chrono::milliseconds commit_interval_;
+  worker_clock::time_point next_commit_{};
+  worker_clock::time_point next_lag_update_{};
+  std::atomic<std::uint64_t> commits_{0};
+};
+
+}  // namespace eventbus::detail

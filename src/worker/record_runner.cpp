@@ -1,0 +1,127 @@
+// Running a record's handlers (record_runner.hpp).
+
+#include "worker/record_runner.hpp"
+
+#include <algorithm>
+
+#include "detail/event_data.hpp"
+#include "eventbus/causation.hpp"
+#include "eventbus/dead_letters.hpp"
+
+namespace eventbus::detail {
+namespace {
+
+std::string message_text(const char* what) { return what ? what : "unknown exception"; }
+
+}  // namespace
+
+bool belongs_on(std::string_view topic, const event& ev) {
+  const std::string_view type = ev.event_type(), aggregate = ev.aggregate_type();
+  const std::size_t tail = aggregate.size() + type.size() + 2;  // ".<aggregate_type>.<event_type>"
+  if (topic.size() <= tail) return false;
+  const auto end = topic.substr(topic.size() - tail);
+  return end[0] == '.' && end.substr(1, aggregate.size()) == aggregate && end[1 + aggregate.size()] == '.' &&
+         end.substr(2 + aggregate.size()) == type;
+}
+
+record_runner::record_runner(const worker_options& options) : options_(options), chain_(build_chain()) {}
+
+// Decodes the record and runs each of its handlers once.
+bool record_runner::first_pass(record_job& job) noexcept {
+  try {
+    if (job.topic.ends_with(options_.dlq_suffix)) return true;  // a dead-letter topic matched a regex
+    if (job.value.size() > options_.max_record_bytes) {
+      job.bad = detail::dead_letter_reason{"validation",
+                                           "record is " + std::to_string(job.value.size()) +
+                                               " bytes, max_record_bytes is " + std::to_string(options_.max_record_bytes),
+                                           "", 1};
+      return false;
+    }
+    auto decoded = decode_event(job.value);
+    if (!decoded) {
+      job.bad = detail::dead_letter_reason{decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
+                                           decoded.error().to_string(), "", 1};
+      return false;
+    }
+    if (!belongs_on(job.topic, decoded.value())) {
+      const auto& e = decoded.value();
+      job.bad = detail::dead_letter_reason{
+          "validation",
+          "event_type '" + e.event_type() + "' of aggregate_type '" + e.aggregate_type().substr(0, 100) +
+              "' does not belong on topic '" + job.topic + "' (<prefix>." + e.aggregate_type().substr(0, 100) + "." +
+              e.event_type() + " expected)",
+          "", 1};
+      return false;
+    }
+    job.ev = std::move(decoded).value();
+    const auto handlers = registry_->snapshot();
+    // A record replayed for one handler (eventbus dlq replay --handler) runs only that one.
+    const auto only = std::find_if(job.headers.begin(), job.headers.end(),
+                                   [](const auto& h) { return h.first == replay_handler_header; });
+    handlers->for_each_match(job.ev->event_type(), detail::event_access::data(*job.ev).type_hash,
+                             [&](const detail::entry_ptr& h) {
+                               if (only == job.headers.end() || only->second == h->name)
+                                 job.handlers.push_back({.handler = h});
+                             });
+    bool all_succeeded = true;
+    for (auto& run : job.handlers) {
+      call_handler(job, run);
+      all_succeeded = all_succeeded && run.state == handler_state::succeeded;
+    }
+    return all_succeeded;
+  } catch (const std::exception& e) {  // out of memory while decoding: treat as a bad record
+    job.bad = detail::dead_letter_reason{"deserialization", message_text(e.what()), "", 1};
+    return false;
+  }
+}
+
+void record_runner::run_due_handlers(record_job& job) noexcept {
+  const auto now = worker_clock::now();
+  for (auto& run : job.handlers) {
+    if (run.state != handler_state::pending || run.next_try > now) continue;
+    call_handler(job, run);
+  }
+}
+
+// One attempt through the middleware chain; the outcome decides the handler's state.
+void record_runner::call_handler(const record_job& job, handler_run& run) noexcept {
+  const detail::running_call call(*run.handler);
+  if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
+    run.state = handler_state::succeeded;
+    return;
+  }
+  ++run.attempts;
+  const attempt_context ctx{.ev = *job.ev, .handler = run.handler->name, .attempt = run.attempts,
+                            .topic = job.topic, .partition = job.partition, .offset = job.offset};
+  attempt_outcome outcome;
+  const cause_scope cause(*job.ev);  // events made by the handler continue this one's chain
+  try {
+    outcome = run_chain(chain_, run.handler->fn, ctx);
+  } catch (const std::exception& e) {  // only the outer pieces can get here (out of memory)
+    outcome = {.result = attempt_result::retry, .error = message_text(e.what()), .retry_after = options_.retry.max_backoff};
+  }
+  run.last_error = std::move(outcome.error);
+  switch (outcome.result) {
+    case attempt_result::succeeded: run.state = handler_state::succeeded; break;
+    case attempt_result::dead_letter: run.state = handler_state::dead; break;
+    case attempt_result::retry: run.next_try = worker_clock::now() + outcome.retry_after; break;
+  }
+}
+
+// timing -> retry -> recover -> the user's pieces -> handler. The timing piece feeds the stats.
+std::vector<middleware> record_runner::build_chain() {
+  std::vector<middleware> pieces{middlewares::timing([this](const attempt_context& ctx, const attempt_outcome& outcome,
+                                                            std::chrono::nanoseconds took) {
+                                   handler_calls_.fetch_add(1, std::memory_order_relaxed);
+                                   if (ctx.attempt > 1) retries_.fetch_add(1, std::memory_order_relaxed);
+                                   if (!options_.metrics) return;
+                                   options_.metrics->observe_handler(ctx.handler, ctx.ev.event_type(),
+                                                                    outcome.result == attempt_result::succeeded, took);
+                                   if (ctx.attempt > 1) options_.metrics->count_retry(ctx.handler, ctx.ev.event_type());
+                                 }),
+                                 middlewares::retry(options_.retry), middlewares::recover()};
+  pieces.insert(pieces.end(), options_.middleware.begin(), options_.middleware.end());
+  return pieces;
+}
+
+}  // namespace eventbus::detail

@@ -1,0 +1,55 @@
+#pragma once
+// Running a record's handlers, the part of the worker that pool threads execute: check the record
+// (size, envelope, that its event belongs on its topic), find its handlers (only the one named by a
+// replay header, if any), and run each attempt through the middleware chain
+// (timing -> retry -> recover -> the user's pieces -> handler). No Kafka and no threads of its own:
+// testable alone (tests/record_runner_test.cpp). Thread-safe for distinct records.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "detail/handler_registry.hpp"
+#include "eventbus/middleware.hpp"
+#include "eventbus/worker.hpp"
+#include "worker/work_scheduler.hpp"
+
+namespace eventbus::detail {
+
+/// True when `topic` ends with ".<aggregate_type>.<event_type>" of `ev`: an event is handled only
+/// from its own topic, so its type comes from a bounded set (which metric labels rely on) and a
+/// record cannot pose as another type.
+[[nodiscard]] bool belongs_on(std::string_view topic, const event& ev);
+
+class record_runner {
+ public:
+  /// `options` must be valid (worker_options::validate) and outlive the runner.
+  explicit record_runner(const worker_options& options);
+  record_runner(const record_runner&) = delete;
+  record_runner& operator=(const record_runner&) = delete;
+
+  /// Decodes the record and runs each of its handlers once. True when the record is finished (every
+  /// handler succeeded, or none applies); false with job.bad set when it cannot be handled (the
+  /// dead-letter reason), or with handlers pending (a retry) or dead (a dead letter).
+  [[nodiscard]] bool first_pass(record_job& job) noexcept;
+  /// Runs the record's pending handlers whose backoff is over (a retry attempt).
+  void run_due_handlers(record_job& job) noexcept;
+
+  [[nodiscard]] handler_registry& registry() noexcept { return *registry_; }
+  [[nodiscard]] const std::shared_ptr<handler_registry>& shared_registry() const noexcept { return registry_; }
+  [[nodiscard]] std::uint64_t handler_calls() const noexcept { return handler_calls_.load(); }
+  [[nodiscard]] std::uint64_t retries() const noexcept { return retries_.load(); }
+
+ private:
+  void call_handler(const record_job& job, handler_run& run) noexcept;
+  std::vector<middleware> build_chain();
+
+  const worker_options& options_;
+  const std::shared_ptr<handler_registry> registry_ = std::make_shared<handler_registry>();
+  std::atomic<std::uint64_t> handler_calls_{0}, retries_{0};
+  const std::vector<middleware> chain_;  // after the counters its timing piece bumps
+};
+
+}  // namespace eventbus::detail

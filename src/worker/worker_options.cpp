@@ -1,0 +1,61 @@
+// worker_options: its validation, and the names of the processing orders.
+
+#include <string>
+
+#include "eventbus/topic.hpp"
+#include "eventbus/worker.hpp"
+
+namespace eventbus {
+namespace {
+
+[[noreturn]] void reject(std::string field, std::string message) {
+  throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
+}
+
+}  // namespace
+
+std::string_view to_string(processing_order order) noexcept {
+  switch (order) {
+    case processing_order::key: return "key";
+    case processing_order::partition: return "partition";
+    case processing_order::unordered: return "unordered";
+  }
+  return "unknown";
+}
+
+bool parse_processing_order(std::string_view text, processing_order& out) noexcept {
+  for (const auto order : {processing_order::key, processing_order::partition, processing_order::unordered})
+    if (text == to_string(order)) {
+      out = order;
+      return true;
+    }
+  return false;
+}
+
+void worker_options::validate() const {
+  kafka.validate();
+  retry.validate();
+  if (group_id.empty()) reject("group_id", "must not be empty");
+  if (topics.empty()) reject("topics", "name at least one topic or '^regex'");
+  for (const auto& t : topics)
+    if (!t.starts_with('^'))
+      if (auto valid = validate_topic_name(t); !valid) reject("topics", valid.error().message());
+  // Caught here, not at the first dead letter (which would then hold its partition forever).
+  if (auto valid = validate_dlq_suffix(dlq_suffix); !valid) reject("dlq_suffix", valid.error().message());
+  for (std::size_t i = 0; i < middleware.size(); ++i)
+    if (!middleware[i]) reject("middleware[" + std::to_string(i) + "]", "is an empty function");
+  if (ordering != processing_order::key && ordering != processing_order::partition &&
+      ordering != processing_order::unordered)
+    reject("ordering", "must be key, partition or unordered");
+  if (max_concurrency == 0 || max_concurrency > 1024) reject("max_concurrency", "must be between 1 and 1024");
+  if (max_record_bytes == 0) reject("max_record_bytes", "must be at least 1");
+  if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
+  if (commit_interval.count() <= 0) reject("commit_interval", "must be positive");
+  if (shutdown_timeout.count() < 0) reject("shutdown_timeout", "must not be negative");
+  if (handler_timeout.count() < 0) reject("handler_timeout", "must not be negative (0: no limit)");
+  for (const auto& [name, value] : {std::pair{"commit_interval", commit_interval}, {"shutdown_timeout", shutdown_timeout},
+                                    {"handler_timeout", handler_timeout}})
+    if (value > max_duration) reject(name, "must be at most a year (" + std::to_string(max_duration.count()) + " ms)");
+}
+
+}  // namespace eventbus
