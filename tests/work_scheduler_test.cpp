@@ -2,6 +2,7 @@
 // never split a lane, commit points that never pass an unfinished record, windows and revocation.
 
 #include "worker/work_scheduler.hpp"
+#include "worker/timer_queue.hpp"
 
 #include <doctest/doctest.h>
 
@@ -129,4 +130,22 @@ TEST_CASE("a revoking partition's lanes are not started") {
   p.revoking = true;
   CHECK(s.take(64).jobs.empty());
   CHECK_FALSE(s.has_ready());
+}
+
+TEST_CASE("the timer queue runs what is due in time order, and drops it when told to") {
+  detail::timer_queue timers;
+  const auto t0 = detail::worker_clock::now();
+  std::vector<int> ran;
+  timers.at(t0 + std::chrono::milliseconds(20), [&] { ran.push_back(2); });
+  timers.at(t0 + std::chrono::milliseconds(10), [&] {
+    ran.push_back(1);
+    timers.at(t0, [&] { ran.push_back(0); });  // added while running and already due: runs in this pass
+  });
+  timers.at(t0 + std::chrono::milliseconds(30), [&] { ran.push_back(3); });
+  CHECK(timers.next_due() == t0 + std::chrono::milliseconds(10));
+  timers.run_due(t0 + std::chrono::milliseconds(20));
+  CHECK(ran == std::vector<int>{1, 0, 2});
+  timers.run_due(t0 + std::chrono::milliseconds(40), /*discard=*/true);
+  CHECK(ran == std::vector<int>{1, 0, 2});  // dropped, not run
+  CHECK_FALSE(timers.next_due().has_value());
 }

@@ -35,6 +35,7 @@
 #include "worker/dead_letter_writer.hpp"
 #include "worker/partition_control.hpp"
 #include "worker/record_runner.hpp"
+#include "worker/timer_queue.hpp"
 #include "worker/work_scheduler.hpp"
 
 namespace eventbus {
@@ -176,7 +177,7 @@ struct worker::impl {
   // Sleeps until records, a completion or a stop arrive, or the next timer or commit is due.
   void wait_for_work() {
     auto until = clock_type::now() + std::chrono::milliseconds(100);
-    if (!timers.empty()) until = std::min(until, timers.begin()->first);
+    if (const auto due = timers.next_due()) until = std::min(until, *due);
     until = std::min(until, partitions.next_commit());  // a needless wake-up a second is cheaper than scanning partitions
     std::unique_lock lock(side->mu);
     side->cv.wait_until(lock, until, [&] {
@@ -531,16 +532,8 @@ struct worker::impl {
 
   // --- timers (consumer thread only)
 
-  void at(clock_type::time_point when, std::function<void()> fn) { timers.emplace(when, std::move(fn)); }
-
-  void run_due_timers() {
-    const auto now = clock_type::now();
-    while (!timers.empty() && timers.begin()->first <= now) {
-      auto fn = std::move(timers.begin()->second);
-      timers.erase(timers.begin());
-      if (!intake_closed) fn();
-    }
-  }
+  void at(clock_type::time_point when, std::function<void()> fn) { timers.at(when, std::move(fn)); }
+  void run_due_timers() { timers.run_due(clock_type::now(), intake_closed); }
 
   // --- gauges, commits, pausing, rebalancing
 
@@ -647,7 +640,7 @@ struct worker::impl {
   static constexpr auto progress_interval = std::chrono::milliseconds(5);  // a slow batch reports this often
   double record_ns = 100'000;         // moving average of a record's first pass; starts cautious
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
-  std::multimap<clock_type::time_point, std::function<void()>> timers;
+  detail::timer_queue timers;
   clock_type::time_point next_load_update{};
   metrics::worker_load published_load{};  // what this worker added to the load gauges
   bool intake_closed = false;
