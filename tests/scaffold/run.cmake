@@ -3,12 +3,7 @@
 # with find_package, builds it, and runs the generated test. Also: nothing is overwritten without
 # --force.
 file(REMOVE_RECURSE ${WORK_DIR})
-macro(run)
-  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "failed (${rc}): ${ARGV}")
-  endif()
-endmacro()
+include(${CMAKE_CURRENT_LIST_DIR}/../run_checked.cmake)
 set(project ${WORK_DIR}/project)
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
 run(${CLI} new event order.shipped --aggregate order --field carrier:string --field weight_kg:double
