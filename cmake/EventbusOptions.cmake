@@ -17,3 +17,11 @@ if(EVENTBUS_SANITIZE)
     target_compile_options(eventbus_build_flags INTERFACE -Wno-maybe-uninitialized)
   endif()
 endif()
+
+if(EVENTBUS_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "EVENTBUS_FUZZ needs clang (libFuzzer): configure with -DCMAKE_CXX_COMPILER=clang++")
+  endif()
+  # Coverage feedback for libFuzzer in every object of ours; the targets link libFuzzer's main.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

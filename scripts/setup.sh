@@ -8,6 +8,7 @@ packages=(
   librdkafka-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev
   libsqlite3-dev libpq-dev postgresql  # the event store's backends; tests start a throwaway PostgreSQL
   libbenchmark-dev kcat
+  clang libclang-rt-14-dev  # libFuzzer: scripts/fuzz.sh
   docker-compose prometheus  # validating docker-compose.yml; a real Prometheus scraping a worker
 )
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing, then builds and runs every test in three
 # configurations: warnings-as-errors (all tests), ASan+UBSan (all tests), TSan (tests labelled
-# "concurrency", building only those). Build trees live in build/<config>/ so reruns are incremental.
+# "concurrency", building only those); then a short libFuzzer pass over every outside input
+# (scripts/fuzz.sh, EVENTBUS_FUZZ_SECONDS a target). Build trees live in build/<config>/ so reruns
+# are incremental.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
 jobs="${EVENTBUS_JOBS:-2}"
-configs="${EVENTBUS_TEST_CONFIGS:-werror asan tsan}"
+configs="${EVENTBUS_TEST_CONFIGS:-werror asan tsan fuzz}"
 
 # Line tables (-g1) are enough for backtraces and perf, and build a third faster than full debug
 # info; sanitizer builds use -O1, as the sanitizers recommend: half the build time of -O2.
@@ -36,6 +38,8 @@ for config in $configs; do
             configure_and_test asan "address,undefined" "-LE no-sanitizer" ;;
     tsan) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
             configure_and_test tsan "thread" "-L concurrency" concurrency_tests ;;
+    fuzz) echo "=== [fuzz] build and run (at ${SECONDS}s)"
+          bash scripts/fuzz.sh "${EVENTBUS_FUZZ_SECONDS:-10}" ;;
     *) echo "unknown test config: $config" >&2; exit 2 ;;
   esac
 done

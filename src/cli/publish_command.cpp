@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli/args.hpp"
+#include "cli/input_line.hpp"
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
 #include "cli/progress.hpp"
@@ -34,44 +35,6 @@ and version are generated). Each goes to app.<aggregate_type>.<event_type>, key 
 Exit status: 0 every event delivered; 1 some input invalid or some delivery failed (each named on
 stderr); 2 usage.
 )";
-
-// A full envelope (it has an event_id) is decoded as is; otherwise the fields make a new event.
-result<event> event_from_input(const nlohmann::json& j) {
-  if (!j.is_object()) return error(errc::invalid_event, std::string("must be a JSON object, got ") + j.type_name());
-  // Checked before anything copies it: copying a JSON value recurses as deep as it nests.
-  if (detail::json_depth_exceeds(j, max_payload_depth + 1))
-    return error(errc::invalid_event, "is nested deeper than " + std::to_string(max_payload_depth) + " levels", "payload");
-  if (j.contains("event_id")) return event_from_json(j);
-  try {
-    event_fields f;
-    const auto text = [&](const char* key, std::string& out) {
-      if (const auto it = j.find(key); it != j.end()) {
-        if (!it->is_string()) throw exception(error(errc::invalid_event, "must be a string", key));
-        out = it->get<std::string>();
-      }
-    };
-    text("event_type", f.event_type);
-    text("aggregate_id", f.aggregate_id);
-    text("aggregate_type", f.aggregate_type);
-    if (f.aggregate_type.empty()) f.aggregate_type = f.event_type.substr(0, f.event_type.find('.'));
-    if (const auto it = j.find("payload"); it != j.end()) f.payload = *it;
-    for (const char* key : {"correlation_id", "causation_id"}) {
-      std::string value;
-      text(key, value);
-      if (!value.empty()) (std::string_view(key) == "correlation_id" ? f.correlation_id : f.causation_id) = value;
-    }
-    if (const auto it = j.find("metadata"); it != j.end()) {
-      if (!it->is_object()) return error(errc::invalid_event, "must be an object of strings", "metadata");
-      for (const auto& [k, v] : it->items()) {
-        if (!v.is_string()) return error(errc::invalid_event, "must be a string", "metadata." + k);
-        f.metadata[k] = v.get<std::string>();
-      }
-    }
-    return make_event(std::move(f));
-  } catch (const exception& e) {
-    return e.error();
-  }
-}
 
 struct publisher {
   explicit publisher(producer_options options) : sink(std::move(options)) {}
@@ -167,11 +130,9 @@ int run_publish(std::span<const std::string_view> args) {
     std::size_t number = 0;
     const auto handle_line = [&](const std::string& line) {
       ++number;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) return;
-      const auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded()) return pub.reject(source + " line " + std::to_string(number), error(errc::decode_failed, "not JSON"));
-      auto ev = event_from_input(j);
-      if (ev) pub.send(ev.value()); else pub.reject(source + " line " + std::to_string(number), ev.error());
+      auto ev = event_from_line(line);
+      if (!ev) return;  // blank
+      if (ev->ok()) pub.send(ev->value()); else pub.reject(source + " line " + std::to_string(number), ev->error());
     };
     std::string first;
     std::getline(in, first);

@@ -48,7 +48,7 @@ std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
 // One prepared statement; reset (not finalized) between uses.
 class statement {
  public:
-  statement(sqlite3* db, const char* sql) : db_(db) {
+  statement(sqlite3* db, const char* sql) {
     if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
   }
   ~statement() { sqlite3_finalize(stmt_); }
@@ -85,7 +85,6 @@ class statement {
   [[nodiscard]] bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
  private:
-  sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
 };
 

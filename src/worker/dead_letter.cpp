@@ -4,6 +4,27 @@
 
 namespace eventbus::detail {
 
+namespace {
+
+std::string text_or_empty(const std::map<std::string, std::string>& headers, const char* name) {
+  const auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+}  // namespace
+
+void read_dead_letter_headers(dead_letter& d) {
+  d.reason = text_or_empty(d.headers, "x-eventbus-dlq-reason");
+  d.error = text_or_empty(d.headers, "x-eventbus-dlq-error");
+  d.handler = text_or_empty(d.headers, "x-eventbus-dlq-handler");
+  d.original_topic = text_or_empty(d.headers, "x-eventbus-dlq-original-topic");
+  d.group = text_or_empty(d.headers, "x-eventbus-dlq-group");
+  d.failed_at = text_or_empty(d.headers, "x-eventbus-dlq-failed-at");
+  d.original_partition = header_number_or<std::int32_t>(d.headers, "x-eventbus-dlq-original-partition", -1);
+  d.original_offset = header_number_or<std::int64_t>(d.headers, "x-eventbus-dlq-original-offset", -1);
+  d.attempts = header_number_or<int>(d.headers, "x-eventbus-dlq-attempts", 0);
+}
+
 std::string truncate_utf8(std::string_view text, std::size_t max_bytes) {
   if (text.size() <= max_bytes) return std::string(text);
   std::size_t end = max_bytes;

@@ -2,10 +2,13 @@
 // What a dead-letter record carries (docs/worker.md, "Dead-letter records"): the original key, value and
 // headers, plus x-eventbus-dlq-* headers saying why, where from, and when.
 
+#include <charconv>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 
+#include "eventbus/dead_letters.hpp"
 #include "kafka/record_producer.hpp"
 
 namespace eventbus::detail {
@@ -32,6 +35,21 @@ struct record_origin {
 /// The original headers followed by the x-eventbus-dlq-* headers.
 [[nodiscard]] record_headers dead_letter_headers(const record_headers& original, const dead_letter_reason& why,
                                                  const record_origin& origin, std::string_view failed_at);
+
+/// A header's value as an integer; `fallback` when it is absent or not exactly a number in range.
+template <class Int>
+[[nodiscard]] Int header_number_or(const std::map<std::string, std::string>& headers, const std::string& name, Int fallback) {
+  const auto it = headers.find(name);
+  if (it == headers.end()) return fallback;
+  Int value = fallback;
+  const auto [ptr, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
+  return ec == std::errc{} && ptr == it->second.data() + it->second.size() ? value : fallback;
+}
+
+/// Reads a dead letter's x-eventbus-dlq-* headers (already in d.headers) into its fields: reason,
+/// error, handler, original topic, partition and offset, group, time, attempts. Missing or
+/// malformed values read as empty, -1 or 0; never throws on what the headers hold.
+void read_dead_letter_headers(dead_letter& d);
 
 /// `text` cut to at most `max_bytes` without splitting a UTF-8 sequence.
 [[nodiscard]] std::string truncate_utf8(std::string_view text, std::size_t max_bytes);

@@ -1,7 +1,6 @@
 #include "eventbus/dead_letters.hpp"
 
 #include <atomic>
-#include <charconv>
 #include <mutex>
 
 #include "kafka/record_producer.hpp"
@@ -10,20 +9,6 @@
 
 namespace eventbus {
 namespace {
-
-template <class Int>
-Int number_or(const std::map<std::string, std::string>& headers, const char* name, Int fallback) {
-  const auto it = headers.find(name);
-  if (it == headers.end()) return fallback;
-  Int value = fallback;
-  const auto [ptr, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
-  return ec == std::errc{} && ptr == it->second.data() + it->second.size() ? value : fallback;
-}
-
-std::string text_or_empty(const std::map<std::string, std::string>& headers, const char* name) {
-  const auto it = headers.find(name);
-  return it == headers.end() ? std::string() : it->second;
-}
 
 dead_letter to_dead_letter(const rd_kafka_message_t& msg) {
   dead_letter d;
@@ -41,15 +26,7 @@ dead_letter to_dead_letter(const rd_kafka_message_t& msg) {
     for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
       d.headers[name] = std::string(static_cast<const char*>(value), size);
   }
-  d.reason = text_or_empty(d.headers, "x-eventbus-dlq-reason");
-  d.error = text_or_empty(d.headers, "x-eventbus-dlq-error");
-  d.handler = text_or_empty(d.headers, "x-eventbus-dlq-handler");
-  d.original_topic = text_or_empty(d.headers, "x-eventbus-dlq-original-topic");
-  d.group = text_or_empty(d.headers, "x-eventbus-dlq-group");
-  d.failed_at = text_or_empty(d.headers, "x-eventbus-dlq-failed-at");
-  d.original_partition = number_or<std::int32_t>(d.headers, "x-eventbus-dlq-original-partition", -1);
-  d.original_offset = number_or<std::int64_t>(d.headers, "x-eventbus-dlq-original-offset", -1);
-  d.attempts = number_or<int>(d.headers, "x-eventbus-dlq-attempts", 0);
+  detail::read_dead_letter_headers(d);
   return d;
 }
 
@@ -103,7 +80,7 @@ result<replay_summary> replay_dead_letters(const kafka_options& kafka, const std
       for (const auto& [name, value] : d.headers)
         if (!name.starts_with("x-eventbus-dlq-") && name != replay_count_header && name != replay_handler_header)
           headers.emplace_back(name, value);
-      headers.emplace_back(replay_count_header, std::to_string(number_or<int>(d.headers, replay_count_header.data(), 0) + 1));
+      headers.emplace_back(replay_count_header, std::to_string(detail::header_number_or<int>(d.headers, std::string(replay_count_header), 0) + 1));
       if (options.handler) headers.emplace_back(replay_handler_header, *options.handler);
       if (outstanding.load() >= max_outstanding) (void)producer.flush(std::chrono::seconds(60));
       outstanding.fetch_add(1);

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Fuzzes every outside input with libFuzzer: builds the targets of tests/fuzz/ with clang and
+# ASan+UBSan in build/fuzz, then runs each for SECONDS (default 60) on its seed corpus
+# (tests/fuzz/corpus/<target>, read only; new inputs go to build/fuzz/corpus/<target>). Prints each
+# target's executions and the total; exits non-zero on the first crash, leak or sanitizer report,
+# leaving the input that caused it in build/fuzz/ (crash-*, leak-*, timeout-*).
+#
+#   scripts/fuzz.sh 600          # ten minutes a target
+#   scripts/fuzz.sh 15           # what scripts/test.sh runs: a quick regression pass
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"
+jobs="${EVENTBUS_JOBS:-2}"
+targets=(decode_event worker_record config publish_line dead_letter_headers)
+
+bash scripts/setup.sh
+dir=build/fuzz
+cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DEVENTBUS_FUZZ=ON -DEVENTBUS_SANITIZE="address,undefined" \
+  -DEVENTBUS_WERROR=ON -DEVENTBUS_BUILD_TESTS=OFF -DEVENTBUS_BUILD_CLI=OFF -DEVENTBUS_BUILD_EXAMPLES=OFF \
+  >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
+cmake --build "$dir" -j "$jobs" --target "${targets[@]/#/fuzz_}"
+
+total=0
+for target in "${targets[@]}"; do
+  corpus="$dir/corpus/$target"
+  mkdir -p "$corpus"
+  log="$dir/fuzz_$target.log"
+  # -rss_limit_mb: a target that grows past it is a finding; -timeout: one input taking 10 s is one.
+  if ! (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        "./tests/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "corpus/$target" "../../tests/fuzz/corpus/$target") >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "fuzz: $target FAILED (input and log in $dir)" >&2
+    exit 1
+  fi
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  total=$((total + runs))
+  printf 'fuzz: %-20s %12d executions in %ss, no crash\n' "$target" "$runs" "$seconds"
+done
+printf 'fuzz: %d executions in all, no crash\n' "$total"
