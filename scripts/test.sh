@@ -36,7 +36,7 @@ for config in $configs; do
     werror) configure_and_test werror "" "" ;;
     asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             configure_and_test asan "address,undefined" "-LE no-sanitizer" ;;
-    tsan) TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    tsan) TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
             configure_and_test tsan "thread" "-L concurrency" concurrency_tests ;;
     fuzz) echo "=== [fuzz] build and run (at ${SECONDS}s)"
           bash scripts/fuzz.sh "${EVENTBUS_FUZZ_SECONDS:-10}" ;;
