@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 jobs="${EVENTBUS_JOBS:-2}"
+# Tests mostly wait (on the broker, on timers, on other processes), not compute: four at a time on
+# two cores halves the wall time (measured: werror 164 s -> 85 s, ASan 174 s -> 88 s).
+test_jobs="${EVENTBUS_TEST_JOBS:-4}"
 configs="${EVENTBUS_TEST_CONFIGS:-werror asan tsan fuzz}"
 
 # Line tables (-g1) are enough for backtraces and perf, and build a third faster than full debug
@@ -27,7 +30,7 @@ configure_and_test() {
   cmake --build "$dir" -j "$jobs" --target "$target"
   echo "=== [$name] test (at ${SECONDS}s)"
   # shellcheck disable=SC2086
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" $ctest_args)
+  (cd "$dir" && ctest --output-on-failure -j "$test_jobs" $ctest_args)
 }
 
 mkdir -p build

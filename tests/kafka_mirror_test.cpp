@@ -303,6 +303,9 @@ TEST_CASE("closing with undelivered events resolves every one of them as failed"
     options.close_timeout = 300ms;
     kafka_sink sink(options);
     REQUIRE(sink.accept(order_event("order.created", "o-1", 0)).get().ok());
+    // The future resolves inside the delivery callback; the record stops counting as outstanding
+    // once that callback has returned (so flush() means every callback ran): wait for it.
+    REQUIRE(testing::wait_until([&] { return sink.outstanding() == 0; }));
     broker.set_down();
     for (int i = 1; i <= 5; ++i) deliveries.push_back(sink.accept(order_event("order.created", "o-1", i)));
     CHECK(sink.outstanding() == 5);
