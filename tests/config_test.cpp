@@ -215,6 +215,13 @@ TEST_CASE("hostile config files get a clear error: a directory, deep nesting und
   const auto dir = load_config("/tmp");
   CHECK(error_field(dir) == "config");
   CHECK(error_text(dir).find("directory") != std::string::npos);
+  // Found by fuzzing decode_event: a number too large for a double is an error, not a crash.
+  const std::string huge = "config_test_huge_number.json";
+  std::ofstream(huge) << R"({"worker": {"max_concurrency": 1e99999}})";
+  const auto overflow = load_config(huge);
+  CHECK(error_field(overflow) == "config");
+  CHECK(error_text(overflow).find("not JSON") != std::string::npos);
+  std::remove(huge.c_str());
   // Error messages never write out a whole value: one nested 200k deep would crash doing so.
   const std::string deep = R"({"worker": {"max_concurrency": )" + std::string(200'000, '[') + std::string(200'000, ']') + "}}";
   const auto nested = parse_config(json::parse(deep));

@@ -75,7 +75,10 @@ TEST_CASE("optional fields decode, and null means absent") {
 TEST_CASE("bytes that are not JSON are decode_failed, never a crash") {
   for (const std::string_view bytes : {std::string_view(""), std::string_view("{"), std::string_view("not json"),
                                        std::string_view("{\"event_id\":}"), std::string_view("\xff\xfe{}", 4),
-                                       std::string_view("{\"a\":1} trailing")}) {
+                                       std::string_view("{\"a\":1} trailing"),
+                                       // found by fuzzing: a number too large for a double made the
+                                       // message's second parse throw out_of_range, uncaught
+                                       std::string_view("1e9999999999-9"), std::string_view("{\"payload\":{\"x\":1e99999}}")}) {
     CAPTURE(bytes);
     auto decoded = decode_event(bytes);
     REQUIRE_FALSE(decoded.ok());

@@ -438,7 +438,7 @@ result<app_config> load_config(const std::string& path, const environment& env) 
     try {
       const json unreachable = json::parse(in, nullptr, true, true);  // throws: the first parse failed
       (void)unreachable;
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e9999
       return error(errc::invalid_argument, "'" + path + "' is not JSON: " + e.what(), "config");
     }
     return error(errc::invalid_argument, "'" + path + "' is not JSON", "config");

@@ -107,7 +107,7 @@ eventbus::error not_json(std::string_view bytes) {
   try {
     const json unreachable = json::parse(bytes);  // throws: the caller saw it fail
     (void)unreachable;
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e9999
     return eventbus::error(errc::decode_failed, std::string("not JSON: ") + e.what());
   }
   return eventbus::error(errc::decode_failed, "not JSON");
