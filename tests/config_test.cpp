@@ -215,6 +215,11 @@ TEST_CASE("hostile config files get a clear error: a directory, deep nesting und
   const auto dir = load_config("/tmp");
   CHECK(error_field(dir) == "config");
   CHECK(error_text(dir).find("directory") != std::string::npos);
+  // Found by fuzzing the config: a variable that is not UTF-8 was accepted, and printing the
+  // configuration (eventbus config check) then threw.
+  const auto binary = parse_config(json::object(), {{"EVENTBUS_CLIENT_ID", "a\xda\xff"}});
+  CHECK(error_field(binary) == "EVENTBUS_CLIENT_ID");
+  CHECK(error_text(binary).find("UTF-8") != std::string::npos);
   // Found by fuzzing decode_event: a number too large for a double is an error, not a crash.
   const std::string huge = "config_test_huge_number.json";
   std::ofstream(huge) << R"({"worker": {"max_concurrency": 1e99999}})";

@@ -34,7 +34,7 @@ int run_config(std::span<const std::string_view> args) {
     std::fprintf(stderr, "eventbus config check: %s\n", loaded.error().to_string().c_str());
     return exit_failure;
   }
-  std::printf("%s\n", loaded.value().redacted_json().dump(2).c_str());
+  std::printf("%s\n", loaded.value().redacted_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return exit_ok;
 }
 

@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "detail/event_data.hpp"
 #include "eventbus/store/postgres_store.hpp"
 
 extern char** environ;
@@ -240,6 +241,11 @@ void read_document(const json& doc, app_config& c) {
 }
 
 void apply_environment(const environment& env, app_config& c) {
+  // Every value ends up in JSON (config check, logs) and in librdkafka: text only. Found by fuzzing:
+  // invalid UTF-8 in a variable was accepted, and printing the configuration then threw.
+  for (const auto& [name, value] : env)
+    if (name.starts_with("EVENTBUS_") && (detail::sanitize_utf8(name) != name || detail::sanitize_utf8(value) != value))
+      section::fail(detail::sanitize_utf8(name), "is not valid UTF-8 text");
   const auto take = [&](const char* name, std::string& out) {
     if (const auto it = env.find(name); it != env.end()) {
       if (it->second.empty()) section::fail(name, "is set but empty");
