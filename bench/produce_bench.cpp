@@ -126,7 +126,9 @@ run_result run_raw(const settings& s, const std::vector<eventbus::event>& events
       }
       rd_kafka_poll(rk, 1);
     }
-    rd_kafka_poll(rk, 0);
+    // Delivery reports served every 1024 produces, as a careful hand-written producer does (one
+    // poll per produce costs the raw loop about half its rate: it is not the raw limit).
+    if ((i & 1023) == 0) rd_kafka_poll(rk, 0);
   }
   rd_kafka_flush(rk, 300'000);
   const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
