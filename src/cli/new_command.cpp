@@ -12,6 +12,7 @@
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
 #include "cli/scaffold.hpp"
+#include "eventbus/topic.hpp"
 
 namespace eventbus::cli {
 namespace {
@@ -81,11 +82,9 @@ int new_event(const std::string& type, std::span<const std::string_view> args) {
   const auto name = struct_name_of(type);
   if (!name) return usage_error(name.error().to_string());
   event_spec spec{.event_type = type, .aggregate_type = aggregate.empty() ? type.substr(0, type.find('.')) : aggregate};
-  const bool aggregate_ok = !spec.aggregate_type.empty() && spec.aggregate_type.size() <= 100 &&
-                            spec.aggregate_type.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
-                                std::string::npos;
-  if (!aggregate_ok)
-    return usage_error("--aggregate: '" + spec.aggregate_type + "' must be [a-zA-Z0-9_-], at most 100 characters (it is part of the topic name)");
+  // The product's own rule: the event's topic must be a valid name (the aggregate type is part of it).
+  if (auto topic = topic_for(spec.aggregate_type, spec.event_type); !topic)
+    return usage_error("--aggregate: " + topic.error().to_string());
   for (const auto& text : fields) {
     auto field = parse_field(text);
     if (!field) return usage_error(field.error().to_string());

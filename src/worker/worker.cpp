@@ -17,20 +17,15 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 
-#include "detail/event_data.hpp"
 #include "detail/handler_registry.hpp"
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
 #include "detail/task_pool.hpp"
-#include "eventbus/causation.hpp"
-#include "eventbus/dead_letters.hpp"
 #include "eventbus/event.hpp"
-#include "eventbus/topic.hpp"
 #include "kafka/record_producer.hpp"
 #include "worker/dead_letter_writer.hpp"
 #include "worker/partition_control.hpp"
