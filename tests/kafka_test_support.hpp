@@ -173,24 +173,38 @@ inline std::int32_t produce_raw(const std::string& bootstrap, const std::string&
   return produce_raw(bootstrap, raw_record{.topic = topic, .key = key, .value = value});
 }
 
-/// The offset `group` committed for topic[partition], or -1 if none (or unknown).
-inline std::int64_t committed_offset(const std::string& bootstrap, const std::string& group, const std::string& topic,
-                                     std::int32_t partition) {
+/// What `group` committed for topic[partition]: the offset (-1 if none or unknown) and its metadata.
+struct committed_position {
+  std::int64_t offset = -1;
+  std::string metadata;
+};
+
+inline committed_position committed(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                                    std::int32_t partition) {
   char why[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
   rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
   rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-  if (rk == nullptr) return -1;
+  if (rk == nullptr) return {};
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
-  std::int64_t offset = -1;
-  if (rd_kafka_committed(rk, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].offset >= 0)
-    offset = list->elems[0].offset;
+  committed_position out;
+  if (rd_kafka_committed(rk, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[0].offset >= 0) {
+    out.offset = list->elems[0].offset;
+    if (list->elems[0].metadata != nullptr)
+      out.metadata.assign(static_cast<const char*>(list->elems[0].metadata), list->elems[0].metadata_size);
+  }
   rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_destroy(rk);
-  return offset;
+  return out;
+}
+
+/// The offset `group` committed for topic[partition], or -1 if none (or unknown).
+inline std::int64_t committed_offset(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                                     std::int32_t partition) {
+  return committed(bootstrap, group, topic, partition).offset;
 }
 
 }  // namespace eventbus::testing

@@ -149,3 +149,38 @@ TEST_CASE("the timer queue runs what is due in time order, and drops it when tol
   CHECK(ran == std::vector<int>{1, 0, 2});  // dropped, not run
   CHECK_FALSE(timers.next_due().has_value());
 }
+
+TEST_CASE("records finished above the commit point are remembered, and records an earlier owner finished are skipped") {
+  work_scheduler s(processing_order::key, 256);
+  auto& p = s.partition("app.order.order.created", 0);
+  auto jobs = add_mixed(s, p);  // keys a, b, a, c, b, a at 0..5
+  auto batch = s.take(1);
+  // b@1 and c@3 finish while a@0 is held (in backoff, say): nothing is committable yet.
+  s.finish(p, *jobs[1]);
+  s.finish(p, *jobs[3]);
+  CHECK(p.commit_next == -1);
+  CHECK(p.dirty);
+  CHECK(p.finished.encode(p.first_seen) == "eb1:0:1+1,1+1");
+
+  // The next owner starts at 0 with that metadata: 1 and 3 arrive finished, 0 and 2 run.
+  work_scheduler next(processing_order::key, 256);
+  auto& q = next.partition("app.order.order.created", 0);
+  q.finished = *decode_finished_offsets(0, p.finished.encode(p.first_seen)).offsets;
+  std::vector<job_ptr> ran;
+  for (std::int64_t o = 0; o < 4; ++o) {
+    if (q.finished.contains(o)) {
+      next.add_finished(q, o);
+    } else {
+      ran.push_back(record(o, "a"));
+      next.add(q, ran.back());
+    }
+  }
+  CHECK(ran.size() == 2);
+  CHECK(q.commit_next == -1);
+  next.finish(q, *ran[0]);  // offset 0, then 1 was finished already
+  CHECK(q.commit_next == 2);
+  next.finish(q, *ran[1]);  // offset 2, then 3
+  CHECK(q.commit_next == 4);
+  CHECK(q.window.empty());
+  CHECK(q.finished.empty());  // all below the commit point now
+}

@@ -82,6 +82,7 @@ struct worker_options {
 struct worker_stats {
   std::uint64_t records = 0;        // records taken from Kafka
   std::uint64_t handled = 0;        // records finished (every handler succeeded or dead-lettered)
+  std::uint64_t skipped = 0;        // records not run: their last owner finished them (docs/worker.md)
   std::uint64_t handler_calls = 0;  // attempts, first ones included
   std::uint64_t retries = 0;        // attempts after the first
   std::uint64_t dead_letters = 0;   // dead-letter records acknowledged

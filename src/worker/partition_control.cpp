@@ -3,6 +3,8 @@
 #include "worker/partition_control.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "detail/kafka_client.hpp"
@@ -16,26 +18,76 @@ void partition_control::commit(bool synchronous) {
   rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(8);
   for (auto& [key, p] : work_.partitions()) {
     if (!p.dirty) continue;
-    rd_kafka_topic_partition_list_add(offsets, key.first.c_str(), key.second)->offset = p.commit_next;
     p.dirty = false;
+    // Before the first committable record, the position we started from (the group's committed
+    // offset, or where auto.offset.reset put us) carries what finished above it.
+    const std::int64_t at = p.commit_next >= 0 ? p.commit_next : p.first_seen;
+    if (at < 0) continue;
+    auto* entry = rd_kafka_topic_partition_list_add(offsets, key.first.c_str(), key.second);
+    entry->offset = at;
+    attach_metadata(*entry, p.finished.encode(at, metadata_limit_));
   }
   if (offsets->cnt > 0) {
     const auto err = rd_kafka_commit(consumer_.get(), offsets, synchronous ? 0 : 1);
     commits_.fetch_add(1, std::memory_order_relaxed);
-    if (synchronous && err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) on_commit_result(err, offsets);
+    if (synchronous) on_commit_result(err, offsets);  // marks what failed before the caller forgets it
   }
   rd_kafka_topic_partition_list_destroy(offsets);
 }
 
 void partition_control::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return;
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET || offsets == nullptr) return;
   auto& all = work_.partitions();
+  bool failed = err != RD_KAFKA_RESP_ERR_NO_ERROR;
   for (int i = 0; i < offsets->cnt; ++i) {
     const auto& e = offsets->elems[i];
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && e.err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    failed = true;
+    // A broker with a lower offset.metadata.max.bytes refuses the whole commit: send less (down
+    // to none: then only the commit offset is kept, as without this).
+    if (e.err == RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE || err == RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE)
+      metadata_limit_ = std::min(metadata_limit_, e.metadata_size / 2);
     const auto it = all.find({e.topic, e.partition});
-    if (it != all.end() && it->second.commit_next == e.offset) it->second.dirty = true;
+    if (it != all.end()) it->second.dirty = true;
   }
-  log(log_level::warn, "worker: offset commit failed, will retry: " + kafka_error_text(err));
+  if (failed) log(log_level::warn, "worker: offset commit failed, will retry: " + kafka_error_text(err));
+}
+
+std::size_t partition_control::resume(const rd_kafka_topic_partition_list_t& assigned) {
+  rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(&assigned);
+  std::size_t skippable = 0;
+  const auto err = rd_kafka_committed(consumer_.get(), committed, committed_timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    log(log_level::warn, "worker: could not read the committed offsets' metadata (" + kafka_error_text(err) +
+                             "): records finished above them by the last owner will run again");
+  } else {
+    for (int i = 0; i < committed->cnt; ++i) {
+      const auto& e = committed->elems[i];
+      if (e.err != RD_KAFKA_RESP_ERR_NO_ERROR || e.offset < 0 || e.metadata == nullptr) continue;
+      const auto read = decode_finished_offsets(
+          e.offset, std::string_view(static_cast<const char*>(e.metadata), e.metadata_size));
+      if (!read.offsets) {
+        log(log_level::warn, std::string("worker: ") + e.topic + "[" + std::to_string(e.partition) +
+                                 "]: ignoring " + read.error + "; what finished above it will run again");
+        continue;
+      }
+      if (read.offsets->empty()) continue;
+      auto& p = work_.partition(e.topic, e.partition);
+      p.finished = *read.offsets;
+      skippable += static_cast<std::size_t>(p.finished.size());
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(committed);
+  return skippable;
+}
+
+void partition_control::attach_metadata(rd_kafka_topic_partition_t& entry, const std::string& metadata) {
+  if (metadata.empty()) return;
+  // librdkafka frees it with the list (its rd_free is free()).
+  entry.metadata = std::malloc(metadata.size());
+  if (entry.metadata == nullptr) return;
+  std::memcpy(entry.metadata, metadata.data(), metadata.size());
+  entry.metadata_size = metadata.size();
 }
 
 void partition_control::set_paused(partition_work& p, bool pause) {

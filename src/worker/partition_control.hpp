@@ -1,6 +1,7 @@
 #pragma once
 // What the worker asks of its consumer for the partitions it holds: commits of finished records
-// (asynchronous every commit interval, synchronous on revocation and stop), pausing a partition
+// (asynchronous every commit interval, synchronous on revocation and stop), with the records
+// finished above each commit point in its metadata (finished_offsets.hpp), pausing a partition
 // whose window is full and resuming it, and the consumer-lag gauge. Consumer thread only.
 
 #include <librdkafka/rdkafka.h>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 #include "detail/rdkafka_handles.hpp"
 #include "eventbus/metrics.hpp"
@@ -31,6 +33,11 @@ class partition_control {
   void on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
   [[nodiscard]] std::uint64_t commits() const noexcept { return commits_.load(std::memory_order_relaxed); }
 
+  /// Newly assigned partitions: reads the group's committed offsets with their metadata and notes
+  /// the records an earlier owner finished above them (skipped when they arrive). Returns how many.
+  /// A failed read costs only redeliveries: those records run again.
+  std::size_t resume(const rd_kafka_topic_partition_list_t& assigned);
+
   /// Pauses or resumes fetching the partition.
   void set_paused(partition_work& p, bool pause);
 
@@ -40,6 +47,8 @@ class partition_control {
 
  private:
   void wake_fetcher(const partition_work& p);
+  static void attach_metadata(rd_kafka_topic_partition_t& entry, const std::string& metadata);
+  static constexpr int committed_timeout_ms = 10'000;
 
   const kafka_handle& consumer_;
   work_scheduler& work_;
@@ -47,6 +56,7 @@ class partition_control {
   worker_clock::time_point next_commit_{};
   worker_clock::time_point next_lag_update_{};
   std::atomic<std::uint64_t> commits_{0};
+  std::size_t metadata_limit_ = max_finished_metadata;
 };
 
 }  // namespace eventbus::detail

@@ -85,10 +85,31 @@ void work_scheduler::finish(partition_work& p, record_job& job) {
   job.finished = true;
   job.owner = nullptr;
   job.release_bytes();
+  p.finished.add(job.offset);
+  p.dirty = true;
+  advance_commit_point(p);
+}
+
+void work_scheduler::add_finished(partition_work& p, std::int64_t offset) {
+  if (p.first_seen < 0) p.first_seen = offset;
+  auto job = std::make_shared<record_job>();
+  job->topic = p.topic;
+  job->partition = p.partition;
+  job->offset = offset;
+  job->finished = true;
+  p.window.push_back(std::move(job));
+  advance_commit_point(p);
+}
+
+void work_scheduler::advance_commit_point(partition_work& p) {
+  const auto before = p.commit_next;
   while (!p.window.empty() && p.window.front()->finished) {
     p.commit_next = p.window.front()->offset + 1;
-    p.dirty = true;
     p.window.pop_front();
+  }
+  if (p.commit_next != before) {
+    p.dirty = true;
+    p.finished.drop_below(p.commit_next);
   }
 }
 

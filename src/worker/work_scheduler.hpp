@@ -29,6 +29,7 @@
 #include "eventbus/worker.hpp"
 #include "worker/dead_letter.hpp"
 #include "worker/dead_letter_writer.hpp"
+#include "worker/finished_offsets.hpp"
 
 namespace eventbus::detail {
 
@@ -96,7 +97,10 @@ struct partition_work {
   std::size_t on_pool = 0;        // records of this partition in batches on the pool
   std::int64_t commit_next = -1;  // offset after the last committable record; -1: none yet
   std::int64_t first_seen = -1;   // offset of the first record received since the assignment
-  bool dirty = false;             // commit_next not committed yet
+  /// Finished records above the commit point: by this worker, or by an earlier owner (read from
+  /// the commit metadata at assignment; such records are skipped when they arrive).
+  finished_offsets finished;
+  bool dirty = false;             // commit point or finished set not committed yet
   bool paused = false;
   bool revoking = false;  // being revoked: start nothing new
 };
@@ -180,6 +184,10 @@ class work_scheduler {
   /// at the window's head. Drops the record's bytes if the caller has not.
   void finish(partition_work& p, record_job& job);
 
+  /// A fetched record that an earlier owner finished (p.finished has it): it joins the window as
+  /// finished, runs nothing, and the commit point moves over it.
+  void add_finished(partition_work& p, std::int64_t offset);
+
   /// Forgets the partition; its unfinished records are marked abandoned.
   void forget(std::map<partition_key, partition_work>::iterator it);
 
@@ -190,6 +198,7 @@ class work_scheduler {
  private:
   const std::string& lane_id(const record_job& job, std::string& scratch) const;
   void make_ready(lane& l);
+  void advance_commit_point(partition_work& p);
 
   processing_order order_;
   std::size_t max_batch_;

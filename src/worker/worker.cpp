@@ -251,8 +251,15 @@ struct worker::impl {
         detail::log(log_level::warn, "worker: consumer error: " + detail::kafka_error_text(msg->err));
       return;
     }
+    records.fetch_add(1, std::memory_order_relaxed);
+    auto& p = work.partition(rd_kafka_topic_name(msg->rkt), msg->partition);
+    if (p.finished.contains(msg->offset)) {  // an earlier owner finished it (commit metadata)
+      work.add_finished(p, msg->offset);
+      skipped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     auto job = std::make_shared<record_job>();
-    job->topic = rd_kafka_topic_name(msg->rkt);
+    job->topic = p.topic;
     job->partition = msg->partition;
     job->offset = msg->offset;
     job->null_key = msg->key == nullptr;
@@ -267,10 +274,7 @@ struct worker::impl {
       for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
         job->headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
     }
-    records.fetch_add(1, std::memory_order_relaxed);
     if (options.metrics) options.metrics->count_consumed(job->topic);
-
-    auto& p = work.partition(job->topic, job->partition);
     work.add(p, std::move(job));
     if (!p.paused && p.window.size() >= options.max_buffered_per_partition) set_paused(p, true);
   }
@@ -567,6 +571,11 @@ struct worker::impl {
     auto& self = *static_cast<impl*>(opaque);
     try {
       if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        const auto skippable = self.partitions.resume(*list);
+        if (skippable > 0)
+          detail::log(log_level::info, "worker: " + std::to_string(skippable) +
+                                           " records above the committed offsets were finished by their last owner;"
+                                           " they will be skipped");
         rd_kafka_assign(rk, list);
         // librdkafka keeps a partition's pause across a rebalance; ours starts afresh (measured:
         // without this a partition paused when revoked never fetched again after reassignment).
@@ -642,7 +651,7 @@ struct worker::impl {
 
   std::atomic<std::size_t> assigned{0};
   std::atomic<bool> joined{false};
-  std::atomic<std::uint64_t> records{0}, handled{0};
+  std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
   std::atomic<std::size_t> hung_calls{0};  // handler calls past handler_timeout, still running
   std::atomic<std::uint64_t> in_flight{0}, waiting_on_key{0}, paused_partitions{0};
 };
@@ -675,6 +684,7 @@ worker_stats worker::stats() const noexcept {
   const auto& d = *impl_;
   return {.records = d.records.load(),
           .handled = d.handled.load(),
+          .skipped = d.skipped.load(),
           .handler_calls = d.side->runner.handler_calls(),
           .retries = d.side->runner.retries(),
           .dead_letters = d.dead_letters.written(),
