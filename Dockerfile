@@ -4,7 +4,7 @@
 FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-      librdkafka-dev nlohmann-json3-dev prometheus-cpp-dev \
+      librdkafka-dev nlohmann-json3-dev libsimdjson-dev prometheus-cpp-dev libsqlite3-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -18,7 +18,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DEVENTBUS_BUILD_TESTS=OFF -D
 
 FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends librdkafka1 libprometheus-cpp-core1.0 libcivetweb1 ca-certificates \
+ && apt-get install -y --no-install-recommends librdkafka1 libsimdjson14 libprometheus-cpp-core1.0 libcivetweb1 libsqlite3-0 libpq5 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home eventbus
 COPY --from=build /opt/eventbus/bin/ /usr/local/bin/

@@ -7,6 +7,7 @@
 // the mock cluster is not counted. Rounds interleave the three runs so all see the same machine.
 //
 //   build/werror/bench/worker_bench [--events 1000000] [--rounds 3] [--partitions 128] [--max-concurrency 4]
+//   build/werror/bench/worker_bench --worker-only 1       # the worker run alone, for perf record
 
 #include <librdkafka/rdkafka.h>
 
@@ -39,6 +40,7 @@ struct settings {
   int partitions = 128;  // the mock keeps ~5 MB per partition: 128 hold 1M records of ~350 B
   int max_concurrency = 4;  // handlers here are quick: about the core count
   int fail_every = 100;  // 1 %
+  int worker_only = 0;   // 1: the clean worker run alone, for a profiler
 };
 
 struct run_result {
@@ -112,8 +114,10 @@ int main(int argc, char** argv) {
                                     {{"--events", &s.events},
                                      {"--rounds", &s.rounds},
                                      {"--partitions", &s.partitions},
-                                     {"--max-concurrency", &s.max_concurrency}})) {
-    std::fprintf(stderr, "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C]\n");
+                                     {"--max-concurrency", &s.max_concurrency},
+                                     {"--worker-only", &s.worker_only}})) {
+    std::fprintf(stderr,
+                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1]\n");
     return 2;
   }
   eventbus::set_log_level(eventbus::log_level::error);
@@ -125,6 +129,11 @@ int main(int argc, char** argv) {
               s.events, s.partitions, std::chrono::duration<double>(clock_type::now() - produce_start).count(),
               s.max_concurrency, s.rounds);
 
+  if (s.worker_only != 0) {
+    const auto clean = run_worker(broker.bootstrap_servers(), s, "clean-only", false);
+    std::printf("worker alone: %.0f ev/s\n", static_cast<double>(clean.records) / clean.seconds);
+    return 0;
+  }
   std::vector<double> raw_rates, parse_rates, clean_rates, failing_rates, paired_clean, paired_parse, paired_failing;
   for (int r = 0; r < s.rounds; ++r) {
     const auto tag = std::to_string(r);

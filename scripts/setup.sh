@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   librdkafka-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev
+  libsimdjson-dev  # the worker reads envelopes with it
   libsqlite3-dev libpq-dev postgresql  # the event store's backends; tests start a throwaway PostgreSQL
   libbenchmark-dev kcat
   clang libclang-rt-14-dev  # libFuzzer: scripts/fuzz.sh

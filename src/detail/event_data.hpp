@@ -60,6 +60,10 @@ struct event_access {
 /// Segments of [a-z0-9_] separated by single dots, at least `min_segments` of them.
 [[nodiscard]] bool is_dotted_lower_case(std::string_view text, std::size_t min_segments) noexcept;
 
+/// decode_event on its nlohmann path only: what the simdjson path must match (tests and the
+/// differential fuzz target compare the two).
+[[nodiscard]] result<event> decode_event_nlohmann(std::string_view bytes);
+
 /// `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD.
 [[nodiscard]] std::string sanitize_utf8(std::string_view text);
 
