@@ -1,6 +1,7 @@
 #pragma once
 // The shared, read-only state behind eventbus::event, and the checks every envelope passes.
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,7 +26,8 @@ struct event_data {
   // The wire form: written when a made event is sealed (encoding is part of its validation), and
   // on first use for a decoded one (whose fields came from a JSON parser, so it cannot fail), so a
   // worker that only reads events never re-encodes them.
-  mutable std::once_flag encode_once;
+  // (Not a once_flag: glibc's call_once makes a futex system call per flag, a tenth of make_event.)
+  mutable std::atomic<bool> encoded_ready{false};
   mutable std::string encoded;
   std::size_t type_hash = 0;  // event_type_hash(event_type), for the dispatcher's lookup
 };
@@ -35,11 +37,12 @@ struct event_data {
 }
 
 struct event_access {
-  /// Validates the fields, encodes the wire form once and wraps the state in an event.
+  /// Validates the fields, encodes the wire form once and wraps the state in an event. (The state
+  /// comes from make_shared: one allocation with its reference count.)
   /// Returns the first broken rule as an error naming the field.
-  static result<event> seal(std::unique_ptr<event_data> data);
+  static result<event> seal(std::shared_ptr<event_data> data);
   /// Same checks, wire form left for encoded() to write on first use.
-  static result<event> seal_decoded(std::unique_ptr<event_data> data);
+  static result<event> seal_decoded(std::shared_ptr<event_data> data);
   /// The wire form, written on first use.
   static const std::string& encoded(const event_data& data);
   static const event_data& data(const event& ev) noexcept { return *ev.data_; }

@@ -98,6 +98,14 @@ struct dispatcher::impl {
     return success;
   }
 
+  // The store's acknowledgement of `ev`, as a settled delivery ("store", offset = its position).
+  [[gnu::noinline]] result<delivery_future> append_to_store(const event& ev) {
+    auto appended = options.store->append(ev.aggregate_type(), ev.aggregate_id(), any_version, std::span(&ev, 1));
+    if (!appended) return appended.error();
+    return delivery_future::ready(delivery{.sink = "store", .topic = "", .partition = -1,
+                                           .offset = appended.value().already_stored ? -1 : appended.value().last_position});
+  }
+
   bool run(detail::handler_entry& handler, const event& ev) noexcept {
     const cause_scope cause(ev);  // events made by the handler continue ev's chain
     try {
@@ -183,16 +191,16 @@ publish_result dispatcher::publish(const event& ev) {
     }
   }
 
-  // Stored first: nothing runs for an event that is not durable.
-  std::optional<delivery> stored;
+  // Stored first: nothing runs for an event that is not durable. (Out of line: a dispatcher without
+  // a store then builds no delivery on its stack; zeroing one was a third of a publish.)
+  delivery_future stored;
   if (d.options.store) {
-    auto appended = d.options.store->append(ev.aggregate_type(), ev.aggregate_id(), any_version, std::span(&ev, 1));
+    auto appended = d.append_to_store(ev);
     if (!appended) {
       d.rejected.fetch_add(1, std::memory_order_relaxed);
       return publish_result::rejected(appended.error());
     }
-    stored = delivery{.sink = "store", .topic = "", .partition = -1,
-                      .offset = appended.value().already_stored ? -1 : appended.value().last_position};
+    stored = std::move(appended).value();
   }
 
   std::shared_ptr<const detail::registry_snapshot> holder;
@@ -208,7 +216,7 @@ publish_result dispatcher::publish(const event& ev) {
   d.published.fetch_add(1, std::memory_order_relaxed);
 
   publish_result outcome;
-  if (stored) outcome.add_delivery(delivery_future::ready(std::move(*stored)));
+  if (stored.valid()) outcome.add_delivery(std::move(stored));
   for (const auto& sink : sinks) {
     try {
       outcome.add_delivery(sink->accept(ev));

@@ -1,6 +1,8 @@
 #include "eventbus/event.hpp"
 
+#include <array>
 #include <charconv>
+#include <mutex>
 
 #include "detail/event_data.hpp"
 #include "eventbus/causation.hpp"
@@ -69,7 +71,7 @@ std::optional<eventbus::error> validate(const event_data& d) {
 }
 
 std::optional<eventbus::error> encode(const event_data& d, std::string& out) {
-  out.reserve(256 + d.event_type.size() + d.aggregate_id.size());
+  out.reserve(512 + d.event_type.size() + d.aggregate_id.size());
   out = "{\"event_id\":";
   (void)append_json_string(out, d.event_id);  // validated as ASCII hex above
   if (auto e = append_string_field(out, "event_type", d.event_type)) return e;
@@ -77,7 +79,9 @@ std::optional<eventbus::error> encode(const event_data& d, std::string& out) {
   if (auto e = append_string_field(out, "aggregate_type", d.aggregate_type)) return e;
   append_field_name(out, "payload");
   try {
-    out += d.payload.dump();
+    // Written straight into the envelope, not into a temporary string first.
+    nlohmann::detail::serializer<nlohmann::json> writer(nlohmann::detail::output_adapter<char>(out), ' ');
+    writer.dump(d.payload, false, false, 0);
   } catch (const nlohmann::json::exception& ex) {
     return invalid("payload", std::string("cannot be written as JSON: ") + ex.what());
   }
@@ -130,18 +134,20 @@ bool is_valid_event_type(std::string_view type) noexcept {
   return type.size() <= max_event_type_length && is_dotted_lower_case(type, 2) && !type.ends_with(".dlq");
 }
 
-bool json_depth_exceeds(const nlohmann::json& value, std::size_t max_depth) {
-  // Iterative on purpose: the point is to stay safe on values too deep to recurse over.
-  std::vector<std::pair<const nlohmann::json*, std::size_t>> stack{{&value, 1}};
-  while (!stack.empty()) {
-    const auto [node, depth] = stack.back();
-    stack.pop_back();
-    if (!node->is_structured()) continue;
-    if (depth > max_depth) return true;
-    for (const auto& child : *node)
-      if (child.is_structured()) stack.emplace_back(&child, depth + 1);
-  }
+namespace {
+// Recursion never deeper than max_depth + 1 frames: it stops there. (It replaced a loop over a
+// heap-allocated stack: an allocation per event made.)
+bool depth_exceeds_from(const nlohmann::json& node, std::size_t depth, std::size_t max_depth) {
+  if (!node.is_structured()) return false;
+  if (depth > max_depth) return true;
+  for (const auto& child : node)
+    if (child.is_structured() && depth_exceeds_from(child, depth + 1, max_depth)) return true;
   return false;
+}
+}  // namespace
+
+bool json_depth_exceeds(const nlohmann::json& value, std::size_t max_depth) {
+  return depth_exceeds_from(value, 1, max_depth);
 }
 
 bool text_depth_exceeds(std::string_view text, std::size_t max_depth) noexcept {
@@ -198,13 +204,22 @@ std::string sanitize_utf8(std::string_view text) {
 bool append_json_string(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
+  // Runs of plain ASCII (the usual case: ids, types) are appended whole; only the rest is looked
+  // at byte by byte (a push_back per byte was the largest single cost of make_event).
+  std::size_t run = 0;
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    out.append(text.data() + run, i - run);
     if (c >= 0x80) {
       const std::size_t len = utf8_sequence_length(text, i);
       if (len == 0) return false;
       out.append(text.substr(i, len));
       i += len;
+      run = i;
       continue;
     }
     switch (c) {
@@ -216,37 +231,42 @@ bool append_json_string(std::string& out, std::string_view text) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(hex[c >> 4]);
-          out.push_back(hex[c & 0x0F]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
+        out += "\\u00";
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 0x0F]);
     }
-    ++i;
+    run = ++i;
   }
+  out.append(text.data() + run, text.size() - run);
   out.push_back('"');
   return true;
 }
 
-result<event> event_access::seal(std::unique_ptr<event_data> data) {
+result<event> event_access::seal(std::shared_ptr<event_data> data) {
   if (auto e = validate(*data)) return *e;
-  std::optional<eventbus::error> failed;
-  std::call_once(data->encode_once, [&] { failed = encode(*data, data->encoded); });
-  if (failed) return *failed;
+  // Nobody else holds it yet: no synchronisation needed to write the wire form.
+  if (auto failed = encode(*data, data->encoded)) return *failed;
+  data->encoded_ready.store(true, std::memory_order_release);
   data->type_hash = event_type_hash(data->event_type);
   return event(std::shared_ptr<const event_data>(std::move(data)));
 }
 
-result<event> event_access::seal_decoded(std::unique_ptr<event_data> data) {
+result<event> event_access::seal_decoded(std::shared_ptr<event_data> data) {
   if (auto e = validate(*data)) return *e;
   data->type_hash = event_type_hash(data->event_type);
   return event(std::shared_ptr<const event_data>(std::move(data)));
 }
 
 const std::string& event_access::encoded(const event_data& data) {
-  std::call_once(data.encode_once, [&] { (void)encode(data, data.encoded); });
+  if (data.encoded_ready.load(std::memory_order_acquire)) return data.encoded;
+  // A decoded event, encoded on first use; copies may ask from several threads at once. A few
+  // shared locks (by address) rather than one per event: this path is rare, events are many.
+  static std::array<std::mutex, 16> locks;
+  const std::lock_guard lock(locks[(reinterpret_cast<std::uintptr_t>(&data) >> 6) % locks.size()]);
+  if (!data.encoded_ready.load(std::memory_order_relaxed)) {
+    (void)encode(data, data.encoded);
+    data.encoded_ready.store(true, std::memory_order_release);
+  }
   return data.encoded;
 }
 
@@ -286,7 +306,7 @@ void continue_chain(detail::event_data& made, const detail::event_data& cause) {
 }  // namespace
 
 event make_event(event_fields fields) {
-  auto data = std::make_unique<detail::event_data>();
+  auto data = std::make_shared<detail::event_data>();
   data->event_id = fields.event_id.empty() ? detail::new_uuid() : std::move(fields.event_id);
   data->event_type = std::move(fields.event_type);
   data->aggregate_id = std::move(fields.aggregate_id);

@@ -79,7 +79,7 @@ result<event> from_parsed(json& value) {
   if (!value.is_object())
     return eventbus::error(errc::invalid_event, std::string("envelope must be a JSON object, got ") + value.type_name());
 
-  auto data = std::make_unique<detail::event_data>();
+  auto data = std::make_shared<detail::event_data>();
   if (auto e = read_string(value, "event_id", data->event_id)) return *e;
   if (auto e = read_string(value, "event_type", data->event_type)) return *e;
   if (auto e = read_string(value, "aggregate_id", data->aggregate_id)) return *e;
@@ -256,7 +256,7 @@ std::optional<result<event>> decode_fast(std::string_view bytes) {
   if (parser.parse(bytes.data(), bytes.size(), /*realloc_if_needed=*/true).get(root)) return std::nullopt;
   dom::object fields;
   if (root.get_object().get(fields)) return std::nullopt;
-  auto data = std::make_unique<detail::event_data>();
+  auto data = std::make_shared<detail::event_data>();
   unsigned seen = 0;
   for (const auto field : fields) {
     const unsigned bit = field_of(field.key);
