@@ -177,46 +177,50 @@ void dispatcher::clear() noexcept { impl_->registry->clear(); }
 
 publish_result dispatcher::publish(const event& ev) {
   auto& d = *impl_;
+  // Every return returns this one object, so it is built in the caller's slot and never moved.
+  publish_result outcome;
+  const auto reject = [&](error why) {
+    d.rejected.fetch_add(1, std::memory_order_relaxed);
+    outcome.rejection_ = std::move(why);
+  };
   const bool from_handler = d.pool && d.pool->on_pool_thread();
   if (d.closed.load(std::memory_order_acquire) && !from_handler) {
-    d.rejected.fetch_add(1, std::memory_order_relaxed);
-    return publish_result::rejected(error(errc::shut_down, "dispatcher is shut down"));
+    reject(error(errc::shut_down, "dispatcher is shut down"));
+    return outcome;
   }
 
   const auto& sinks = d.sinks.current();
   for (const auto& sink : sinks) {
     if (auto ok = sink->check(ev); !ok) {
-      d.rejected.fetch_add(1, std::memory_order_relaxed);
-      return publish_result::rejected(ok.error());
+      reject(ok.error());
+      return outcome;
     }
   }
 
   // Stored first: nothing runs for an event that is not durable. (Out of line: a dispatcher without
   // a store then builds no delivery on its stack; zeroing one was a third of a publish.)
-  delivery_future stored;
   if (d.options.store) {
     auto appended = d.append_to_store(ev);
     if (!appended) {
-      d.rejected.fetch_add(1, std::memory_order_relaxed);
-      return publish_result::rejected(appended.error());
+      reject(appended.error());
+      return outcome;
     }
-    stored = std::move(appended).value();
+    outcome.add_delivery(std::move(appended).value());
   }
 
   std::shared_ptr<const detail::registry_snapshot> holder;
   const auto& handlers = d.registry->snapshot_for_publish(holder);
   if (d.pool) {
     if (auto scheduled = d.schedule(handlers, ev); !scheduled) {
-      d.rejected.fetch_add(1, std::memory_order_relaxed);
-      return publish_result::rejected(scheduled.error());
+      reject(scheduled.error());
+      outcome.first_ = {};  // a stored event's delivery goes with the rejection (as before: none)
+      return outcome;
     }
   } else {
     handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& h) { (void)d.invoke(*h, ev); });
   }
   d.published.fetch_add(1, std::memory_order_relaxed);
 
-  publish_result outcome;
-  if (stored.valid()) outcome.add_delivery(std::move(stored));
   for (const auto& sink : sinks) {
     try {
       outcome.add_delivery(sink->accept(ev));
