@@ -61,6 +61,19 @@ run_result run_raw(const std::string& bootstrap, const settings& s, const std::s
   return {r.seconds, r.records};
 }
 
+// Resident memory of this process (the embedded broker's included: it holds the whole topic,
+// produced before any run, so it does not grow during one).
+long rss_kb() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  long kb = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb;
+}
+
 // The worker with one handler that reads the event's sequence number; events whose number is a
 // multiple of `fail_every` throw on their first two attempts when `failing` is set.
 // Returns the time from the first record until every healthy record was handled.
@@ -93,8 +106,15 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
   });
   w.start();
   const auto give_up = clock_type::now() + std::chrono::minutes(5);
-  while (w.stats().handled < static_cast<std::uint64_t>(s.events) && clock_type::now() < give_up)
+  long rss_at_tenth = 0;
+  while (w.stats().handled < static_cast<std::uint64_t>(s.events) && clock_type::now() < give_up) {
+    if (rss_at_tenth == 0 && w.stats().handled >= static_cast<std::uint64_t>(s.events) / 10) rss_at_tenth = rss_kb();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!failing)
+    std::printf("    worker process RSS: %ld MB after %d events, %ld MB after %d: ratio %.2f\n", rss_at_tenth / 1024,
+                s.events / 10, rss_kb() / 1024, s.events,
+                rss_at_tenth > 0 ? static_cast<double>(rss_kb()) / static_cast<double>(rss_at_tenth) : 0.0);
   w.stop();
   if (healthy.load() != healthy_total) {
     std::fprintf(stderr, "worker run %s: %llu of %llu healthy events handled\n", group.c_str(),
