@@ -26,7 +26,7 @@ detail::job_ptr record_of(std::string value, std::string topic = "app.order.orde
   job->partition = 0;
   job->offset = 7;
   job->key = "o-1";
-  job->value = std::move(value);
+  job->owned_value = std::move(value);
   return job;
 }
 
@@ -104,7 +104,7 @@ TEST_CASE("a record replayed for one handler runs only that handler") {
   (void)runner.registry().add("order.created", "mail", [&](const event&) { ran.push_back("mail"); });
   auto job = record_of(order_created());
   const std::string name(replay_handler_header), value("mail");  // named: GCC 12 misreports a temporary here
-  job->headers.emplace_back(name, value);
+  job->owned_headers.emplace_back(name, value);
   CHECK(runner.first_pass(*job));
   CHECK(ran == std::vector<std::string>{"mail"});
 }

@@ -103,7 +103,7 @@ TEST_CASE("the commit point moves over finished records only up to the first unf
   CHECK(p.window.size() == 4);
   s.finish(p, *jobs[2]);
   CHECK(p.commit_next == 4);  // 3 was already done
-  CHECK(jobs[2]->value.empty());
+  CHECK(jobs[2]->value().empty());
 }
 
 TEST_CASE("forgetting a partition abandons its unfinished records and drops its ready lanes") {

@@ -33,6 +33,38 @@ std::size_t record_size(std::string_view key, std::string_view value, const reco
   return size;
 }
 
+}  // namespace
+
+std::optional<std::string_view> consumed_record::header(std::string_view name) const {
+  if (!message) {
+    for (auto it = owned_headers.rbegin(); it != owned_headers.rend(); ++it)
+      if (it->first == name) return std::string_view(it->second);
+    return std::nullopt;
+  }
+  rd_kafka_headers_t* all = nullptr;
+  if (rd_kafka_message_headers(message.get(), &all) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
+  const std::string wanted(name);  // librdkafka wants a C string
+  const void* value = nullptr;
+  size_t size = 0;
+  if (rd_kafka_header_get_last(all, wanted.c_str(), &value, &size) != RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
+  return value ? std::string_view(static_cast<const char*>(value), size) : std::string_view();
+}
+
+record_headers consumed_record::headers() const {
+  if (!message) return owned_headers;
+  record_headers out;
+  rd_kafka_headers_t* all = nullptr;
+  if (rd_kafka_message_headers(message.get(), &all) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  const char* name = nullptr;
+  const void* value = nullptr;
+  size_t size = 0;
+  for (size_t i = 0; rd_kafka_header_get_all(all, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+    out.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
+  return out;
+}
+
+namespace {
+
 std::string position_of(const consumed_record& r) {
   return r.topic + "[" + std::to_string(r.partition) + "]@" + std::to_string(r.offset);
 }
@@ -64,14 +96,14 @@ void dead_letter_writer::write(std::shared_ptr<const consumed_record> record, co
     return;
   }
   auto p = std::make_shared<pending>();
-  p->headers = dead_letter_headers(record->headers, why, {record->topic, record->partition, record->offset, group_},
+  p->headers = dead_letter_headers(record->headers(), why, {record->topic, record->partition, record->offset, group_},
                                    format_timestamp(now_ms()));
   p->record = std::move(record);
   p->topic = std::move(dlq).value();
   p->cancelled = std::move(cancelled);
   p->done = std::move(done);
   const auto& r = *p->record;
-  if (const auto size = record_size(r.key, r.value, p->headers); size > producer_.max_record_bytes())
+  if (const auto size = record_size(r.key, r.value(), p->headers); size > producer_.max_record_bytes())
     drop_value(*p, "the record (" + std::to_string(size) + " bytes with its headers) is larger than the dead-letter "
                    "producer's message.max.bytes (" + std::to_string(producer_.max_record_bytes()) + ")");
   attempt(std::move(p));
@@ -84,7 +116,7 @@ void dead_letter_writer::drop_value(pending& p, const std::string& why) const {
   for (auto& h : p.headers)
     if (h.first.starts_with("x-eventbus-dlq-")) kept.push_back(std::move(h));
   kept.emplace_back(std::string(dead_letter_value_dropped_header),
-                    std::to_string(p.record->value.size()) + " bytes not copied: " + why);
+                    std::to_string(p.record->value().size()) + " bytes not copied: " + why);
   p.headers = std::move(kept);
 }
 
@@ -93,7 +125,7 @@ void dead_letter_writer::attempt(std::shared_ptr<pending> p) {
   const auto& r = *p->record;
   const std::optional<std::string_view> key = r.null_key ? std::nullopt : std::optional<std::string_view>(r.key);
   const std::optional<std::string_view> value =
-      r.null_value || p->value_dropped ? std::nullopt : std::optional<std::string_view>(r.value);
+      r.null_value || p->value_dropped ? std::nullopt : std::optional<std::string_view>(r.value());
   producer_.produce(p->topic, key, value, p->headers, [this, p](rd_kafka_resp_err_t err) {
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       written_.fetch_add(1, std::memory_order_relaxed);

@@ -30,14 +30,14 @@ record_runner::record_runner(const worker_options& options) : options_(options),
 bool record_runner::first_pass(record_job& job) noexcept {
   try {
     if (job.topic.ends_with(options_.dlq_suffix)) return true;  // a dead-letter topic matched a regex
-    if (job.value.size() > options_.max_record_bytes) {
+    if (job.value().size() > options_.max_record_bytes) {
       job.bad = detail::dead_letter_reason{"validation",
-                                           "record is " + std::to_string(job.value.size()) +
+                                           "record is " + std::to_string(job.value().size()) +
                                                " bytes, max_record_bytes is " + std::to_string(options_.max_record_bytes),
                                            "", 1};
       return false;
     }
-    auto decoded = decode_event(job.value);
+    auto decoded = decode_event(job.value());
     if (!decoded) {
       job.bad = detail::dead_letter_reason{decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
                                            decoded.error().to_string(), "", 1};
@@ -56,11 +56,10 @@ bool record_runner::first_pass(record_job& job) noexcept {
     job.ev = std::move(decoded).value();
     const auto handlers = registry_->snapshot();
     // A record replayed for one handler (eventbus dlq replay --handler) runs only that one.
-    const auto only = std::find_if(job.headers.begin(), job.headers.end(),
-                                   [](const auto& h) { return h.first == replay_handler_header; });
+    const auto only = job.header(replay_handler_header);
     handlers->for_each_match(job.ev->event_type(), detail::event_access::data(*job.ev).type_hash,
                              [&](const detail::entry_ptr& h) {
-                               if (only == job.headers.end() || only->second == h->name)
+                               if (!only || *only == h->name)
                                  job.handlers.push_back({.handler = h});
                              });
     bool all_succeeded = true;

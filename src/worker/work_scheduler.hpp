@@ -72,7 +72,8 @@ struct record_job : consumed_record {
   void release_bytes() noexcept {
     if (hung) return;
     ev.reset();
-    std::string().swap(value);
+    message.reset();
+    std::string().swap(owned_value);
     handlers.clear();
   }
 };

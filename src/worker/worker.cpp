@@ -245,7 +245,7 @@ struct worker::impl {
   // --- records
 
   void on_message(rd_kafka_message_t* raw) {
-    const detail::kafka_message msg(raw);
+    detail::kafka_message msg(raw);
     if (msg->err) {
       if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
         detail::log(log_level::warn, "worker: consumer error: " + detail::kafka_error_text(msg->err));
@@ -265,15 +265,9 @@ struct worker::impl {
     job->null_key = msg->key == nullptr;
     job->null_value = msg->payload == nullptr;
     if (msg->key) job->key.assign(static_cast<const char*>(msg->key), msg->key_len);
-    if (msg->payload) job->value.assign(static_cast<const char*>(msg->payload), msg->len);
-    rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name = nullptr;
-      const void* value = nullptr;
-      size_t size = 0;
-      for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
-        job->headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
-    }
+    // Value and headers stay in librdkafka's message, held until the record is finished: no copy,
+    // and headers are parsed only if someone asks (a replay's handler, a dead letter).
+    job->message = std::move(msg);
     if (options.metrics) options.metrics->count_consumed(job->topic);
     work.add(p, std::move(job));
     if (!p.paused && p.window.size() >= options.max_buffered_per_partition) set_paused(p, true);

@@ -47,16 +47,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const int header_count = in.ConsumeIntegralInRange(0, 4);
   for (int i = 0; i < header_count; ++i) {
     std::string name = in.ConsumeBool() ? std::string(eventbus::replay_handler_header) : in.ConsumeRandomLengthString(40);
-    job->headers.emplace_back(std::move(name), in.ConsumeRandomLengthString(100));
+    job->owned_headers.emplace_back(std::move(name), in.ConsumeRandomLengthString(100));
   }
-  job->value = in.ConsumeRemainingBytesAsString();
+  job->owned_value = in.ConsumeRemainingBytesAsString();
 
   if (!run.first_pass(*job)) {
     for (auto& h : job->handlers) h.next_try = eventbus::detail::worker_clock::now();
     run.run_due_handlers(*job);
     const eventbus::detail::dead_letter_reason why =
         job->bad ? *job->bad : eventbus::detail::dead_letter_reason{"handler-error", "failed", "reader", 2};
-    const auto headers = eventbus::detail::dead_letter_headers(job->headers, why, {job->topic, job->partition, job->offset, "fuzz"},
+    const auto headers = eventbus::detail::dead_letter_headers(job->headers(), why, {job->topic, job->partition, job->offset, "fuzz"},
                                                                "2026-01-01T00:00:00.000Z");
     for (const auto& [name, value] : headers)
       if (name == "x-eventbus-dlq-error" && value.size() > eventbus::detail::max_dlq_error_bytes) __builtin_trap();
