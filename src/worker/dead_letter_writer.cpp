@@ -63,6 +63,13 @@ record_headers consumed_record::headers() const {
   return out;
 }
 
+void consumed_record::own_bytes() {
+  if (!message) return;
+  owned_value.assign(value());
+  owned_headers = headers();
+  message.reset();
+}
+
 namespace {
 
 std::string position_of(const consumed_record& r) {

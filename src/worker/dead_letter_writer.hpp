@@ -49,6 +49,10 @@ struct consumed_record {
   [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const;
   /// Every header, copied (for a dead letter).
   [[nodiscard]] record_headers headers() const;
+  /// Copies value and headers out of the message and lets it go. For a record that will wait
+  /// (in backoff, or behind one that is): a held message keeps librdkafka's whole fetch response
+  /// alive, other partitions' records included. Only while no other thread reads the record.
+  void own_bytes();
 };
 
 /// What became of a dead letter.

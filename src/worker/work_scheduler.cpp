@@ -34,6 +34,7 @@ void work_scheduler::add(partition_work& p, job_ptr job) {
     l.partition = &p;
   }
   job->owner = &l;
+  if (l.current) job->own_bytes();  // behind a record in backoff: it may wait a while (see own_bytes)
   p.window.push_back(job);
   l.waiting.push_back(std::move(job));
   if (l.ready)

@@ -396,6 +396,10 @@ struct worker::impl {
       }
       lane.waiting.insert(lane.waiting.begin(), first + 1, end);
       lane.current = stopped_at;
+      // It and the lane's waiting records may wait for seconds: they stop holding fetch buffers.
+      // (A record that overran is still read by its thread: it is dead-lettered as it is.)
+      if (!overran) stopped_at->own_bytes();
+      for (const auto& waiting : lane.waiting) waiting->own_bytes();
       if (overran)
         time_out(stopped_at);
       else if (lane.current->bad)
