@@ -41,6 +41,7 @@ struct settings {
   int max_concurrency = 4;  // handlers here are quick: about the core count
   int fail_every = 100;  // 1 %
   int worker_only = 0;   // 1: the clean worker run alone, for a profiler
+  int window = 100'000;  // max_buffered_per_partition: large, so the window never pauses a partition
 };
 
 struct run_result {
@@ -87,7 +88,7 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
                                 .max_backoff = std::chrono::milliseconds(20),
                                 .jitter = 0.0},
                       .max_concurrency = static_cast<std::size_t>(s.max_concurrency),
-                      .max_buffered_per_partition = 100000});
+                      .max_buffered_per_partition = static_cast<std::size_t>(s.window)});
   const auto attempts = std::make_unique<std::atomic<std::uint8_t>[]>(static_cast<std::size_t>(s.events));
   std::atomic<bool> started{false};
   std::atomic<std::uint64_t> healthy{0};
@@ -135,9 +136,10 @@ int main(int argc, char** argv) {
                                      {"--rounds", &s.rounds},
                                      {"--partitions", &s.partitions},
                                      {"--max-concurrency", &s.max_concurrency},
-                                     {"--worker-only", &s.worker_only}})) {
+                                     {"--worker-only", &s.worker_only},
+                                     {"--window", &s.window}})) {
     std::fprintf(stderr,
-                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1]\n");
+                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N]\n");
     return 2;
   }
   eventbus::set_log_level(eventbus::log_level::error);

@@ -96,7 +96,16 @@ void partition_control::set_paused(partition_work& p, bool pause) {
   (void)(pause ? rd_kafka_pause_partitions(consumer_.get(), list) : rd_kafka_resume_partitions(consumer_.get(), list));
   rd_kafka_topic_partition_list_destroy(list);
   p.paused = pause;
-  if (!pause) wake_fetcher(p);
+  if (!pause && every_other_paused(p)) wake_fetcher(p);
+}
+
+// While another partition still fetches, its fetches wake the broker thread anyway, and the
+// wake-up's round trip (blocking this thread) is wasted: measured, resuming 128 partitions with a
+// round trip each halved a worker's rate with the default window.
+bool partition_control::every_other_paused(const partition_work& p) const {
+  for (const auto& [key, other] : work_.partitions())
+    if (&other != &p && !other.paused && !other.revoking) return false;
+  return true;
 }
 
 // librdkafka (2.0.2) notes a resume but its broker thread only looks again when something else

@@ -47,6 +47,7 @@ class partition_control {
 
  private:
   void wake_fetcher(const partition_work& p);
+  [[nodiscard]] bool every_other_paused(const partition_work& p) const;
   static void attach_metadata(rd_kafka_topic_partition_t& entry, const std::string& metadata);
   static constexpr int committed_timeout_ms = 10'000;
 
