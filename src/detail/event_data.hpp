@@ -22,7 +22,9 @@ struct event_data {
   std::optional<std::string> correlation_id;
   std::optional<std::string> causation_id;
   metadata_map metadata;
-  nlohmann::json extensions = nlohmann::json::object();
+  // Null until a field arrives (operator[] makes it an object): an empty object is an allocation
+  // per event. event::extensions() shows null as an empty object.
+  nlohmann::json extensions;
   // The wire form: written when a made event is sealed (encoding is part of its validation), and
   // on first use for a decoded one (whose fields came from a JSON parser, so it cannot fail), so a
   // worker that only reads events never re-encodes them.

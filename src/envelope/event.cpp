@@ -284,7 +284,10 @@ int event::version() const noexcept { return data_->version; }
 const std::optional<std::string>& event::correlation_id() const noexcept { return data_->correlation_id; }
 const std::optional<std::string>& event::causation_id() const noexcept { return data_->causation_id; }
 const metadata_map& event::metadata() const noexcept { return data_->metadata; }
-const nlohmann::json& event::extensions() const noexcept { return data_->extensions; }
+const nlohmann::json& event::extensions() const noexcept {
+  static const nlohmann::json none = nlohmann::json::object();
+  return data_->extensions.is_null() ? none : data_->extensions;
+}
 
 bool operator==(const event& a, const event& b) noexcept {
   if (a.data_ == b.data_) return true;
