@@ -13,6 +13,7 @@
 
 #include "detail/event_data.hpp"
 #include "eventbus/dispatcher.hpp"
+#include "eventbus/metrics.hpp"
 #include "ratio_reporter.hpp"
 
 namespace {
@@ -133,7 +134,25 @@ BENCHMARK(make_event_with_payload);
 BENCHMARK(raw_json_parse);
 BENCHMARK(decode_event);
 BENCHMARK(decode_event_nlohmann_path);
+// The same, with the handler-latency histogram on (what services with metrics run).
+void eventbus_inline_histogram(benchmark::State& state) {
+  std::uint64_t sink = 0;
+  auto metrics = std::make_shared<eventbus::metrics>();
+  eventbus::dispatcher bus({.mode = eventbus::dispatch_mode::caller_thread,
+                            .observe_handler = eventbus::metrics::handler_observer_for(metrics)});
+  std::vector<eventbus::subscription> subs;
+  for (int i = 0; i < state.range(0); ++i)
+    subs.push_back(bus.subscribe("order.created", "h" + std::to_string(i), handler_body{&sink}));
+  const auto ev = sample_event();
+  for (auto _ : state) {
+    auto outcome = bus.publish(ev);
+    benchmark::DoNotOptimize(outcome);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 BENCHMARK(raw_fanout)->ArgName("handlers")->Arg(1)->Arg(4);
+BENCHMARK(eventbus_inline_histogram)->ArgName("handlers")->Arg(1)->Arg(4);
 BENCHMARK(eventbus_inline)->ArgName("handlers")->Arg(1)->Arg(4);
 
 }  // namespace
