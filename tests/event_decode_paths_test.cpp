@@ -86,6 +86,8 @@ TEST_CASE("field types and shapes the fast path hands over all come out as the n
   same_outcome("[1,2]");
   same_outcome("{\"a\":1} trailing");
   same_outcome("");
+  same_outcome(std::string(std::string_view()));  // no data pointer at all (a tombstone's value)
+  CHECK_FALSE(decode_event(std::string_view()).ok());
   same_outcome(with_payload("{}") + " ");
 }
 

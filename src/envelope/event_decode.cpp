@@ -241,7 +241,9 @@ std::optional<result<event>> decode_fast(std::string_view bytes) {
   // nlohmann (they are rare in events).
   for (auto at = bytes.find("\\u"); at != std::string_view::npos; at = bytes.find("\\u", at + 1))
     if (at + 2 < bytes.size() && (bytes[at + 2] == 'd' || bytes[at + 2] == 'D')) return std::nullopt;
-  if (bytes.size() > fast_path_max_bytes) return std::nullopt;
+  // Empty (a tombstone's view may have no data pointer at all, which simdjson must not get) or
+  // too big: the nlohmann path.
+  if (bytes.empty() || bytes.size() > fast_path_max_bytes) return std::nullopt;
   // One parser a thread, reused: it keeps its buffers (sized by the largest record it saw, hence
   // the cap above). Its depth limit makes a too-deep document fail here (DEPTH_ERROR) and go to
   // the nlohmann path, which tells "too deep" from "not JSON": so no pre-scan on this path.

@@ -42,7 +42,7 @@ struct consumed_record {
   [[nodiscard]] std::string_view value() const noexcept {
     if (!message) return owned_value;
     return message->payload ? std::string_view(static_cast<const char*>(message->payload), message->len)
-                            : std::string_view();
+                            : std::string_view("", 0);  // a tombstone: empty, but never a null pointer
   }
   /// The last header called `name`, if any. Parses the message's headers on first use: one thread
   /// at a time (the worker hands a record from thread to thread, never shares it).
