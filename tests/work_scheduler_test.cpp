@@ -184,3 +184,41 @@ TEST_CASE("records finished above the commit point are remembered, and records a
   CHECK(q.window.empty());
   CHECK(q.finished.empty());  // all below the commit point now
 }
+
+TEST_CASE("an idle key lane stays for the key's next record, and idle lanes are dropped when a partition holds many") {
+  work_scheduler s(processing_order::key, 256);
+  auto& p = s.partition("app.order.order.created", 0);
+  auto a = record(0, "a");
+  s.add(p, a);
+  auto batch = s.take(1);
+  REQUIRE(batch.runs.size() == 1);
+  lane* const first = batch.runs[0].owner;
+  s.finish(p, *a);
+  s.release(*first);
+  REQUIRE(p.lanes.size() == 1);  // idle, kept
+  auto again = record(1, "a");
+  s.add(p, again);
+  CHECK(again->owner == first);  // the same lane serves the key's next record
+
+  // Past max_lanes_kept, a release drops every idle lane (never one with work).
+  auto next = s.take(1);
+  s.finish(p, *again);
+  std::vector<job_ptr> held;
+  for (std::size_t i = 0; i <= work_scheduler::max_lanes_kept; ++i) {
+    held.push_back(record(static_cast<std::int64_t>(2 + i), "k" + std::to_string(i)));
+    s.add(p, held.back());
+  }
+  REQUIRE(p.lanes.size() > work_scheduler::max_lanes_kept);
+  s.release(*next.runs[0].owner);  // lane "a", idle again: the sweep runs
+  CHECK(p.lanes.count("a") == 0);
+  CHECK(p.lanes.size() == work_scheduler::max_lanes_kept + 1);  // the waiting ones all stay
+
+  work_scheduler u(processing_order::unordered, 256);
+  auto& q = u.partition("app.order.order.created", 0);
+  auto one = record(0, "a");
+  u.add(q, one);
+  auto b = u.take(1);
+  u.finish(q, *one);
+  u.release(*b.runs[0].owner);
+  CHECK(q.lanes.empty());  // an unordered lane never comes back
+}

@@ -79,7 +79,19 @@ void work_scheduler::release(lane& l) {
   l.busy = false;
   if (!l.waiting.empty()) return make_ready(l);
   auto& lanes = l.partition->lanes;
+  // A key's lane stays for its next record (a new one is a map node and a deque: several
+  // allocations, the consumer thread's largest cost per record in a profile) until the partition
+  // holds many; unordered lanes are one record each and never come back.
+  if (order_ != processing_order::unordered && lanes.size() <= max_lanes_kept) return;
+  if (order_ != processing_order::unordered) return drop_idle_lanes(*l.partition);
   lanes.erase(lanes.find(l.id));  // by iterator: the key lives in the element being erased
+}
+
+void work_scheduler::drop_idle_lanes(partition_work& p) {
+  std::erase_if(p.lanes, [](const auto& kv) {
+    const lane& l = kv.second;
+    return !l.busy && !l.ready && l.waiting.empty() && !l.current;
+  });
 }
 
 void work_scheduler::finish(partition_work& p, record_job& job) {

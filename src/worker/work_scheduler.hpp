@@ -178,8 +178,11 @@ class work_scheduler {
   [[nodiscard]] work_batch take(std::size_t free_slots, std::size_t max_records = SIZE_MAX);
   [[nodiscard]] bool has_ready() const noexcept { return !ready_.empty(); }
 
-  /// The lane's in-flight work is over: it becomes ready again if records wait, else it is dropped.
+  /// The lane's in-flight work is over: it becomes ready again if records wait, else it idles for
+  /// its key's next record (key and partition order; unordered lanes are dropped). A partition's
+  /// idle lanes are dropped when it holds more than max_lanes_kept.
   void release(lane& l);
+  static constexpr std::size_t max_lanes_kept = 1024;
 
   /// Marks the record finished and moves its partition's commit point over every finished record
   /// at the window's head. Drops the record's bytes if the caller has not.
@@ -200,6 +203,7 @@ class work_scheduler {
   const std::string& lane_id(const record_job& job, std::string& scratch) const;
   void make_ready(lane& l);
   void advance_commit_point(partition_work& p);
+  static void drop_idle_lanes(partition_work& p);
 
   processing_order order_;
   std::size_t max_batch_;
