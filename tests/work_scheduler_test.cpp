@@ -212,6 +212,7 @@ TEST_CASE("an idle key lane stays for the key's next record, and idle lanes are 
   s.release(*next.runs[0].owner);  // lane "a", idle again: the sweep runs
   CHECK(p.lanes.count("a") == 0);
   CHECK(p.lanes.size() == work_scheduler::max_lanes_kept + 1);  // the waiting ones all stay
+  CHECK(p.lanes_after_sweep == work_scheduler::max_lanes_kept + 1);  // next sweep past twice that
 
   work_scheduler u(processing_order::unordered, 256);
   auto& q = u.partition("app.order.order.created", 0);

@@ -78,20 +78,22 @@ work_batch work_scheduler::take(std::size_t free_slots, std::size_t max_records)
 void work_scheduler::release(lane& l) {
   l.busy = false;
   if (!l.waiting.empty()) return make_ready(l);
-  auto& lanes = l.partition->lanes;
+  auto& p = *l.partition;
+  if (order_ == processing_order::unordered) {  // one record each: the lane never comes back
+    p.lanes.erase(p.lanes.find(l.id));          // by iterator: the key lives in the element being erased
+    return;
+  }
   // A key's lane stays for its next record (a new one is a map node and a deque: several
-  // allocations, the consumer thread's largest cost per record in a profile) until the partition
-  // holds many; unordered lanes are one record each and never come back.
-  if (order_ != processing_order::unordered && lanes.size() <= max_lanes_kept) return;
-  if (order_ != processing_order::unordered) return drop_idle_lanes(*l.partition);
-  lanes.erase(lanes.find(l.id));  // by iterator: the key lives in the element being erased
-}
-
-void work_scheduler::drop_idle_lanes(partition_work& p) {
-  std::erase_if(p.lanes, [](const auto& kv) {
-    const lane& l = kv.second;
-    return !l.busy && !l.ready && l.waiting.empty() && !l.current;
-  });
+  // allocations, the consumer thread's largest cost per record in a profile). Idle lanes are
+  // swept when the partition holds many, and not again before the count doubles (so a partition
+  // whose lanes all have work does not sweep on every release).
+  if (p.lanes.size() > std::max(max_lanes_kept, 2 * p.lanes_after_sweep)) {
+    std::erase_if(p.lanes, [](const auto& kv) {
+      const lane& idle = kv.second;
+      return !idle.busy && !idle.ready && idle.waiting.empty() && !idle.current;
+    });
+    p.lanes_after_sweep = p.lanes.size();
+  }
 }
 
 void work_scheduler::finish(partition_work& p, record_job& job) {

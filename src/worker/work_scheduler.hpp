@@ -94,7 +94,8 @@ struct partition_work {
   std::string topic;
   std::int32_t partition = -1;
   std::deque<job_ptr> window;  // every fetched record not yet committable, in offset order
-  std::unordered_map<std::string, lane> lanes;
+  std::unordered_map<std::string, lane> lanes;  // key and partition order: idle ones are kept (release)
+  std::size_t lanes_after_sweep = 0;            // lanes left by the last sweep of idle ones
   std::size_t on_pool = 0;        // records of this partition in batches on the pool
   std::int64_t commit_next = -1;  // offset after the last committable record; -1: none yet
   std::int64_t first_seen = -1;   // offset of the first record received since the assignment
@@ -180,7 +181,8 @@ class work_scheduler {
 
   /// The lane's in-flight work is over: it becomes ready again if records wait, else it idles for
   /// its key's next record (key and partition order; unordered lanes are dropped). A partition's
-  /// idle lanes are dropped when it holds more than max_lanes_kept.
+  /// idle lanes are dropped when it holds more than max_lanes_kept (and twice what the last sweep
+  /// left).
   void release(lane& l);
   static constexpr std::size_t max_lanes_kept = 1024;
 
@@ -203,7 +205,6 @@ class work_scheduler {
   const std::string& lane_id(const record_job& job, std::string& scratch) const;
   void make_ready(lane& l);
   void advance_commit_point(partition_work& p);
-  static void drop_idle_lanes(partition_work& p);
 
   processing_order order_;
   std::size_t max_batch_;
