@@ -98,6 +98,18 @@ std::map<std::int32_t, commit_state> read_commits(const embedded_broker& broker,
   return out;
 }
 
+// True when the group's commits name every record of `where` done: below its partition's commit
+// offset, or (unless `offset_only`) named finished in the commit's metadata.
+bool commits_cover(const embedded_broker& broker, const std::string& group, std::int32_t partitions,
+                   const std::map<std::string, position>& where, bool offset_only = false) {
+  const auto commits = read_commits(broker, group, partitions);
+  for (const auto& [id, pos] : where) {
+    const auto& commit = commits.at(pos.partition);
+    if (offset_only ? pos.offset >= commit.offset : !commit.covers(pos.offset)) return false;
+  }
+  return true;
+}
+
 // Publishes one event of aggregate `aggregate_id`; returns its id and where it landed.
 std::pair<std::string, position> publish_one(const embedded_broker& broker, const std::string& aggregate_id) {
   kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}}});
@@ -218,11 +230,7 @@ TEST_CASE("after a SIGKILL, records that finished behind one in backoff are not 
   // Killed once every other record is handled and a commit says so.
   const bool committed_all = wait_until(
       [&] {
-        if (lines_of(first_out).size() < others) return false;
-        const auto commits = read_commits(broker, "g-stuck", 4);
-        for (const auto& [id, pos] : where)
-          if (!commits.at(pos.partition).covers(pos.offset)) return false;
-        return true;
+        return lines_of(first_out).size() >= others && commits_cover(broker, "g-stuck", 4, where);
       },
       60s);
   REQUIRE(kill(first, SIGKILL) == 0);
@@ -238,14 +246,8 @@ TEST_CASE("after a SIGKILL, records that finished behind one in backoff are not 
   REQUIRE(second > 0);
   const bool stuck_handled = wait_until([&] { return lines_of(second_out).count(stuck_id) == 1; }, 90s);
   // Then until its commit passes the end of every partition (the skipped records included).
-  const bool committed_end = wait_until(
-      [&] {
-        const auto commits = read_commits(broker, "g-stuck", 4);
-        for (const auto& [id, pos] : where)
-          if (commits.at(pos.partition).offset <= pos.offset) return false;
-        return true;
-      },
-      30s);
+  const bool committed_end =
+      wait_until([&] { return commits_cover(broker, "g-stuck", 4, where, /*offset_only=*/true); }, 30s);
   kill(second, SIGTERM);
   int status = 0;
   REQUIRE(waitpid(second, &status, 0) == second);
@@ -355,11 +357,7 @@ TEST_CASE("a rebalance hands partitions over without handling again what finishe
   // Every other record handled, and a commit that says so.
   REQUIRE(wait_until(
       [&] {
-        if (handled() < others) return false;
-        const auto commits = read_commits(broker, "g-handover", 2);
-        for (const auto& [id, pos] : where)
-          if (!commits.at(pos.partition).covers(pos.offset)) return false;
-        return true;
+        return handled() >= others && commits_cover(broker, "g-handover", 2, where);
       },
       60s));
   for (const auto p : stuck_partitions) CHECK(read_commit(broker, "g-handover", p).finished.size() > 0);
@@ -371,14 +369,8 @@ TEST_CASE("a rebalance hands partitions over without handling again what finishe
   REQUIRE(wait_until([&] { return second.assigned_partitions() > 0; }, 30s));  // the rebalance
   const bool all = wait_until([&] { return handled() == others + stuck_ids.size(); }, 60s);
   // ... and committed to the end: the skipped records are behind the stuck ones.
-  const bool committed_end = wait_until(
-      [&] {
-        const auto commits = read_commits(broker, "g-handover", 2);
-        for (const auto& [id, pos] : where)
-          if (commits.at(pos.partition).offset <= pos.offset) return false;
-        return true;
-      },
-      30s);
+  const bool committed_end =
+      wait_until([&] { return commits_cover(broker, "g-handover", 2, where, /*offset_only=*/true); }, 30s);
   first.stop();
   second.stop();
   CHECK(all);
