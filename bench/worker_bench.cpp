@@ -8,11 +8,13 @@
 //
 //   build/werror/bench/worker_bench [--events 1000000] [--rounds 3] [--partitions 128] [--max-concurrency 4]
 //   build/werror/bench/worker_bench --worker-only 1       # the worker run alone, for perf record
+//   build/werror/bench/worker_bench --envelope-only 1     # a handler that never reads the payload
 
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -42,7 +44,15 @@ struct settings {
   int fail_every = 100;  // 1 %
   int worker_only = 0;   // 1: the clean worker run alone, for a profiler
   int window = 100'000;  // max_buffered_per_partition: large, so the window never pauses a partition
+  int envelope_only = 0;  // 1: the handler reads only the envelope (its sequence number from the correlation id)
 };
+
+// "corr-<seq>", as produce_orders writes it.
+std::int64_t seq_of_correlation(const std::string& id) {
+  std::int64_t seq = 0;
+  std::from_chars(id.data() + 5, id.data() + id.size(), seq);
+  return seq;
+}
 
 struct run_result {
   double seconds = 0;
@@ -75,7 +85,8 @@ long rss_kb() {
   return kb;
 }
 
-// The worker with one handler that reads the event's sequence number; events whose number is a
+// The worker with one handler that reads the event's sequence number (from the payload, or with
+// --envelope-only 1 from the envelope's correlation id); events whose number is a
 // multiple of `fail_every` throw on their first two attempts when `failing` is set.
 // Returns the time from the first record until every healthy record was handled.
 run_result run_worker(const std::string& bootstrap, const settings& s, const std::string& group, bool failing) {
@@ -97,7 +108,8 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
                                       (failing ? static_cast<std::uint64_t>((s.events + s.fail_every - 1) / s.fail_every) : 0);
   auto sub = w.subscribe("order.created", "bench", [&](const eventbus::event& ev) {
     if (!started.exchange(true, std::memory_order_relaxed)) first = clock_type::now();
-    const auto seq = ev.payload()["seq"].get<std::int64_t>();
+    const auto seq = s.envelope_only == 0 ? ev.payload()["seq"].get<std::int64_t>()
+                                         : seq_of_correlation(ev.correlation_id().value_or("corr-0"));
     if (failing && seq % s.fail_every == 0) {
       if (attempts[static_cast<std::size_t>(seq)].fetch_add(1, std::memory_order_relaxed) < 2)
         throw std::runtime_error("transient");
@@ -137,9 +149,10 @@ int main(int argc, char** argv) {
                                      {"--partitions", &s.partitions},
                                      {"--max-concurrency", &s.max_concurrency},
                                      {"--worker-only", &s.worker_only},
-                                     {"--window", &s.window}})) {
+                                     {"--window", &s.window},
+                                     {"--envelope-only", &s.envelope_only}})) {
     std::fprintf(stderr,
-                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N]\n");
+                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N] [--envelope-only 1]\n");
     return 2;
   }
   eventbus::set_log_level(eventbus::log_level::error);

@@ -16,7 +16,13 @@ struct event_data {
   std::string event_type;
   std::string aggregate_id;
   std::string aggregate_type;
-  nlohmann::json payload;
+  // A decoded event's payload is left in the record it came in (payload_source: a copy of the
+  // whole record, which the decoder checked, payload included) until someone reads it; payload()
+  // then builds the value, once, whichever thread asks first. Handlers that read only the
+  // envelope never pay for it. A made event's payload is built from the start (payload_ready).
+  mutable nlohmann::json payload;
+  mutable std::string payload_source;
+  mutable std::atomic<bool> payload_ready{true};
   time_point timestamp;
   int version = 1;
   std::optional<std::string> correlation_id;
@@ -47,6 +53,8 @@ struct event_access {
   static result<event> seal_decoded(std::shared_ptr<event_data> data);
   /// The wire form, written on first use.
   static const std::string& encoded(const event_data& data);
+  /// The payload, built from payload_text on first use.
+  static const nlohmann::json& payload(const event_data& data);
   static const event_data& data(const event& ev) noexcept { return *ev.data_; }
 };
 
@@ -68,6 +76,10 @@ struct event_access {
 /// decode_event on its nlohmann path only: what the simdjson path must match (tests and the
 /// differential fuzz target compare the two).
 [[nodiscard]] result<event> decode_event_nlohmann(std::string_view bytes);
+
+/// The payload of a record the decoder accepted with a lazy payload: the same value the decoder
+/// would have built.
+[[nodiscard]] nlohmann::json payload_of_checked_record(std::string_view record);
 
 /// `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD.
 [[nodiscard]] std::string sanitize_utf8(std::string_view text);

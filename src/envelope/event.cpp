@@ -62,10 +62,13 @@ std::optional<eventbus::error> validate(const event_data& d) {
   if (auto problem = event_type_problem(d.event_type)) return invalid("event_type", *problem);
   if (d.aggregate_id.empty()) return invalid("aggregate_id", "must not be empty");
   if (d.aggregate_type.empty()) return invalid("aggregate_type", "must not be empty");
-  if (!d.payload.is_object())
-    return invalid("payload", std::string("must be a JSON object, got ") + d.payload.type_name());
-  if (json_depth_exceeds(d.payload, max_payload_depth))
-    return invalid("payload", "is nested deeper than " + std::to_string(max_payload_depth) + " levels");
+  // A lazy payload (payload_ready false) was checked by the decoder, on its text.
+  if (d.payload_ready.load(std::memory_order_relaxed)) {
+    if (!d.payload.is_object())
+      return invalid("payload", std::string("must be a JSON object, got ") + d.payload.type_name());
+    if (json_depth_exceeds(d.payload, max_payload_depth))
+      return invalid("payload", "is nested deeper than " + std::to_string(max_payload_depth) + " levels");
+  }
   if (d.version < 1) return invalid("version", "must be >= 1, got " + std::to_string(d.version));
   return std::nullopt;
 }
@@ -81,7 +84,7 @@ std::optional<eventbus::error> encode(const event_data& d, std::string& out) {
   try {
     // Written straight into the envelope, not into a temporary string first.
     nlohmann::detail::serializer<nlohmann::json> writer(nlohmann::detail::output_adapter<char>(out), ' ');
-    writer.dump(d.payload, false, false, 0);
+    writer.dump(event_access::payload(d), false, false, 0);
   } catch (const nlohmann::json::exception& ex) {
     return invalid("payload", std::string("cannot be written as JSON: ") + ex.what());
   }
@@ -257,12 +260,29 @@ result<event> event_access::seal_decoded(std::shared_ptr<event_data> data) {
   return event(std::shared_ptr<const event_data>(std::move(data)));
 }
 
+// What a decoded event builds on first use (its wire form, its payload), copies may ask for from
+// several threads at once. A few shared locks (by address) rather than one per event: the first
+// use is once per event, events are many.
+static std::mutex& first_use_lock(const event_data& data, int which) {
+  static std::array<std::mutex, 32> locks;
+  return locks[((reinterpret_cast<std::uintptr_t>(&data) >> 6) * 2 + static_cast<std::uintptr_t>(which)) % locks.size()];
+}
+
+const nlohmann::json& event_access::payload(const event_data& data) {
+  if (data.payload_ready.load(std::memory_order_acquire)) return data.payload;
+  const std::lock_guard lock(first_use_lock(data, 1));
+  if (!data.payload_ready.load(std::memory_order_relaxed)) {
+    data.payload = payload_of_checked_record(data.payload_source);
+    std::string().swap(data.payload_source);
+    data.payload_ready.store(true, std::memory_order_release);
+  }
+  return data.payload;
+}
+
 const std::string& event_access::encoded(const event_data& data) {
   if (data.encoded_ready.load(std::memory_order_acquire)) return data.encoded;
-  // A decoded event, encoded on first use; copies may ask from several threads at once. A few
-  // shared locks (by address) rather than one per event: this path is rare, events are many.
-  static std::array<std::mutex, 16> locks;
-  const std::lock_guard lock(locks[(reinterpret_cast<std::uintptr_t>(&data) >> 6) % locks.size()]);
+  // Encoding reads the payload, which takes the other lock of the pair: never the same one.
+  const std::lock_guard lock(first_use_lock(data, 0));
   if (!data.encoded_ready.load(std::memory_order_relaxed)) {
     (void)encode(data, data.encoded);
     data.encoded_ready.store(true, std::memory_order_release);
@@ -278,7 +298,7 @@ const std::string& event::event_id() const noexcept { return data_->event_id; }
 const std::string& event::event_type() const noexcept { return data_->event_type; }
 const std::string& event::aggregate_id() const noexcept { return data_->aggregate_id; }
 const std::string& event::aggregate_type() const noexcept { return data_->aggregate_type; }
-const nlohmann::json& event::payload() const noexcept { return data_->payload; }
+const nlohmann::json& event::payload() const noexcept { return event_access::payload(*data_); }
 time_point event::timestamp() const noexcept { return data_->timestamp; }
 int event::version() const noexcept { return data_->version; }
 const std::optional<std::string>& event::correlation_id() const noexcept { return data_->correlation_id; }

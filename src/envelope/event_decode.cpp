@@ -191,13 +191,25 @@ bool read_optional_string(dom::element e, std::optional<std::string>& out) {
 }
 
 // True when it read the field as the nlohmann path would; false hands the record to that path.
-bool read_field(unsigned bit, dom::element value, detail::event_data& d) {
+// `record` is the whole record, kept for a lazy payload.
+bool read_field(unsigned bit, dom::element value, detail::event_data& d, std::string_view record) {
   switch (bit) {
     case f_event_id: return read_string(value, d.event_id);
     case f_event_type: return read_string(value, d.event_type);
     case f_aggregate_id: return read_string(value, d.aggregate_id);
     case f_aggregate_type: return read_string(value, d.aggregate_type);
-    case f_payload: d.payload = to_nlohmann(value); return true;
+    case f_payload: {
+      // An object (anything else fails validation, with the nlohmann path's message) is left in
+      // the record, which the parser just checked: only a handler that reads it pays for building
+      // it (a map node and a string per member), by parsing the record again.
+      if (value.type() != dom::element_type::OBJECT) {
+        d.payload = to_nlohmann(value);
+        return true;
+      }
+      d.payload_source.assign(record);
+      d.payload_ready.store(false, std::memory_order_relaxed);
+      return true;
+    }
     case f_timestamp: {
       std::string_view text;
       if (value.get_string().get(text)) return false;
@@ -235,6 +247,19 @@ bool read_field(unsigned bit, dom::element value, detail::event_data& d) {
 // the size of the largest record it parsed, and a worker has max_concurrency threads.
 constexpr std::size_t fast_path_max_bytes = 64 * 1024;
 
+// One parser a thread, reused: it keeps its buffers (sized by the largest record it saw, hence
+// the cap above). Its depth limit makes a too-deep document fail (DEPTH_ERROR) and go to the
+// nlohmann path, which tells "too deep" from "not JSON": so no pre-scan on the fast path.
+dom::parser& thread_parser() {
+  thread_local dom::parser parser = [] {
+    dom::parser p;
+    if (p.allocate(4096, max_payload_depth) != simdjson::SUCCESS) {
+    }  // then parse() allocates, with the default depth, and the fast path's check keeps it out
+    return p;
+  }();
+  return parser;
+}
+
 // Nothing when the record is not for this path (see the top of the file).
 std::optional<result<event>> decode_fast(std::string_view bytes) {
   // An escaped surrogate: nlohmann refuses a lone one, simdjson 3.0 does not; leave them all to
@@ -244,15 +269,7 @@ std::optional<result<event>> decode_fast(std::string_view bytes) {
   // Empty (a tombstone's view may have no data pointer at all, which simdjson must not get) or
   // too big: the nlohmann path.
   if (bytes.empty() || bytes.size() > fast_path_max_bytes) return std::nullopt;
-  // One parser a thread, reused: it keeps its buffers (sized by the largest record it saw, hence
-  // the cap above). Its depth limit makes a too-deep document fail here (DEPTH_ERROR) and go to
-  // the nlohmann path, which tells "too deep" from "not JSON": so no pre-scan on this path.
-  thread_local dom::parser parser = [] {
-    dom::parser p;
-    if (p.allocate(4096, max_payload_depth) != simdjson::SUCCESS) {
-    }  // then parse() allocates, with the default depth, and the check below keeps this path out
-    return p;
-  }();
+  dom::parser& parser = thread_parser();
   if (parser.max_depth() > max_payload_depth) return std::nullopt;
   dom::element root;
   if (parser.parse(bytes.data(), bytes.size(), /*realloc_if_needed=*/true).get(root)) return std::nullopt;
@@ -268,7 +285,7 @@ std::optional<result<event>> decode_fast(std::string_view bytes) {
     }
     if ((seen & bit) != 0) return std::nullopt;  // a duplicate: nlohmann keeps the last one
     seen |= bit;
-    if (!read_field(bit, field.value, *data)) return std::nullopt;
+    if (!read_field(bit, field.value, *data, bytes)) return std::nullopt;
   }
   if ((seen & required_fields) != required_fields) return std::nullopt;
   return detail::event_access::seal_decoded(std::move(data));
@@ -294,6 +311,15 @@ result<event> decode_event(std::string_view bytes) {
 }
 
 namespace detail {
+
+json payload_of_checked_record(std::string_view record) {
+  // The fast path accepted this record, so it parses again, with one "payload" member holding an
+  // object; nlohmann's parser is the fallback should the parser be unable to allocate.
+  dom::element payload;
+  if (!thread_parser().parse(record.data(), record.size(), /*realloc_if_needed=*/true)["payload"].get(payload))
+    return to_nlohmann(payload);
+  return json::parse(record).at("payload");
+}
 
 result<event> decode_event_nlohmann(std::string_view bytes) {
   // Too deep to be an event: never build its tree (writing it out again would recurse that deep).
