@@ -7,6 +7,7 @@
 #include <future>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
@@ -156,6 +157,36 @@ TEST_CASE("metrics_server refuses a malformed or busy listen address, naming it"
   metrics_server taken(m, "127.0.0.1:0");
   CHECK(field_of("127.0.0.1:" + std::to_string(taken.port())) == "listen");
   CHECK_THROWS_AS(metrics_server(nullptr, "127.0.0.1:0"), exception);
+}
+
+TEST_CASE("observations interleaved over many series and two metrics objects each land on their own series") {
+  // Each thread remembers the series it used lately, per metrics object: more series than it
+  // remembers, alternating, from two threads, must still count exactly.
+  auto first = std::make_shared<metrics>(), second = std::make_shared<metrics>();
+  metrics_server server_a(first, "127.0.0.1:0"), server_b(second, "127.0.0.1:0");
+  constexpr int handlers = 11, rounds = 30;
+  const auto observe = [&](int thread) {
+    for (int r = 0; r < rounds; ++r)
+      for (int h = 0; h < handlers; ++h) {
+        const std::string name = "h" + std::to_string(h);
+        first->observe_handler(name, "order.created", (r + thread) % 2 == 0, 1ms);
+        if (h % 3 == 0) second->observe_handler(name, "order.created", true, 1ms);
+      }
+  };
+  std::thread other(observe, 1);
+  observe(0);
+  other.join();
+  const auto a = http_get(server_a.port(), "/metrics").body, b = http_get(server_b.port(), "/metrics").body;
+  for (int h = 0; h < handlers; ++h) {
+    const std::string name = "h" + std::to_string(h);
+    CAPTURE(name);
+    for (const char* outcome : {"success", "error"})
+      CHECK(sample_value(a, "eventbus_handler_duration_seconds_count",
+                         {{"handler", name}, {"event_type", "order.created"}, {"outcome", outcome}}) == rounds);
+    CHECK(sample_value(b, "eventbus_handler_duration_seconds_count",
+                       {{"handler", name}, {"event_type", "order.created"}, {"outcome", "success"}})
+              .value_or(0) == (h % 3 == 0 ? 2 * rounds : 0));
+  }
 }
 
 TEST_CASE("label values from outside are cut and the number of series is capped") {
