@@ -143,6 +143,57 @@ TEST_CASE("unsubscribe waits for a running call of that handler to finish") {
   CHECK(unsubscribed.load());
 }
 
+namespace {
+
+// A call `depth` levels deep (each level publishes the next) blocks; unsubscribe must return only
+// after every level ended. Level 0 events are probes that only count.
+void unsubscribe_waits_for_nested_calls(int depth) {
+  CAPTURE(depth);
+  dispatcher bus({.mode = dispatch_mode::caller_thread});
+  gate g;
+  std::atomic<int> ended{0}, probes{0};
+  auto sub = bus.subscribe("order.created", "nested", [&](const event& ev) {
+    const int level = ev.payload()["level"].get<int>();
+    if (level == 0) {
+      probes.fetch_add(1);
+      return;
+    }
+    if (level < depth)
+      (void)bus.publish(make_test_event("order.created", "o-1", {{"level", level + 1}}));
+    else
+      g.wait();
+    ended.fetch_add(1);
+  });
+  std::thread caller([&] { (void)bus.publish(make_test_event("order.created", "o-1", {{"level", 1}})); });
+  REQUIRE(wait_until([&] { return g.waiting() == 1; }));
+
+  std::atomic<bool> returned{false};
+  std::thread remover([&] {
+    sub.unsubscribe();
+    CHECK(ended.load() == depth);  // returned only after every level ended
+    returned = true;
+  });
+  // Once a probe no longer reaches the handler, the remover is inside unsubscribe: it must still be there.
+  REQUIRE(wait_until([&] {
+    const int before = probes.load();
+    (void)bus.publish(make_test_event("order.created", "o-1", {{"level", 0}}));
+    return probes.load() == before;
+  }));
+  CHECK_FALSE(returned.load());
+  g.open();
+  remover.join();
+  caller.join();
+  CHECK(returned.load());
+}
+
+}  // namespace
+
+TEST_CASE("unsubscribe waits for every nested call of the handler, deeper than a thread keeps in slots too") {
+  // A running call is marked in a slot of its thread (8 of them), deeper ones in a count: the
+  // remover must wait for both kinds.
+  for (const int depth : {1, 3, 12}) unsubscribe_waits_for_nested_calls(depth);
+}
+
 TEST_CASE("a failing handler on the pool is isolated and counted") {
   set_log_level(log_level::off);
   dispatcher bus({.pool_size = 2});

@@ -22,18 +22,24 @@ void stress(dispatch_mode mode) {
   auto stable = bus.subscribe("order.*", "stable", [&](const event&) { stable_calls.fetch_add(1); });
 
   // A handler subscribed and unsubscribed over and over. After unsubscribe() returns, a call of it
-  // must never start: each registration checks that its own "retired" flag is still clear.
+  // must never start (each registration checks that its own "retired" flag is still clear) and
+  // none may still be running (each counts its calls in progress).
   std::atomic<int> violations{0};
   std::atomic<bool> stop{false};
   std::thread churner([&] {
     int round = 0;
     while (!stop.load()) {
       auto retired = std::make_shared<std::atomic<bool>>(false);
-      auto sub = bus.subscribe(round % 2 ? "order.created" : "*", "churn", [retired, &violations](const event&) {
+      auto running = std::make_shared<std::atomic<int>>(0);
+      auto sub = bus.subscribe(round % 2 ? "order.created" : "*", "churn", [retired, running, &violations](const event&) {
+        running->fetch_add(1);
         if (retired->load()) violations.fetch_add(1);
+        for (int spin = 0; spin < 50; ++spin) std::atomic_signal_fence(std::memory_order_seq_cst);  // a call that takes a moment
+        running->fetch_sub(1);
       });
       std::this_thread::yield();
       sub.unsubscribe();
+      if (running->load() != 0) violations.fetch_add(1);
       retired->store(true);
       ++round;
     }

@@ -1,15 +1,19 @@
 #include "detail/handler_registry.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "detail/call_slots.hpp"
 
 #include "detail/event_data.hpp"
 
 namespace eventbus::detail {
+
+thread_local constinit const running_call* t_innermost_call = nullptr;
+
 namespace {
 
-// The calls running on this thread, innermost first, linked through the running_call objects on
-// the stack: a handler that unsubscribes itself must not wait for its own call to end.
-thread_local const running_call* t_innermost_call = nullptr;
 
 [[noreturn]] void reject(std::string message, std::string field) {
   throw eventbus::exception(eventbus::error(errc::invalid_argument, std::move(message), std::move(field)));
@@ -44,19 +48,9 @@ std::vector<entry_ptr>& exact_list_for(registry_snapshot& snapshot, const std::s
 
 }  // namespace
 
-running_call::running_call(handler_entry& entry) noexcept : entry_(entry) {
-  // Increment first, then check: paired with deactivate_and_wait() (store, then read the count),
-  // either this call sees the handler removed or the remover sees this call running.
-  entry_.in_flight.fetch_add(1, std::memory_order_seq_cst);
-  admitted_ = entry_.active.load(std::memory_order_seq_cst);
-  if (admitted_) {
-    outer_ = t_innermost_call;
-    t_innermost_call = this;
-  }
-}
-
-running_call::~running_call() {
-  if (admitted_) t_innermost_call = outer_;
+// Outside a handler call-site's hot path (the constructor and destructor are inline): a call that
+// ends after its handler was removed wakes the remover.
+void running_call::counted_call_ended() noexcept {
   entry_.in_flight.fetch_sub(1, std::memory_order_seq_cst);
   // Only a removed handler can have a waiter; see deactivate_and_wait() for why this cannot miss one.
   if (!entry_.active.load(std::memory_order_seq_cst)) entry_.in_flight.notify_all();
@@ -133,11 +127,23 @@ bool handler_registry::contains(std::uint64_t id) const noexcept {
 
 void handler_registry::deactivate_and_wait(handler_entry& entry) noexcept {
   entry.active.store(false, std::memory_order_seq_cst);
-  int own = 0;
+  // Calls of it below us on this thread's stack (a handler removing itself) cannot end while we
+  // wait: they are not waited for.
+  int own = 0, own_counted = 0;
   for (const running_call* call = t_innermost_call; call != nullptr; call = call->outer_)
-    if (&call->entry_ == &entry) ++own;
-  for (int n = entry.in_flight.load(std::memory_order_seq_cst); n > own; n = entry.in_flight.load())
+    if (&call->entry_ == &entry) {
+      ++own;
+      if (call->counted_) ++own_counted;
+    }
+  for (int n = entry.in_flight.load(std::memory_order_seq_cst); n > own_counted; n = entry.in_flight.load())
     entry.in_flight.wait(n);
+  if (call_slots::available()) {
+    call_slots::heavy_fence();
+    // Removal is rare and a call usually short: look again after a pause that grows to 1 ms.
+    for (auto pause = std::chrono::microseconds(20); call_slots::held_elsewhere(&entry);
+         pause = std::min(pause * 2, std::chrono::microseconds(1000)))
+      std::this_thread::sleep_for(pause);
+  }
   // No call can start any more, and none is running (unless our own): release the function and what
   // it captured now, rather than when the last stale per-thread snapshot cache lets go of the entry.
   if (own == 0) entry.fn = nullptr;

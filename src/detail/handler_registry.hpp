@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "detail/call_slots.hpp"
 #include "eventbus/handler.hpp"
 
 namespace eventbus::detail {
@@ -21,11 +22,12 @@ struct handler_entry {
   std::string name;
   handler_fn fn;
   std::atomic<bool> active{true};
-  std::atomic<int> in_flight{0};
+  std::atomic<int> in_flight{0};  // calls counted instead of held in a call slot (call_slots.hpp)
 };
 using entry_ptr = std::shared_ptr<handler_entry>;
 
-/// Marks one call of a handler as running, so that removing the handler can wait for it.
+/// Marks one call of a handler as running, so that removing the handler can wait for it: in a slot
+/// of the calling thread (call_slots.hpp), or where slots cannot be used, in the handler's count.
 /// admitted() is false when the handler was removed before the call started: skip the call.
 class running_call {
  public:
@@ -37,10 +39,64 @@ class running_call {
 
  private:
   friend class handler_registry;
+  void counted_call_ended() noexcept;
+
   handler_entry& entry_;
-  bool admitted_;
+  bool admitted_ = false;
+  bool counted_ = false;                            // in entry_.in_flight
+  std::atomic<const void*>* slot_ = nullptr;        // or in this slot of the thread
   const running_call* outer_ = nullptr;
 };
+
+// The calls running on this thread, innermost first, linked through the running_call objects on
+// the stack: a handler that unsubscribes itself must not wait for its own call to end.
+extern thread_local constinit const running_call* t_innermost_call;
+
+// Inline: it runs around every handler call.
+inline running_call::running_call(handler_entry& entry) noexcept : entry_(entry) {
+  call_slots::thread_slots* slots = call_slots::available() ? call_slots::mine() : nullptr;
+  if (slots != nullptr && slots->used < call_slots::depth) [[likely]] {
+    // Write the slot, then check: paired with deactivate_and_wait() (clear `active`, membarrier,
+    // read the slots), either this call sees the handler removed or the remover sees the slot.
+    // The compiler barrier is this side's half of the asymmetric fence.
+    auto& slot = slots->slot[slots->used];
+    slot.store(&entry_, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    admitted_ = entry_.active.load(std::memory_order_relaxed);
+    if (!admitted_) {
+      slot.store(nullptr, std::memory_order_relaxed);
+      return;
+    }
+    slot_ = &slot;
+    ++slots->used;
+  } else {
+    // Increment first, then check: the same pairing, with the fences in the atomics.
+    counted_ = true;
+    entry_.in_flight.fetch_add(1, std::memory_order_seq_cst);
+    admitted_ = entry_.active.load(std::memory_order_seq_cst);
+    if (!admitted_) return;
+  }
+  outer_ = t_innermost_call;
+  // GCC sees a local's address stored in a thread_local; the destructor takes it out again.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
+  t_innermost_call = this;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+}
+
+inline running_call::~running_call() {
+  if (admitted_) t_innermost_call = outer_;
+  if (slot_ != nullptr) [[likely]] {
+    --call_slots::mine()->used;
+    slot_->store(nullptr, std::memory_order_release);  // what the call did happens before the remover goes on
+    return;
+  }
+  if (counted_) counted_call_ended();
+}
 
 // The handlers of one exact event type. Looked up by the type's hash, which every event computes once
 // when it is built, so a publish neither hashes a string nor walks hash-table nodes.

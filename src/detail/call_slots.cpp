@@ -1,0 +1,96 @@
+// Per-thread call slots and the membarrier that makes them safe to read (call_slots.hpp).
+
+#include "detail/call_slots.hpp"
+
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace eventbus::detail::call_slots {
+namespace internal {
+// A plain pointer for the per-call path (a thread_local with a destructor costs an init check on
+// every access); the registration owns it.
+thread_local constinit thread_slots* t_slots = nullptr;
+}  // namespace internal
+
+namespace {
+
+using internal::t_slots;
+
+long membarrier(int command) noexcept { return syscall(SYS_membarrier, command, 0, 0); }
+
+// Every thread's slots. Never destroyed: threads may end after static destructors ran.
+struct thread_list {
+  std::mutex mu;
+  std::vector<thread_slots*> threads;
+};
+thread_list& all_threads() {
+  static auto* list = new thread_list;
+  return *list;
+}
+
+// Set once the registration is gone (the thread is ending): calls from later thread_local
+// destructors are counted instead.
+thread_local bool t_ended = false;
+
+// Unregisters the thread's slots when it ends (a thread only ends with no call running).
+struct registration {
+  std::unique_ptr<thread_slots> slots = std::make_unique<thread_slots>();
+  registration() {
+    auto& list = all_threads();
+    const std::lock_guard lock(list.mu);
+    list.threads.push_back(slots.get());
+  }
+  ~registration() {
+    t_slots = nullptr;
+    t_ended = true;
+    auto& list = all_threads();
+    const std::lock_guard lock(list.mu);
+    list.threads.erase(std::find(list.threads.begin(), list.threads.end(), slots.get()));
+  }
+  registration(const registration&) = delete;
+  registration& operator=(const registration&) = delete;
+};
+
+}  // namespace
+
+namespace internal {
+
+const bool membarrier_registered = [] {
+  const long commands = membarrier(MEMBARRIER_CMD_QUERY);
+  if (commands < 0 || (commands & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+  return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}();
+
+thread_slots* register_thread() {
+  if (t_slots == nullptr && !t_ended) {
+    thread_local registration owner;
+    t_slots = owner.slots.get();
+  }
+  return t_slots;
+}
+
+}  // namespace internal
+
+void heavy_fence() noexcept {
+  // The system call is a full barrier on the calling thread as well.
+  (void)membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);  // registered: available() gates every use
+}
+
+bool held_elsewhere(const void* what) noexcept {
+  auto& list = all_threads();
+  const std::lock_guard lock(list.mu);
+  for (const thread_slots* t : list.threads) {
+    if (t == t_slots) continue;  // the caller's own calls are below it on its stack
+    for (const auto& s : t->slot)
+      if (s.load(std::memory_order_acquire) == what) return true;
+  }
+  return false;
+}
+
+}  // namespace eventbus::detail::call_slots
