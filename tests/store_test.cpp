@@ -199,6 +199,54 @@ TEST_CASE("read_all streams the whole store a page at a time, from a position or
   }
 }
 
+TEST_CASE("marking published takes exactly the positions given, in runs or scattered, repeated or not") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "mark_published");
+    for (int i = 0; i < 12; ++i) {
+      const std::vector<event> one{order_event("order.created", "o-" + std::to_string(i), i)};
+      REQUIRE(store->append("order", one[0].aggregate_id(), 0, one).ok());
+    }
+    const std::vector<std::int64_t> marked{9, 3, 2, 4, 7, 9, 11, 12};
+    REQUIRE(store->mark_published(marked).ok());
+    const auto unpublished = store->unpublished(100);
+    REQUIRE(unpublished.ok());
+    std::vector<std::int64_t> left;
+    for (const auto& e : unpublished.value()) left.push_back(e.position);
+    CHECK(left == std::vector<std::int64_t>{1, 5, 6, 8, 10});
+    CHECK(store->backlog().value().events == 5);
+  }
+}
+
+TEST_CASE("a stored event reads back with its stored bytes as its wire form: published as is") {
+  const auto path = testing::fresh_sqlite_path("as_stored");
+  auto store = open_sqlite_store({.path = path});
+  const std::vector<event> one{order_event("order.created", "o-1", 7)};
+  REQUIRE(store->append("order", "o-1", 0, one).ok());
+  // The same envelope written another valid way (spaces, another key order), as an older writer might have.
+  std::string other = encode_event(one[0]);
+  other.insert(1, " ");
+  other.replace(other.find("{\"seq\":7}"), 9, "{ \"seq\" : 7 }");
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* update = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "UPDATE event_store SET envelope = ?1", -1, &update, nullptr) == SQLITE_OK);
+  sqlite3_bind_text(update, 1, other.data(), static_cast<int>(other.size()), SQLITE_STATIC);
+  REQUIRE(sqlite3_step(update) == SQLITE_DONE);
+  sqlite3_finalize(update);
+  sqlite3_close(db);
+
+  const auto loaded = load_all(*store, "o-1");
+  REQUIRE(loaded.size() == 1);
+  CHECK(encode_event(loaded[0].ev) == other);
+  CHECK(loaded[0].ev.payload() == nlohmann::json{{"seq", 7}});
+  CHECK(loaded[0].ev.event_id() == one[0].event_id());
+  const auto pending = store->unpublished(10);
+  REQUIRE(pending.ok());
+  REQUIRE(pending.value().size() == 1);
+  CHECK(encode_event(pending.value()[0].ev) == other);
+}
+
 TEST_CASE("sqlite: the service's own rows and its events commit together, or not at all") {
   const auto path = testing::fresh_sqlite_path("unit_of_work");
   auto store = open_sqlite_store({.path = path});

@@ -17,7 +17,8 @@ struct event_data {
   std::string aggregate_id;
   std::string aggregate_type;
   // A decoded event's payload is left in the record it came in (payload_source: a copy of the
-  // whole record, which the decoder checked, payload included) until someone reads it; payload()
+  // whole record, which the decoder checked, payload included; or `encoded`, when the record was
+  // adopted as the wire form) until someone reads it; payload()
   // then builds the value, once, whichever thread asks first. Handlers that read only the
   // envelope never pay for it. A made event's payload is built from the start (payload_ready).
   mutable nlohmann::json payload;
@@ -53,8 +54,13 @@ struct event_access {
   static result<event> seal_decoded(std::shared_ptr<event_data> data);
   /// The wire form, written on first use.
   static const std::string& encoded(const event_data& data);
-  /// The payload, built from payload_text on first use.
+  /// The payload, built from payload_source on first use.
   static const nlohmann::json& payload(const event_data& data);
+  /// Makes `wire` the event's wire form, as is: for an event just decoded from bytes that were
+  /// written as a wire form (an event store's envelope column), so that publishing it again sends
+  /// those bytes and neither builds the payload nor writes the envelope anew. Only before the
+  /// event is shared with another thread.
+  static void adopt_wire_form(const event& ev, std::string_view wire);
   static const event_data& data(const event& ev) noexcept { return *ev.data_; }
 };
 

@@ -272,11 +272,20 @@ const nlohmann::json& event_access::payload(const event_data& data) {
   if (data.payload_ready.load(std::memory_order_acquire)) return data.payload;
   const std::lock_guard lock(first_use_lock(data, 1));
   if (!data.payload_ready.load(std::memory_order_relaxed)) {
-    data.payload = payload_of_checked_record(data.payload_source);
+    data.payload = payload_of_checked_record(data.payload_source.empty() ? data.encoded : data.payload_source);
     std::string().swap(data.payload_source);
     data.payload_ready.store(true, std::memory_order_release);
   }
   return data.payload;
+}
+
+void event_access::adopt_wire_form(const event& ev, std::string_view wire) {
+  auto& data = const_cast<event_data&>(*ev.data_);  // not shared yet (the caller's promise)
+  if (!data.payload_ready.load(std::memory_order_relaxed) && data.payload_source == wire)
+    data.encoded.swap(data.payload_source);  // one copy of the record, not two
+  else
+    data.encoded.assign(wire);
+  data.encoded_ready.store(true, std::memory_order_release);
 }
 
 const std::string& event_access::encoded(const event_data& data) {

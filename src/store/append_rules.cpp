@@ -1,5 +1,7 @@
 #include "store/append_rules.hpp"
 
+#include "detail/event_data.hpp"
+
 namespace eventbus::detail {
 
 result<void> check_append(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected_version,
@@ -46,6 +48,8 @@ result<stored_event> stored_row(std::int64_t position, std::int64_t version, std
   if (!decoded)
     return error(errc::store_failed,
                  "the event at position " + std::to_string(position) + " does not decode: " + decoded.error().to_string());
+  // The column holds the wire form the event was stored with: it is published as is.
+  detail::event_access::adopt_wire_form(decoded.value(), envelope);
   return stored_event{.position = position, .version = version, .ev = std::move(decoded).value()};
 }
 

@@ -5,6 +5,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 #include <mutex>
 
 #include "detail/event_data.hpp"
@@ -292,15 +294,20 @@ class sqlite_event_store final : public detail::checked_store {
   result<void> mark_published(std::span<const std::int64_t> positions) override {
     if (positions.empty()) return {};
     const std::lock_guard lock(writer_mu_);
-    statement mark(writer_, "UPDATE event_store SET published = 1 WHERE position = ?1");
+    // One statement per run of consecutive positions (a relay's batch is mostly one run), not per event.
+    statement mark(writer_, "UPDATE event_store SET published = 1 WHERE position BETWEEN ?1 AND ?2 AND published = 0");
     if (!mark.ok()) return named(sqlite_failure(writer_, "marking events published"));
     if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
-    for (const auto position : positions)
-      if (mark.reset().bind(1, position).step() != SQLITE_DONE) {
+    std::vector<std::int64_t> sorted(positions.begin(), positions.end());
+    std::sort(sorted.begin(), sorted.end());
+    for (std::size_t first = 0, last = 0; first < sorted.size(); first = last + 1) {
+      for (last = first; last + 1 < sorted.size() && sorted[last + 1] <= sorted[last] + 1;) ++last;
+      if (mark.reset().bind(1, sorted[first]).bind(2, sorted[last]).step() != SQLITE_DONE) {
         auto failure = named(sqlite_failure(writer_, "marking events published"));
         (void)exec(writer_, "ROLLBACK");
         return failure;
       }
+    }
     if (auto committed = exec(writer_, "COMMIT"); !committed) {
       (void)exec(writer_, "ROLLBACK");
       return named(committed.error());
