@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <fstream>
 #include <iterator>
@@ -137,6 +139,36 @@ TEST_CASE("Kafka down: the backlog grows in the store, and drains when Kafka is 
     CHECK(arrived.in_order);
     MESSAGE(backend << ": " << arrived.duplicates << " records sent twice after the outage (at least once)");
   }
+}
+
+TEST_CASE("marks the store refuses: the events go again, and the backlog drains once marking works") {
+  embedded_broker broker;
+  broker.create_topic(placed, 1);  // one partition: the first records read are the first passes, whole
+  const auto path = testing::fresh_sqlite_path("relay_marks_refused");
+  auto store = open_sqlite_store({.path = path});
+  append_orders(*store, 50);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 10'000);  // the relay's marking transactions hold the write lock at times
+  REQUIRE(sqlite3_exec(db,
+                       "CREATE TRIGGER refuse_marks BEFORE UPDATE OF published ON event_store "
+                       "BEGIN SELECT RAISE(ABORT, 'marks refused by the test'); END",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  outbox_relay relay(store, sink_for(broker), {.batch_size = 20, .interval = 20ms});
+  relay.start();
+  // Acknowledged by Kafka but not marked: the pipeline starts again and sends them a second time.
+  const auto twice = read_topic(broker.bootstrap_servers(), placed, 100, 30s);
+  REQUIRE(twice.size() == 100);
+  const auto sent = check_arrivals(twice);
+  CHECK(sent.distinct == 50);
+  CHECK(sent.duplicates == 50);
+  CHECK(store->backlog().value().events == 50);
+  CHECK(relay.stats().relayed == 0);
+  REQUIRE(sqlite3_exec(db, "DROP TRIGGER refuse_marks", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  REQUIRE(wait_until([&] { return store->backlog().value().events == 0; }, 60s));
+  relay.stop();
+  CHECK(relay.stats().relayed == 50);
 }
 
 TEST_CASE("a service SIGKILLed mid-stream while Kafka is down loses nothing: the restart sends it all") {
