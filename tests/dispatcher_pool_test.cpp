@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -192,6 +195,27 @@ TEST_CASE("unsubscribe waits for every nested call of the handler, deeper than a
   // A running call is marked in a slot of its thread (8 of them), deeper ones in a count: the
   // remover must wait for both kinds.
   for (const int depth : {1, 3, 12}) unsubscribe_waits_for_nested_calls(depth);
+}
+
+TEST_CASE("in a forked child, unsubscribe does not wait for calls the parent's other threads were making") {
+  dispatcher bus({.mode = dispatch_mode::caller_thread});
+  gate g;
+  auto sub = bus.subscribe("order.created", "held", [&](const event&) { g.wait(); });
+  std::thread caller([&] { (void)bus.publish(make_test_event()); });
+  REQUIRE(wait_until([&] { return g.waiting() == 1; }));
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // one thread here: the call above does not exist in this process
+    alarm(10);        // a hang ends the child with SIGALRM
+    sub.unsubscribe();
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  g.open();
+  caller.join();
 }
 
 TEST_CASE("a failing handler on the pool is isolated and counted") {

@@ -3,6 +3,7 @@
 #include "detail/call_slots.hpp"
 
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -29,8 +30,25 @@ struct thread_list {
   std::mutex mu;
   std::vector<thread_slots*> threads;
 };
+thread_list& all_threads();
+
+// A child of fork() has one thread, the one that forked: the other threads' slots (which may hold
+// a handler they were running) must not make its unsubscribe() wait for calls that no longer exist.
+void before_fork() { all_threads().mu.lock(); }
+void after_fork_in_parent() { all_threads().mu.unlock(); }
+void after_fork_in_child() {
+  auto& list = all_threads();
+  list.threads.clear();
+  if (t_slots != nullptr) list.threads.push_back(t_slots);
+  list.mu.unlock();
+}
+
 thread_list& all_threads() {
-  static auto* list = new thread_list;
+  static auto* list = [] {
+    auto* made = new thread_list;
+    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+    return made;
+  }();
   return *list;
 }
 
@@ -79,7 +97,12 @@ thread_slots* register_thread() {
 
 void heavy_fence() noexcept {
   // The system call is a full barrier on the calling thread as well.
-  (void)membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);  // registered: available() gates every use
+  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  // A forked child may not have inherited the registration: register, then try again; if even
+  // that fails, the global command needs none (it waits for every CPU, milliseconds, but is sound).
+  (void)membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+  if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  (void)membarrier(MEMBARRIER_CMD_GLOBAL);
 }
 
 bool held_elsewhere(const void* what) noexcept {
