@@ -5,13 +5,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <map>
-#include <set>
-#include <mutex>
-#include <utility>
-#include <optional>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
+#include <utility>
 
 #include "detail/log.hpp"
 
