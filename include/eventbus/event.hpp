@@ -56,7 +56,9 @@ class event {
   [[nodiscard]] const std::string& event_type() const noexcept;
   [[nodiscard]] const std::string& aggregate_id() const noexcept;
   [[nodiscard]] const std::string& aggregate_type() const noexcept;
-  [[nodiscard]] const nlohmann::json& payload() const noexcept;
+  /// A decoded event builds it on first use (once, whichever thread asks first): that can throw
+  /// std::bad_alloc, which a handler's caller counts as a failed call.
+  [[nodiscard]] const nlohmann::json& payload() const;
   [[nodiscard]] time_point timestamp() const noexcept;
   [[nodiscard]] int version() const noexcept;
   [[nodiscard]] const std::optional<std::string>& correlation_id() const noexcept;

@@ -307,7 +307,7 @@ const std::string& event::event_id() const noexcept { return data_->event_id; }
 const std::string& event::event_type() const noexcept { return data_->event_type; }
 const std::string& event::aggregate_id() const noexcept { return data_->aggregate_id; }
 const std::string& event::aggregate_type() const noexcept { return data_->aggregate_type; }
-const nlohmann::json& event::payload() const noexcept { return event_access::payload(*data_); }
+const nlohmann::json& event::payload() const { return event_access::payload(*data_); }
 time_point event::timestamp() const noexcept { return data_->timestamp; }
 int event::version() const noexcept { return data_->version; }
 const std::optional<std::string>& event::correlation_id() const noexcept { return data_->correlation_id; }
