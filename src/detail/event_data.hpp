@@ -18,9 +18,9 @@ struct event_data {
   std::string aggregate_type;
   // A decoded event's payload is left in the record it came in (payload_source: a copy of the
   // whole record, which the decoder checked, payload included; or `encoded`, when the record was
-  // adopted as the wire form) until someone reads it; payload()
-  // then builds the value, once, whichever thread asks first. Handlers that read only the
-  // envelope never pay for it. A made event's payload is built from the start (payload_ready).
+  // adopted as the wire form) until someone reads it; payload() then builds the value, once,
+  // whichever thread asks first. Handlers that read only the envelope never pay for it. A made
+  // event's payload is built from the start (payload_ready).
   mutable nlohmann::json payload;
   mutable std::string payload_source;
   mutable std::atomic<bool> payload_ready{true};
