@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -23,6 +24,48 @@ namespace eventbus::bench {
 inline bool parse_positive(std::string_view value, int& target) {
   const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), target);
   return ec == std::errc{} && ptr == value.data() + value.size() && target > 0;
+}
+
+/// The fields of one rd_kafka_produceva call: topic, key and value (not copied: they must live
+/// until the call returns), and `last` (the record's headers, or message flags).
+inline std::array<rd_kafka_vu_t, 4> record_fields(const char* topic, std::string_view key, std::string_view value,
+                                                  rd_kafka_vu_t last) {
+  std::array<rd_kafka_vu_t, 4> fields{};
+  fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+  fields[0].u.cstr = topic;
+  fields[1].vtype = RD_KAFKA_VTYPE_KEY;
+  fields[1].u.mem = {const_cast<char*>(key.data()), key.size()};
+  fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
+  fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
+  fields[3] = last;
+  return fields;
+}
+
+inline rd_kafka_vu_t headers_field(rd_kafka_headers_t* headers) {
+  rd_kafka_vu_t field{};
+  field.vtype = RD_KAFKA_VTYPE_HEADERS;
+  field.u.headers = headers;
+  return field;
+}
+
+inline rd_kafka_vu_t msgflags_field(int flags) {
+  rd_kafka_vu_t field{};
+  field.vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  field.u.i = flags;
+  return field;
+}
+
+/// The textbook produce: on a full queue, serve delivery reports for up to `poll_ms` and try
+/// again. False when librdkafka refused the record for another reason (headers stay the caller's).
+inline bool produce_waiting_when_full(rd_kafka_t* rk, std::array<rd_kafka_vu_t, 4>& fields, int poll_ms) {
+  for (;;) {
+    rd_kafka_error_t* err = rd_kafka_produceva(rk, fields.data(), fields.size());
+    if (err == nullptr) return true;
+    const bool full = rd_kafka_error_code(err) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
+    rd_kafka_error_destroy(err);
+    if (!full) return false;
+    rd_kafka_poll(rk, poll_ms);
+  }
 }
 
 /// What a raw librdkafka consumer run read, timed from its first record to its last.
@@ -107,24 +150,9 @@ inline void produce_orders(const std::string& bootstrap, const char* topic, int 
          .payload = {{"seq", i}, {"customer_id", "c-" + std::to_string(i % 977)}, {"total_cents", 1000 + i % 5000},
                      {"currency", "EUR"}, {"items", {{{"sku", "SKU-" + std::to_string(i % 300)}, {"qty", 1 + i % 4}}}}},
          .correlation_id = "corr-" + std::to_string(i)});
-    const std::string& value = eventbus::encode_event(ev);
-    rd_kafka_vu_t fields[4];
-    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
-    fields[0].u.cstr = topic;
-    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-    fields[1].u.mem = {const_cast<char*>(ev.aggregate_id().data()), ev.aggregate_id().size()};
-    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-    fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
-    fields[3].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
-    fields[3].u.i = RD_KAFKA_MSG_F_COPY;
-    for (;;) {
-      rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 4);
-      if (err == nullptr) break;
-      const bool full = rd_kafka_error_code(err) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
-      rd_kafka_error_destroy(err);
-      if (!full) break;
-      rd_kafka_poll(rk, 10);
-    }
+    auto fields =
+        record_fields(topic, ev.aggregate_id(), eventbus::encode_event(ev), msgflags_field(RD_KAFKA_MSG_F_COPY));
+    (void)produce_waiting_when_full(rk, fields, 10);
     rd_kafka_poll(rk, 0);
   }
   rd_kafka_flush(rk, 300'000);

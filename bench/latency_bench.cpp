@@ -191,16 +191,8 @@ percentiles run_raw(const std::string& bootstrap, const settings& s, const std::
     const std::int64_t sent = now_ns();
     rd_kafka_headers_t* headers = rd_kafka_headers_new(1);
     rd_kafka_header_add(headers, "sent_ns", -1, &sent, sizeof sent);
-    rd_kafka_vu_t fields[4];
-    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
-    fields[0].u.cstr = topic;
-    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-    fields[1].u.mem = {const_cast<char*>(ev.aggregate_id().data()), ev.aggregate_id().size()};
-    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-    fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
-    fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
-    fields[3].u.headers = headers;
-    if (rd_kafka_error_t* err = rd_kafka_produceva(producer, fields, 4)) {
+    auto fields = eventbus::bench::record_fields(topic, ev.aggregate_id(), value, eventbus::bench::headers_field(headers));
+    if (rd_kafka_error_t* err = rd_kafka_produceva(producer, fields.data(), fields.size())) {
       rd_kafka_error_destroy(err);
       rd_kafka_headers_destroy(headers);
     }

@@ -130,26 +130,8 @@ run_result run_raw(const settings& s, const std::vector<eventbus::event>& events
     rd_kafka_header_add(headers, "content-type", -1, "application/json", 16);
     rd_kafka_header_add(headers, "correlation_id", -1, ev.correlation_id()->data(),
                         static_cast<ssize_t>(ev.correlation_id()->size()));
-    rd_kafka_vu_t fields[4];
-    fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
-    fields[0].u.cstr = topic.c_str();
-    fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-    fields[1].u.mem = {const_cast<char*>(ev.aggregate_id().data()), ev.aggregate_id().size()};
-    fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-    fields[2].u.mem = {const_cast<char*>(value.data()), value.size()};
-    fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
-    fields[3].u.headers = headers;
-    for (;;) {  // the textbook loop: on a full queue, serve delivery reports and try again
-      rd_kafka_error_t* err = rd_kafka_produceva(rk, fields, 4);
-      if (err == nullptr) break;
-      const bool full = rd_kafka_error_code(err) == RD_KAFKA_RESP_ERR__QUEUE_FULL;
-      rd_kafka_error_destroy(err);
-      if (!full) {
-        rd_kafka_headers_destroy(headers);
-        break;
-      }
-      rd_kafka_poll(rk, 1);
-    }
+    auto fields = eventbus::bench::record_fields(topic.c_str(), ev.aggregate_id(), value, eventbus::bench::headers_field(headers));
+    if (!eventbus::bench::produce_waiting_when_full(rk, fields, 1)) rd_kafka_headers_destroy(headers);
     // Delivery reports served every 1024 produces, as a careful hand-written producer does (one
     // poll per produce costs the raw loop about half its rate: it is not the raw limit).
     if ((i & 1023) == 0) rd_kafka_poll(rk, 0);
