@@ -232,6 +232,7 @@ TEST_CASE("eventbus publish takes flags or JSON lines, skips bad lines by number
 TEST_CASE("eventbus demo runs the workflow through a worker group and its summary adds up") {
   int code = -1;
   const auto out = run_cli("demo --duration 5 --rate 20 --metrics-listen 127.0.0.1:0", code);
+  INFO("the demo printed:\n" << out);
   CHECK(code == 0);
   const auto line = out.find("summary: ");
   REQUIRE_MESSAGE(line != std::string::npos, out);

@@ -271,8 +271,10 @@ int run_demo(std::span<const std::string_view> args) {
   const auto flushed = wait_published(std::chrono::seconds(30));
   if (relay) relay->stop();
   const auto total = world.published();
-  const bool drained = poll_until([&] { return workers.distinct_events() >= total; }, std::chrono::seconds(60));
+  const bool drained = poll_until([&] { return workers.caught_up(world.published_events(), world.expected_dead_letters()); },
+                                  std::chrono::seconds(60));
   progress();
+  const auto worker_state = workers.describe();  // before stop(): partitions held, what is in flight
   workers.stop();
 
   const auto summary = summarize(kafka_opts, world.published_events(), workers.handled_by_handler(),
@@ -286,6 +288,7 @@ int run_demo(std::span<const std::string_view> args) {
               static_cast<unsigned long long>(total), static_cast<unsigned long long>(summary.handled_events),
               static_cast<unsigned long long>(summary.dead_lettered_events), static_cast<unsigned long long>(world.expected_dead_letters()),
               summary.adds_up ? "yes" : "no");
+  if (!summary.adds_up || !drained) std::printf("%s", worker_state.c_str());
   std::printf("\nlook closer:\n  eventbus dlq list %s --bootstrap <servers>   (against a real Kafka: --bootstrap host:9092)\n"
               "  curl http://127.0.0.1:%u/metrics   (while it runs)\n",
               summary.dlq_topic.c_str(), server->port());

@@ -29,6 +29,9 @@ struct demo_summary {
   std::string dlq_topic;  // where the demo's dead letters are, for the hint
 };
 
+/// How many of `published` a handler subscribed with `pattern` ("*", "model.*", "image.generated") receives.
+std::uint64_t events_matching(const std::vector<published_event>& published, const std::string& pattern);
+
 /// Reads the dead-letter topics back, prints the per-handler table and returns the totals.
 demo_summary summarize(const kafka_options& kafka, const std::vector<published_event>& published,
                        const std::map<std::string, std::set<std::string>>& handled_by_handler,

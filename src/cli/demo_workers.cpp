@@ -1,6 +1,8 @@
 #include "cli/demo_workers.hpp"
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 
 namespace eventbus::cli {
 
@@ -48,7 +50,7 @@ void demo_workers::subscribe_all(worker& w) {
     }
     succeeded("model_cache", ev);
   }));
-  subs_.push_back(w.subscribe("image.generated", "notifier", [succeeded](const event& ev) {
+  subs_.push_back(w.subscribe("image.generated", dead_lettering_handler, [succeeded](const event& ev) {
     if (ev.payload().value("user_id", "") == unreachable_user)
       throw permanent_error("user " + std::string(unreachable_user) + " has no notification channel");
     succeeded("notifier", ev);
@@ -77,6 +79,18 @@ std::uint64_t demo_workers::distinct_events() const {
   return it == handled_.end() ? 0 : it->second.size();
 }
 
+bool demo_workers::caught_up(const std::vector<published_event>& published, std::uint64_t expected_dead_letters) const {
+  if (dead_letters() < expected_dead_letters) return false;
+  const std::lock_guard lock(mu_);
+  for (const auto& [handler, pattern] : handler_patterns()) {
+    auto due = events_matching(published, pattern);
+    if (handler == std::string_view(dead_lettering_handler)) due -= std::min(due, expected_dead_letters);
+    const auto it = handled_.find(handler);
+    if ((it == handled_.end() ? 0 : it->second.size()) < due) return false;
+  }
+  return true;
+}
+
 std::uint64_t demo_workers::retries() const {
   std::uint64_t n = 0;
   for (const auto& w : workers_) n += w->stats().retries;
@@ -87,6 +101,18 @@ std::uint64_t demo_workers::dead_letters() const {
   std::uint64_t n = 0;
   for (const auto& w : workers_) n += w->stats().dead_letters;
   return n;
+}
+
+std::string demo_workers::describe() const {
+  std::string out;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const auto s = workers_[i]->stats();
+    out += "  worker " + std::to_string(i + 1) + ": records " + std::to_string(s.records) + ", finished " +
+           std::to_string(s.handled) + ", skipped " + std::to_string(s.skipped) + ", in flight " +
+           std::to_string(s.in_flight) + ", partitions " + std::to_string(workers_[i]->assigned_partitions()) +
+           ", commits " + std::to_string(s.commits) + "\n";
+  }
+  return out;
 }
 
 void demo_workers::stop() {

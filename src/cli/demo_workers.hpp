@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/demo_summary.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/worker.hpp"
 
@@ -20,6 +21,8 @@ namespace eventbus::cli {
 /// Events of users the notifier cannot reach carry this user id: the publisher counts them, so the
 /// demo knows exactly how many dead letters to expect.
 inline constexpr const char* unreachable_user = "u-no-email";
+/// The one handler that dead-letters (the events of that user); every other one ends up succeeding.
+inline constexpr const char* dead_lettering_handler = "notifier";
 
 class demo_workers {
  public:
@@ -33,8 +36,15 @@ class demo_workers {
   [[nodiscard]] std::uint64_t finished() const;
   /// Distinct events the group has seen through (the audit log sees every event and never fails).
   [[nodiscard]] std::uint64_t distinct_events() const;
+  /// True once every handler has finished every event of `published` it subscribes to: succeeded,
+  /// or (the notifier, for the unreachable user) dead-lettered and acknowledged. Not only the audit
+  /// log: a record's other handlers may still be in backoff when the audit log is through.
+  [[nodiscard]] bool caught_up(const std::vector<published_event>& published, std::uint64_t expected_dead_letters) const;
   [[nodiscard]] std::uint64_t retries() const;
   [[nodiscard]] std::uint64_t dead_letters() const;
+  /// One line per worker: what it took from Kafka, finished, skipped, and how many partitions it
+  /// holds (printed when the summary does not add up).
+  [[nodiscard]] std::string describe() const;
   void stop();
 
   /// Events each handler finished successfully, by handler name (distinct events: a redelivery
