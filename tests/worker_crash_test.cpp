@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
@@ -384,4 +385,58 @@ TEST_CASE("a rebalance hands partitions over without handling again what finishe
   // every finished record: the new owners skipped them all.
   CHECK(twice == 0);
   CHECK(first.stats().skipped + second.stats().skipped >= others);
+}
+
+TEST_CASE("workers whose group sessions are lost mid-stream rejoin and lose nothing") {
+  embedded_broker broker;
+  broker.create_topic(topic, 4);
+  std::mutex mu;
+  std::set<std::string> handled;
+  auto record = [&](const event& ev) {
+    const std::lock_guard lock(mu);
+    handled.insert(ev.event_id());
+  };
+  auto options = worker_options{.kafka = testing::mock_group_kafka(broker), .group_id = "g-lost", .topics = {topic},
+                                .commit_interval = 100ms};
+  worker first(options), second(options);
+  auto s1 = first.subscribe("*", "record", record);
+  auto s2 = second.subscribe("*", "record", record);
+  kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}}});
+  std::set<std::string> published;
+  const auto publish_some = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      auto ev = make_event({.event_type = "order.created", .aggregate_type = "order",
+                            .aggregate_id = "o-" + std::to_string(published.size() % 13), .payload = {{"seq", published.size()}}});
+      published.insert(ev.event_id());
+      (void)sink.accept(ev);
+    }
+    REQUIRE(sink.flush(10s));
+  };
+  publish_some(50);
+  first.start();
+  second.start();
+  REQUIRE(wait_until([&] { return first.assigned_partitions() > 0 && second.assigned_partitions() > 0; }, 60s));
+  // Records keep coming while the coordinator forgets both members, again and again: each must
+  // rejoin (its partitions lost, not revoked in order) and the group resumes from its commits.
+  for (int round = 0; round < 4; ++round) {
+    publish_some(100);
+    broker.push_request_errors(kafka_api::heartbeat, {RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID, RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID});
+    publish_some(100);
+    std::this_thread::sleep_for(300ms);  // pacing the stream, not synchronising
+  }
+  const bool all = wait_until(
+      [&] {
+        const std::lock_guard lock(mu);
+        return handled.size() == published.size();
+      },
+      90s);
+  {
+    const std::lock_guard lock(mu);
+    INFO("handled " << handled.size() << " of " << published.size() << "; records " << first.stats().records << " + "
+                    << second.stats().records << ", partitions " << first.assigned_partitions() << " + "
+                    << second.assigned_partitions());
+    CHECK(all);
+  }
+  first.stop();
+  second.stop();
 }
