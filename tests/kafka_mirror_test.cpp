@@ -7,10 +7,12 @@
 #include <set>
 #include <thread>
 
+#include "detail/kafka_client.hpp"
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/log.hpp"
+#include "eventbus/worker.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"
 
@@ -420,4 +422,30 @@ TEST_CASE("a fatal idempotent-producer error fails its events for good, and the 
   CHECK(sink.stats().producer_replacements == 1);
   CHECK(sink.connected(5s));
   MESSAGE("publishes until one was delivered again: " << attempts);
+}
+
+TEST_CASE("one kafka_options for a worker and a sink: each client takes only its role's properties, without warnings") {
+  using detail::client_role;
+  CHECK(detail::only_for_other_role("session.timeout.ms", client_role::producer));
+  CHECK_FALSE(detail::only_for_other_role("session.timeout.ms", client_role::consumer));
+  CHECK(detail::only_for_other_role("linger.ms", client_role::consumer));
+  CHECK_FALSE(detail::only_for_other_role("linger.ms", client_role::producer));
+  CHECK_FALSE(detail::only_for_other_role("socket.timeout.ms", client_role::producer));  // both roles
+  CHECK_FALSE(detail::only_for_other_role("no.such.property", client_role::consumer));   // refused elsewhere
+
+  embedded_broker broker;
+  broker.create_topic("app.order.order.created", 1);
+  std::vector<std::string> warnings;
+  set_log_sink([&](log_level level, std::string_view line) {
+    if (level >= log_level::warn) warnings.emplace_back(line);
+  });
+  {
+    const kafka_options shared{.bootstrap_servers = broker.bootstrap_servers(),
+                               .properties = {{"session.timeout.ms", "6000"}, {"fetch.wait.max.ms", "10"}, {"linger.ms", "2"}}};
+    worker w(worker_options{.kafka = shared, .group_id = "g-roles", .topics = {"app.order.order.created"}});  // consumer + dead-letter producer
+    kafka_sink sink(producer_options{.kafka = shared});
+    CHECK(sink.accept(order_event("order.created", "o-1", 1)).get().ok());
+  }
+  set_log_sink({});
+  for (const auto& line : warnings) CHECK_MESSAGE(line.find("CONFWARN") == std::string::npos, line);
 }

@@ -58,7 +58,7 @@ int run_tail(std::span<const std::string_view> args) {
 
   watch_stop_signals();
   auto config = detail::make_client_config(
-      {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}},
+      {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}, detail::client_role::consumer,
       {{"group.id", "eventbus-tail-" + std::to_string(getpid()) + "-" + std::to_string(now_ms().time_since_epoch().count())},
        {"enable.auto.commit", "false"},
        {"enable.auto.offset.store", "false"},

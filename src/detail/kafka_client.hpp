@@ -19,10 +19,19 @@ struct client_config {
   std::shared_ptr<embedded_broker> broker;   // set when "embedded": keep it alive with the client
 };
 
-/// Builds a configuration: defaults first, then options.properties (which win). Throws
-/// eventbus::exception naming a property librdkafka refuses.
-[[nodiscard]] client_config make_client_config(const kafka_options& options,
+/// Which kind of librdkafka client a configuration is for.
+enum class client_role { producer, consumer };
+
+/// Builds a configuration: defaults first, then options.properties (which win). A property that
+/// librdkafka applies only to the other role is left out: one kafka_options serves a worker's
+/// consumer and its dead-letter producer, and librdkafka would warn about every such property on
+/// each client it creates. Throws eventbus::exception naming a property librdkafka refuses.
+[[nodiscard]] client_config make_client_config(const kafka_options& options, client_role role,
                                                const std::map<std::string, std::string>& defaults);
+
+/// True when librdkafka applies the property only to the other role ("session.timeout.ms" for a
+/// producer, "linger.ms" for a consumer), from librdkafka's own property table.
+[[nodiscard]] bool only_for_other_role(const std::string& property, client_role role);
 
 /// librdkafka's text for an error code.
 [[nodiscard]] std::string kafka_error_text(rd_kafka_resp_err_t err);

@@ -1,5 +1,10 @@
 #include "detail/kafka_client.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+
 #include "detail/log.hpp"
 #include "eventbus/error.hpp"
 
@@ -80,7 +85,46 @@ kafka_handle make_handle(rd_kafka_type_t type, kafka_conf conf) {
   return kafka_handle(rk);
 }
 
-client_config make_client_config(const kafka_options& options, const std::map<std::string, std::string>& defaults) {
+namespace {
+
+// Property name -> 'C' (consumer only) or 'P' (producer only), read once from the table librdkafka
+// prints (rd_kafka_conf_properties_show: "name | C/P | range | default | ..."), so it always
+// matches the librdkafka linked in.
+std::map<std::string, char, std::less<>> read_property_scopes() {
+  std::map<std::string, char, std::less<>> scopes;
+  char* text = nullptr;
+  std::size_t size = 0;
+  FILE* out = open_memstream(&text, &size);
+  if (out == nullptr) return scopes;
+  rd_kafka_conf_properties_show(out);
+  std::fclose(out);
+  const std::string_view all(text, size);
+  for (std::size_t start = 0, end; start < all.size(); start = end + 1) {
+    end = std::min(all.find('\n', start), all.size());
+    const auto line = all.substr(start, end - start);
+    const auto bar = line.find('|');
+    const auto next_bar = line.find('|', bar + 1);
+    if (bar == std::string_view::npos || next_bar == std::string_view::npos) continue;
+    const auto name = line.substr(0, std::min(line.find(' '), bar));
+    auto scope = line.substr(bar + 1, next_bar - bar - 1);  // "  C  ", "  P  " or "  *  "
+    scope.remove_prefix(std::min(scope.find_first_not_of(' '), scope.size()));
+    if (!name.empty() && (scope.starts_with("C ") || scope.starts_with("P "))) scopes.emplace(std::string(name), scope[0]);
+  }
+  std::free(text);
+  return scopes;
+}
+
+}  // namespace
+
+bool only_for_other_role(const std::string& property, client_role role) {
+  static const auto scopes = read_property_scopes();
+  const auto it = scopes.find(property);
+  if (it == scopes.end()) return false;
+  return it->second != (role == client_role::producer ? 'P' : 'C');
+}
+
+client_config make_client_config(const kafka_options& options, client_role role,
+                                 const std::map<std::string, std::string>& defaults) {
   options.validate();
   client_config out;
   if (options.bootstrap_servers == embedded_bootstrap) {
@@ -95,7 +139,8 @@ client_config make_client_config(const kafka_options& options, const std::map<st
   set_property(out.conf.get(), "bootstrap.servers", out.bootstrap_servers);
   set_property(out.conf.get(), "client.id", options.client_id);
   for (const auto& [name, value] : defaults) set_property(out.conf.get(), name, value);
-  for (const auto& [name, value] : options.properties) set_property(out.conf.get(), name, value);
+  for (const auto& [name, value] : options.properties)
+    if (!only_for_other_role(name, role)) set_property(out.conf.get(), name, value);
   return out;
 }
 

@@ -77,7 +77,7 @@ void add_header(rd_kafka_headers_t* headers, const char* name, std::string_view 
 struct kafka_sink::impl {
   explicit impl(producer_options opts) : options(std::move(opts)), topics(options.topic_prefix) {
     options.validate();
-    auto config = detail::make_client_config(options.kafka, {{"enable.idempotence", "true"}, {"acks", "all"}});
+    auto config = detail::make_client_config(options.kafka, detail::client_role::producer, {{"enable.idempotence", "true"}, {"acks", "all"}});
     broker = std::move(config.broker);
     bootstrap = std::move(config.bootstrap_servers);
     rd_kafka_conf_set_opaque(config.conf.get(), this);

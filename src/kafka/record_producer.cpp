@@ -11,7 +11,7 @@ namespace eventbus::detail {
 
 struct record_producer::impl {
   explicit impl(const kafka_options& options) {
-    auto config = make_client_config(options, {{"enable.idempotence", "true"}, {"acks", "all"}});
+    auto config = make_client_config(options, detail::client_role::producer, {{"enable.idempotence", "true"}, {"acks", "all"}});
     broker = std::move(config.broker);
     rd_kafka_conf_set_dr_msg_cb(config.conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* msg, void*) noexcept {
       std::unique_ptr<completion> done(static_cast<completion*>(msg->_private));

@@ -16,7 +16,7 @@ result<void> read_to_end(const kafka_options& kafka, const std::string& topic,
                          std::chrono::milliseconds idle_timeout) {
   const auto timeout = idle_timeout;
   if (auto valid = validate_topic_name(topic); !valid) return valid.error();
-  auto config = make_client_config(kafka, {{"group.id", "eventbus-reader"},  // never joins: assign() only
+  auto config = make_client_config(kafka, detail::client_role::consumer, {{"group.id", "eventbus-reader"},  // never joins: assign() only
                                            {"enable.auto.commit", "false"},
                                            {"enable.partition.eof", "false"},
                                            {"fetch.wait.max.ms", "10"}});

@@ -13,7 +13,7 @@ std::int64_t topic_info::total() const noexcept {
 
 result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::string_view prefix) {
   constexpr int timeout_ms = 15'000;
-  auto config = detail::make_client_config(kafka, {{"group.id", "eventbus-topics"}, {"enable.auto.commit", "false"}});
+  auto config = detail::make_client_config(kafka, detail::client_role::consumer, {{"group.id", "eventbus-topics"}, {"enable.auto.commit", "false"}});
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
   const rd_kafka_metadata_t* md = nullptr;

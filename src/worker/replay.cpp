@@ -14,7 +14,7 @@ namespace {
 // that does not implement the lookup by time (librdkafka's mock cluster) leads to a scan.
 std::int64_t find_by_reading(const kafka_options& kafka, const std::string& topic, std::int32_t partition,
                              std::int64_t low, std::int64_t high, std::int64_t from_ms) {
-  auto config = detail::make_client_config(kafka, {{"group.id", "eventbus-reader"},
+  auto config = detail::make_client_config(kafka, detail::client_role::consumer, {{"group.id", "eventbus-reader"},
                                                    {"enable.auto.commit", "false"},
                                                    {"fetch.wait.max.ms", "10"}});
   const auto broker = config.broker;
@@ -54,7 +54,7 @@ result<std::vector<partition_position>> rewind_group(const kafka_options& kafka,
   } catch (const std::regex_error& e) {
     return error(errc::invalid_argument, std::string("not a regular expression: ") + e.what(), "topics");
   }
-  auto config = detail::make_client_config(kafka, {{"group.id", group}, {"enable.auto.commit", "false"}});
+  auto config = detail::make_client_config(kafka, detail::client_role::consumer, {{"group.id", group}, {"enable.auto.commit", "false"}});
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
   constexpr int timeout_ms = 15'000;

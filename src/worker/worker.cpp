@@ -87,8 +87,7 @@ struct worker::impl {
             at(clock_type::now() + delay, std::move(fn));
           });
         }) {
-    auto config = detail::make_client_config(
-        options.kafka, {{"group.id", options.group_id},
+    auto config = detail::make_client_config(options.kafka, detail::client_role::consumer, {{"group.id", options.group_id},
                         {"enable.auto.commit", "false"},  // we commit finished records only
                         {"enable.auto.offset.store", "false"},
                         {"auto.offset.reset", "earliest"},
