@@ -15,11 +15,18 @@ demo_workers::demo_workers(const kafka_options& kafka, std::shared_ptr<metrics> 
                                      .multiplier = 2.0, .max_backoff = std::chrono::milliseconds(200), .jitter = 0.2},
                            .max_concurrency = 8,
                            .commit_interval = std::chrono::milliseconds(200),
+                           .shutdown_timeout = std::chrono::seconds(10),
                            .metrics = m};
     options.kafka.client_id = "demo-worker-" + std::to_string(i + 1);
     // The embedded broker waits a whole session timeout for a member that does not rejoin.
     options.kafka.properties.emplace("session.timeout.ms", "6000");
     options.kafka.properties.emplace("heartbeat.interval.ms", "500");
+    // librdkafka sends max.poll.interval.ms as the group's rebalance timeout, and the embedded
+    // broker holds a JoinGroup that long for a member that went quiet (measured: a 7 s stall of
+    // the demo while the group formed left it unformed for over 60 s with the 5-minute default;
+    // with 15 s it formed every time). The loop polls every 100 ms; a revocation waits at most
+    // shutdown_timeout, kept below it.
+    options.kafka.properties.emplace("max.poll.interval.ms", "15000");
     options.kafka.properties.emplace("fetch.wait.max.ms", "20");
     // The workflow creates topics as it goes (the first image.generated, the first model event):
     // look for new topics matching the subscription every second, not every 5 minutes.
