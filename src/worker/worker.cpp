@@ -580,7 +580,7 @@ struct worker::impl {
         self.assigned.store(static_cast<std::size_t>(list->cnt));
         self.joined.store(true);
       } else {
-        self.revoke(list);
+        self.revoke(list, rd_kafka_assignment_lost(rk) != 0);
         rd_kafka_assign(rk, nullptr);
         self.assigned.store(0);
       }
@@ -591,8 +591,10 @@ struct worker::impl {
   }
 
   // Revocation: start nothing new on those partitions, let what runs finish (bounded), commit it
-  // synchronously, forget the rest (never committed, so the next owner gets it again).
-  void revoke(const rd_kafka_topic_partition_list_t* list) {
+  // synchronously, forget the rest (never committed, so the next owner gets it again). Lost
+  // partitions (the group dropped this member and may have given them to others already) are not
+  // committed: the coordinator refuses a commit from a member it dropped.
+  void revoke(const rd_kafka_topic_partition_list_t* list, bool lost) {
     std::set<partition_key> revoked;
     for (int i = 0; i < list->cnt; ++i) revoked.insert({list->elems[i].topic, list->elems[i].partition});
     for (auto& [key, p] : work.partitions())
@@ -604,7 +606,12 @@ struct worker::impl {
         if (!b->jobs[run.begin]->abandoned && run.owner->partition->revoking) b->stop.store(true);
     wait_until_settled([&](const partition_key& key) { return revoked.count(key) > 0; },
                        clock_type::now() + options.shutdown_timeout);
-    commit(true);
+    if (lost)
+      detail::log(log_level::warn, "worker: " + std::to_string(list->cnt) +
+                                       " partitions lost (the group dropped this member, e.g. its session timed out); what was not committed runs again "
+                                       "on their next owner");
+    else
+      commit(true);
     forget_partitions([&](const partition_key& key) { return revoked.count(key) > 0; });
   }
 
