@@ -99,6 +99,17 @@ void partition_control::set_paused(partition_work& p, bool pause) {
   if (!pause && every_other_paused(p)) wake_fetcher(p);
 }
 
+void partition_control::unpause_before_release(const std::set<partition_key>& released) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(4);
+  for (auto& [key, p] : work_.partitions())
+    if (p.paused && released.count(key) > 0) {
+      rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition);
+      p.paused = false;  // no wake-up: the partition is unassigned next
+    }
+  if (list->cnt > 0) (void)rd_kafka_resume_partitions(consumer_.get(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
 // While another partition still fetches, its fetches wake the broker thread anyway, and the
 // wake-up's round trip (blocking this thread) is wasted: measured, resuming 128 partitions with a
 // round trip each halved a worker's rate with the default window.

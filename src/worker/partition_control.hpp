@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "detail/rdkafka_handles.hpp"
@@ -40,6 +41,13 @@ class partition_control {
 
   /// Pauses or resumes fetching the partition.
   void set_paused(partition_work& p, bool pause);
+
+  /// Before partitions are let go: resumes those this worker paused. librdkafka keeps a pause
+  /// across a rebalance, and resuming at the next assignment instead (every partition, as it
+  /// cannot tell which) stalls: librdkafka 2.0 bumps a partition's version on a resume even when it
+  /// is not paused, which can leave a freshly assigned partition never fetched (seen after a lost
+  /// session: one partition of 35 held its records for good).
+  void unpause_before_release(const std::set<partition_key>& released);
 
   /// eventbus_consumer_lag of every held partition, at most every 2 s: records after the last
   /// committable one, from librdkafka's cached high watermark (no request of its own).

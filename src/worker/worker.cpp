@@ -573,10 +573,7 @@ struct worker::impl {
           detail::log(log_level::info, "worker: " + std::to_string(skippable) +
                                            " records above the committed offsets were finished by their last owner;"
                                            " they will be skipped");
-        rd_kafka_assign(rk, list);
-        // librdkafka keeps a partition's pause across a rebalance; ours starts afresh (measured:
-        // without this a partition paused when revoked never fetched again after reassignment).
-        rd_kafka_resume_partitions(rk, list);
+        rd_kafka_assign(rk, list);  // nothing paused: revoke() resumed what this worker had paused
         self.assigned.store(static_cast<std::size_t>(list->cnt));
         self.joined.store(true);
       } else {
@@ -606,6 +603,7 @@ struct worker::impl {
         if (!b->jobs[run.begin]->abandoned && run.owner->partition->revoking) b->stop.store(true);
     wait_until_settled([&](const partition_key& key) { return revoked.count(key) > 0; },
                        clock_type::now() + options.shutdown_timeout);
+    partitions.unpause_before_release(revoked);
     if (lost)
       detail::log(log_level::warn, "worker: " + std::to_string(list->cnt) +
                                        " partitions lost (the group dropped this member, e.g. its session timed out); what was not committed runs again "
