@@ -21,9 +21,7 @@ int main(int argc, char** argv) {
   const char* bootstrap = std::getenv("EVENTBUS_BOOTSTRAP_SERVERS");
 
   auto store = eventbus::open_sqlite_store({.path = path});  // creates the event store's tables
-  auto kafka = std::make_shared<eventbus::kafka_sink>(
-      eventbus::producer_options{.kafka = {.bootstrap_servers = bootstrap ? bootstrap : "embedded"}});
-  eventbus::outbox_relay relay(store, kafka);
+  eventbus::outbox_relay relay(store, eventbus::producer_options{.kafka = {.bootstrap_servers = bootstrap ? bootstrap : "embedded"}});
   relay.start();
 
   sqlite3* db = nullptr;  // the service's own connection, to the same file

@@ -274,9 +274,10 @@ TEST_CASE("hostile input to the commands: clear errors and exit codes, never a c
   CHECK(rows == 2);
   CHECK(null_keys == 1);
 
-  // tail: ids are printed with control characters escaped (no terminal escape, no NUL cutting a line).
+  // tail: ids are printed with control characters escaped (no terminal escape, no bell). A NUL is
+  // refused in ids (make_event and the decoder), so it never reaches a line.
   const auto sneaky = make_event({.event_type = "order.created", .aggregate_type = "order",
-                                  .aggregate_id = std::string("o\x1b[31m-red\x00tail", 15)});
+                                  .aggregate_id = std::string("o\x1b[31m-red\x07tail", 15)});
   testing::produce_raw(bootstrap, "app.order.order.created", "o-1", encode_event(sneaky));
   std::string deep = encode_event(make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "d"}));
   deep.insert(deep.find("\"payload\":{") + 11, "\"d\":" + std::string(300'000, '[') + std::string(300'000, ']') + ",");
@@ -285,7 +286,7 @@ TEST_CASE("hostile input to the commands: clear errors and exit codes, never a c
   const auto tailed = run_cli("tail --topics app.order.order.created --from-beginning --limit 2" + where, code);
   CHECK(code == 0);
   CHECK(tailed.find('\x1b') == std::string::npos);
-  CHECK_MESSAGE(tailed.find("o\\x1b[31m-red\\x00tail") != std::string::npos, tailed);
+  CHECK_MESSAGE(tailed.find("o\\x1b[31m-red\\x07tail") != std::string::npos, tailed);
 
   // publish: event types that would land on dead-letter topics are refused; so is a payload
   // nested deeper than the limit (it used to crash at 60k levels).
@@ -367,6 +368,12 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   CHECK(code == 2);
   (void)run_cli("store list --sqlite /nonexistent-dir/x.db", code);
   CHECK(code == 1);
+  // A mistyped path is named and not created (it used to report an empty store, exit 0).
+  std::remove("cli_store_typo.db");
+  const auto typo = run_cli("store stats --sqlite cli_store_typo.db", code, true);
+  CHECK(code == 1);
+  CHECK(typo.find("cli_store_typo.db' does not exist") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists("cli_store_typo.db"));
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
 }
 

@@ -106,8 +106,7 @@ TEST_CASE("README: Event store and outbox") {
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((std::string("orders.db") + suffix).c_str());
   auto store = eventbus::open_sqlite_store({.path = "orders.db"});  // or open_postgres_store({.dsn = ...})
   eventbus::dispatcher bus({.store = store});  // stores first; handlers run only for stored events
-  auto kafka = std::make_shared<eventbus::kafka_sink>(eventbus::producer_options{});
-  eventbus::outbox_relay relay(store, kafka);  // store order, marked published once acknowledged
+  eventbus::outbox_relay relay(store, eventbus::producer_options{});  // store order, marked published once acknowledged
   relay.start();
 
   auto outcome = bus.publish(eventbus::make_event(

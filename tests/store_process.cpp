@@ -6,6 +6,9 @@
 //       keeps relaying until SIGTERM.
 //   store_process STORE BOOTSTRAP drain                       relays until the outbox is empty, exits 0
 //       (1 if it is not empty within 60 s).
+//   store_process STORE - lease OWNER TTL_MS                   asks for the relay lease every 50 ms, as
+//       a relay would, and prints "held" each time it starts holding it and "lost" when it stops;
+//       until SIGTERM. No Kafka.
 // STORE is sqlite:PATH or postgresql:DSN.
 
 #include <fcntl.h>
@@ -29,10 +32,21 @@ int main(int argc, char** argv) {
   const std::string where = argv[1], mode = argv[3];
   auto store = where.starts_with("sqlite:") ? eventbus::open_sqlite_store({.path = where.substr(7)})
                                             : eventbus::open_postgres_store({.dsn = where.substr(11)});
-  // Kafka down: deliveries fail after 3 s (not librdkafka's 5 minutes), so the relay retries soon.
-  auto sink = std::make_shared<eventbus::kafka_sink>(eventbus::producer_options{
-      .kafka = {.bootstrap_servers = argv[2], .properties = {{"message.timeout.ms", "3000"}, {"log_level", "0"}}}});
-  eventbus::outbox_relay relay(store, sink, {.batch_size = 200, .interval = std::chrono::milliseconds(20)});
+  if (mode == "lease" && argc == 6) {
+    bool held = false;
+    while (!eventbus::stop_requested()) {
+      auto now_held = store->hold_relay_lease(argv[4], std::chrono::milliseconds(std::stoi(argv[5])));
+      if (now_held.ok() && now_held.value() != held) {
+        held = now_held.value();
+        std::printf("%s\n", held ? "held" : "lost");
+        std::fflush(stdout);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a relay's pace, not a wait on anything
+    }
+    return 0;
+  }
+  eventbus::outbox_relay relay(store, eventbus::producer_options{.kafka = {.bootstrap_servers = argv[2], .properties = {{"log_level", "0"}}}},
+                               {.batch_size = 200, .interval = std::chrono::milliseconds(20)});
   relay.start();
 
   if (mode == "drain") {

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <barrier>
+#include <filesystem>
 #include <thread>
 
 #include "eventbus/dispatcher.hpp"
@@ -155,9 +156,160 @@ TEST_CASE("bad appends get clear errors and store nothing") {
     auto big = make_event({.event_type = "order.paid", .aggregate_type = "order", .aggregate_id = "o-1",
                            .payload = {{"blob", std::string(max_stored_event_bytes, 'x')}}});
     CHECK(field_of("order", "o-1", 1, {big}) == "events[0]");
+    // An envelope that fits, with a header (correlation_id) or key that takes the record over.
+    const std::string half(520 * 1024, 'c');
+    auto fat_header = make_event({.event_type = "order.paid", .aggregate_type = "order", .aggregate_id = "o-1",
+                                  .payload = {{"note", std::string(300 * 1024, 'x')}}, .correlation_id = half});
+    CHECK(encode_event(fat_header).size() < max_stored_event_bytes);
+    CHECK(field_of("order", "o-1", 1, {fat_header}) == "events[0]");
+    // A type and an aggregate type each legal alone, whose topic is longer than Kafka allows.
+    const std::string long_type = "order." + std::string(190, 'x');
+    const std::string long_aggregate(60, 'a');
+    auto long_topic = make_event({.event_type = long_type, .aggregate_type = long_aggregate, .aggregate_id = "o-1"});
+    const auto refused = store->append(long_aggregate, "o-1", 0, std::vector<event>{long_topic});
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code() == errc::invalid_event);
+    CHECK(refused.error().message().find("topic") != std::string::npos);
     CHECK(count_all(*store) == 1);
     CHECK(load_all(*store, "o-1").size() == 1);
   }
+}
+
+TEST_CASE("NUL bytes are refused in ids on every backend and in every read, and payloads holding U+0000 are stored exactly") {
+  using namespace std::string_literals;
+  // "x\0one" and "x" were one aggregate to PostgreSQL (a text parameter ends at NUL).
+  const auto nul_id = "x\0one"s;
+  try {
+    (void)make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = nul_id});
+    FAIL("an aggregate id with a NUL byte was accepted");
+  } catch (const exception& e) {
+    CHECK(e.error().field() == "aggregate_id");
+    CHECK(e.error().message().find("NUL") != std::string::npos);
+  }
+  CHECK_THROWS_AS((void)make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o",
+                                    .correlation_id = "c\0d"s}),
+                  exception);
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "nul_bytes");
+    const std::vector<event> x{make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "x",
+                                           .payload = {{"text", "a\0b"s}}})};
+    const auto stored = store->append("order", "x", 0, x);
+    REQUIRE_MESSAGE(stored.ok(), stored.error().to_string());
+    const auto loaded = load_all(*store, "x");
+    REQUIRE(loaded.size() == 1);
+    CHECK(loaded[0].ev.payload().at("text").get<std::string>() == "a\0b"s);
+    // Reads naming an id with a NUL are refused, not answered with x's history.
+    const auto refused = store->load("order", nul_id, 1, [](const stored_event&) { return true; });
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().code() == errc::invalid_argument);
+    CHECK(refused.error().field() == "aggregate_id");
+    CHECK_FALSE(store->version_of("order", nul_id).ok());
+    CHECK_FALSE(store->read_all({.aggregate_type = "order", .aggregate_id = nul_id}, [](const stored_event&) { return true; }).ok());
+    CHECK_FALSE(store->append("order", nul_id, any_version, x).ok());
+    CHECK(count_all(*store) == 1);
+  }
+  // PostgreSQL keeps such a payload out of the JSONB column (which cannot hold U+0000); the
+  // envelope, what is loaded and published, has it.
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("nul_bytes").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* r = PQexec(conn, "SELECT payload IS NULL FROM event_store");
+  REQUIRE(PQntuples(r) == 1);
+  CHECK(std::string_view(PQgetvalue(r, 0, 0)) == "t");
+  PQclear(r);
+  PQfinish(conn);
+}
+
+TEST_CASE("sqlite: a store file deleted while open fails every later write and check(), instead of losing them") {
+  const auto path = testing::fresh_sqlite_path("deleted_while_open");
+  auto store = open_sqlite_store({.path = path});
+  const std::vector<event> first{order_event("order.created", "o-1", 0)};
+  REQUIRE(store->append("order", "o-1", 0, first).ok());
+  REQUIRE(store->check().ok());
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  const std::vector<event> next{order_event("order.paid", "o-1", 1)};
+  const auto refused = store->append("order", "o-1", 1, next);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code() == errc::store_failed);
+  CHECK(refused.error().message().find("deleted") != std::string::npos);
+  CHECK(refused.error().message().find(path) != std::string::npos);
+  CHECK_FALSE(store->check().ok());
+  CHECK_FALSE(store->mark_published(std::vector<std::int64_t>{1}).ok());
+  CHECK_FALSE(store->hold_relay_lease("relay", 1s).ok());
+  // Replaced by another file of the same name: still refused (it is not the file this store wrote).
+  { auto other = open_sqlite_store({.path = path}); }
+  CHECK_FALSE(store->append("order", "o-1", 1, next).ok());
+}
+
+TEST_CASE("read-only opens create nothing, refuse files and databases that are not stores, and write nothing") {
+  // SQLite: a mistyped path is named, and not created.
+  const auto missing = testing::fresh_sqlite_path("no_such_store");
+  try {
+    (void)open_sqlite_store({.path = missing, .read_only = true});
+    FAIL("opened a store that does not exist");
+  } catch (const exception& e) {
+    CHECK(e.error().code() == errc::store_failed);
+    CHECK(e.error().message().find(missing) != std::string::npos);
+    CHECK(e.error().message().find("does not exist") != std::string::npos);
+  }
+  CHECK_FALSE(std::filesystem::exists(missing));
+  // Another application's SQLite file is refused and left as it was.
+  const auto foreign = testing::fresh_sqlite_path("foreign_app");
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(foreign.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "CREATE TABLE customers (id INTEGER PRIMARY KEY)", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  CHECK_THROWS_WITH_AS((void)open_sqlite_store({.path = foreign, .read_only = true}),
+                       doctest::Contains("not an eventbus event store"), exception);
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(foreign.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* count = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'", -1, &count, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(count) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(count, 0) == 1);  // customers only
+    sqlite3_finalize(count);
+    sqlite3_close(db);
+  }
+  // A store: read, never written.
+  const auto path = testing::fresh_sqlite_path("read_only_store");
+  {
+    auto writable = open_sqlite_store({.path = path});
+    const std::vector<event> one{order_event("order.created", "o-1", 0)};
+    REQUIRE(writable->append("order", "o-1", 0, one).ok());
+  }
+  auto reader = open_sqlite_store({.path = path, .read_only = true});
+  CHECK(load_all(*reader, "o-1").size() == 1);
+  CHECK(reader->backlog().value().events == 1);
+  const std::vector<event> two{order_event("order.paid", "o-1", 1)};
+  const auto refused = reader->append("order", "o-1", 1, two);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code() == errc::store_failed);
+  CHECK_FALSE(reader->mark_published(std::vector<std::int64_t>{1}).ok());
+  CHECK(load_all(*reader, "o-1").size() == 1);
+
+  // PostgreSQL: an empty database is refused and gets no tables; a store's is read, never written.
+  (void)testing::fresh_postgres_database("read_only_empty");
+  CHECK_THROWS_WITH_AS((void)open_postgres_store({.dsn = testing::postgres_dsn_of("read_only_empty"), .read_only = true}),
+                       doctest::Contains("not an eventbus event store"), exception);
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("read_only_empty").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* tables = PQexec(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+  CHECK(std::string_view(PQgetvalue(tables, 0, 0)) == "0");
+  PQclear(tables);
+  PQfinish(conn);
+  auto pg_store = testing::fresh_store("postgresql", "read_only_pg");
+  const std::vector<event> one{order_event("order.created", "o-1", 0)};
+  REQUIRE(pg_store->append("order", "o-1", 0, one).ok());
+  auto pg_reader = open_postgres_store({.dsn = testing::postgres_dsn_of("read_only_pg"), .read_only = true});
+  CHECK(load_all(*pg_reader, "o-1").size() == 1);
+  const auto pg_refused = pg_reader->append("order", "o-1", 1, two);
+  REQUIRE_FALSE(pg_refused.ok());
+  CHECK(pg_refused.error().message().find("read-only") != std::string::npos);
+  CHECK_FALSE(pg_reader->mark_published(std::vector<std::int64_t>{1}).ok());
+  CHECK(pg_store->backlog().value().events == 1);
 }
 
 TEST_CASE("read_all streams the whole store a page at a time, from a position or a time, by type") {
@@ -260,11 +412,13 @@ TEST_CASE("sqlite: the service's own rows and its events commit together, or not
   REQUIRE(append_in_transaction(db, "order", "o-1", 0, created).ok());
   REQUIRE(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
   CHECK(count_all(*store) == 0);
+  CHECK(store->backlog().value().events == 0);  // the outbox's count rolled back with the rows
 
   REQUIRE(sqlite3_exec(db, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)", nullptr, nullptr, nullptr) == SQLITE_OK);
   REQUIRE(append_in_transaction(db, "order", "o-1", 0, created).ok());
   REQUIRE(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
   CHECK(count_all(*store) == 1);
+  CHECK(store->backlog().value().events == 1);
   sqlite3_close(db);
 }
 
@@ -285,6 +439,7 @@ TEST_CASE("postgresql: the service's own rows and its events commit together, or
   REQUIRE(append_in_transaction(conn, "order", "o-1", 0, created).ok());
   PQclear(PQexec(conn, "COMMIT"));
   CHECK(count_all(*store) == 1);
+  CHECK(store->backlog().value().events == 1);  // counted in the caller's transaction (and not by the rollback)
   PGresult* rows = PQexec(conn, "SELECT payload->>'seq' FROM event_store");  // payloads are JSONB
   REQUIRE(PQntuples(rows) == 1);
   CHECK(std::string(PQgetvalue(rows, 0, 0)) == "0");

@@ -198,7 +198,8 @@ int run_demo(std::span<const std::string_view> args) {
                   .store = store});
   std::unique_ptr<outbox_relay> relay;
   if (store) {
-    relay = std::make_unique<outbox_relay>(store, kafka, relay_options{.interval = std::chrono::milliseconds(20), .metrics = m});
+    relay = std::make_unique<outbox_relay>(store, producer_options{.kafka = kafka_opts, .metrics = m},
+                                           relay_options{.interval = std::chrono::milliseconds(20), .metrics = m});
     relay->start();
   } else {
     bus.add_sink(kafka);
@@ -279,7 +280,9 @@ int run_demo(std::span<const std::string_view> args) {
 
   const auto summary = summarize(kafka_opts, world.published_events(), workers.handled_by_handler(),
                                  demo_workers::handler_patterns(), world.expected_dead_letters());
-  const auto mirrored = kafka->stats();  // the relay's sink or the mirror: either way, what Kafka acknowledged
+  // What Kafka acknowledged: the relay's count (marked published) or the mirror's.
+  const auto mirrored = relay ? kafka_sink_stats{.delivered = relay->stats().relayed, .failed = relay->stats().failed}
+                              : kafka->stats();
   std::printf("\n%d workflows; %llu events published, %llu delivered to Kafka, %llu failed%s%s\n", started,
               static_cast<unsigned long long>(total), static_cast<unsigned long long>(mirrored.delivered),
               static_cast<unsigned long long>(mirrored.failed), flushed ? "" : (" (" + flushed.error().message() + ")").c_str(),

@@ -112,7 +112,10 @@ int run_store(std::span<const std::string_view> args) {
 
   std::shared_ptr<event_store> store;
   try {
-    store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn}) : open_sqlite_store({.path = sqlite_path});
+    // Every action only reads the store: a mistyped path or another application's database is
+    // refused, never created or given eventbus's tables.
+    store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = true})
+                                : open_sqlite_store({.path = sqlite_path, .read_only = true});
   } catch (const exception& e) {
     return fail(e.error().to_string());
   }

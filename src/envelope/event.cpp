@@ -62,6 +62,13 @@ std::optional<eventbus::error> validate(const event_data& d) {
   if (auto problem = event_type_problem(d.event_type)) return invalid("event_type", *problem);
   if (d.aggregate_id.empty()) return invalid("aggregate_id", "must not be empty");
   if (d.aggregate_type.empty()) return invalid("aggregate_type", "must not be empty");
+  // A NUL byte ends a string in C APIs (libpq's text parameters among them): "x\0one" would load
+  // x's history from PostgreSQL. One rule for every backend and the wire: ids never hold one.
+  const auto has_nul = [](std::string_view s) { return s.find('\0') != std::string_view::npos; };
+  if (has_nul(d.aggregate_id)) return invalid("aggregate_id", "must not contain a NUL byte");
+  if (has_nul(d.aggregate_type)) return invalid("aggregate_type", "must not contain a NUL byte");
+  if (d.correlation_id && has_nul(*d.correlation_id)) return invalid("correlation_id", "must not contain a NUL byte");
+  if (d.causation_id && has_nul(*d.causation_id)) return invalid("causation_id", "must not contain a NUL byte");
   // A lazy payload (payload_ready false) was checked by the decoder, on its text.
   if (d.payload_ready.load(std::memory_order_relaxed)) {
     if (!d.payload.is_object())

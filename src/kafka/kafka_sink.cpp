@@ -11,6 +11,7 @@
 #include "detail/event_data.hpp"
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
+#include "kafka/mirror_record.hpp"
 #include "kafka/producer_handles.hpp"
 #include "kafka/topic_cache.hpp"
 
@@ -150,12 +151,7 @@ struct kafka_sink::impl {
     const auto& d = detail::event_access::data(ev);
 
     detail::kafka_headers headers(rd_kafka_headers_new(6));
-    add_header(headers.get(), "event_id", d.event_id);
-    add_header(headers.get(), "event_type", d.event_type);
-    add_header(headers.get(), "aggregate_type", d.aggregate_type);
-    add_header(headers.get(), "content-type", "application/json");
-    if (d.correlation_id) add_header(headers.get(), "correlation_id", *d.correlation_id);
-    if (auto tp = d.metadata.find("traceparent"); tp != d.metadata.end()) add_header(headers.get(), "traceparent", tp->second);
+    detail::for_each_mirror_header(d, [&](const char* header, std::string_view value) { add_header(headers.get(), header, value); });
 
     // No copy of the value: its bytes belong to the event, which `pending` keeps alive until the
     // delivery report. librdkafka does not write to them.

@@ -1,13 +1,34 @@
 #include "store/append_rules.hpp"
 
 #include "detail/event_data.hpp"
+#include "eventbus/topic.hpp"
+#include "kafka/mirror_record.hpp"
 
 namespace eventbus::detail {
 
-result<void> check_append(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected_version,
-                          std::span<const event> events) {
+result<void> check_aggregate(std::string_view aggregate_type, std::string_view aggregate_id) {
   if (aggregate_type.empty()) return error(errc::invalid_argument, "must not be empty", "aggregate_type");
   if (aggregate_id.empty()) return error(errc::invalid_argument, "must not be empty", "aggregate_id");
+  if (aggregate_type.find('\0') != std::string_view::npos)
+    return error(errc::invalid_argument, "must not contain a NUL byte", "aggregate_type");
+  if (aggregate_id.find('\0') != std::string_view::npos)
+    return error(errc::invalid_argument, "must not contain a NUL byte", "aggregate_id");
+  return {};
+}
+
+result<void> check_filter(const read_filter& filter) {
+  if (filter.aggregate_id && !filter.aggregate_type)
+    return error(errc::invalid_argument, "needs aggregate_type too", "aggregate_id");
+  const auto nul_in = [](const std::optional<std::string>& s) { return s && s->find('\0') != std::string::npos; };
+  if (nul_in(filter.event_type)) return error(errc::invalid_argument, "must not contain a NUL byte", "event_type");
+  if (nul_in(filter.aggregate_type)) return error(errc::invalid_argument, "must not contain a NUL byte", "aggregate_type");
+  if (nul_in(filter.aggregate_id)) return error(errc::invalid_argument, "must not contain a NUL byte", "aggregate_id");
+  return {};
+}
+
+result<void> check_append(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected_version,
+                          std::span<const event> events) {
+  if (auto ok = check_aggregate(aggregate_type, aggregate_id); !ok) return ok;
   if (expected_version < any_version)
     return error(errc::invalid_argument, "must be >= 0, or any_version", "expected_version");
   if (events.empty()) return error(errc::invalid_argument, "append at least one event", "events");
@@ -18,10 +39,15 @@ result<void> check_append(std::string_view aggregate_type, std::string_view aggr
                    "event " + ev.event_id() + " belongs to " + ev.aggregate_type() + "/" + ev.aggregate_id() +
                        ", not to " + std::string(aggregate_type) + "/" + std::string(aggregate_id),
                    "events[" + std::to_string(i) + "]");
-    if (const auto size = encode_event(ev).size(); size > max_stored_event_bytes)
+    // What the relay could never publish is refused here, not stored to fail every relay cycle.
+    if (auto topic = topic_for(ev); !topic)
+      return error(errc::invalid_event, "event " + ev.event_id() + " has no valid Kafka topic: " + topic.error().to_string(),
+                   "events[" + std::to_string(i) + "]");
+    if (const auto size = mirror_record_bytes(event_access::data(ev)); size > max_stored_event_bytes)
       return error(errc::invalid_event,
-                   "event " + ev.event_id() + " is " + std::to_string(size) + " bytes; the store takes at most " +
-                       std::to_string(max_stored_event_bytes) + " (a Kafka record must hold it)",
+                   "event " + ev.event_id() + " makes a Kafka record of " + std::to_string(size) +
+                       " bytes (envelope, key and headers); the store takes at most " +
+                       std::to_string(max_stored_event_bytes) + ", so that the relay can always publish it",
                    "events[" + std::to_string(i) + "]");
     for (std::size_t j = 0; j < i; ++j)
       if (events[j].event_id() == ev.event_id())

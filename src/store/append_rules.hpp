@@ -14,6 +14,13 @@
 
 namespace eventbus::detail {
 
+/// An aggregate named for a read: both parts non-empty and free of NUL bytes (a C string would end
+/// there and name another aggregate).
+[[nodiscard]] result<void> check_aggregate(std::string_view aggregate_type, std::string_view aggregate_id);
+
+/// A read_all filter every backend takes: aggregate_id only with aggregate_type, no NUL bytes.
+[[nodiscard]] result<void> check_filter(const read_filter& filter);
+
 /// The events belong to the aggregate named, there is at least one, and the version is one append
 /// accepts. Nothing touches the database before this passes.
 [[nodiscard]] result<void> check_append(std::string_view aggregate_type, std::string_view aggregate_id,

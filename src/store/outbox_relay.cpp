@@ -105,12 +105,30 @@ void relay_options::validate() const {
   if (lease_ttl < 3 * interval) reject("lease_ttl", "must be at least three intervals");
 }
 
+// The relay's producer never times a record out. A record that expires while a later record of its
+// partition is still queued lets that later one reach Kafka first (librdkafka expires the oldest
+// first): after a stall longer than message.timeout.ms, an aggregate's version n+1 arrived before
+// version n (seen with the relay SIGSTOPped). Without a timeout, the idempotent producer retries
+// in order until the cluster takes each record, and what fails fails for good (refused records)
+// or together (a fatal error, a purge at stop): an aggregate's first deliveries stay in order.
+producer_options relay_producer(producer_options producer) {
+  auto& props = producer.kafka.properties;
+  for (const char* name : {"message.timeout.ms", "delivery.timeout.ms"})
+    if (auto it = props.find(name); it != props.end() && it->second != "0")
+      throw exception(error(errc::invalid_argument,
+                            "must be 0 (never) for the outbox relay: a record that times out lets later records of "
+                            "its aggregate reach Kafka before it; the events wait in the store instead",
+                            std::string("kafka.properties.") + name));
+  props["message.timeout.ms"] = "0";
+  return producer;
+}
+
 struct outbox_relay::impl {
-  impl(std::shared_ptr<event_store> s, std::shared_ptr<kafka_sink> k, relay_options o)
-      : store(std::move(s)), sink(std::move(k)), options(std::move(o)) {
+  impl(std::shared_ptr<event_store> s, producer_options producer, relay_options o)
+      : store(std::move(s)), options(std::move(o)) {
     if (!store) throw exception(error(errc::invalid_argument, "needs a store", "store"));
-    if (!sink) throw exception(error(errc::invalid_argument, "needs a Kafka sink", "sink"));
     options.validate();
+    sink = std::make_shared<kafka_sink>(relay_producer(std::move(producer)));
     if (options.owner.empty()) options.owner = default_owner();
   }
 
@@ -140,7 +158,9 @@ struct outbox_relay::impl {
       woken = false;
     }
     // Stopping: what was produced is settled (acknowledged ones marked), so a restart or the next
-    // instance sends as little twice as possible.
+    // instance sends as little twice as possible. Closing the producer bounds the wait (Kafka may
+    // be down, and records never time out): it flushes for close_timeout, then fails the rest.
+    sink.reset();
     int ignored = 0;
     while (!window.empty()) settle_oldest(ignored);
     marks.reset();  // marks what it was given, then ends
@@ -165,6 +185,8 @@ struct outbox_relay::impl {
   // broker round trip for every batch (measured, 45 ms a batch: a fifth of the mirror's rate).
   // True when there may be more to do right away.
   bool cycle(int& failures_in_a_row) {
+    // Every instance, leading or standing by, says what the store holds (one row to read).
+    if (clock::now() - last_backlog_update >= options.interval) update_backlog();
     auto held = store->hold_relay_lease(options.owner, options.lease_ttl);
     if (!held) {
       warn("relay lease: " + held.error().to_string());
@@ -177,7 +199,7 @@ struct outbox_relay::impl {
     collect_mark_failures(failures_in_a_row);
     restart_if_drained();
     // Fill: only while leading and nothing failed since the last restart of the pipeline.
-    while (leading.load() && !failed_since_restart && window.size() < max_in_flight) {
+    while (sink && leading.load() && !failed_since_restart && window.size() < max_in_flight) {
       auto batch = store->unpublished(options.batch_size, cursor);
       if (!batch) {
         warn("reading the outbox: " + batch.error().to_string());
@@ -201,8 +223,10 @@ struct outbox_relay::impl {
     batch_in_flight b{.events = std::move(events), .outcomes = std::make_shared<tally>()};
     b.outcomes->ok.assign(b.events.size(), 0);
     b.outcomes->pending = b.events.size();
+    in_flight.fetch_add(b.events.size());
     for (std::size_t i = 0; i < b.events.size(); ++i)
-      sink->produce(b.events[i].ev, [t = b.outcomes, i](result<delivery> d) {
+      sink->produce(b.events[i].ev, [this, t = b.outcomes, i](result<delivery> d) {
+        in_flight.fetch_sub(1);
         const std::lock_guard lock(t->mu);
         t->ok[i] = d.ok() ? 1 : 0;
         if (--t->pending == 0) t->all_in.notify_all();
@@ -214,17 +238,26 @@ struct outbox_relay::impl {
   }
 
   // Waits for the oldest batch's acknowledgements (renewing the lease meanwhile: with Kafka down
-  // that is message.timeout.ms), then marks what may be marked. An event is marked unless an
+  // that is until it is back, or the relay stops), then marks what may be marked. An event is marked unless an
   // earlier one of its aggregate failed since the pipeline's last restart: those go again, after
   // it, so an aggregate's events never overtake each other.
   void settle_oldest(int& failures_in_a_row) {
     batch_in_flight b = std::move(window.front());
     window.pop_front();
     {
+      // Looks up every interval: to renew the lease every third of its ttl, to say what the
+      // backlog is, and to close the producer once stop() was asked (with Kafka down, nothing
+      // else ends this wait).
+      auto renewed = clock::now();
       std::unique_lock lock(b.outcomes->mu);
-      while (!b.outcomes->all_in.wait_for(lock, options.lease_ttl / 3, [&] { return b.outcomes->pending == 0; })) {
+      while (!b.outcomes->all_in.wait_for(lock, options.interval, [&] { return b.outcomes->pending == 0; })) {
         lock.unlock();
-        (void)store->hold_relay_lease(options.owner, options.lease_ttl);
+        if (stopping.load()) sink.reset();  // flushes for close_timeout, then fails what is left
+        if (clock::now() - last_backlog_update >= options.interval) update_backlog();  // Kafka down: it grows
+        if (clock::now() - renewed >= options.lease_ttl / 3) {
+          (void)store->hold_relay_lease(options.owner, options.lease_ttl);
+          renewed = clock::now();
+        }
         lock.lock();
       }
     }
@@ -280,7 +313,10 @@ struct outbox_relay::impl {
   void update_backlog() {
     last_backlog_update = clock::now();
     auto b = store->backlog();
-    if (!b) return;
+    if (!b) {
+      warn("reading the outbox backlog (the gauge keeps its last value): " + b.error().to_string());
+      return;
+    }
     backlog.store(b.value().events);
     if (options.metrics) {
       const double age = b.value().oldest ? std::chrono::duration<double>(now_ms() - *b.value().oldest).count() : 0.0;
@@ -306,7 +342,7 @@ struct outbox_relay::impl {
   bool woken = false;
   clock::time_point last_warning{}, last_backlog_update{};
   std::atomic<bool> leading{false};
-  std::atomic<std::uint64_t> relayed{0}, failed{0}, resent{0}, batches{0};
+  std::atomic<std::uint64_t> relayed{0}, failed{0}, resent{0}, batches{0}, in_flight{0};
   std::atomic<std::int64_t> backlog{0};
 
   // The pipeline (relay thread only).
@@ -318,8 +354,8 @@ struct outbox_relay::impl {
   bool failed_since_restart = false;
 };
 
-outbox_relay::outbox_relay(std::shared_ptr<event_store> store, std::shared_ptr<kafka_sink> sink, relay_options options)
-    : impl_(std::make_unique<impl>(std::move(store), std::move(sink), std::move(options))) {}
+outbox_relay::outbox_relay(std::shared_ptr<event_store> store, producer_options producer, relay_options options)
+    : impl_(std::make_unique<impl>(std::move(store), std::move(producer), std::move(options))) {}
 
 outbox_relay::~outbox_relay() { stop(); }
 
@@ -353,6 +389,7 @@ relay_stats outbox_relay::stats() const noexcept {
           .failed = impl_->failed.load(),
           .resent = impl_->resent.load(),
           .batches = impl_->batches.load(),
+          .in_flight = impl_->in_flight.load(),
           .leading = impl_->leading.load(),
           .backlog = impl_->backlog.load()};
 }

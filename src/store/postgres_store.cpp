@@ -13,14 +13,51 @@
 #include "detail/event_data.hpp"
 #include "eventbus/time.hpp"
 #include "store/append_rules.hpp"
+#include "store/relay_lease.hpp"
 
 namespace eventbus {
 namespace {
 
-// Advisory lock keys ("eventbus" in ASCII, and its neighbours): appends, migrations, the relay.
+// Advisory lock keys ("eventbus" in ASCII, and its neighbour): appends, migrations. (The next one
+// was the relay's session lock before the lease became a row: not to be reused.)
 constexpr std::int64_t append_lock = 0x6576656e74627573;
 constexpr std::int64_t migrate_lock = append_lock + 1;
-constexpr std::int64_t relay_lock = append_lock + 2;
+
+// An append's checks and insert as a function of simple statements: PL/pgSQL keeps their plans
+// for the session, where one statement of common table expressions was planned anew on every
+// append (a third of its time, measured in bench/README.md). Each statement of a volatile
+// function sees what committed before it started: the checks run after the caller took the
+// append lock. Returns the current version, how many of the ids are stored already, and the
+// first and last position inserted and how many rows (none when a check failed).
+// JSONB cannot hold U+0000: an event whose envelope has "\u0000" gets a NULL payload column (the
+// queryable copy); its envelope, what is loaded and published, keeps it exactly.
+constexpr const char* append_function = R"sql(
+CREATE OR REPLACE FUNCTION eventbus_append(ids TEXT[], types TEXT[], agg_type TEXT, agg_id TEXT, expected BIGINT,
+                                millis BIGINT[], correlations TEXT[], causations TEXT[], envelopes TEXT[],
+                                OUT current_version BIGINT, OUT already_stored BIGINT,
+                                OUT first_position BIGINT, OUT last_position BIGINT, OUT inserted BIGINT)
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $fn$
+BEGIN
+  SELECT COALESCE(MAX(aggregate_version), 0) INTO current_version FROM event_store
+   WHERE aggregate_type = agg_type AND aggregate_id = agg_id;
+  SELECT count(*) INTO already_stored FROM event_store WHERE event_id = ANY(ids);
+  inserted := 0;
+  IF already_stored > 0 OR (expected >= 0 AND current_version <> expected) THEN
+    RETURN;
+  END IF;
+  WITH ins AS (
+    INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, occurred_at,
+                             correlation_id, causation_id, payload, envelope)
+    SELECT e.id, e.type, agg_type, agg_id, current_version + e.n, to_timestamp(e.ms / 1000.0), e.corr, e.cause,
+           CASE WHEN strpos(e.env, '\u0000') = 0 THEN (e.env::jsonb) -> 'payload' END, e.env
+      FROM unnest(ids, types, millis, correlations, causations, envelopes) WITH ORDINALITY AS e(id, type, ms, corr, cause, env, n)
+     ORDER BY e.n
+    RETURNING position)
+  SELECT min(position), max(position), count(*) INTO first_position, last_position, inserted FROM ins;
+  UPDATE eventbus_outbox_state SET unpublished = unpublished + inserted WHERE id = 1;
+END
+$fn$;
+)sql";
 
 constexpr const char* migrations[] = {
     R"sql(
@@ -44,38 +81,27 @@ CREATE INDEX event_store_by_type ON event_store (event_type, position);
 CREATE INDEX event_store_by_time ON event_store (occurred_at);
 CREATE INDEX event_store_unpublished ON event_store (position) WHERE published_at IS NULL;
 )sql",
-    // An append's checks and insert as a function of simple statements: PL/pgSQL keeps their plans
-    // for the session, where one statement of common table expressions was planned anew on every
-    // append (a third of its time, measured in bench/README.md). Each statement of a volatile
-    // function sees what committed before it started: the checks run after the caller took the
-    // append lock. Returns the current version, how many of the ids are stored already, and the
-    // first and last position inserted and how many rows (none when a check failed).
+    append_function,  // the second migration
+    // The payload column may be NULL (see append_function), and the relay lease becomes a row
+    // judged by its renewals (see relay_lease.hpp): a session advisory lock outlived a hung
+    // relay whose connection stayed open.
     R"sql(
-CREATE OR REPLACE FUNCTION eventbus_append(ids TEXT[], types TEXT[], agg_type TEXT, agg_id TEXT, expected BIGINT,
-                                millis BIGINT[], correlations TEXT[], causations TEXT[], envelopes TEXT[],
-                                OUT current_version BIGINT, OUT already_stored BIGINT,
-                                OUT first_position BIGINT, OUT last_position BIGINT, OUT inserted BIGINT)
-LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $fn$
-BEGIN
-  SELECT COALESCE(MAX(aggregate_version), 0) INTO current_version FROM event_store
-   WHERE aggregate_type = agg_type AND aggregate_id = agg_id;
-  SELECT count(*) INTO already_stored FROM event_store WHERE event_id = ANY(ids);
-  inserted := 0;
-  IF already_stored > 0 OR (expected >= 0 AND current_version <> expected) THEN
-    RETURN;
-  END IF;
-  WITH ins AS (
-    INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, occurred_at,
-                             correlation_id, causation_id, payload, envelope)
-    SELECT e.id, e.type, agg_type, agg_id, current_version + e.n, to_timestamp(e.ms / 1000.0), e.corr, e.cause,
-           (e.env::jsonb) -> 'payload', e.env
-      FROM unnest(ids, types, millis, correlations, causations, envelopes) WITH ORDINALITY AS e(id, type, ms, corr, cause, env, n)
-     ORDER BY e.n
-    RETURNING position)
-  SELECT min(position), max(position), count(*) INTO first_position, last_position, inserted FROM ins;
-END
-$fn$;
+ALTER TABLE event_store ALTER COLUMN payload DROP NOT NULL;
+CREATE TABLE eventbus_relay_lease (
+  id         INTEGER     PRIMARY KEY CHECK (id = 1),
+  owner      TEXT        NOT NULL,
+  renewals   BIGINT      NOT NULL,
+  renewed_at TIMESTAMPTZ NOT NULL DEFAULT now()   -- for people reading the table; never judged
+);
+-- The outbox's backlog, kept as appends and marks go (in their transactions): reading it is one
+-- row, where a count over the unpublished rows grew with the backlog.
+CREATE TABLE eventbus_outbox_state (
+  id          INTEGER PRIMARY KEY CHECK (id = 1),
+  unpublished BIGINT  NOT NULL
+);
+INSERT INTO eventbus_outbox_state (id, unpublished) SELECT 1, count(*) FROM event_store WHERE published_at IS NULL;
 )sql",
+    append_function,  // again, for stores made before it wrote NULL payloads
 };
 
 struct result_deleter {
@@ -123,7 +149,10 @@ error failure(PGconn* conn, const PGresult* r, std::string_view what) {
   std::string message = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
   while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
   const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-  return error(errc::store_failed, "postgresql: " + std::string(what) + ": " + message +
+  // Class 22 (data exception: a value the column cannot take) fails the same way on every retry:
+  // the event, not the database, is at fault.
+  const bool bad_data = state != nullptr && std::string_view(state).starts_with("22");
+  return error(bad_data ? errc::invalid_event : errc::store_failed, "postgresql: " + std::string(what) + ": " + message +
                                        (state ? " (SQLSTATE " + std::string(state) + ")" : ""));
 }
 
@@ -250,6 +279,12 @@ class connection {
     }
     // Quiet notices ("relation already exists, skipping") instead of printing them to stderr.
     PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    if (options_.read_only)  // the server refuses every write of this session, whatever asks for it
+      if (auto ro = run(conn_, "opening read-only", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"); !ro) {
+        PQfinish(conn_);
+        conn_ = nullptr;
+        return ro.error();
+      }
     return {};
   }
 
@@ -272,6 +307,11 @@ class postgres_event_store final : public detail::checked_store {
  public:
   explicit postgres_event_store(const postgres_store_options& options)
       : checked_store(options.metrics), writer_(options), reader_(options), lease_(options) {
+    if (options.read_only) {
+      const std::lock_guard lock(reader_.mu);
+      if (auto ok = check_schema(); !ok) throw exception(ok.error());
+      return;
+    }
     const std::lock_guard lock(writer_.mu);
     if (auto migrated = migrate(); !migrated) throw exception(migrated.error());
   }
@@ -347,17 +387,18 @@ class postgres_event_store final : public detail::checked_store {
 
   result<void> load(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t from_version,
                     const stored_event_visitor& fn) override {
+    if (auto ok = detail::check_aggregate(aggregate_type, aggregate_id); !ok) return ok;
     read_filter filter{.aggregate_type = std::string(aggregate_type), .aggregate_id = std::string(aggregate_id)};
     return page_through(filter, std::max<std::int64_t>(from_version, 1), fn);
   }
 
   result<void> read_all(const read_filter& filter, const stored_event_visitor& fn) override {
-    if (filter.aggregate_id && !filter.aggregate_type)
-      return error(errc::invalid_argument, "needs aggregate_type too", "aggregate_id");
+    if (auto ok = detail::check_filter(filter); !ok) return ok;
     return page_through(filter, 0, fn);
   }
 
   result<std::int64_t> version_of(std::string_view aggregate_type, std::string_view aggregate_id) override {
+    if (auto ok = detail::check_aggregate(aggregate_type, aggregate_id); !ok) return ok.error();
     const std::lock_guard lock(reader_.mu);
     const std::string type(aggregate_type), id(aggregate_id);
     auto r = reader_.query("reading the aggregate's version",
@@ -392,7 +433,10 @@ class postgres_event_store final : public detail::checked_store {
     for (const auto p : positions) list.add(p);
     const std::lock_guard lock(writer_.mu);
     auto r = writer_.query("marking events published",
-                 "UPDATE event_store SET published_at = now() WHERE position = ANY($1::bigint[])", {list.text().c_str()});
+                 "WITH marked AS (UPDATE event_store SET published_at = now() WHERE position = ANY($1::bigint[]) "
+                 "AND published_at IS NULL RETURNING 1) "
+                 "UPDATE eventbus_outbox_state SET unpublished = unpublished - (SELECT count(*) FROM marked) WHERE id = 1",
+                 {list.text().c_str()});
     if (!r) return r.error();
     return {};
   }
@@ -400,43 +444,26 @@ class postgres_event_store final : public detail::checked_store {
   result<outbox_backlog> backlog() override {
     const std::lock_guard lock(reader_.mu);
     auto r = reader_.query("reading the outbox backlog",
-                 "SELECT count(*), (EXTRACT(EPOCH FROM min(stored_at)) * 1000)::bigint FROM event_store "
-                 "WHERE published_at IS NULL");
+                 "SELECT unpublished, (SELECT (EXTRACT(EPOCH FROM stored_at) * 1000)::bigint FROM event_store "
+                 "WHERE published_at IS NULL ORDER BY position LIMIT 1) FROM eventbus_outbox_state WHERE id = 1");
     if (!r) return r.error();
     outbox_backlog out{.events = to_int(r.value().get(), 0, 0)};
     if (!PQgetisnull(r.value().get(), 0, 1)) out.oldest = time_point(std::chrono::milliseconds(to_int(r.value().get(), 0, 1)));
     return out;
   }
 
-  // The lease is a session advisory lock: held while this connection lives, gone the moment the
-  // relay's process or connection dies (ttl is not needed for that).
-  result<bool> hold_relay_lease(std::string_view, std::chrono::milliseconds) override {
+  // The lease is a row judged by its renewals (relay_lease.hpp), on a connection of its own so
+  // that a long append or read does not delay its renewal.
+  result<bool> hold_relay_lease(std::string_view owner, std::chrono::milliseconds ttl) override {
     const std::lock_guard lock(lease_.mu);
-    auto conn = lease_.get();
-    if (!conn) {
-      lease_held_ = false;
-      return conn.error();
-    }
-    if (lease_held_) {
-      if (auto alive = run(conn.value(), "checking the relay lease", "SELECT 1"); alive) return true;
-      lease_held_ = false;  // the connection broke: the lock went with it
-      conn = lease_.get();
-      if (!conn) return conn.error();
-    }
-    const std::string key = std::to_string(relay_lock);
-    auto r = run(conn.value(), "taking the relay lease", "SELECT pg_try_advisory_lock($1::bigint)", {key.c_str()});
-    if (!r) return r.error();
-    lease_held_ = std::string_view(PQgetvalue(r.value().get(), 0, 0)) == "t";
-    return lease_held_;
+    lease_statements ops{lease_};
+    return lease_judge_.hold(owner, ttl, ops);
   }
 
-  void release_relay_lease(std::string_view) noexcept override {
+  void release_relay_lease(std::string_view owner) noexcept override {
     const std::lock_guard lock(lease_.mu);
-    if (!lease_held_) return;
-    lease_held_ = false;
-    auto conn = lease_.get();
-    const std::string key = std::to_string(relay_lock);
-    if (conn) (void)run(conn.value(), "releasing the relay lease", "SELECT pg_advisory_unlock($1::bigint)", {key.c_str()});
+    const std::string who(owner);
+    (void)lease_.query("releasing the relay lease", "DELETE FROM eventbus_relay_lease WHERE owner = $1", {who.c_str()});
   }
 
   result<void> check() override {
@@ -448,6 +475,49 @@ class postgres_event_store final : public detail::checked_store {
   std::string_view backend() const noexcept override { return "postgresql"; }
 
  private:
+  // The relay lease's statements for relay_lease_judge (lease_.mu held).
+  struct lease_statements {
+    connection& conn;
+
+    result<std::optional<detail::lease_row>> read() {
+      auto r = conn.query("reading the relay lease", "SELECT owner, renewals FROM eventbus_relay_lease WHERE id = 1");
+      if (!r) return r.error();
+      if (PQntuples(r.value().get()) == 0) return std::optional<detail::lease_row>();
+      return std::optional<detail::lease_row>(detail::lease_row{PQgetvalue(r.value().get(), 0, 0), to_int(r.value().get(), 0, 1)});
+    }
+    result<bool> insert(std::string_view owner) {
+      const std::string who(owner);
+      return changed(conn.query("taking the relay lease",
+                                "INSERT INTO eventbus_relay_lease (id, owner, renewals) VALUES (1, $1, 0) "
+                                "ON CONFLICT (id) DO NOTHING", {who.c_str()}));
+    }
+    result<bool> renew(std::string_view owner) {
+      const std::string who(owner);
+      return changed(conn.query("renewing the relay lease",
+                                "UPDATE eventbus_relay_lease SET renewals = renewals + 1, renewed_at = now() "
+                                "WHERE id = 1 AND owner = $1", {who.c_str()}));
+    }
+    result<bool> take(std::string_view owner, const detail::lease_row& seen) {
+      const std::string who(owner), renewals = std::to_string(seen.renewals);
+      return changed(conn.query("taking the relay lease",
+                                "UPDATE eventbus_relay_lease SET owner = $1, renewals = 0, renewed_at = now() "
+                                "WHERE id = 1 AND owner = $2 AND renewals = $3::bigint",
+                                {who.c_str(), seen.owner.c_str(), renewals.c_str()}));
+    }
+    static result<bool> changed(result<pg_result> r) {
+      if (!r) return r.error();
+      return std::string_view(PQcmdTuples(r.value().get())) != "0";
+    }
+  };
+
+  // Reading only: the database must hold eventbus's tables; nothing is created or migrated.
+  result<void> check_schema() {
+    auto r = reader_.query("reading the schema version", "SELECT MAX(version) FROM eventbus_schema");
+    if (!r) return error(errc::store_failed, "the database is not an eventbus event store: " + r.error().message());
+    if (PQgetisnull(r.value().get(), 0, 0)) return error(errc::store_failed, "the database is not an eventbus event store: no schema version");
+    return {};
+  }
+
   result<void> migrate() {
     auto conn = writer_.get();
     if (!conn) return conn.error();
@@ -512,8 +582,8 @@ class postgres_event_store final : public detail::checked_store {
   }
 
   connection writer_, reader_, lease_;
-  bool broke_ = false;       // under writer_.mu: the last append found its connection broken
-  bool lease_held_ = false;  // under lease_.mu
+  bool broke_ = false;  // under writer_.mu: the last append found its connection broken
+  detail::relay_lease_judge lease_judge_;
 };
 
 }  // namespace

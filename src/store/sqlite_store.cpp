@@ -6,12 +6,13 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-
+#include <filesystem>
 #include <mutex>
 
 #include "detail/event_data.hpp"
 #include "eventbus/time.hpp"
 #include "store/append_rules.hpp"
+#include "store/relay_lease.hpp"
 
 namespace eventbus {
 namespace {
@@ -42,6 +43,19 @@ CREATE TABLE eventbus_relay_lease (
   owner         TEXT    NOT NULL,
   expires_at_ms INTEGER NOT NULL
 );
+)sql",
+    // The relay lease judged by its renewals (see relay_lease.hpp), not by a wall-clock expiry
+    // that each host computed with its own clock.
+    R"sql(
+ALTER TABLE eventbus_relay_lease RENAME COLUMN expires_at_ms TO renewed_at_ms;  -- for people; never judged
+ALTER TABLE eventbus_relay_lease ADD COLUMN renewals INTEGER NOT NULL DEFAULT 0;
+-- The outbox's backlog, kept as appends and marks go (in their transactions): reading it is one
+-- row, where a COUNT over 200,000 unpublished rows asked every few ms slowed the relay five-fold.
+CREATE TABLE eventbus_outbox_state (
+  id          INTEGER PRIMARY KEY CHECK (id = 1),
+  unpublished INTEGER NOT NULL
+);
+INSERT INTO eventbus_outbox_state (id, unpublished) SELECT 1, COUNT(*) FROM event_store WHERE published = 0;
 )sql",
 };
 
@@ -113,9 +127,12 @@ struct append_statements {
         insert(db,
                "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
                "occurred_at_ms, correlation_id, causation_id, envelope, stored_at_ms) "
-               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)") {}
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        count_backlog(db, "UPDATE eventbus_outbox_state SET unpublished = unpublished + ?1 WHERE id = 1") {}
 
-  [[nodiscard]] bool ok() const noexcept { return find_id.ok() && current_version.ok() && insert.ok(); }
+  [[nodiscard]] bool ok() const noexcept {
+    return find_id.ok() && current_version.ok() && insert.ok() && count_backlog.ok();
+  }
 
   // Inside an open transaction: the checks and the inserts of one append.
   result<append_result> run(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t expected,
@@ -161,6 +178,9 @@ struct append_statements {
       if (out.first_position == 0) out.first_position = position;
       out.last_position = position;
     }
+    const int rc = count_backlog.reset().bind(1, static_cast<std::int64_t>(events.size())).step();
+    count_backlog.reset();
+    if (rc != SQLITE_DONE) return sqlite_failure(db, "counting the outbox backlog");
     return out;
   }
 
@@ -173,12 +193,16 @@ struct append_statements {
   }
 
   sqlite3* db;
-  statement find_id, current_version, insert;
+  statement find_id, current_version, insert, count_backlog;
 };
 
 class sqlite_event_store final : public detail::checked_store {
  public:
   explicit sqlite_event_store(const sqlite_store_options& options) : checked_store(options.metrics), path_(options.path) {
+    if (options.read_only) {
+      open_for_reading(options);
+      return;
+    }
     writer_ = open(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, options);
     // WAL lets the reader read while the writer commits; synchronous sets what a commit survives.
     for (const char* pragma : {"PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON"})
@@ -199,6 +223,7 @@ class sqlite_event_store final : public detail::checked_store {
   result<append_result> store_events(std::string_view aggregate_type, std::string_view aggregate_id,
                                      std::int64_t expected_version, std::span<const event> events) override {
     const std::lock_guard lock(writer_mu_);
+    if (auto there = still_there(); !there) return there.error();
     // IMMEDIATE: the write lock now, so the version read below cannot change before the insert.
     if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
     auto out = statements_->run(aggregate_type, aggregate_id, expected_version, events);
@@ -215,6 +240,7 @@ class sqlite_event_store final : public detail::checked_store {
 
   result<void> load(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t from_version,
                     const stored_event_visitor& fn) override {
+    if (auto ok = detail::check_aggregate(aggregate_type, aggregate_id); !ok) return ok;
     const std::lock_guard lock(reader_mu_);
     statement page(reader_,
                    "SELECT position, aggregate_version, envelope FROM event_store WHERE aggregate_type = ?1 AND "
@@ -236,8 +262,7 @@ class sqlite_event_store final : public detail::checked_store {
   }
 
   result<void> read_all(const read_filter& filter, const stored_event_visitor& fn) override {
-    if (filter.aggregate_id && !filter.aggregate_type)
-      return error(errc::invalid_argument, "needs aggregate_type too", "aggregate_id");
+    if (auto ok = detail::check_filter(filter); !ok) return ok;
     std::string sql = "SELECT position, aggregate_version, envelope FROM event_store WHERE position > ?1";
     if (filter.from_time) sql += " AND occurred_at_ms >= ?2";
     if (filter.event_type) sql += " AND event_type = ?3";
@@ -268,6 +293,7 @@ class sqlite_event_store final : public detail::checked_store {
   }
 
   result<std::int64_t> version_of(std::string_view aggregate_type, std::string_view aggregate_id) override {
+    if (auto ok = detail::check_aggregate(aggregate_type, aggregate_id); !ok) return ok.error();
     const std::lock_guard lock(writer_mu_);
     auto version = statements_->read_version(aggregate_type, aggregate_id);
     if (!version) return named(version.error());
@@ -294,12 +320,14 @@ class sqlite_event_store final : public detail::checked_store {
   result<void> mark_published(std::span<const std::int64_t> positions) override {
     if (positions.empty()) return {};
     const std::lock_guard lock(writer_mu_);
+    if (auto there = still_there(); !there) return there.error();
     // One statement per run of consecutive positions (a relay's batch is mostly one run), not per event.
     statement mark(writer_, "UPDATE event_store SET published = 1 WHERE position BETWEEN ?1 AND ?2 AND published = 0");
     if (!mark.ok()) return named(sqlite_failure(writer_, "marking events published"));
     if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
     std::vector<std::int64_t> sorted(positions.begin(), positions.end());
     std::sort(sorted.begin(), sorted.end());
+    std::int64_t marked = 0;
     for (std::size_t first = 0, last = 0; first < sorted.size(); first = last + 1) {
       for (last = first; last + 1 < sorted.size() && sorted[last + 1] <= sorted[last] + 1;) ++last;
       if (mark.reset().bind(1, sorted[first]).bind(2, sorted[last]).step() != SQLITE_DONE) {
@@ -307,6 +335,13 @@ class sqlite_event_store final : public detail::checked_store {
         (void)exec(writer_, "ROLLBACK");
         return failure;
       }
+      marked += sqlite3_changes(writer_);
+    }
+    statement uncount(writer_, "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1 WHERE id = 1");
+    if (!uncount.ok() || uncount.bind(1, marked).step() != SQLITE_DONE) {
+      auto failure = named(sqlite_failure(writer_, "counting the outbox backlog"));
+      (void)exec(writer_, "ROLLBACK");
+      return failure;
     }
     if (auto committed = exec(writer_, "COMMIT"); !committed) {
       (void)exec(writer_, "ROLLBACK");
@@ -317,7 +352,10 @@ class sqlite_event_store final : public detail::checked_store {
 
   result<outbox_backlog> backlog() override {
     const std::lock_guard lock(reader_mu_);
-    statement count(reader_, "SELECT COUNT(*), MIN(stored_at_ms) FROM event_store WHERE published = 0");
+    // One row, and the oldest unpublished event through the outbox index: cheap at any backlog.
+    statement count(reader_,
+                    "SELECT unpublished, (SELECT stored_at_ms FROM event_store WHERE published = 0 ORDER BY position "
+                    "LIMIT 1) FROM eventbus_outbox_state WHERE id = 1");
     if (!count.ok() || count.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the outbox backlog"));
     outbox_backlog out{.events = count.integer(0)};
     if (!count.is_null(1)) out.oldest = time_point(std::chrono::milliseconds(count.integer(1)));
@@ -326,23 +364,9 @@ class sqlite_event_store final : public detail::checked_store {
 
   result<bool> hold_relay_lease(std::string_view owner, std::chrono::milliseconds ttl) override {
     const std::lock_guard lock(writer_mu_);
-    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
-    const auto now = millis(now_ms());
-    statement take(writer_,
-                   "INSERT INTO eventbus_relay_lease (id, owner, expires_at_ms) VALUES (1, ?1, ?2) "
-                   "ON CONFLICT (id) DO UPDATE SET owner = ?1, expires_at_ms = ?2 "
-                   "WHERE eventbus_relay_lease.owner = ?1 OR eventbus_relay_lease.expires_at_ms < ?3");
-    if (!take.ok() || take.bind(1, owner).bind(2, now + ttl.count()).bind(3, now).step() != SQLITE_DONE) {
-      auto failure = named(sqlite_failure(writer_, "taking the relay lease"));
-      (void)exec(writer_, "ROLLBACK");
-      return failure;
-    }
-    const bool held = sqlite3_changes(writer_) > 0;
-    if (auto committed = exec(writer_, "COMMIT"); !committed) {
-      (void)exec(writer_, "ROLLBACK");
-      return named(committed.error());
-    }
-    return held;
+    if (auto there = still_there(); !there) return there.error();
+    lease_statements ops{*this};
+    return lease_.hold(owner, ttl, ops);
   }
 
   void release_relay_lease(std::string_view owner) noexcept override {
@@ -352,6 +376,10 @@ class sqlite_event_store final : public detail::checked_store {
   }
 
   result<void> check() override {
+    if (writer_ != nullptr) {
+      const std::lock_guard lock(writer_mu_);
+      if (auto there = still_there(); !there) return there.error();
+    }
     const std::lock_guard lock(reader_mu_);
     statement probe(reader_, "SELECT 1");
     if (!probe.ok() || probe.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "check"));
@@ -361,6 +389,69 @@ class sqlite_event_store final : public detail::checked_store {
   std::string_view backend() const noexcept override { return "sqlite"; }
 
  private:
+  // The relay lease's statements for relay_lease_judge, on the writer connection (writer_mu_ held).
+  struct lease_statements {
+    sqlite_event_store& store;
+
+    result<std::optional<detail::lease_row>> read() {
+      statement row(store.writer_, "SELECT owner, renewals FROM eventbus_relay_lease WHERE id = 1");
+      if (!row.ok()) return store.named(sqlite_failure(store.writer_, "reading the relay lease"));
+      const int rc = row.step();
+      if (rc == SQLITE_DONE) return std::optional<detail::lease_row>();
+      if (rc != SQLITE_ROW) return store.named(sqlite_failure(store.writer_, "reading the relay lease"));
+      return std::optional<detail::lease_row>(detail::lease_row{std::string(row.text(0)), row.integer(1)});
+    }
+    result<bool> insert(std::string_view owner) {
+      return change("INSERT INTO eventbus_relay_lease (id, owner, renewals, renewed_at_ms) VALUES (1, ?1, 0, ?4) "
+                    "ON CONFLICT (id) DO NOTHING", owner, {});
+    }
+    result<bool> renew(std::string_view owner) {
+      return change("UPDATE eventbus_relay_lease SET renewals = renewals + 1, renewed_at_ms = ?4 WHERE id = 1 AND owner = ?1",
+                    owner, {});
+    }
+    result<bool> take(std::string_view owner, const detail::lease_row& seen) {
+      return change("UPDATE eventbus_relay_lease SET owner = ?1, renewals = 0, renewed_at_ms = ?4 "
+                    "WHERE id = 1 AND owner = ?2 AND renewals = ?3", owner, seen);
+    }
+    // ?1 owner, ?2 and ?3 the row seen, ?4 now (for people reading the table).
+    result<bool> change(const char* sql, std::string_view owner, const detail::lease_row& seen) {
+      statement st(store.writer_, sql);
+      if (!st.ok()) return store.named(sqlite_failure(store.writer_, "taking the relay lease"));
+      st.bind(1, owner).bind(4, millis(now_ms()));
+      if (std::string_view(sql).find("?3") != std::string_view::npos) st.bind(2, seen.owner).bind(3, seen.renewals);
+      if (st.step() != SQLITE_DONE) return store.named(sqlite_failure(store.writer_, "taking the relay lease"));
+      return sqlite3_changes(store.writer_) > 0;
+    }
+  };
+
+  // A file deleted (or replaced) while open takes every later commit with it, silently: SQLite
+  // writes on through its open descriptors, and the next open makes an empty store. Asked before
+  // each write: one stat(2).
+  result<void> still_there() {
+    int moved = 0;
+    if (sqlite3_file_control(writer_, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved != 0)
+      return error(errc::store_failed, "'" + path_ + "': the database file was deleted or replaced while open; nothing "
+                                       "more is stored here (restore the file, or reopen the store)");
+    return {};
+  }
+
+  // Reading only: the file must exist and be an eventbus store; nothing is created or migrated.
+  void open_for_reading(const sqlite_store_options& options) {
+    std::error_code ignored;
+    if (!std::filesystem::exists(path_, ignored))
+      throw exception(error(errc::store_failed, "'" + path_ + "' does not exist", "path"));
+    writer_ = open(SQLITE_OPEN_READONLY, options);
+    std::optional<std::string> not_a_store;
+    {
+      statement version(writer_, "SELECT MAX(version) FROM eventbus_schema");
+      if (!version.ok()) not_a_store = "it has no eventbus_schema table";
+      else if (version.step() != SQLITE_ROW || version.is_null(0)) not_a_store = "its schema version is missing";
+    }
+    if (not_a_store) fail(error(errc::store_failed, "is not an eventbus event store: " + *not_a_store));
+    statements_ = std::make_unique<append_statements>(writer_);
+    reader_ = open(SQLITE_OPEN_READONLY, options);
+  }
+
   sqlite3* open(int flags, const sqlite_store_options& options) {
     sqlite3* db = nullptr;
     if (sqlite3_open_v2(path_.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
@@ -408,6 +499,7 @@ class sqlite_event_store final : public detail::checked_store {
   sqlite3* writer_ = nullptr;
   sqlite3* reader_ = nullptr;
   std::unique_ptr<append_statements> statements_;
+  detail::relay_lease_judge lease_;
 };
 
 }  // namespace

@@ -35,8 +35,9 @@ namespace eventbus {
 /// the aggregate holds (what a dispatcher with a store does).
 inline constexpr std::int64_t any_version = -1;
 
-/// The largest envelope append() stores: with its headers it still fits a Kafka record of
-/// librdkafka's default message.max.bytes (1,000,000), so the relay can always publish it.
+/// The largest Kafka record (envelope, key and headers) an event may make for append() to store it:
+/// it still fits librdkafka's default message.max.bytes (1,000,000) with room for framing, so the
+/// relay can always publish it.
 inline constexpr std::size_t max_stored_event_bytes = 900 * 1024;
 
 struct stored_event {
@@ -80,8 +81,9 @@ class event_store {
   /// `expected_version` (0 for a new aggregate; any_version to skip the check), atomically.
   /// errc::concurrency_conflict when the aggregate is at another version (the message names it);
   /// an append whose event ids are all stored already is a successful no-op (already_stored);
-  /// errc::invalid_event for events of another aggregate, over max_stored_event_bytes, or some ids
-  /// stored and some not;
+  /// errc::invalid_event for events of another aggregate, whose Kafka record would be over
+  /// max_stored_event_bytes or whose topic (app.<aggregate_type>.<event_type>) Kafka would refuse,
+  /// or some ids stored and some not;
   /// errc::store_failed when the database refuses (read-only, gone, full): nothing was stored.
   [[nodiscard]] virtual result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
                                                      std::int64_t expected_version, std::span<const event> events) = 0;

@@ -4,16 +4,17 @@
 // published only once the cluster acknowledged it.
 //
 //   auto store = eventbus::open_sqlite_store({.path = "orders.db"});
-//   auto kafka = std::make_shared<eventbus::kafka_sink>(eventbus::producer_options{});
-//   eventbus::outbox_relay relay(store, kafka);
+//   eventbus::outbox_relay relay(store, eventbus::producer_options{.kafka = {.bootstrap_servers = "localhost:9092"}});
 //   relay.start();                 // a background thread; stop() or the destructor ends it
 //
 // At least once: a crash between the acknowledgement and the mark sends those events again after
 // the restart (consumers deduplicate on event_id). Kafka down: events stay in the store (the
-// backlog grows on disk) and leave when it is back. Per aggregate, events leave in version order:
-// in a batch where one fails, the later events of its aggregate are not marked and go again, after
-// it. Several instances on one store: one relays at a time (the store's relay lease); the others
-// stand by and take over when it stops or dies.
+// backlog grows on disk) and leave when it is back; the relay's producer never times a record out
+// (message.timeout.ms = 0), so however long Kafka or the relay stalls, an aggregate's events reach
+// Kafka for the first time in version order. Whatever fails is sent again: in a batch where one
+// fails, the later events of its aggregate are not marked and go again, after it. Several
+// instances on one store: one relays at a time (the store's relay lease); the others stand by and
+// take over within lease_ttl when it stops, dies or hangs.
 
 #include <chrono>
 #include <cstdint>
@@ -29,7 +30,7 @@ namespace eventbus {
 struct relay_options {
   std::size_t batch_size = 500;                     // events read, produced and marked together
   std::chrono::milliseconds interval{100};          // how often an idle relay looks for new events
-  std::chrono::milliseconds lease_ttl{15'000};      // a dead relay's lease expires after this (SQLite)
+  std::chrono::milliseconds lease_ttl{15'000};      // a dead or hung relay's lease is taken over after this
   std::string owner{};                              // this instance in the lease; empty: host:pid
   std::shared_ptr<eventbus::metrics> metrics{};     // outbox backlog and relayed events; none if null
 
@@ -42,21 +43,25 @@ struct relay_stats {
   std::uint64_t failed = 0;      // delivery failures (those events stay in the outbox and go again)
   std::uint64_t resent = 0;      // events sent again after a failure earlier in their aggregate
   std::uint64_t batches = 0;
+  std::uint64_t in_flight = 0;   // events produced and not yet acknowledged or failed (Kafka down: they wait)
   bool leading = false;          // this instance holds the lease
   std::int64_t backlog = 0;      // events not yet published, as last read
 };
 
 class outbox_relay {
  public:
-  /// Throws eventbus::exception for a null store or sink, or bad options.
-  outbox_relay(std::shared_ptr<event_store> store, std::shared_ptr<kafka_sink> sink, relay_options options = {});
+  /// Relays `store` through a Kafka producer of its own, made from `producer` (topics, keys, headers
+  /// and bytes as the mirror's). Throws eventbus::exception (errc::invalid_argument) for a null
+  /// store, bad options, or a message.timeout.ms other than 0 in producer.kafka.properties.
+  outbox_relay(std::shared_ptr<event_store> store, producer_options producer, relay_options options = {});
   ~outbox_relay();  // stop()
   outbox_relay(const outbox_relay&) = delete;
   outbox_relay& operator=(const outbox_relay&) = delete;
 
   /// Starts relaying on a background thread. Once only.
   void start();
-  /// Finishes the batch at hand (waiting for its acknowledgements), gives up the lease, joins.
+  /// Finishes the batches at hand (waiting up to producer.close_timeout for their
+  /// acknowledgements; what is not acknowledged then stays in the store), gives up the lease, joins.
   void stop() noexcept;
   /// Wakes an idle relay now (new events were stored); it also looks every `interval`.
   void notify() noexcept;

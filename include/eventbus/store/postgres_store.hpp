@@ -32,13 +32,17 @@ struct postgres_store_options {
   std::string dsn;
   std::chrono::seconds connect_timeout{5};
   std::shared_ptr<eventbus::metrics> metrics{};  // appends by outcome; none if null
+  /// Reads an existing store and writes nothing: the database must hold eventbus's tables (nothing
+  /// is created or migrated) and every session is read-only. What `eventbus store list|stats` open.
+  bool read_only = false;
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the option.
   void validate() const;
 };
 
-/// Connects, creates and migrates the tables as needed. Throws eventbus::exception:
-/// errc::invalid_argument for bad options, errc::store_failed when the server cannot be reached.
+/// Connects, creates and migrates the tables as needed (unless read_only). Throws eventbus::exception:
+/// errc::invalid_argument for bad options, errc::store_failed when the server cannot be reached
+/// or (read_only) the database holds no event store.
 [[nodiscard]] std::shared_ptr<event_store> open_postgres_store(const postgres_store_options& options);
 
 /// append() inside the caller's open transaction on `conn` (a connection to a database where a store

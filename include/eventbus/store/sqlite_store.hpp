@@ -31,13 +31,22 @@ struct sqlite_store_options {
   sqlite_durability durability = sqlite_durability::full;
   std::chrono::milliseconds busy_timeout{5000};  // how long a write waits for another connection's
   std::shared_ptr<eventbus::metrics> metrics{};  // appends by outcome; none if null
+  /// Reads an existing store and writes nothing: the file must exist and hold eventbus's tables
+  /// (nothing is created or migrated); appends, marks and the relay lease fail with store_failed.
+  /// What read-only tools (`eventbus store list|stats`) open.
+  bool read_only = false;
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the option.
   void validate() const;
 };
 
-/// Opens (creating and migrating as needed) the store. Throws eventbus::exception: errc::invalid_argument
-/// for bad options, errc::store_failed when the file cannot be opened or migrated.
+/// Opens (creating and migrating as needed, unless read_only) the store. Throws eventbus::exception:
+/// errc::invalid_argument for bad options, errc::store_failed when the file cannot be opened or
+/// migrated, or (read_only) is missing or not an eventbus store.
+///
+/// A file deleted or replaced while the store has it open fails every later append, mark and
+/// check() with store_failed (SQLite would otherwise write on into the unlinked file, and the
+/// next open would start an empty store).
 [[nodiscard]] std::shared_ptr<event_store> open_sqlite_store(const sqlite_store_options& options);
 
 /// append() inside the caller's open transaction on `db`, a connection to a store's file (opened
