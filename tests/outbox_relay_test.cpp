@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -274,6 +276,57 @@ TEST_CASE("the backlog gauge is what the store holds, on the leader and on a sta
     REQUIRE(store->mark_published(std::vector<std::int64_t>{1, 2, 3}).ok());
     CHECK(store->backlog().value().events == 0);
   }
+}
+
+TEST_CASE("a record Kafka refuses for good is parked with its reason, and its aggregate's later events go on") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    embedded_broker broker;
+    broker.create_topic(placed, 2);
+    auto m = std::make_shared<metrics>();
+    auto store = testing::fresh_store(backend, "relay_parks");
+    const auto small = [&](int seq) {
+      const std::vector<event> one{make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "a-1",
+                                               .payload = {{"seq", seq}}})};
+      REQUIRE(store->append("order", "a-1", any_version, one).ok());
+    };
+    small(0);
+    // Storable, but larger than this cluster takes (the relay's producer allows 20,000 bytes here).
+    const std::vector<event> large{make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "a-1",
+                                               .payload = {{"seq", 1}, {"blob", std::string(50'000, 'x')}}})};
+    REQUIRE(store->append("order", "a-1", any_version, large).ok());
+    small(2);
+    auto producer = producer_for(broker);
+    producer.kafka.properties["message.max.bytes"] = "20000";
+    outbox_relay relay(store, producer, {.interval = 20ms, .metrics = m});
+    relay.start();
+    REQUIRE(wait_until([&] { return store->backlog().value().events == 0; }, 30s));
+    relay.stop();
+    CHECK(relay.stats().parked == 1);
+    CHECK(relay.stats().relayed == 2);
+    const auto backlog = store->backlog().value();
+    CHECK(backlog.parked == 1);
+    const auto records = read_topic(broker.bootstrap_servers(), placed, 2);
+    REQUIRE(records.size() == 2);
+    const auto arrived = check_arrivals(records);
+    CHECK(arrived.in_order);
+    CHECK(decode_event(records[1].value).value().payload().at("seq") == 2);
+    CHECK(testing::topic_record_count(broker.bootstrap_servers(), placed) == 2);  // sent once each, nothing resent
+    const auto scraped = prometheus::TextSerializer().Serialize(m->registry().Collect());
+    CHECK(scraped.find("eventbus_outbox_parked_events{store=\"" + backend + "\"} 1") != std::string::npos);
+    // Parked, not lost: still stored, with the reason.
+    std::size_t stored = 0;
+    REQUIRE(store->read_all({}, [&](const stored_event&) { return ++stored > 0; }).ok());
+    CHECK(stored == 3);
+  }
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open("relay_parks.db", &db) == SQLITE_OK);
+  sqlite3_stmt* reason = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT parked_reason FROM event_store WHERE parked_reason IS NOT NULL", -1, &reason, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(reason) == SQLITE_ROW);
+  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(reason, 0))).find("too large") != std::string::npos);
+  sqlite3_finalize(reason);
+  sqlite3_close(db);
 }
 
 TEST_CASE("the relay refuses a record timeout, and an aggregate's first deliveries stay in order through stalls and outages") {

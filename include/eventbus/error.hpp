@@ -27,6 +27,8 @@ enum class errc {
   timed_out,          // an operation did not finish in time (retriable)
   concurrency_conflict,  // an append expected another aggregate version (the message names the current one)
   store_failed,       // the event store's database refused or could not be reached: nothing was stored
+  producer_failed,    // the Kafka producer hit a fatal error (idempotence lost) and was replaced: not
+                      // delivered; sending it again is the caller's call (it may come after later ones)
 };
 
 [[nodiscard]] const std::error_category& error_category() noexcept;

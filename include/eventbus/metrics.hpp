@@ -77,6 +77,10 @@ class metrics {
   void set_outbox_backlog(std::string_view store, std::int64_t events, double oldest_seconds);
   /// eventbus_outbox_relayed_total{store, outcome="published"|"failed"}
   void count_relayed(std::string_view store, bool published, std::uint64_t events = 1);
+  /// eventbus_outbox_relayed_total{store, outcome="parked"}: refused by Kafka for good, parked.
+  void count_parked(std::string_view store, std::uint64_t events);
+  /// eventbus_outbox_parked_events{store}: events parked in the store (what backlog().parked says).
+  void set_outbox_parked(std::string_view store, std::int64_t events);
 
   /// A worker's load, beyond the first seven families: eventbus_worker_records_in_flight{group},
   /// eventbus_worker_records_waiting_on_key{group}, eventbus_worker_partitions_paused{group}.

@@ -128,6 +128,10 @@ int run_store(std::span<const std::string_view> args) {
                 static_cast<long long>(b.events));
     if (b.oldest) std::printf("oldest waiting %.1f s (stored %s)\n", std::chrono::duration<double>(now_ms() - *b.oldest).count(),
                               format_timestamp(*b.oldest).c_str());
+    if (b.parked > 0)
+      std::printf("parked         %lld events Kafka refused for good (reasons: the parked_reason column; "
+                  "`eventbus store replay --after` sends them again once fixed)\n",
+                  static_cast<long long>(b.parked));
     return exit_ok;
   }
 

@@ -48,7 +48,7 @@ error delivery_error(rd_kafka_resp_err_t err, const event& ev, std::string_view 
   // The producer itself is broken for good (idempotence lost): retrying on it never helps. The sink
   // replaces it; publishing the event again is the caller's call (it may then come after later ones).
   if (err == RD_KAFKA_RESP_ERR__FATAL || detail::producer_handles::is_fatal(producer))
-    return {errc::rejected_by_broker, "the Kafka producer hit a fatal error and was replaced; not delivered: " + what};
+    return {errc::producer_failed, "the Kafka producer hit a fatal error and was replaced; not delivered: " + what};
   switch (err) {
     case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
       return {errc::timed_out, "not acknowledged within message.timeout.ms: " + what};

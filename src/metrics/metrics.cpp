@@ -172,6 +172,11 @@ struct metrics::impl {
           .Name("eventbus_outbox_oldest_seconds")
           .Help("How long the oldest event not yet acknowledged by Kafka has waited")
           .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& outbox_parked =
+      prometheus::BuildGauge()
+          .Name("eventbus_outbox_parked_events")
+          .Help("Events Kafka refused for good (the record itself), parked in the store with the reason")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& relayed = prometheus::BuildCounter()
                                                          .Name("eventbus_outbox_relayed_total")
                                                          .Help("Events the outbox relay sent to Kafka, by outcome")
@@ -194,7 +199,7 @@ struct metrics::impl {
   series_cache<prometheus::Histogram> durations;
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Counter> append_series, relayed_series;
-  series_cache<prometheus::Gauge> backlog_series, oldest_series;
+  series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -255,6 +260,14 @@ void metrics::count_append(std::string_view store, std::string_view outcome) {
 void metrics::set_outbox_backlog(std::string_view store, std::int64_t events, double oldest_seconds) {
   impl_->backlog_series.get(impl_->outbox_backlog, {{"store", store}}).Set(static_cast<double>(events));
   impl_->oldest_series.get(impl_->outbox_oldest, {{"store", store}}).Set(oldest_seconds);
+}
+
+void metrics::count_parked(std::string_view store, std::uint64_t events) {
+  impl_->relayed_series.get(impl_->relayed, {{"store", store}, {"outcome", "parked"}}).Increment(static_cast<double>(events));
+}
+
+void metrics::set_outbox_parked(std::string_view store, std::int64_t events) {
+  impl_->parked_series.get(impl_->outbox_parked, {{"store", store}}).Set(static_cast<double>(events));
 }
 
 void metrics::count_relayed(std::string_view store, bool published, std::uint64_t events) {

@@ -169,10 +169,12 @@ struct outbox_relay::impl {
   }
 
   // Delivery outcomes of one produced batch, filled in by the sink's delivery reports.
+  enum class outcome : char { failed, delivered, refused };  // refused: the record itself, for good
   struct tally {
     std::mutex mu;
     std::condition_variable all_in;
-    std::vector<char> ok;
+    std::vector<outcome> outcomes;
+    std::vector<std::string> refusals;  // why, for the refused ones
     std::size_t pending = 0;
   };
   struct batch_in_flight {
@@ -221,14 +223,20 @@ struct outbox_relay::impl {
   // Produces a batch; its outcomes come in through the sink's delivery reports.
   batch_in_flight send(std::vector<stored_event> events) {
     batch_in_flight b{.events = std::move(events), .outcomes = std::make_shared<tally>()};
-    b.outcomes->ok.assign(b.events.size(), 0);
+    b.outcomes->outcomes.assign(b.events.size(), outcome::failed);
+    b.outcomes->refusals.resize(b.events.size());
     b.outcomes->pending = b.events.size();
     in_flight.fetch_add(b.events.size());
     for (std::size_t i = 0; i < b.events.size(); ++i)
       sink->produce(b.events[i].ev, [this, t = b.outcomes, i](result<delivery> d) {
         in_flight.fetch_sub(1);
         const std::lock_guard lock(t->mu);
-        t->ok[i] = d.ok() ? 1 : 0;
+        if (d.ok()) {
+          t->outcomes[i] = outcome::delivered;
+        } else if (d.error().code() == errc::rejected_by_broker) {
+          t->outcomes[i] = outcome::refused;
+          t->refusals[i] = d.error().message();
+        }
         if (--t->pending == 0) t->all_in.notify_all();
       });
     // A zero-time flush sends now: librdkafka (2.0) otherwise leaves records queued before its
@@ -266,7 +274,9 @@ struct outbox_relay::impl {
     std::uint64_t failed_now = 0, resent_now = 0;
     for (std::size_t i = 0; i < b.events.size(); ++i) {
       const auto key = std::make_pair(b.events[i].ev.aggregate_type(), b.events[i].ev.aggregate_id());
-      if (!b.outcomes->ok[i]) {
+      const auto got = b.outcomes->outcomes[i];
+      if (got == outcome::refused && blocked.count(key) == 0 && park(b.events[i], b.outcomes->refusals[i])) continue;
+      if (got != outcome::delivered) {
         ++failed_now;
         blocked.insert(key);
       } else if (blocked.count(key) > 0) {
@@ -288,6 +298,23 @@ struct outbox_relay::impl {
     if (failed_now == 0 && !failed_since_restart) failures_in_a_row = 0;
     restart_if_drained();
     if (window.empty() || clock::now() - last_backlog_update > std::chrono::seconds(1)) update_backlog();
+  }
+
+  // Kafka refused the record itself (too large for the cluster, invalid): no retry fixes that, and
+  // retrying would hold its aggregate back for good. Parked in the store with the reason (visible
+  // in stats, metrics and the log); its aggregate's later events go on. False when the store
+  // could not park it: then it is sent again, like any failure.
+  bool park(const stored_event& e, const std::string& reason) {
+    const std::vector<std::int64_t> position{e.position};
+    if (auto parked_now = store->park(position, reason); !parked_now) {
+      warn("parking event " + e.ev.event_id() + " (it will be sent again): " + parked_now.error().to_string());
+      return false;
+    }
+    parked.fetch_add(1);
+    if (options.metrics) options.metrics->count_parked(store->backend(), 1);
+    detail::log(log_level::error, "outbox relay: event " + e.ev.event_id() + " at position " + std::to_string(e.position) +
+                                      " parked, Kafka refused it for good: " + reason);
+    return true;
   }
 
   // A batch the marker could not mark: its events are sent again after a restart.
@@ -321,6 +348,7 @@ struct outbox_relay::impl {
     if (options.metrics) {
       const double age = b.value().oldest ? std::chrono::duration<double>(now_ms() - *b.value().oldest).count() : 0.0;
       options.metrics->set_outbox_backlog(store->backend(), b.value().events, std::max(0.0, age));
+      options.metrics->set_outbox_parked(store->backend(), b.value().parked);
     }
   }
 
@@ -342,7 +370,7 @@ struct outbox_relay::impl {
   bool woken = false;
   clock::time_point last_warning{}, last_backlog_update{};
   std::atomic<bool> leading{false};
-  std::atomic<std::uint64_t> relayed{0}, failed{0}, resent{0}, batches{0}, in_flight{0};
+  std::atomic<std::uint64_t> relayed{0}, failed{0}, resent{0}, batches{0}, in_flight{0}, parked{0};
   std::atomic<std::int64_t> backlog{0};
 
   // The pipeline (relay thread only).
@@ -390,6 +418,7 @@ relay_stats outbox_relay::stats() const noexcept {
           .resent = impl_->resent.load(),
           .batches = impl_->batches.load(),
           .in_flight = impl_->in_flight.load(),
+          .parked = impl_->parked.load(),
           .leading = impl_->leading.load(),
           .backlog = impl_->backlog.load()};
 }

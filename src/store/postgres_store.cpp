@@ -97,9 +97,12 @@ CREATE TABLE eventbus_relay_lease (
 -- row, where a count over the unpublished rows grew with the backlog.
 CREATE TABLE eventbus_outbox_state (
   id          INTEGER PRIMARY KEY CHECK (id = 1),
-  unpublished BIGINT  NOT NULL
+  unpublished BIGINT  NOT NULL,
+  parked      BIGINT  NOT NULL DEFAULT 0
 );
 INSERT INTO eventbus_outbox_state (id, unpublished) SELECT 1, count(*) FROM event_store WHERE published_at IS NULL;
+-- Set (with published_at) when Kafka refused the record for good.
+ALTER TABLE event_store ADD COLUMN parked_reason TEXT;
 )sql",
     append_function,  // again, for stores made before it wrote NULL payloads
 };
@@ -441,13 +444,29 @@ class postgres_event_store final : public detail::checked_store {
     return {};
   }
 
+  result<void> park(std::span<const std::int64_t> positions, std::string_view reason) override {
+    if (positions.empty()) return {};
+    array_literal list;
+    for (const auto p : positions) list.add(p);
+    const std::string why(reason);
+    const std::lock_guard lock(writer_.mu);
+    auto r = writer_.query("parking events",
+                 "WITH parked AS (UPDATE event_store SET published_at = now(), parked_reason = $2 "
+                 "WHERE position = ANY($1::bigint[]) AND published_at IS NULL RETURNING 1) "
+                 "UPDATE eventbus_outbox_state SET unpublished = unpublished - (SELECT count(*) FROM parked), "
+                 "parked = parked + (SELECT count(*) FROM parked) WHERE id = 1",
+                 {list.text().c_str(), why.c_str()});
+    if (!r) return r.error();
+    return {};
+  }
+
   result<outbox_backlog> backlog() override {
     const std::lock_guard lock(reader_.mu);
     auto r = reader_.query("reading the outbox backlog",
                  "SELECT unpublished, (SELECT (EXTRACT(EPOCH FROM stored_at) * 1000)::bigint FROM event_store "
-                 "WHERE published_at IS NULL ORDER BY position LIMIT 1) FROM eventbus_outbox_state WHERE id = 1");
+                 "WHERE published_at IS NULL ORDER BY position LIMIT 1), parked FROM eventbus_outbox_state WHERE id = 1");
     if (!r) return r.error();
-    outbox_backlog out{.events = to_int(r.value().get(), 0, 0)};
+    outbox_backlog out{.events = to_int(r.value().get(), 0, 0), .parked = to_int(r.value().get(), 0, 2)};
     if (!PQgetisnull(r.value().get(), 0, 1)) out.oldest = time_point(std::chrono::milliseconds(to_int(r.value().get(), 0, 1)));
     return out;
   }

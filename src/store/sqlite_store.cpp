@@ -53,9 +53,12 @@ ALTER TABLE eventbus_relay_lease ADD COLUMN renewals INTEGER NOT NULL DEFAULT 0;
 -- row, where a COUNT over 200,000 unpublished rows asked every few ms slowed the relay five-fold.
 CREATE TABLE eventbus_outbox_state (
   id          INTEGER PRIMARY KEY CHECK (id = 1),
-  unpublished INTEGER NOT NULL
+  unpublished INTEGER NOT NULL,
+  parked      INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO eventbus_outbox_state (id, unpublished) SELECT 1, COUNT(*) FROM event_store WHERE published = 0;
+-- published = 2: parked (Kafka refused the record for good), with the reason.
+ALTER TABLE event_store ADD COLUMN parked_reason TEXT;
 )sql",
 };
 
@@ -350,14 +353,44 @@ class sqlite_event_store final : public detail::checked_store {
     return {};
   }
 
+  result<void> park(std::span<const std::int64_t> positions, std::string_view reason) override {
+    if (positions.empty()) return {};
+    const std::lock_guard lock(writer_mu_);
+    if (auto there = still_there(); !there) return there.error();
+    statement park_one(writer_, "UPDATE event_store SET published = 2, parked_reason = ?2 WHERE position = ?1 AND published = 0");
+    statement count(writer_,
+                    "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1, parked = parked + ?1 WHERE id = 1");
+    if (!park_one.ok() || !count.ok()) return named(sqlite_failure(writer_, "parking events"));
+    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    std::int64_t parked = 0;
+    for (const auto position : positions) {
+      if (park_one.reset().bind(1, position).bind(2, reason).step() != SQLITE_DONE) {
+        auto failure = named(sqlite_failure(writer_, "parking events"));
+        (void)exec(writer_, "ROLLBACK");
+        return failure;
+      }
+      parked += sqlite3_changes(writer_);
+    }
+    if (count.bind(1, parked).step() != SQLITE_DONE) {
+      auto failure = named(sqlite_failure(writer_, "parking events"));
+      (void)exec(writer_, "ROLLBACK");
+      return failure;
+    }
+    if (auto committed = exec(writer_, "COMMIT"); !committed) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(committed.error());
+    }
+    return {};
+  }
+
   result<outbox_backlog> backlog() override {
     const std::lock_guard lock(reader_mu_);
     // One row, and the oldest unpublished event through the outbox index: cheap at any backlog.
     statement count(reader_,
                     "SELECT unpublished, (SELECT stored_at_ms FROM event_store WHERE published = 0 ORDER BY position "
-                    "LIMIT 1) FROM eventbus_outbox_state WHERE id = 1");
+                    "LIMIT 1), parked FROM eventbus_outbox_state WHERE id = 1");
     if (!count.ok() || count.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the outbox backlog"));
-    outbox_backlog out{.events = count.integer(0)};
+    outbox_backlog out{.events = count.integer(0), .parked = count.integer(2)};
     if (!count.is_null(1)) out.oldest = time_point(std::chrono::milliseconds(count.integer(1)));
     return out;
   }

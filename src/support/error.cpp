@@ -20,6 +20,7 @@ class category final : public std::error_category {
       case errc::timed_out: return "timed out";
       case errc::concurrency_conflict: return "concurrency conflict";
       case errc::store_failed: return "event store failed";
+      case errc::producer_failed: return "Kafka producer failed";
     }
     return "unknown eventbus error";
   }

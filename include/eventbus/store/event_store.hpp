@@ -68,6 +68,7 @@ struct read_filter {
 struct outbox_backlog {
   std::int64_t events = 0;
   std::optional<time_point> oldest{};  // stored time of the oldest one
+  std::int64_t parked = 0;             // events Kafka refused for good, kept out of the backlog (park())
 };
 
 /// Receives one event at a time; return false to stop.
@@ -104,6 +105,11 @@ class event_store {
   [[nodiscard]] virtual result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position = 0) = 0;
   /// Marks these positions published (acknowledged by Kafka).
   [[nodiscard]] virtual result<void> mark_published(std::span<const std::int64_t> positions) = 0;
+  /// Takes these unpublished positions out of the backlog for good, keeping `reason` with them: the
+  /// cluster refused their records themselves (too large for it, invalid), which no retry fixes.
+  /// They stay stored (load, read_all and `eventbus store replay` see them) and are counted in
+  /// backlog().parked.
+  [[nodiscard]] virtual result<void> park(std::span<const std::int64_t> positions, std::string_view reason) = 0;
   [[nodiscard]] virtual result<outbox_backlog> backlog() = 0;
   /// One relay at a time per store, so events leave in store order: true when `owner` holds the
   /// relay lease now (taken, or renewed for `ttl`). A relay that dies loses it after `ttl` at most.

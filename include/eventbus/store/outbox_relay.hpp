@@ -1,6 +1,6 @@
 #pragma once
-// The transactional outbox's relay: publishes what the store holds to Kafka, through a kafka_sink
-// (same topics, keys, headers and bytes as the direct mirror), in store order, and marks an event
+// The transactional outbox's relay: publishes what the store holds to Kafka, through a producer of
+// its own (same topics, keys, headers and bytes as the direct mirror), in store order, and marks an event
 // published only once the cluster acknowledged it.
 //
 //   auto store = eventbus::open_sqlite_store({.path = "orders.db"});
@@ -12,8 +12,10 @@
 // backlog grows on disk) and leave when it is back; the relay's producer never times a record out
 // (message.timeout.ms = 0), so however long Kafka or the relay stalls, an aggregate's events reach
 // Kafka for the first time in version order. Whatever fails is sent again: in a batch where one
-// fails, the later events of its aggregate are not marked and go again, after it. Several
-// instances on one store: one relays at a time (the store's relay lease); the others stand by and
+// fails, the later events of its aggregate are not marked and go again, after it. A record the
+// cluster refuses for good (too large for it, invalid) is parked in the store with the reason
+// (event_store::park: counted in backlog().parked, the metrics and the log) instead of holding its
+// aggregate back forever. Several instances on one store: one relays at a time (the store's relay lease); the others stand by and
 // take over within lease_ttl when it stops, dies or hangs.
 
 #include <chrono>
@@ -44,6 +46,7 @@ struct relay_stats {
   std::uint64_t resent = 0;      // events sent again after a failure earlier in their aggregate
   std::uint64_t batches = 0;
   std::uint64_t in_flight = 0;   // events produced and not yet acknowledged or failed (Kafka down: they wait)
+  std::uint64_t parked = 0;      // events Kafka refused for good (the record itself), parked in the store
   bool leading = false;          // this instance holds the lease
   std::int64_t backlog = 0;      // events not yet published, as last read
 };
