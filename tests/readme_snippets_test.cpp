@@ -220,7 +220,7 @@ TEST_CASE("README: Metrics and health") {
 }
 
 TEST_CASE("README: Configuration") {
-  const std::string path = std::string(EVENTBUS_CONFIG_DIR) + "/worker.example.json";  // the README: config/worker.json
+  const std::string path = std::string(EVENTBUS_CONFIG_DIR) + "/worker.example.json";  // the README names this file
   auto cfg = eventbus::load_config(path, eventbus::process_environment());
   if (!cfg) std::cerr << cfg.error().to_string() << "\n";
   REQUIRE(cfg.ok());
