@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -437,5 +438,36 @@ TEST_CASE("eventbus new refuses names that would not compile or would collide, a
   CHECK(code == 1);  // exists: refused without --force
   (void)run_cli("new kind x", code);
   CHECK(code == 2);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("eventbus new handler prints CMake lines that register the test with ctest, and its test names read right") {
+  const std::string dir = "cli_new_handler_scratch";
+  std::filesystem::remove_all(dir);
+  int code = -1;
+  const auto read = [&](const std::string& name) {
+    std::ifstream in(dir + "/" + name);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  for (const char* type : {"order.shipped", "user.created", "item.added"}) {
+    (void)run_cli(std::string("new event ") + type + " --dir " + dir, code);
+    REQUIRE(code == 0);
+  }
+  const auto printed = run_cli("new handler notify --event order.shipped --dir " + dir, code);
+  CHECK(code == 0);
+  // add_test registers nothing unless enable_testing() ran first in the top-level CMakeLists.txt.
+  const auto enable = printed.find("enable_testing()");
+  REQUIRE_MESSAGE(enable != std::string::npos, printed);
+  CHECK(enable < printed.find("add_test(NAME notify_test COMMAND notify_test)"));
+  CHECK(read("notify_test.cpp").find("fails on an order.shipped payload") != std::string::npos);
+
+  (void)run_cli("new handler welcome --event user.created --dir " + dir, code);
+  CHECK(code == 0);
+  CHECK(read("welcome_test.cpp").find("fails on a user.created payload") != std::string::npos);
+  (void)run_cli("new handler count --event item.added --dir " + dir, code);
+  CHECK(code == 0);
+  CHECK(read("count_test.cpp").find("fails on an item.added payload") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
