@@ -471,3 +471,37 @@ TEST_CASE("eventbus new handler prints CMake lines that register the test with c
   CHECK(read("count_test.cpp").find("fails on an item.added payload") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("eventbus dlq replay reads x-eventbus-replay-count strictly: bad counts restart at 0 with a warning, big ones saturate") {
+  embedded_broker broker;
+  const std::string topic = "app.order.order.created", dlq = topic + ".dlq";
+  broker.create_topic(topic, 1);
+  broker.create_topic(dlq, 1);
+  const std::string max = "18446744073709551615";
+  // key -> the count the dead letter carries, and the count its replay must carry.
+  const std::map<std::string, std::pair<std::string, std::string>> cases{
+      {"plain", {"2", "3"}},           {"negative", {"-5", "1"}},   {"signed", {"+4", "1"}},
+      {"junk", {"7x", "1"}},           {"empty", {"", "1"}},        {"at-max", {max, max}},
+      {"overflow", {"99999999999999999999999", max}}};
+  for (const auto& [key, counts] : cases)
+    testing::produce_raw(broker.bootstrap_servers(),
+                         {.topic = dlq, .key = key, .value = "{}",
+                          .headers = {{"x-eventbus-replay-count", counts.first},
+                                      {"x-eventbus-dlq-original-topic", topic}}});
+
+  int code = -1;
+  const auto out = run_cli("dlq replay " + dlq + " --bootstrap " + broker.bootstrap_servers(), code, true);
+  CHECK(code == 0);
+  CAPTURE(out);
+  CHECK(out.find("replayed 7, skipped 0") != std::string::npos);
+  for (const char* bad : {"'-5' is not a count", "'+4' is not a count", "'7x' is not a count", "'' is not a count"})
+    CHECK(out.find(bad) != std::string::npos);
+  CHECK(out.find("'2' is not a count") == std::string::npos);
+
+  const auto back = testing::read_topic(broker.bootstrap_servers(), topic, cases.size());
+  REQUIRE(back.size() == cases.size());
+  for (const auto& r : back) {
+    CAPTURE(r.key);
+    CHECK(r.headers.at("x-eventbus-replay-count") == cases.at(r.key).second);
+  }
+}
