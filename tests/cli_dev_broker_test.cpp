@@ -349,6 +349,12 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   for (std::size_t start = 0, end; (end = listed.find('\n', start)) != std::string::npos; start = end + 1) {
     const auto row = nlohmann::json::parse(listed.substr(start, end - start));
     CHECK(row["event"]["event_type"] == "order.cancelled");
+    // "version" is the aggregate's (events 0, 15 of o-0 are its versions 1 and 4); the envelope's
+    // schema version has a name of its own.
+    const int seq = row["event"]["payload"]["seq"];
+    CHECK(row["version"] == seq / 5 + 1);
+    CHECK(row["event"]["envelope_version"] == 1);
+    CHECK_FALSE(row["event"].contains("version"));
     ++rows;
   }
   CHECK(rows == 10);
