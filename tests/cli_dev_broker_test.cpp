@@ -511,3 +511,41 @@ TEST_CASE("eventbus dlq replay reads x-eventbus-replay-count strictly: bad count
     CHECK(r.headers.at("x-eventbus-replay-count") == cases.at(r.key).second);
   }
 }
+
+TEST_CASE("eventbus config check --role checks what that process needs and says which role it checked") {
+  const std::string file = "cli_config_role.json";
+  const auto write = [&](const char* text) {
+    std::ofstream out(file, std::ios::trunc);
+    out << text;
+  };
+  int code = -1;
+  // No worker.group: valid keys, but a worker refuses it (order_worker: "worker.group: must not be empty").
+  write(R"({"kafka": {"bootstrap_servers": "localhost:9092"}})");
+  auto out = run_cli("config check " + file + " --role worker", code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("worker.group: must not be empty") != std::string::npos, out);
+  CHECK(out.find("role worker") != std::string::npos);
+  out = run_cli("config check " + file + " --role service", code, true);
+  CHECK(code == 0);
+  CHECK_MESSAGE(out.find("valid for role service") != std::string::npos, out);
+  out = run_cli("config check " + file + " --role relay", code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("store.backend: must be sqlite or postgresql for a relay") != std::string::npos, out);
+  out = run_cli("config check " + file, code, true);
+  CHECK(code == 0);
+  CHECK_MESSAGE(out.find("no role checked") != std::string::npos, out);
+
+  write(R"({"worker": {"group": "billing"}, "store": {"backend": "sqlite", "path": "x.db"}})");
+  out = run_cli("config check " + file + " --role worker", code, true);
+  CHECK(code == 0);
+  CHECK_MESSAGE(out.find("valid for role worker") != std::string::npos, out);
+  (void)run_cli("config check " + file + " --role relay", code);
+  CHECK(code == 0);
+
+  out = run_cli("config check " + file + " --role wroker", code, true);
+  CHECK(code == 2);
+  CHECK(out.find("'wroker' is not a role: worker, service or relay") != std::string::npos);
+  (void)run_cli("config check " + file + " --role", code);
+  CHECK(code == 2);
+  std::remove(file.c_str());
+}
