@@ -549,3 +549,55 @@ TEST_CASE("eventbus config check --role checks what that process needs and says 
   CHECK(code == 2);
   std::remove(file.c_str());
 }
+
+namespace {
+
+/// Runs the command with stderr; how long it took.
+std::string run_cli_timed(const std::string& args, int& exit_code, std::chrono::duration<double>& took) {
+  const auto start = std::chrono::steady_clock::now();
+  auto out = run_cli(args, exit_code, true);
+  took = std::chrono::steady_clock::now() - start;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("publish and topics with no broker answering give up within --timeout and say where they looked") {
+  // Port 1 on loopback: nothing listens there, connections are refused at once and retried.
+  const std::string nowhere = "127.0.0.1:1";
+  int code = -1;
+  std::chrono::duration<double> took{};
+  const auto hints_at = [&](const std::string& out, const std::string& origin) {
+    CAPTURE(out);
+    CHECK(out.find("no Kafka broker answered") != std::string::npos);
+    CHECK(out.find(nowhere + " (" + origin + ")") != std::string::npos);
+    CHECK(out.find("--bootstrap") != std::string::npos);
+    CHECK(out.find("EVENTBUS_BOOTSTRAP_SERVERS") != std::string::npos);
+    CHECK(out.find("eventbus dev-broker") != std::string::npos);
+  };
+
+  auto out = run_cli_timed("publish --type order.created --aggregate-id o-1 --timeout 2 --bootstrap " + nowhere, code, took);
+  CHECK(code == 1);
+  CHECK(took < std::chrono::seconds(8));
+  hints_at(out, "from --bootstrap");
+
+  out = run_cli_timed("topics --timeout 1 --bootstrap " + nowhere, code, took);
+  CHECK(code == 1);
+  CHECK(took < std::chrono::seconds(7));
+  hints_at(out, "from --bootstrap");
+
+  setenv("EVENTBUS_BOOTSTRAP_SERVERS", nowhere.c_str(), 1);
+  out = run_cli_timed("publish --stdin < /dev/null", code, took);  // the default timeout: 10 s
+  unsetenv("EVENTBUS_BOOTSTRAP_SERVERS");
+  CHECK(code == 1);
+  CHECK(took > std::chrono::seconds(9));
+  CHECK(took < std::chrono::seconds(20));
+  hints_at(out, "from $EVENTBUS_BOOTSTRAP_SERVERS");
+
+  for (const char* bad : {"0", "-3", "ten", "1.5", "86401"}) {
+    CAPTURE(bad);
+    out = run_cli(std::string("topics --timeout ") + bad + " --bootstrap " + nowhere, code, true);
+    CHECK(code == 2);
+    CHECK(out.find("--timeout needs a whole number of seconds") != std::string::npos);
+  }
+}
