@@ -16,6 +16,7 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/kafka/topics.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "kafka/record_producer.hpp"
 #include "kafka_test_support.hpp"
@@ -47,9 +48,12 @@ TEST_CASE("dev-broker prints its address, serves clients from other processes an
 
 namespace {
 
-/// Runs the command; its standard output (and standard error too, with `errors`).
-std::string run_cli(const std::string& args, int& exit_code, bool errors = false) {
-  std::string command = EVENTBUS_CLI_PATH;  // appended step by step: GCC 12 misreports a chain of + here
+/// Runs the command; its standard output (and standard error too, with `errors`). With
+/// `limit_seconds`, a command still running then is stopped (exit status 124): for commands that
+/// may wait forever when the behaviour under test is broken.
+std::string run_cli(const std::string& args, int& exit_code, bool errors = false, int limit_seconds = 0) {
+  std::string command = limit_seconds > 0 ? "timeout -k 5 " + std::to_string(limit_seconds) + " " : "";
+  command.append(EVENTBUS_CLI_PATH);  // appended step by step: GCC 12 misreports a chain of + here
   command.append(" ").append(args).append(errors ? " 2>&1" : " 2>/dev/null");
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -59,6 +63,32 @@ std::string run_cli(const std::string& args, int& exit_code, bool errors = false
   const int status = pclose(pipe);
   exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
+}
+
+/// Commits `offset` for `group` on topic[partition] from outside the group, as a group that ran
+/// would have: what `eventbus replay` requires of the group it moves.
+void commit_for(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                std::int32_t partition, std::int64_t offset) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [k, v] : std::map<std::string, std::string>{
+           {"bootstrap.servers", bootstrap}, {"group.id", group}, {"enable.auto.commit", "false"}, {"log_level", "3"}})
+    REQUIRE(rd_kafka_conf_set(conf, k.c_str(), v.c_str(), why, sizeof why) == RD_KAFKA_CONF_OK);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  REQUIRE(rk != nullptr);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
+  const auto err = rd_kafka_commit(rk, list, 0);
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  REQUIRE(err == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/// Whether the cluster has `topic`, asked without naming it (a request naming it could create it).
+bool topic_exists(const std::string& bootstrap, const std::string& topic) {
+  const auto names = topic_names({.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}, 10s);
+  REQUIRE(names.ok());
+  return std::find(names.value().begin(), names.value().end(), topic) != names.value().end();
 }
 
 }  // namespace
@@ -122,6 +152,7 @@ TEST_CASE("eventbus replay moves a group's offsets to a time and rejects bad inp
   }
   const std::string where = " --bootstrap " + broker.bootstrap_servers();
   int code = -1;
+  for (const char* group : {"billing", "late"}) commit_for(broker.bootstrap_servers(), group, topic, 0, 1);  // groups that ran
   const auto out = run_cli("replay --group billing --topics '^app\\.order\\..*' --from 1970-01-01T00:00:00Z" + where, code);
   CHECK(code == 0);
   CHECK(out == topic + "[0] -> 0\n" + topic + "[1] -> 0\n");
@@ -600,4 +631,61 @@ TEST_CASE("publish and topics with no broker answering give up within --timeout 
     CHECK(code == 2);
     CHECK(out.find("--timeout needs a whole number of seconds") != std::string::npos);
   }
+}
+
+TEST_CASE("reads and typos create no topic and no group: dlq, tail and replay refuse names that do not exist") {
+  embedded_broker broker;
+  const auto& bootstrap = broker.bootstrap_servers();
+  const std::string where = " --bootstrap " + bootstrap;
+  const std::string topic = "app.order.order.created", dlq = topic + ".dlq";
+  broker.create_topic(topic, 1);
+  testing::produce_raw(bootstrap, {.topic = dlq, .key = "o-1", .value = "{}",
+                                   .headers = {{"x-eventbus-dlq-handler", "mailer"},
+                                               {"x-eventbus-dlq-original-topic", topic}}});
+  int code = -1;
+
+  auto out = run_cli("dlq list app.nope.dlq" + where, code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("no topic 'app.nope.dlq'") != std::string::npos, out);
+  CHECK(out.find(dlq) != std::string::npos);  // the dead-letter topics that do exist
+  CHECK_FALSE(topic_exists(bootstrap, "app.nope.dlq"));
+  (void)run_cli("dlq replay app.nope.dlq" + where, code);
+  CHECK(code == 1);
+  CHECK_FALSE(topic_exists(bootstrap, "app.nope.dlq"));
+
+  out = run_cli("dlq list " + topic + where, code, true);
+  CHECK(code == 2);
+  CHECK_MESSAGE(out.find("'" + topic + "' is not a dead-letter topic") != std::string::npos, out);
+  CHECK(out.find("did you mean " + dlq) != std::string::npos);
+
+  // tail follows until --limit: bounded here so that a tail that does not refuse fails, not hangs.
+  out = run_cli("tail --topics app.typo.topic --limit 1" + where, code, true, 20);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("no topic 'app.typo.topic'") != std::string::npos, out);
+  CHECK(out.find(topic) != std::string::npos);
+  CHECK_FALSE(topic_exists(bootstrap, "app.typo.topic"));
+
+  out = run_cli("dlq replay " + dlq + " --handler nosuch" + where, code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("handler 'nosuch'") != std::string::npos, out);
+  CHECK(out.find("handlers there: mailer (1)") != std::string::npos);
+  CHECK(testing::topic_record_count(bootstrap, topic) == 0);  // nothing replayed
+
+  // replay: a group that never committed is refused, not created.
+  out = run_cli("replay --group no-such-group --topics '^app\\..*' --from 1970-01-01T00:00:00Z" + where, code, true);
+  CHECK(code == 2);
+  CHECK_MESSAGE(out.find("'no-such-group' has no committed offsets") != std::string::npos, out);
+  CHECK(testing::committed_offset(bootstrap, "no-such-group", topic, 0) == -1);
+
+  // A group that ran: its regex moves the event topic, never the dead-letter topic.
+  testing::produce_raw(bootstrap, topic, "o-1", "{}");
+  commit_for(bootstrap, "billing", topic, 0, 1);
+  commit_for(bootstrap, "billing", dlq, 0, 1);
+  out = run_cli("replay --group billing --topics '^app\\..*' --from 1970-01-01T00:00:00Z" + where, code);
+  CHECK(code == 0);
+  CHECK(out == topic + "[0] -> 0\n");
+  CHECK(testing::committed_offset(bootstrap, "billing", topic, 0) == 0);
+  CHECK(testing::committed_offset(bootstrap, "billing", dlq, 0) == 1);
+  (void)run_cli("replay --group billing --topics " + dlq + " --from 1970-01-01T00:00:00Z" + where, code);
+  CHECK(code == 2);
 }

@@ -59,6 +59,7 @@ struct replay_summary {
   std::size_t replayed = 0;
   std::size_t skipped = 0;  // other handlers', or written without their value (too large to copy)
   std::size_t refused = 0;  // their x-eventbus-dlq-original-topic is not the topic this one is the dead letters of
+  std::map<std::string, std::size_t> handlers{};  // dead letters read, by handler ("" for none): what --handler may name
 };
 
 /// Produces each selected dead letter's key and value back to its original topic, with its original

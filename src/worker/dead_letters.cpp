@@ -91,6 +91,7 @@ result<replay_summary> replay_dead_letters(const kafka_options& kafka, const std
     detail::record_producer producer(kafka);
     auto read = for_each_dead_letter(kafka, dlq_topic, [&](const dead_letter& d) {
       if (summary.replayed >= options.limit) return false;
+      ++summary.handlers[d.handler];
       if (options.handler && d.handler != *options.handler) {
         ++summary.skipped;
         return true;
