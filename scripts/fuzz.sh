@@ -15,6 +15,8 @@ targets=(decode_event worker_record config publish_line dead_letter_headers comm
 
 bash scripts/setup.sh
 dir=build/fuzz
+# The configure log goes next to the build directory: on a fresh clone nothing has made build/ yet.
+mkdir -p build
 cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DEVENTBUS_FUZZ=ON -DEVENTBUS_SANITIZE="address,undefined" \
   -DEVENTBUS_WERROR=ON -DEVENTBUS_BUILD_TESTS=OFF -DEVENTBUS_BUILD_CLI=OFF -DEVENTBUS_BUILD_EXAMPLES=OFF \

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
+#include "eventbus/kafka/topics.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "kafka/record_producer.hpp"
 #include "kafka_test_support.hpp"
@@ -46,9 +48,12 @@ TEST_CASE("dev-broker prints its address, serves clients from other processes an
 
 namespace {
 
-/// Runs the command; its standard output (and standard error too, with `errors`).
-std::string run_cli(const std::string& args, int& exit_code, bool errors = false) {
-  std::string command = EVENTBUS_CLI_PATH;  // appended step by step: GCC 12 misreports a chain of + here
+/// Runs the command; its standard output (and standard error too, with `errors`). With
+/// `limit_seconds`, a command still running then is stopped (exit status 124): for commands that
+/// may wait forever when the behaviour under test is broken.
+std::string run_cli(const std::string& args, int& exit_code, bool errors = false, int limit_seconds = 0) {
+  std::string command = limit_seconds > 0 ? "timeout -k 5 " + std::to_string(limit_seconds) + " " : "";
+  command.append(EVENTBUS_CLI_PATH);  // appended step by step: GCC 12 misreports a chain of + here
   command.append(" ").append(args).append(errors ? " 2>&1" : " 2>/dev/null");
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -58,6 +63,32 @@ std::string run_cli(const std::string& args, int& exit_code, bool errors = false
   const int status = pclose(pipe);
   exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
+}
+
+/// Commits `offset` for `group` on topic[partition] from outside the group, as a group that ran
+/// would have: what `eventbus replay` requires of the group it moves.
+void commit_for(const std::string& bootstrap, const std::string& group, const std::string& topic,
+                std::int32_t partition, std::int64_t offset) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [k, v] : std::map<std::string, std::string>{
+           {"bootstrap.servers", bootstrap}, {"group.id", group}, {"enable.auto.commit", "false"}, {"log_level", "3"}})
+    REQUIRE(rd_kafka_conf_set(conf, k.c_str(), v.c_str(), why, sizeof why) == RD_KAFKA_CONF_OK);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  REQUIRE(rk != nullptr);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
+  const auto err = rd_kafka_commit(rk, list, 0);
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  REQUIRE(err == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/// Whether the cluster has `topic`, asked without naming it (a request naming it could create it).
+bool topic_exists(const std::string& bootstrap, const std::string& topic) {
+  const auto names = topic_names({.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}, 10s);
+  REQUIRE(names.ok());
+  return std::find(names.value().begin(), names.value().end(), topic) != names.value().end();
 }
 
 }  // namespace
@@ -121,6 +152,7 @@ TEST_CASE("eventbus replay moves a group's offsets to a time and rejects bad inp
   }
   const std::string where = " --bootstrap " + broker.bootstrap_servers();
   int code = -1;
+  for (const char* group : {"billing", "late"}) commit_for(broker.bootstrap_servers(), group, topic, 0, 1);  // groups that ran
   const auto out = run_cli("replay --group billing --topics '^app\\.order\\..*' --from 1970-01-01T00:00:00Z" + where, code);
   CHECK(code == 0);
   CHECK(out == topic + "[0] -> 0\n" + topic + "[1] -> 0\n");
@@ -349,6 +381,12 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   for (std::size_t start = 0, end; (end = listed.find('\n', start)) != std::string::npos; start = end + 1) {
     const auto row = nlohmann::json::parse(listed.substr(start, end - start));
     CHECK(row["event"]["event_type"] == "order.cancelled");
+    // "version" is the aggregate's (events 0, 15 of o-0 are its versions 1 and 4); the envelope's
+    // schema version has a name of its own.
+    const int seq = row["event"]["payload"]["seq"];
+    CHECK(row["version"] == seq / 5 + 1);
+    CHECK(row["event"]["envelope_version"] == 1);
+    CHECK_FALSE(row["event"].contains("version"));
     ++rows;
   }
   CHECK(rows == 10);
@@ -445,4 +483,216 @@ TEST_CASE("eventbus new refuses names that would not compile or would collide, a
   (void)run_cli("new kind x", code);
   CHECK(code == 2);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("eventbus new handler prints CMake lines that register the test with ctest, and its test names read right") {
+  const std::string dir = "cli_new_handler_scratch";
+  std::filesystem::remove_all(dir);
+  int code = -1;
+  const auto read = [&](const std::string& name) {
+    std::ifstream in(dir + "/" + name);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  for (const char* type : {"order.shipped", "user.created", "item.added"}) {
+    (void)run_cli(std::string("new event ") + type + " --dir " + dir, code);
+    REQUIRE(code == 0);
+  }
+  const auto printed = run_cli("new handler notify --event order.shipped --dir " + dir, code);
+  CHECK(code == 0);
+  // add_test registers nothing unless enable_testing() ran first in the top-level CMakeLists.txt.
+  const auto enable = printed.find("enable_testing()");
+  REQUIRE_MESSAGE(enable != std::string::npos, printed);
+  CHECK(enable < printed.find("add_test(NAME notify_test COMMAND notify_test)"));
+  CHECK(read("notify_test.cpp").find("fails on an order.shipped payload") != std::string::npos);
+
+  (void)run_cli("new handler welcome --event user.created --dir " + dir, code);
+  CHECK(code == 0);
+  CHECK(read("welcome_test.cpp").find("fails on a user.created payload") != std::string::npos);
+  (void)run_cli("new handler count --event item.added --dir " + dir, code);
+  CHECK(code == 0);
+  CHECK(read("count_test.cpp").find("fails on an item.added payload") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("eventbus dlq replay reads x-eventbus-replay-count strictly: bad counts restart at 0 with a warning, big ones saturate") {
+  embedded_broker broker;
+  const std::string topic = "app.order.order.created", dlq = topic + ".dlq";
+  broker.create_topic(topic, 1);
+  broker.create_topic(dlq, 1);
+  const std::string max = "18446744073709551615";
+  // key -> the count the dead letter carries, and the count its replay must carry.
+  const std::map<std::string, std::pair<std::string, std::string>> cases{
+      {"plain", {"2", "3"}},           {"negative", {"-5", "1"}},   {"signed", {"+4", "1"}},
+      {"junk", {"7x", "1"}},           {"empty", {"", "1"}},        {"at-max", {max, max}},
+      {"overflow", {"99999999999999999999999", max}}};
+  for (const auto& [key, counts] : cases)
+    testing::produce_raw(broker.bootstrap_servers(),
+                         {.topic = dlq, .key = key, .value = "{}",
+                          .headers = {{"x-eventbus-replay-count", counts.first},
+                                      {"x-eventbus-dlq-original-topic", topic}}});
+
+  int code = -1;
+  const auto out = run_cli("dlq replay " + dlq + " --bootstrap " + broker.bootstrap_servers(), code, true);
+  CHECK(code == 0);
+  CAPTURE(out);
+  CHECK(out.find("replayed 7, skipped 0") != std::string::npos);
+  for (const char* bad : {"'-5' is not a count", "'+4' is not a count", "'7x' is not a count", "'' is not a count"})
+    CHECK(out.find(bad) != std::string::npos);
+  CHECK(out.find("'2' is not a count") == std::string::npos);
+
+  const auto back = testing::read_topic(broker.bootstrap_servers(), topic, cases.size());
+  REQUIRE(back.size() == cases.size());
+  for (const auto& r : back) {
+    CAPTURE(r.key);
+    CHECK(r.headers.at("x-eventbus-replay-count") == cases.at(r.key).second);
+  }
+}
+
+TEST_CASE("eventbus config check --role checks what that process needs and says which role it checked") {
+  const std::string file = "cli_config_role.json";
+  const auto write = [&](const char* text) {
+    std::ofstream out(file, std::ios::trunc);
+    out << text;
+  };
+  int code = -1;
+  // No worker.group: valid keys, but a worker refuses it (order_worker: "worker.group: must not be empty").
+  write(R"({"kafka": {"bootstrap_servers": "localhost:9092"}})");
+  auto out = run_cli("config check " + file + " --role worker", code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("worker.group: must not be empty") != std::string::npos, out);
+  CHECK(out.find("role worker") != std::string::npos);
+  out = run_cli("config check " + file + " --role service", code, true);
+  CHECK(code == 0);
+  CHECK_MESSAGE(out.find("valid for role service") != std::string::npos, out);
+  out = run_cli("config check " + file + " --role relay", code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("store.backend: must be sqlite or postgresql for a relay") != std::string::npos, out);
+  out = run_cli("config check " + file, code, true);
+  CHECK(code == 0);
+  CHECK_MESSAGE(out.find("no role checked") != std::string::npos, out);
+
+  write(R"({"worker": {"group": "billing"}, "store": {"backend": "sqlite", "path": "x.db"}})");
+  out = run_cli("config check " + file + " --role worker", code, true);
+  CHECK(code == 0);
+  CHECK_MESSAGE(out.find("valid for role worker") != std::string::npos, out);
+  (void)run_cli("config check " + file + " --role relay", code);
+  CHECK(code == 0);
+
+  out = run_cli("config check " + file + " --role wroker", code, true);
+  CHECK(code == 2);
+  CHECK(out.find("'wroker' is not a role: worker, service or relay") != std::string::npos);
+  (void)run_cli("config check " + file + " --role", code);
+  CHECK(code == 2);
+  std::remove(file.c_str());
+}
+
+namespace {
+
+/// Runs the command with stderr; how long it took.
+std::string run_cli_timed(const std::string& args, int& exit_code, std::chrono::duration<double>& took) {
+  const auto start = std::chrono::steady_clock::now();
+  auto out = run_cli(args, exit_code, true);
+  took = std::chrono::steady_clock::now() - start;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("publish and topics with no broker answering give up within --timeout and say where they looked") {
+  // Port 1 on loopback: nothing listens there, connections are refused at once and retried.
+  const std::string nowhere = "127.0.0.1:1";
+  int code = -1;
+  std::chrono::duration<double> took{};
+  const auto hints_at = [&](const std::string& out, const std::string& origin) {
+    CAPTURE(out);
+    CHECK(out.find("no Kafka broker answered") != std::string::npos);
+    CHECK(out.find(nowhere + " (" + origin + ")") != std::string::npos);
+    CHECK(out.find("--bootstrap") != std::string::npos);
+    CHECK(out.find("EVENTBUS_BOOTSTRAP_SERVERS") != std::string::npos);
+    CHECK(out.find("eventbus dev-broker") != std::string::npos);
+  };
+
+  auto out = run_cli_timed("publish --type order.created --aggregate-id o-1 --timeout 2 --bootstrap " + nowhere, code, took);
+  CHECK(code == 1);
+  CHECK(took < std::chrono::seconds(8));
+  hints_at(out, "from --bootstrap");
+
+  out = run_cli_timed("topics --timeout 1 --bootstrap " + nowhere, code, took);
+  CHECK(code == 1);
+  CHECK(took < std::chrono::seconds(7));
+  hints_at(out, "from --bootstrap");
+
+  setenv("EVENTBUS_BOOTSTRAP_SERVERS", nowhere.c_str(), 1);
+  out = run_cli_timed("publish --stdin < /dev/null", code, took);  // the default timeout: 10 s
+  unsetenv("EVENTBUS_BOOTSTRAP_SERVERS");
+  CHECK(code == 1);
+  CHECK(took > std::chrono::seconds(9));
+  CHECK(took < std::chrono::seconds(20));
+  hints_at(out, "from $EVENTBUS_BOOTSTRAP_SERVERS");
+
+  for (const char* bad : {"0", "-3", "ten", "1.5", "86401"}) {
+    CAPTURE(bad);
+    out = run_cli(std::string("topics --timeout ") + bad + " --bootstrap " + nowhere, code, true);
+    CHECK(code == 2);
+    CHECK(out.find("--timeout needs a whole number of seconds") != std::string::npos);
+  }
+}
+
+TEST_CASE("reads and typos create no topic and no group: dlq, tail and replay refuse names that do not exist") {
+  embedded_broker broker;
+  const auto& bootstrap = broker.bootstrap_servers();
+  const std::string where = " --bootstrap " + bootstrap;
+  const std::string topic = "app.order.order.created", dlq = topic + ".dlq";
+  broker.create_topic(topic, 1);
+  testing::produce_raw(bootstrap, {.topic = dlq, .key = "o-1", .value = "{}",
+                                   .headers = {{"x-eventbus-dlq-handler", "mailer"},
+                                               {"x-eventbus-dlq-original-topic", topic}}});
+  int code = -1;
+
+  auto out = run_cli("dlq list app.nope.dlq" + where, code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("no topic 'app.nope.dlq'") != std::string::npos, out);
+  CHECK(out.find(dlq) != std::string::npos);  // the dead-letter topics that do exist
+  CHECK_FALSE(topic_exists(bootstrap, "app.nope.dlq"));
+  (void)run_cli("dlq replay app.nope.dlq" + where, code);
+  CHECK(code == 1);
+  CHECK_FALSE(topic_exists(bootstrap, "app.nope.dlq"));
+
+  out = run_cli("dlq list " + topic + where, code, true);
+  CHECK(code == 2);
+  CHECK_MESSAGE(out.find("'" + topic + "' is not a dead-letter topic") != std::string::npos, out);
+  CHECK(out.find("did you mean " + dlq) != std::string::npos);
+
+  // tail follows until --limit: bounded here so that a tail that does not refuse fails, not hangs.
+  out = run_cli("tail --topics app.typo.topic --limit 1" + where, code, true, 20);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("no topic 'app.typo.topic'") != std::string::npos, out);
+  CHECK(out.find(topic) != std::string::npos);
+  CHECK_FALSE(topic_exists(bootstrap, "app.typo.topic"));
+
+  out = run_cli("dlq replay " + dlq + " --handler nosuch" + where, code, true);
+  CHECK(code == 1);
+  CHECK_MESSAGE(out.find("handler 'nosuch'") != std::string::npos, out);
+  CHECK(out.find("handlers there: mailer (1)") != std::string::npos);
+  CHECK(testing::topic_record_count(bootstrap, topic) == 0);  // nothing replayed
+
+  // replay: a group that never committed is refused, not created.
+  out = run_cli("replay --group no-such-group --topics '^app\\..*' --from 1970-01-01T00:00:00Z" + where, code, true);
+  CHECK(code == 2);
+  CHECK_MESSAGE(out.find("'no-such-group' has no committed offsets") != std::string::npos, out);
+  CHECK(testing::committed_offset(bootstrap, "no-such-group", topic, 0) == -1);
+
+  // A group that ran: its regex moves the event topic, never the dead-letter topic.
+  testing::produce_raw(bootstrap, topic, "o-1", "{}");
+  commit_for(bootstrap, "billing", topic, 0, 1);
+  commit_for(bootstrap, "billing", dlq, 0, 1);
+  out = run_cli("replay --group billing --topics '^app\\..*' --from 1970-01-01T00:00:00Z" + where, code);
+  CHECK(code == 0);
+  CHECK(out == topic + "[0] -> 0\n");
+  CHECK(testing::committed_offset(bootstrap, "billing", topic, 0) == 0);
+  CHECK(testing::committed_offset(bootstrap, "billing", dlq, 0) == 1);
+  (void)run_cli("replay --group billing --topics " + dlq + " --from 1970-01-01T00:00:00Z" + where, code);
+  CHECK(code == 2);
 }

@@ -59,10 +59,13 @@ struct replay_summary {
   std::size_t replayed = 0;
   std::size_t skipped = 0;  // other handlers', or written without their value (too large to copy)
   std::size_t refused = 0;  // their x-eventbus-dlq-original-topic is not the topic this one is the dead letters of
+  std::map<std::string, std::size_t> handlers{};  // dead letters read, by handler ("" for none): what --handler may name
 };
 
 /// Produces each selected dead letter's key and value back to its original topic, with its original
 /// headers, replay_count_header incremented, and replay_handler_header when a handler was chosen.
+/// A replay count that is not plain digits counts as 0 (logged as a warning); one too large to hold
+/// stays at the largest std::uint64_t.
 /// Streams: memory does not grow with the topic. A record goes back only to the topic whose dead
 /// letters `dlq_topic` holds (dlq_topic_for(original, dlq_suffix) == dlq_topic); one naming any
 /// other topic is refused. Waits for every write to be acknowledged. The dead-letter topic is left

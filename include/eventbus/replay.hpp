@@ -24,8 +24,11 @@ struct partition_position {
 
 /// Commits, for `group`, the offset of the first record at or after `from` in every partition of
 /// the topics matching `topics` (a name, or a regular expression starting with '^'). Returns the
-/// new positions. errc::invalid_argument for a bad regex or no matching topic; errc::timed_out or
-/// errc::delivery_failed when the cluster refuses.
+/// new positions. A regex never matches dead-letter topics (ending in ".dlq") nor internal ones
+/// ("__..."). errc::invalid_argument for a bad regex, no matching topic, or a group with no
+/// committed offset on any partition (one that never ran, or a typo: committing would create it;
+/// the message lists the groups the cluster knows); errc::timed_out or errc::delivery_failed when
+/// the cluster refuses.
 [[nodiscard]] result<std::vector<partition_position>> rewind_group(const kafka_options& kafka, const std::string& group,
                                                                    const std::string& topics, time_point from);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -31,6 +32,17 @@ inline std::string default_bootstrap() {
   return env && *env ? env : "localhost:9092";
 }
 
+/// Where `servers` came from, for messages: "from --bootstrap", "from $EVENTBUS_BOOTSTRAP_SERVERS"
+/// or "the default".
+inline std::string bootstrap_origin(const std::string& servers) {
+  const char* env = std::getenv("EVENTBUS_BOOTSTRAP_SERVERS");
+  if (env && *env && servers == env) return "from $EVENTBUS_BOOTSTRAP_SERVERS";
+  return servers == default_bootstrap() ? "the default" : "from --bootstrap";
+}
+
+/// How long the commands that talk to Kafka wait for it unless --timeout says otherwise.
+inline constexpr std::chrono::seconds default_kafka_timeout{10};
+
 class arg_parser {
  public:
   arg_parser(std::string_view command, std::string_view usage) : command_(command), usage_(usage) {}
@@ -41,6 +53,17 @@ class arg_parser {
                         const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), target);
                         return ec == std::errc{} && ptr == v.data() + v.size() && target > 0;
                       }, "a positive whole number"});
+  }
+  /// A positive whole number of seconds.
+  void add_seconds(std::string name, std::chrono::seconds& target) {
+    flags_.push_back({std::move(name), [&target](std::string_view v) {
+                        long long seconds = 0;
+                        const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+                        // At most a day: librdkafka takes timeouts as int milliseconds.
+                        if (ec != std::errc{} || ptr != v.data() + v.size() || seconds <= 0 || seconds > 86'400) return false;
+                        target = std::chrono::seconds(seconds);
+                        return true;
+                      }, "a whole number of seconds from 1 to 86400"});
   }
   void add_string(std::string name, std::string& target) {
     flags_.push_back({std::move(name), [&target](std::string_view v) {

@@ -1,21 +1,62 @@
-// `eventbus config check FILE`: validates a config file with the environment applied and prints
-// the effective configuration, secrets redacted.
+// `eventbus config check FILE [--role ROLE]`: validates a config file with the environment applied
+// and prints the effective configuration, secrets redacted.
 
 #include <cstdio>
 #include <string>
 
+#include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/printable.hpp"
 #include "eventbus/config.hpp"
 
 namespace eventbus::cli {
 namespace {
 
-constexpr std::string_view config_usage = R"(usage: eventbus config check FILE
+constexpr std::string_view config_usage = R"(usage: eventbus config check FILE [--role worker|service|relay]
 
 Reads FILE (JSON, see config/eventbus.json), applies the EVENTBUS_* environment variables, checks
-every key and prints the effective configuration as JSON with secrets shown as "***".
+every key and prints the effective configuration as JSON with secrets shown as "***". Which role
+was checked is said on stderr.
+
+  --role worker   also what a worker process needs: worker.group (or EVENTBUS_GROUP_ID) and topics
+  --role service  what a publishing service needs: kafka, topics, dispatcher, store (no worker group)
+  --role relay    what an outbox relay needs: a store to relay from (store.backend sqlite or postgresql)
+  (no role)       the keys only: a file valid this way may still be refused by a worker
+
 Exit status: 0 valid, 1 invalid (the error names the key), 2 usage.
 )";
+
+// What one kind of process takes from the config beyond the keys being valid. Each check calls what
+// that process calls (make_worker_options for a worker), so `config check --role` refuses exactly
+// what the process would refuse at start. Throws eventbus::exception naming the key.
+struct role_check {
+  std::string_view name;
+  void (*check)(const app_config&);
+};
+
+constexpr role_check roles[] = {
+    {"worker", [](const app_config& c) { (void)c.make_worker_options(); }},
+    {"service", [](const app_config& c) { (void)c.make_producer_options(); }},
+    {"relay",
+     [](const app_config& c) {
+       if (c.store.backend == "none")
+         throw exception(error(errc::invalid_argument,
+                               "must be sqlite or postgresql for a relay (or set EVENTBUS_STORE_BACKEND): with none "
+                               "there is no outbox to relay",
+                               "store.backend"));
+     }},
+};
+
+const role_check* find_role(std::string_view name) {
+  for (const auto& r : roles)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+int usage_error(const std::string& what) {
+  std::fprintf(stderr, "eventbus config: %s\n\n%s", what.c_str(), config_usage.data());
+  return exit_usage;
+}
 
 }  // namespace
 
@@ -24,17 +65,36 @@ int run_config(std::span<const std::string_view> args) {
     std::fwrite(config_usage.data(), 1, config_usage.size(), stdout);
     return exit_ok;
   }
-  if (args.size() != 2 || args[0] != "check") {
-    std::fprintf(stderr, "eventbus config: %s\n\n%s", args.empty() ? "name an action" : "expected: check FILE",
-                 config_usage.data());
-    return exit_usage;
-  }
-  const auto loaded = load_config(std::string(args[1]), process_environment());
+  if (args.empty()) return usage_error("name an action");
+  if (args[0] != "check" || args.size() < 2 || args[1].starts_with("-")) return usage_error("expected: check FILE");
+  const std::string file(args[1]);
+  std::string role;
+  arg_parser parser("config check", config_usage);
+  parser.add_string("--role", role);
+  if (const auto exit_code = parser.parse(args.subspan(2))) return *exit_code;
+  const role_check* checked = role.empty() ? nullptr : find_role(role);
+  if (!role.empty() && checked == nullptr)
+    return usage_error("--role '" + role + "' is not a role: worker, service or relay");
+
+  const auto loaded = load_config(file, process_environment());
   if (!loaded) {
     std::fprintf(stderr, "eventbus config check: %s\n", loaded.error().to_string().c_str());
     return exit_failure;
   }
+  if (checked != nullptr) {
+    try {
+      checked->check(loaded.value());
+    } catch (const exception& e) {
+      std::fprintf(stderr, "eventbus config check: %s (role %s)\n", e.error().to_string().c_str(), role.c_str());
+      return exit_failure;
+    }
+  }
   std::printf("%s\n", loaded.value().redacted_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  if (checked != nullptr)
+    std::fprintf(stderr, "%s: valid for role %s\n", printable(file).c_str(), role.c_str());
+  else
+    std::fprintf(stderr, "%s: keys valid; no role checked (--role worker|service|relay checks what that process needs)\n",
+                 printable(file).c_str());
   return exit_ok;
 }
 

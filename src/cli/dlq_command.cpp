@@ -3,9 +3,12 @@
 #include <cstdio>
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "cli/args.hpp"
+#include "cli/cluster.hpp"
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
 #include "eventbus/dead_letters.hpp"
@@ -19,10 +22,14 @@ constexpr std::string_view dlq_usage = R"(usage: eventbus dlq list <dlq-topic> [
 list     prints every dead letter: position, reason, handler, attempts, original position, error
 replay   produces dead letters back to their original topic (key, value and original headers, with
          x-eventbus-replay-count); with --handler, only that handler's dead letters, and workers then
-         run only that handler on them. The dead-letter topic itself is left unchanged.
+         run only that handler on them (a handler no dead letter names is an error listing those
+         that do). The dead-letter topic itself is left unchanged.
+
+<dlq-topic> must end in the suffix and exist: neither command creates a topic.
 
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
-  --suffix SUFFIX      (replay) the workers' dead-letter suffix (default .dlq); a record whose
+  --timeout SECONDS    how long to wait for the cluster to answer (default 10)
+  --suffix SUFFIX      the workers' dead-letter suffix (default .dlq); on replay, a record whose
                        x-eventbus-dlq-original-topic is not the topic <dlq-topic> belongs to is refused
 )";
 
@@ -52,6 +59,38 @@ int fail(const error& err) {
   return exit_failure;
 }
 
+// Refuses a topic that is not a dead-letter topic (usage, 2) or is not in the cluster (1), naming
+// the dead-letter topics that are; nullopt to go on. Checked against the cluster's topic list, so
+// a mistyped name is never created by the read that follows.
+std::optional<int> check_dlq_topic(const std::string& topic, const std::string& suffix,
+                                   const std::vector<std::string>& existing) {
+  const auto dead_letter_topics = names_like(existing, "", suffix);
+  if (!topic.ends_with(suffix) || topic == suffix) {
+    const bool has_dlq = std::binary_search(existing.begin(), existing.end(), topic + suffix);
+    std::fprintf(stderr, "eventbus dlq: '%s' is not a dead-letter topic: their names end in '%s' (--suffix if the "
+                 "workers use another)%s\n", printable(topic).c_str(), printable(suffix).c_str(),
+                 has_dlq ? ("; did you mean " + printable(topic + suffix) + "?").c_str() : "");
+    return exit_usage;
+  }
+  if (!std::binary_search(existing.begin(), existing.end(), topic)) {
+    std::fprintf(stderr, "eventbus dlq: no topic '%s' in the cluster (nothing was created); dead-letter topics: %s\n",
+                 printable(topic).c_str(), name_list(dead_letter_topics).c_str());
+    return exit_failure;
+  }
+  return std::nullopt;
+}
+
+// `--handler NAME` that no dead letter of the topic names: replay found nothing to do, which is a
+// mistake to say rather than "replayed 0".
+int unknown_handler(const std::string& handler, const std::string& topic, const replay_summary& summary) {
+  std::vector<std::string> names;
+  for (const auto& [name, count] : summary.handlers)
+    names.push_back((name.empty() ? "(none)" : name) + " (" + std::to_string(count) + ")");
+  std::fprintf(stderr, "eventbus dlq replay: no dead letter in %s was written by handler '%s'; handlers there: %s\n",
+               printable(topic).c_str(), printable(handler).c_str(), name_list(names).c_str());
+  return exit_failure;
+}
+
 }  // namespace
 
 int run_dlq(std::span<const std::string_view> args) {
@@ -76,14 +115,19 @@ int run_dlq(std::span<const std::string_view> args) {
   parser.add_string("--bootstrap", bootstrap);
   parser.add_int("--limit", limit);
   std::string suffix(default_dlq_suffix);
-  if (action == "replay") {
-    parser.add_string("--handler", handler);
-    parser.add_string("--suffix", suffix);
-  }
+  parser.add_string("--suffix", suffix);
+  std::chrono::seconds timeout = default_kafka_timeout;
+  parser.add_seconds("--timeout", timeout);
+  if (action == "replay") parser.add_string("--handler", handler);
   std::vector<std::string_view> rest(args.begin() + 2, args.end());
   if (action == "list") json = take_switch(rest, "--json");
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
+  if (auto valid = validate_topic_name(topic); !valid) return fail(valid.error());
+  if (auto valid = validate_dlq_suffix(suffix); !valid) return fail(valid.error());
   const kafka_options kafka{.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}};
+  const auto existing = reach_cluster(std::string("dlq ") + std::string(action), kafka, timeout);
+  if (!existing) return exit_failure;
+  if (const auto refused = check_dlq_topic(topic, suffix, *existing)) return *refused;
   const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
 
   if (action == "list") {
@@ -103,6 +147,8 @@ int run_dlq(std::span<const std::string_view> args) {
   if (!handler.empty()) options.handler = handler;
   const auto summary = replay_dead_letters(kafka, topic, options);
   if (!summary) return fail(summary.error());
+  if (!handler.empty() && summary.value().handlers.count(handler) == 0)
+    return unknown_handler(handler, topic, summary.value());
   std::printf("replayed %zu, skipped %zu\n", summary.value().replayed, summary.value().skipped);
   if (summary.value().refused > 0) {
     std::fprintf(stderr,

@@ -118,7 +118,10 @@ int new_handler(const std::string& handler, std::span<const std::string_view> ar
                                       {handler + "_test.cpp", handler_test(handler, event_type)}},
                                 force);
   if (written == exit_ok)
+    // enable_testing() belongs in the top-level CMakeLists.txt: without it add_test registers
+    // nothing and ctest reports "No tests were found".
     std::printf("\nbuild and run its test from your CMakeLists.txt (find_package(eventbus), find_package(doctest)):\n"
+                "  enable_testing()  # once, in the top-level CMakeLists.txt\n"
                 "  add_executable(%s_test %s/%s_test.cpp)\n"
                 "  target_link_libraries(%s_test PRIVATE eventbus::core doctest::doctest)\n"
                 "  add_test(NAME %s_test COMMAND %s_test)\n",

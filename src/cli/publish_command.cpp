@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli/args.hpp"
+#include "cli/cluster.hpp"
 #include "cli/input_line.hpp"
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
@@ -31,9 +32,12 @@ and version are generated). Each goes to app.<aggregate_type>.<event_type>, key 
 
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
   --prefix PREFIX      topic prefix (default app)
+  --timeout SECONDS    how long to wait for a broker to answer, and for each event to be
+                       acknowledged (default 10); no broker answering is said at once, with where
+                       it looked
 
-Exit status: 0 every event delivered; 1 some input invalid or some delivery failed (each named on
-stderr); 2 usage.
+Exit status: 0 every event delivered; 1 no broker answered, some input invalid or some delivery
+failed (each named on stderr); 2 usage.
 )";
 
 struct publisher {
@@ -88,6 +92,8 @@ int run_publish(std::span<const std::string_view> args) {
   parser.add_string("--payload", payload);
   parser.add_string("--correlation-id", correlation_id);
   parser.add_string("--file", file);
+  std::chrono::seconds timeout = default_kafka_timeout;
+  parser.add_seconds("--timeout", timeout);
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
   const int sources = (type.empty() ? 0 : 1) + (file.empty() ? 0 : 1) + (from_stdin ? 1 : 0);
   if (sources != 1) {
@@ -95,7 +101,13 @@ int run_publish(std::span<const std::string_view> args) {
     return exit_usage;
   }
 
-  publisher pub({.kafka = {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}, .topic_prefix = prefix});
+  // An unreachable cluster is said once, before the first event (reach_cluster); past that,
+  // message.timeout.ms bounds how long each event waits for its acknowledgement (librdkafka's
+  // default is 5 minutes).
+  const kafka_options kafka{.bootstrap_servers = bootstrap,
+                            .properties = {{"log_level", "3"},
+                                           {"message.timeout.ms", std::to_string(std::chrono::milliseconds(timeout).count())}}};
+  publisher pub({.kafka = kafka, .topic_prefix = prefix});  // connects lazily: nothing waits here
   if (!type.empty()) {
     const auto body = nlohmann::json::parse(payload, nullptr, false);
     if (body.is_discarded()) {
@@ -114,6 +126,7 @@ int run_publish(std::span<const std::string_view> args) {
       std::fprintf(stderr, "eventbus publish: %s\n", ev.error().to_string().c_str());
       return exit_usage;
     }
+    if (!reach_cluster("publish", kafka, timeout)) return exit_failure;
     pub.print_each = true;
     pub.send(ev.value());
   } else {
@@ -125,6 +138,7 @@ int run_publish(std::span<const std::string_view> args) {
         return exit_failure;
       }
     }
+    if (!reach_cluster("publish", kafka, timeout)) return exit_failure;
     std::istream& in = file.empty() ? std::cin : in_file;
     const std::string source = file.empty() ? "stdin" : file;
     std::size_t number = 0;
@@ -161,7 +175,8 @@ int run_publish(std::span<const std::string_view> args) {
       for (std::string line; std::getline(in, line);) handle_line(line);
     }
   }
-  const auto flushed = pub.sink.flush(std::chrono::seconds(60));
+  // Every event still waiting expires within the timeout; the second more lets its report arrive.
+  const auto flushed = pub.sink.flush(timeout + std::chrono::seconds(1));
   if (!flushed) std::fprintf(stderr, "eventbus publish: %s\n", flushed.error().to_string().c_str());
   if (!pub.print_each) pub.progress.finish(pub.counts(), pub.delivered.load());
   return flushed && pub.failed.load() == 0 && pub.invalid == 0 ? exit_ok : exit_failure;

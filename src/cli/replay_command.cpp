@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli/args.hpp"
+#include "cli/cluster.hpp"
 #include "cli/commands.hpp"
 #include "eventbus/replay.hpp"
 
@@ -21,6 +22,11 @@ Stop the group's workers first: Kafka refuses offsets for a group with active me
   --topics TOPICS      a topic name, or a regular expression starting with '^' (e.g. '^app\.order\..*')
   --from TIME          RFC 3339 UTC time, e.g. 2026-11-23T10:00:00Z
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
+  --timeout SECONDS    how long to wait for the cluster to answer at start (default 10)
+
+GROUP must have committed offsets (a group that has run): a mistyped one is refused, with the
+groups the cluster knows, rather than created. A '^' pattern never matches dead-letter topics
+(*.dlq: `eventbus dlq replay` puts those back) nor internal ones (__*).
 )";
 
 }  // namespace
@@ -32,6 +38,8 @@ int run_replay(std::span<const std::string_view> args) {
   parser.add_string("--group", group);
   parser.add_string("--topics", topics);
   parser.add_string("--from", from_text);
+  std::chrono::seconds timeout = default_kafka_timeout;
+  parser.add_seconds("--timeout", timeout);
   if (const auto exit_code = parser.parse(args)) return *exit_code;
   for (const auto& [flag, value] : {std::pair{"--group", &group}, {"--topics", &topics}, {"--from", &from_text}}) {
     if (value->empty()) {
@@ -46,6 +54,7 @@ int run_replay(std::span<const std::string_view> args) {
     return exit_usage;
   }
   const kafka_options kafka{.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}};
+  if (!reach_cluster("replay", kafka, timeout)) return exit_failure;
   const auto positions = rewind_group(kafka, group, topics, from.value());
   if (!positions) {
     std::fprintf(stderr, "eventbus replay: %s\n", positions.error().to_string().c_str());

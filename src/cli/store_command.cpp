@@ -24,6 +24,8 @@ constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE]
        eventbus store replay [STORE] [FILTERS] [--limit N] [--bootstrap SERVERS]
 
 list     prints stored events in store order: position, version, time, type, aggregate, id
+         (version: the event's version within its aggregate; with --json, each line is
+         {"position", "version", "event"} and the envelope's schema version is event.envelope_version)
 stats    prints the outbox: events not yet acknowledged by Kafka, and the age of the oldest
 replay   produces the selected events to Kafka again (same topics, keys, headers and bytes as the
          mirror), with progress on long runs; consumers see them again (they deduplicate on event_id)
@@ -47,6 +49,17 @@ int fail(const std::string& what) {
 std::string env_or(const char* name, std::string fallback = {}) {
   const char* value = std::getenv(name);
   return value && *value ? value : fallback;
+}
+
+// One `store list --json` line. "version" is the event's version within its aggregate; the
+// envelope's own "version" (the schema version of the event type) is shown as "envelope_version",
+// so the two never share a name on one line. Key order is the envelope's.
+std::string list_line_json(const stored_event& e) {
+  auto envelope = nlohmann::ordered_json::parse(encode_event(e.ev));
+  nlohmann::ordered_json event = nlohmann::ordered_json::object();
+  for (auto& [key, value] : envelope.items()) event[key == "version" ? "envelope_version" : key] = std::move(value);
+  const nlohmann::ordered_json line{{"position", e.position}, {"version", e.version}, {"event", std::move(event)}};
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace
@@ -141,8 +154,7 @@ int run_store(std::span<const std::string_view> args) {
       if (listed >= max) return false;
       ++listed;
       if (json) {
-        std::printf("{\"position\":%lld,\"version\":%lld,\"event\":%s}\n", static_cast<long long>(e.position),
-                    static_cast<long long>(e.version), encode_event(e.ev).c_str());
+        std::printf("%s\n", list_line_json(e).c_str());
       } else {
         std::printf("%8lld  v%-4lld %s  %-28s %s/%s  %s\n", static_cast<long long>(e.position),
                     static_cast<long long>(e.version), format_timestamp(e.ev.timestamp()).c_str(),

@@ -2,11 +2,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
 
 #include "cli/args.hpp"
+#include "cli/cluster.hpp"
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
 #include "cli/workflow_tree.hpp"
@@ -30,7 +32,20 @@ consumer group of its own and commits nothing: running it never affects workers.
   --correlation ID     only the events of one workflow (correlation_id ID, or the event ID itself);
                        at the end, the workflow as a tree: each event under the one that caused it
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
+  --timeout SECONDS    how long to wait for the cluster to answer at start (default 10)
+
+A topic name (not a '^' pattern) must exist: tail refuses it otherwise, listing the topics with the
+same prefix, and never creates it.
 )";
+
+// A named topic that is not in the cluster: refused, with the topics that share its first
+// segment ("app."), since it is most likely a typo of one of them.
+int unknown_topic(const std::string& topic, const std::vector<std::string>& existing) {
+  const std::string prefix = topic.substr(0, topic.find('.') + 1);
+  std::fprintf(stderr, "eventbus tail: no topic '%s' in the cluster (nothing was created); topics starting with '%s': %s\n",
+               printable(topic).c_str(), printable(prefix).c_str(), name_list(names_like(existing, prefix)).c_str());
+  return exit_failure;
+}
 
 }  // namespace
 
@@ -45,6 +60,8 @@ int run_tail(std::span<const std::string_view> args) {
   parser.add_string("--topics", topics);
   parser.add_int("--limit", limit);
   parser.add_string("--correlation", correlation);
+  std::chrono::seconds timeout = default_kafka_timeout;
+  parser.add_seconds("--timeout", timeout);
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
   if (topics.empty()) {
     std::fprintf(stderr, "eventbus tail: --topics is required\n\n%s", tail_usage.data());
@@ -56,10 +73,17 @@ int run_tail(std::span<const std::string_view> args) {
       return exit_usage;
     }
 
+  const kafka_options kafka{.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}};
+  const auto existing = reach_cluster("tail", kafka, timeout);
+  if (!existing) return exit_failure;
+  if (!topics.starts_with('^') && !std::binary_search(existing->begin(), existing->end(), topics))
+    return unknown_topic(topics, *existing);
+
   watch_stop_signals();
   auto config = detail::make_client_config(
-      {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}, detail::client_role::consumer,
+      kafka, detail::client_role::consumer,
       {{"group.id", "eventbus-tail-" + std::to_string(getpid()) + "-" + std::to_string(now_ms().time_since_epoch().count())},
+       {"allow.auto.create.topics", "false"},  // a reader never creates what it follows
        {"enable.auto.commit", "false"},
        {"enable.auto.offset.store", "false"},
        {"auto.offset.reset", from_beginning ? "earliest" : "latest"},

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/args.hpp"
+#include "cli/cluster.hpp"
 #include "cli/commands.hpp"
 #include "eventbus/kafka/topics.hpp"
 
@@ -18,6 +19,8 @@ partitions, the end offset of every partition and their total.
 
   --prefix PREFIX      topic name prefix (default app.)
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
+  --timeout SECONDS    how long to wait for the cluster (default 10); no broker answering is said
+                       with where it looked
   --json               one JSON object per topic
 )";
 
@@ -34,9 +37,13 @@ int run_topics(std::span<const std::string_view> args) {
   }
   arg_parser parser("topics", topics_usage);
   parser.add_string("--bootstrap", bootstrap);
+  std::chrono::seconds timeout = default_kafka_timeout;
+  parser.add_seconds("--timeout", timeout);
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
 
-  const auto topics = list_topics({.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}, prefix);
+  const kafka_options kafka{.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}};
+  if (!reach_cluster("topics", kafka, timeout)) return exit_failure;
+  const auto topics = list_topics(kafka, prefix, timeout);
   if (!topics) {
     std::fprintf(stderr, "eventbus topics: %s\n", topics.error().to_string().c_str());
     return exit_failure;

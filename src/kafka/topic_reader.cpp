@@ -18,18 +18,22 @@ result<void> read_to_end(const kafka_options& kafka, const std::string& topic,
   if (auto valid = validate_topic_name(topic); !valid) return valid.error();
   auto config = make_client_config(kafka, detail::client_role::consumer, {{"group.id", "eventbus-reader"},  // never joins: assign() only
                                            {"enable.auto.commit", "false"},
+                                           {"allow.auto.create.topics", "false"},
                                            {"enable.partition.eof", "false"},
                                            {"fetch.wait.max.ms", "10"}});
   const auto broker = config.broker;
   const kafka_handle rk = make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
   const int ms = static_cast<int>(timeout.count());
 
+  // Metadata for all topics, not for this one by name: a request naming a topic that does not
+  // exist lets the cluster create it (auto.create.topics.enable), and reading must never create
+  // the topic it was asked to read (a mistyped `eventbus dlq list` did). Absent reads as empty.
   const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr);
-  const auto md_err = rd_kafka_metadata(rk.get(), 0, rkt, &md, ms);
-  rd_kafka_topic_destroy(rkt);
-  if (md_err) return timed_out("no metadata for '" + topic + "': " + kafka_error_text(md_err));
-  const int partitions = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR ? md->topics[0].partition_cnt : 0;
+  if (const auto md_err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, ms))
+    return timed_out("no metadata for '" + topic + "': " + kafka_error_text(md_err));
+  int partitions = 0;
+  for (int t = 0; t < md->topic_cnt; ++t)
+    if (topic == md->topics[t].topic && md->topics[t].err == RD_KAFKA_RESP_ERR_NO_ERROR) partitions = md->topics[t].partition_cnt;
   rd_kafka_metadata_destroy(md);
 
   std::map<std::int32_t, std::int64_t> end;  // partition -> high watermark, for partitions with data

@@ -11,8 +11,9 @@ std::int64_t topic_info::total() const noexcept {
   return std::accumulate(end_offsets.begin(), end_offsets.end(), std::int64_t{0});
 }
 
-result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::string_view prefix) {
-  constexpr int timeout_ms = 15'000;
+result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::string_view prefix,
+                                            std::chrono::milliseconds timeout) {
+  const int timeout_ms = static_cast<int>(timeout.count());
   auto config = detail::make_client_config(kafka, detail::client_role::consumer, {{"group.id", "eventbus-topics"}, {"enable.auto.commit", "false"}});
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
@@ -39,6 +40,23 @@ result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::str
   rd_kafka_metadata_destroy(md);
   std::sort(topics.begin(), topics.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return topics;
+}
+
+result<std::vector<std::string>> topic_names(const kafka_options& kafka, std::chrono::milliseconds timeout) {
+  // A producer handle: it needs no group.id, and a metadata request for all topics names none, so
+  // the cluster creates nothing whatever its auto.create.topics.enable.
+  auto config = detail::make_client_config(kafka, detail::client_role::producer, {});
+  const auto broker = config.broker;
+  const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
+  const rd_kafka_metadata_t* md = nullptr;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, static_cast<int>(timeout.count())))
+    return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
+  std::vector<std::string> names;
+  for (int t = 0; t < md->topic_cnt; ++t)
+    if (md->topics[t].err == RD_KAFKA_RESP_ERR_NO_ERROR) names.emplace_back(md->topics[t].topic);
+  rd_kafka_metadata_destroy(md);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace eventbus

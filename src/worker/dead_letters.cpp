@@ -1,8 +1,12 @@
 #include "eventbus/dead_letters.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <limits>
 #include <mutex>
 
+#include "detail/log.hpp"
 #include "kafka/record_producer.hpp"
 #include "kafka/topic_reader.hpp"
 #include "worker/dead_letter.hpp"
@@ -28,6 +32,32 @@ dead_letter to_dead_letter(const rd_kafka_message_t& msg) {
   }
   detail::read_dead_letter_headers(d);
   return d;
+}
+
+// The replay count a dead letter carries. The header comes from whoever wrote the record, so it is
+// read strictly: digits only. Anything else ("-3", "+1", "2x", "") counts as 0, with a warning
+// naming the record, instead of counting on from a negative number; a count too large to hold
+// saturates instead of reading as 0 and restarting at 1.
+std::uint64_t replay_count_of(const dead_letter& d) {
+  const auto it = d.headers.find(std::string(replay_count_header));
+  if (it == d.headers.end()) return 0;
+  const std::string& text = it->second;
+  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  std::uint64_t count = 0;
+  const std::errc parsed = digits ? std::from_chars(text.data(), text.data() + text.size(), count).ec : std::errc::invalid_argument;
+  if (parsed == std::errc::result_out_of_range) return std::numeric_limits<std::uint64_t>::max();
+  if (parsed != std::errc{}) {
+    detail::log(log_level::warn, "dead letter [" + std::to_string(d.partition) + "]@" + std::to_string(d.offset) + ": " +
+                                     std::string(replay_count_header) + " '" + detail::truncate_utf8(text, 64) +
+                                     "' is not a count; replayed as if it were 0");
+    return 0;
+  }
+  return count;
+}
+
+std::uint64_t next_replay_count(const dead_letter& d) {
+  const auto count = replay_count_of(d);
+  return count == std::numeric_limits<std::uint64_t>::max() ? count : count + 1;
 }
 
 }  // namespace
@@ -61,6 +91,7 @@ result<replay_summary> replay_dead_letters(const kafka_options& kafka, const std
     detail::record_producer producer(kafka);
     auto read = for_each_dead_letter(kafka, dlq_topic, [&](const dead_letter& d) {
       if (summary.replayed >= options.limit) return false;
+      ++summary.handlers[d.handler];
       if (options.handler && d.handler != *options.handler) {
         ++summary.skipped;
         return true;
@@ -80,7 +111,7 @@ result<replay_summary> replay_dead_letters(const kafka_options& kafka, const std
       for (const auto& [name, value] : d.headers)
         if (!name.starts_with("x-eventbus-dlq-") && name != replay_count_header && name != replay_handler_header)
           headers.emplace_back(name, value);
-      headers.emplace_back(replay_count_header, std::to_string(detail::header_number_or<int>(d.headers, std::string(replay_count_header), 0) + 1));
+      headers.emplace_back(replay_count_header, std::to_string(next_replay_count(d)));
       if (options.handler) headers.emplace_back(replay_handler_header, *options.handler);
       if (outstanding.load() >= max_outstanding) (void)producer.flush(std::chrono::seconds(60));
       outstanding.fetch_add(1);

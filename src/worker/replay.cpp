@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "detail/kafka_client.hpp"
+#include "eventbus/topic.hpp"
 
 namespace eventbus {
 namespace {
@@ -43,6 +44,38 @@ std::int64_t find_by_reading(const kafka_options& kafka, const std::string& topi
   return read_from(low, [&](std::int64_t, std::int64_t ts) { return ts >= from_ms; });
 }
 
+// True when the regex should leave `topic` alone: dead-letter topics (workers do not consume them;
+// `eventbus dlq replay` is how they go back) and the cluster's internal ones (__consumer_offsets).
+bool skipped_by_pattern(std::string_view topic) {
+  return topic.ends_with(default_dlq_suffix) || topic.starts_with("__");
+}
+
+// The groups the cluster lists, for an error message; a note instead when it cannot list them.
+std::string known_groups(rd_kafka_t* rk, int timeout_ms) {
+  const rd_kafka_group_list* groups = nullptr;
+  if (const auto err = rd_kafka_list_groups(rk, nullptr, &groups, timeout_ms))
+    return "the cluster did not list its groups: " + detail::kafka_error_text(err);
+  std::string names;
+  for (int i = 0; i < groups->group_cnt; ++i)
+    names += (names.empty() ? "" : ", ") + std::string(groups->groups[i].group);
+  rd_kafka_group_list_destroy(groups);
+  return "groups the cluster knows: " + (names.empty() ? std::string("none") : names);
+}
+
+// A group with no committed offset on any partition never ran (or is mistyped): committing for it
+// would create it, and the workers meant to be rewound would start where they were.
+bool has_committed_offsets(rd_kafka_t* rk, const rd_kafka_metadata_t& md, int timeout_ms) {
+  rd_kafka_topic_partition_list_t* all = rd_kafka_topic_partition_list_new(16);
+  for (int t = 0; t < md.topic_cnt; ++t)
+    for (int p = 0; p < md.topics[t].partition_cnt; ++p)
+      rd_kafka_topic_partition_list_add(all, md.topics[t].topic, md.topics[t].partitions[p].id);
+  bool found = false;
+  if (rd_kafka_committed(rk, all, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    for (int i = 0; i < all->cnt && !found; ++i) found = all->elems[i].offset >= 0;
+  rd_kafka_topic_partition_list_destroy(all);
+  return found;
+}
+
 }  // namespace
 
 result<std::vector<partition_position>> rewind_group(const kafka_options& kafka, const std::string& group,
@@ -62,10 +95,24 @@ result<std::vector<partition_position>> rewind_group(const kafka_options& kafka,
   const rd_kafka_metadata_t* md = nullptr;
   if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms))
     return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
+  if (!has_committed_offsets(rk.get(), *md, timeout_ms)) {
+    rd_kafka_metadata_destroy(md);
+    return error(errc::invalid_argument,
+                 "'" + group + "' has no committed offsets: not a group that has run (" +
+                     known_groups(rk.get(), timeout_ms) + ")",
+                 "group");
+  }
+  const bool by_pattern = topics.starts_with('^');
+  if (!by_pattern && skipped_by_pattern(topics)) {
+    rd_kafka_metadata_destroy(md);
+    return error(errc::invalid_argument,
+                 "'" + topics + "' is a dead-letter or internal topic: `eventbus dlq replay` puts dead letters back",
+                 "topics");
+  }
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(16);
   for (int t = 0; t < md->topic_cnt; ++t) {
     const auto& topic = md->topics[t];
-    if (!std::regex_search(topic.topic, pattern)) continue;
+    if (!std::regex_search(topic.topic, pattern) || (by_pattern && skipped_by_pattern(topic.topic))) continue;
     for (int p = 0; p < topic.partition_cnt; ++p)
       rd_kafka_topic_partition_list_add(list, topic.topic, topic.partitions[p].id)->offset =
           from.time_since_epoch().count();

@@ -2,6 +2,7 @@
 // What the cluster holds: topics under a prefix, their partitions and end offsets. Used by
 // `eventbus topics`.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -19,7 +20,14 @@ struct topic_info {
 };
 
 /// Topics whose name starts with `prefix` (all when empty), sorted by name, with their end offsets.
-/// errc::timed_out when the cluster does not answer within 15 s.
-[[nodiscard]] result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::string_view prefix);
+/// errc::timed_out when the cluster does not answer within `timeout`.
+[[nodiscard]] result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::string_view prefix,
+                                                          std::chrono::milliseconds timeout = std::chrono::seconds(15));
+
+/// The name of every topic of the cluster, sorted. Asks for all topics rather than for one by name,
+/// so it never auto-creates a topic: what tools check a name against before they read it.
+/// errc::timed_out when no broker answers within `timeout`.
+[[nodiscard]] result<std::vector<std::string>> topic_names(const kafka_options& kafka,
+                                                           std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
 }  // namespace eventbus
