@@ -683,6 +683,10 @@ TEST_CASE("reads and typos create no topic and no group: dlq, tail and replay re
   CHECK(code == 2);
   CHECK_MESSAGE(out.find("'no-such-group' has no committed offsets") != std::string::npos, out);
   CHECK(testing::committed_offset(bootstrap, "no-such-group", topic, 0) == -1);
+  // Unless asked for: a new group positioned before its first start.
+  out = run_cli("replay --group new-group --new-group --topics " + topic + " --from 1970-01-01T00:00:00Z" + where, code);
+  CHECK(code == 0);
+  CHECK(testing::committed_offset(bootstrap, "new-group", topic, 0) == 0);
 
   // A group that ran: its regex moves the event topic, never the dead-letter topic.
   testing::produce_raw(bootstrap, topic, "o-1", "{}");

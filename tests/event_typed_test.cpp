@@ -56,6 +56,23 @@ TEST_CASE("payload_as gives the struct back, or an error naming the payload") {
   CHECK_THROWS_AS((void)payload_as<shop::order_created>(wrong).value(), eventbus::exception);
 }
 
+TEST_CASE("result reads like std::expected: has_value, *r and r->, checked on an error") {
+  auto good = payload_as<shop::order_created>(make_event("o-42", shop::order_created{"ada", 99.5}));
+  CHECK(good.has_value());
+  CHECK(good->customer == "ada");
+  CHECK((*good).total == 99.5);
+  const auto& same = good;
+  CHECK(same->total == 99.5);
+  const auto moved = *std::move(good);
+  CHECK(moved.customer == "ada");
+  const auto bad = payload_as<shop::order_created>(testing::make_test_event("order.created", "o-1", {{"customer", 17}}));
+  CHECK_FALSE(bad.has_value());
+  CHECK_THROWS_AS((void)bad->customer, eventbus::exception);
+  CHECK_THROWS_AS((void)*bad, eventbus::exception);
+  CHECK(result<void>().has_value());
+  CHECK_FALSE(result<void>(error(errc::invalid_argument, "no")).has_value());
+}
+
 TEST_CASE("a typed handler receives the struct, and a payload that does not fit is a counted failure") {
   dispatcher bus({.mode = dispatch_mode::caller_thread});
   std::vector<shop::order_created> seen;

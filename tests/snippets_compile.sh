@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Every ```cpp block of README.md and docs/*.md compiles alone, with exactly the includes it shows:
 # its #include lines go first, the rest becomes the body of a function (a block with its own
-# main() is taken as a whole program). What users copy cannot rot
-# unnoticed. (Header comments' examples are not checked yet: 13 of 16 name things they do not
-# declare; issue 23 item 6.)
+# main() is taken as a whole program). So does every example in a public header's comments. What
+# users copy cannot rot unnoticed.
 #   snippets_compile.sh SOURCE_DIR CXX [COMPILER FLAGS...]
 set -euo pipefail
 src="$1" cxx="$2"
@@ -26,6 +25,27 @@ for md in "$src"/README.md "$src"/docs/*.md; do
     inblock { body = body $0 "\n" }' "$md"
 done
 
+# A public header's example: a run of comment lines indented by three spaces ("//   ...") that
+# names eventbus::, compiled with that header and <iostream> included, and the #include lines it
+# shows itself hoisted first.
+while IFS= read -r header; do
+  rel="${header#"$src"/include/}"
+  awk -v out="$out" -v rel="$rel" -v name="${rel//[\/.]/_}" '
+    function flush() {
+      if (body ~ /eventbus::/) {
+        file = sprintf("%s/%s_line%d.cpp", out, name, start)
+        if (body ~ /int main\(/) printf "#include <%s>\n%s%s", rel, incl, body > file
+        else printf "#include <%s>\n#include <iostream>\n%s\nint eventbus_snippet() {\n%s;\nreturn 0;\n}\n", rel, incl, body > file
+        close(file)
+      }
+      body = ""; incl = ""
+    }
+    /^\/\/   #include/ { if (body == "" && incl == "") start = NR; incl = incl substr($0, 6) "\n"; next }
+    /^\/\/   / { if (body == "" && incl == "") start = NR; body = body substr($0, 6) "\n"; next }
+    { flush() }
+    END { flush() }' "$header"
+done < <(find "$src/include" -name '*.hpp' | sort)
+
 count=0 failed=0
 for snippet in "$out"/*.cpp; do
   [ -e "$snippet" ] || continue
@@ -34,7 +54,7 @@ for snippet in "$out"/*.cpp; do
   if ! "$cxx" -std=c++20 -fsyntax-only -Wall -Wextra -Werror -Wno-unused-variable -Wno-unused-parameter \
        -Wno-unused-but-set-variable "$@" "$snippet" 2>"$snippet.log"; then
     failed=$((failed + 1))
-    echo "=== $(basename "$snippet") does not compile alone (README.md/docs, block starting at that line):"
+    echo "=== $(basename "$snippet") does not compile alone (README.md, docs/ or a header: the block at that line):"
     head -30 "$snippet.log"
   fi
 done

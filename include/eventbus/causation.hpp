@@ -6,9 +6,11 @@
 //   - correlation_id = the cause's correlation_id, or its event_id when it had none
 //   - metadata["traceparent"] (W3C Trace Context) = the cause's trace, with a new span id
 //
-//   bus.subscribe("order.placed", "reserve_stock", [&](const eventbus::event& placed) {
-//     bus.publish(eventbus::make_event({.event_type = "stock.reserved", .aggregate_type = "stock",
-//                                       .aggregate_id = "sku-1"}));   // caused by `placed`
+//   #include <eventbus/dispatcher.hpp>
+//   eventbus::dispatcher bus;
+//   auto sub = bus.subscribe("order.placed", "reserve_stock", [&](const eventbus::event& placed) {
+//     (void)bus.publish(eventbus::make_event({.event_type = "stock.reserved", .aggregate_type = "stock",
+//                                             .aggregate_id = "sku-1"}));   // caused by `placed`
 //   });
 //
 // Code that resumes a workflow outside a handler (a scheduled job, a reply from another system)

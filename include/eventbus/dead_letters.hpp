@@ -2,9 +2,11 @@
 // Operating on dead-letter topics: list what is there and why, and replay records onto their
 // original topic so a (now fixed) worker handles them again. Used by `eventbus dlq list|replay`.
 //
-//   for (const auto& d : eventbus::list_dead_letters(kafka, "app.order.order.created.dlq"))
-//     std::cout << d.reason << " " << d.handler << ": " << d.error << "\n";
-//   eventbus::replay_dead_letters(kafka, "app.order.order.created.dlq", {.handler = "mailer"});
+//   eventbus::kafka_options kafka{.bootstrap_servers = "localhost:9092"};
+//   auto dead = eventbus::list_dead_letters(kafka, "app.order.order.created.dlq");
+//   if (!dead) std::cerr << dead.error().to_string() << "\n";
+//   else for (const auto& d : *dead) std::cout << d.reason << " " << d.handler << ": " << d.error << "\n";
+//   auto replayed = eventbus::replay_dead_letters(kafka, "app.order.order.created.dlq", {.handler = "mailer"});
 
 #include <cstdint>
 #include <functional>

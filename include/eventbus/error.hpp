@@ -75,12 +75,21 @@ class [[nodiscard]] result {
   result(eventbus::error err) : state_(std::in_place_index<1>, std::move(err)) {}  // NOLINT
 
   [[nodiscard]] bool ok() const noexcept { return state_.index() == 0; }
+  [[nodiscard]] bool has_value() const noexcept { return ok(); }
   explicit operator bool() const noexcept { return ok(); }
 
   /// The value; throws eventbus::exception carrying the error when there is none.
   [[nodiscard]] T& value() & { return check(), std::get<0>(state_); }
   [[nodiscard]] const T& value() const& { return check(), std::get<0>(state_); }
   [[nodiscard]] T&& value() && { return check(), std::get<0>(std::move(state_)); }
+
+  /// Read like a pointer, as std::expected and absl::StatusOr are: `*r`, `r->field`. Checked, as
+  /// value() is (std::expected's are not): on an error they throw eventbus::exception.
+  [[nodiscard]] T& operator*() & { return value(); }
+  [[nodiscard]] const T& operator*() const& { return value(); }
+  [[nodiscard]] T&& operator*() && { return std::move(*this).value(); }
+  [[nodiscard]] T* operator->() { return &value(); }
+  [[nodiscard]] const T* operator->() const { return &value(); }
 
   /// The error; precondition: !ok() (throws std::logic_error otherwise).
   [[nodiscard]] const eventbus::error& error() const {
@@ -103,6 +112,7 @@ class [[nodiscard]] result<void> {
   result(eventbus::error err) : error_(std::move(err)) {}  // NOLINT: implicit by design
 
   [[nodiscard]] bool ok() const noexcept { return !error_.has_value(); }
+  [[nodiscard]] bool has_value() const noexcept { return ok(); }
   explicit operator bool() const noexcept { return ok(); }
   /// Throws eventbus::exception carrying the error, if there is one.
   void value() const {

@@ -3,8 +3,10 @@
 // `std::shared_ptr<metrics>` to the dispatcher, the Kafka sink and workers (their `metrics`
 // option), serve it with eventbus::metrics_server, and add your own families to registry().
 //
+//   #include <eventbus/metrics_server.hpp>
+//   #include <eventbus/worker.hpp>
 //   auto m = std::make_shared<eventbus::metrics>();
-//   eventbus::worker w({..., .metrics = m});
+//   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}, .metrics = m});
 //   eventbus::metrics_server server(m);          // http://127.0.0.1:9464/metrics
 //
 // Labels never carry ids (event, aggregate, correlation): handler names, event types, topics,

@@ -5,7 +5,9 @@
 //   GET /healthz  200 "ok" while the process serves requests
 //   GET /readyz   200 "ready" when every readiness check passes, else 503 naming the ones failing
 //
+//   #include <eventbus/worker.hpp>
 //   auto m = std::make_shared<eventbus::metrics>();
+//   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}, .metrics = m});
 //   eventbus::metrics_server server(m, "0.0.0.0:9464");
 //   server.add_readiness_check("worker", [&] { return w.in_group(); });
 

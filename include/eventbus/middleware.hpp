@@ -9,13 +9,14 @@
 //   timing (its stats and metrics) -> retry(policy) -> recover -> worker_options::middleware... -> handler
 // and the pieces are public, so they can be reused and tested on their own:
 //
+//   #include <eventbus/worker.hpp>
 //   eventbus::middleware log_slow = [](const eventbus::attempt_context& ctx, const eventbus::next_step& next) {
 //     const auto start = std::chrono::steady_clock::now();
 //     auto outcome = next(ctx);
 //     if (std::chrono::steady_clock::now() - start > std::chrono::seconds(1)) { /* log ctx.handler */ }
 //     return outcome;
 //   };
-//   eventbus::worker w({..., .middleware = {log_slow}});
+//   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}, .middleware = {log_slow}});
 
 #include <chrono>
 #include <cstdint>

@@ -8,9 +8,11 @@
 //     std::string customer; double total = 0;
 //   };
 //   NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(order_created, customer, total)
-//
-//   eventbus::event ev = eventbus::make_event("o-42", order_created{"ada", 99.5});
-//   eventbus::result<order_created> back = eventbus::payload_as<order_created>(ev);
+//   int main() {
+//     eventbus::event ev = eventbus::make_event("o-42", order_created{"ada", 99.5});
+//     eventbus::result<order_created> back = eventbus::payload_as<order_created>(ev);
+//     return back && back->total == 99.5 ? 0 : 1;
+//   }
 
 #include <concepts>
 #include <string_view>

@@ -11,9 +11,9 @@
 //    `deserialization` or `validation`; the worker never stops on bad bytes.
 //
 //   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}});
-//   auto sub = w.subscribe("order.created", "charge", [](const eventbus::event& ev) { ... });
+//   auto sub = w.subscribe("order.created", "charge", [](const eventbus::event& ev) { /* ... */ });
 //   w.start();      // background threads
-//   ...
+//   // ... until it is time to stop
 //   w.stop();       // stop fetching, finish in-flight work (bounded), commit, close
 
 #include <chrono>

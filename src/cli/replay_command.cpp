@@ -23,9 +23,10 @@ Stop the group's workers first: Kafka refuses offsets for a group with active me
   --from TIME          RFC 3339 UTC time, e.g. 2026-11-23T10:00:00Z
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
   --timeout SECONDS    how long to wait for the cluster to answer at start (default 10)
+  --new-group          GROUP has not run yet: position it before its first start
 
-GROUP must have committed offsets (a group that has run): a mistyped one is refused, with the
-groups the cluster knows, rather than created. A '^' pattern never matches dead-letter topics
+GROUP must have committed offsets (a group that has run), unless --new-group: a mistyped one is
+refused, with the groups the cluster knows, rather than created. A '^' pattern never matches dead-letter topics
 (*.dlq: `eventbus dlq replay` puts those back) nor internal ones (__*).
 )";
 
@@ -40,7 +41,9 @@ int run_replay(std::span<const std::string_view> args) {
   parser.add_string("--from", from_text);
   std::chrono::seconds timeout = default_kafka_timeout;
   parser.add_seconds("--timeout", timeout);
-  if (const auto exit_code = parser.parse(args)) return *exit_code;
+  std::vector<std::string_view> rest(args.begin(), args.end());
+  const bool new_group = take_switch(rest, "--new-group");
+  if (const auto exit_code = parser.parse(rest)) return *exit_code;
   for (const auto& [flag, value] : {std::pair{"--group", &group}, {"--topics", &topics}, {"--from", &from_text}}) {
     if (value->empty()) {
       std::fprintf(stderr, "eventbus replay: %s is required\n\n%s", flag, replay_usage.data());
@@ -55,7 +58,7 @@ int run_replay(std::span<const std::string_view> args) {
   }
   const kafka_options kafka{.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}};
   if (!reach_cluster("replay", kafka, timeout)) return exit_failure;
-  const auto positions = rewind_group(kafka, group, topics, from.value());
+  const auto positions = rewind_group(kafka, group, topics, from.value(), {.new_group = new_group});
   if (!positions) {
     std::fprintf(stderr, "eventbus replay: %s\n", positions.error().to_string().c_str());
     return positions.error().code() == errc::invalid_argument ? exit_usage : exit_failure;

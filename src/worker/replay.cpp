@@ -79,7 +79,8 @@ bool has_committed_offsets(rd_kafka_t* rk, const rd_kafka_metadata_t& md, int ti
 }  // namespace
 
 result<std::vector<partition_position>> rewind_group(const kafka_options& kafka, const std::string& group,
-                                                     const std::string& topics, time_point from) {
+                                                     const std::string& topics, time_point from,
+                                                     const rewind_options& options) {
   if (group.empty()) return error(errc::invalid_argument, "must not be empty", "group");
   std::regex pattern;
   try {
@@ -95,7 +96,7 @@ result<std::vector<partition_position>> rewind_group(const kafka_options& kafka,
   const rd_kafka_metadata_t* md = nullptr;
   if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms))
     return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
-  if (!has_committed_offsets(rk.get(), *md, timeout_ms)) {
+  if (!options.new_group && !has_committed_offsets(rk.get(), *md, timeout_ms)) {
     rd_kafka_metadata_destroy(md);
     return error(errc::invalid_argument,
                  "'" + group + "' has no committed offsets: not a group that has run (" +

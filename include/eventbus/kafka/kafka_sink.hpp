@@ -4,9 +4,12 @@
 // event_id, event_type, aggregate_type, content-type and, when present, correlation_id and traceparent
 // (from metadata["traceparent"]).
 //
+//   #include <eventbus/dispatcher.hpp>
+//   eventbus::dispatcher bus;
 //   auto kafka = std::make_shared<eventbus::kafka_sink>(eventbus::producer_options{
 //       .kafka = {.bootstrap_servers = "localhost:9092"}});
 //   bus.add_sink(kafka);
+//   auto ev = eventbus::make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-42"});
 //   auto delivered = bus.publish(ev).wait();  // topic, partition, offset, or the reason it failed
 //
 // Safe by default: enable.idempotence=true, acks=all (so retries never duplicate or reorder).

@@ -1,10 +1,15 @@
 #pragma once
 // The event store: every event an aggregate ever emitted, in order, durable once append() returns.
 //
+//   #include <eventbus/store/sqlite_store.hpp>
 //   auto store = eventbus::open_sqlite_store({.path = "orders.db"});
-//   auto appended = store->append("order", "o-42", 0, {created});   // 0: a new aggregate
+//   auto created = eventbus::make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-42"});
+//   auto appended = store->append("order", "o-42", 0, std::span(&created, 1));   // 0: a new aggregate
 //   if (!appended && appended.error().code() == eventbus::errc::concurrency_conflict) { /* reload, retry */ }
-//   store->load("order", "o-42", 1, [](const eventbus::stored_event& e) { apply(e.ev); return true; });
+//   auto loaded = store->load("order", "o-42", 1, [](const eventbus::stored_event& e) {
+//     std::cout << e.version << " " << e.ev.event_type() << "\n";   // apply it to your state
+//     return true;                                                   // false stops
+//   });
 //
 // Each event has a version within its aggregate (1, 2, 3, ...; unique with aggregate type and id)
 // and a position in the whole store (increasing in commit order). Appends are atomic: all of a

@@ -3,6 +3,7 @@
 // its own (same topics, keys, headers and bytes as the direct mirror), in store order, and marks an event
 // published only once the cluster acknowledged it.
 //
+//   #include <eventbus/store/sqlite_store.hpp>
 //   auto store = eventbus::open_sqlite_store({.path = "orders.db"});
 //   eventbus::outbox_relay relay(store, eventbus::producer_options{.kafka = {.bootstrap_servers = "localhost:9092"}});
 //   relay.start();                 // a background thread; stop() or the destructor ends it

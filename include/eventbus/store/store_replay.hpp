@@ -3,8 +3,10 @@
 // dispatcher's handlers (debugging, rebuilding a read model) or produced to Kafka again (so every
 // worker group handles them again, with its retries and dead letters).
 //
+//   #include <eventbus/store/sqlite_store.hpp>
+//   auto store = eventbus::open_sqlite_store({.path = "orders.db"});
 //   eventbus::dispatcher projections({.mode = eventbus::dispatch_mode::caller_thread});
-//   auto sub = projections.subscribe("order.*", "order_totals", rebuild_totals);
+//   auto sub = projections.subscribe("order.*", "order_totals", [](const eventbus::event& ev) { /* fold it in */ });
 //   auto done = eventbus::replay_to_handlers(*store, projections, {.filter = {.aggregate_type = "order"}});
 //
 // Replayed events keep their ids: consumers that deduplicate on event_id see them as duplicates,
