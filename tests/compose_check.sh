@@ -53,9 +53,15 @@ exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
 for metric in ["eventbus_handler_duration_seconds_bucket", "eventbus_events_consumed_total",
                "eventbus_handler_retries_total", "eventbus_dead_letters_total", "eventbus_consumer_lag",
                "eventbus_worker_records_in_flight", "eventbus_worker_records_waiting_on_key",
-               "eventbus_worker_partitions_paused"]:
+               "eventbus_worker_partitions_paused", "eventbus_dead_letters_dropped_total",
+               "eventbus_events_published_total{outcome=\"failed\"}", "eventbus_outbox_parked_events",
+               "eventbus_outbox_backlog_events"]:
     if metric not in exprs:
         sys.exit(f"the dashboard does not chart {metric}")
+# Loss first: the top panel charts what was lost or is at risk of being lost.
+top = min(dash["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+if "eventbus_dead_letters_dropped_total" not in " ".join(t["expr"] for t in top["targets"]):
+    sys.exit("the dashboard's first panel does not show dropped dead letters")
 for f in ["config/grafana/provisioning/datasources/prometheus.yml", "config/grafana/provisioning/dashboards/eventbus.yml"]:
     yaml.safe_load(open(f))
 PY

@@ -177,6 +177,11 @@ TEST_CASE("librdkafka properties are tried at check time: a misspelled name or a
   CHECK(error_field(bad_value) == "kafka.properties.security.protocol");
   const auto from_env = parse_config(json::object(), {{"EVENTBUS_KAFKA_LINGER_MSX", "5"}});
   CHECK(error_field(from_env) == "kafka.properties.linger.msx");
+  // Set but empty, as for every other variable: an unfilled secret is not an empty password.
+  const auto empty_secret = parse_config(json::object(), {{"EVENTBUS_KAFKA_SASL_PASSWORD", ""}});
+  CHECK(error_field(empty_secret) == "EVENTBUS_KAFKA_SASL_PASSWORD");
+  CHECK(error_text(empty_secret).find("empty") != std::string::npos);
+  CHECK(error_field(parse_config(json::object(), {{"EVENTBUS_KAFKA_", "x"}})) == "EVENTBUS_KAFKA_");
   // Workers use the eager rebalance protocol: the cooperative one would silently consume nothing.
   const auto cooperative = parse_config(
       json::parse(R"({"kafka": {"properties": {"partition.assignment.strategy": "cooperative-sticky"}}})"));
@@ -188,7 +193,10 @@ TEST_CASE("librdkafka properties are tried at check time: a misspelled name or a
 }
 
 TEST_CASE("secret-looking keys are redacted whatever their case or spelling") {
-  for (const char* name : {"SASL.PASSWORD", "sasl.pasword", "ssl.keystore.password", "Sasl.Jaas.Config", "api.token"})
+  // Every marker docs/configuration.md lists.
+  for (const char* name : {"SASL.PASSWORD", "sasl.pasword", "ssl.keystore.password", "Sasl.Jaas.Config", "api.token",
+                           "x.pwd", "client.secret", "cloud.credential", "sasl.oauthbearer.config", "ssl.key.pem",
+                           "ssl_key_location", "ssl.keystore.location", "private.thing"})
     CHECK_MESSAGE(is_secret_property(name), std::string(name));
   CHECK_FALSE(is_secret_property("linger.ms"));
   CHECK_FALSE(is_secret_property("sasl.username"));

@@ -92,6 +92,7 @@ TEST_CASE("records too large for the dead-letter topic are dead-lettered without
   REQUIRE(dead.size() == 2);
   CHECK(dead[0].headers.at("x-eventbus-dlq-reason") == "validation");
   CHECK(dead[1].headers.at("x-eventbus-dlq-reason") == "deserialization");
+  for (const auto& d : dead) CHECK(d.headers.at("x-eventbus-dlq-attempts") == "0");  // no handler was tried
   for (const auto& d : dead) {
     CHECK(d.null_value);
     CHECK(d.key == "o-1");

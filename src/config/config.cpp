@@ -280,7 +280,11 @@ void apply_environment(const environment& env, app_config& c) {
   }
   constexpr std::string_view property_prefix = "EVENTBUS_KAFKA_";
   for (const auto& [name, value] : env) {
-    if (!name.starts_with(property_prefix) || name.size() == property_prefix.size()) continue;
+    if (!name.starts_with(property_prefix)) continue;
+    // Set but empty is a mistake (an unset secret in a deployment template, say), as for every
+    // other variable: librdkafka would take an empty sasl.password and fail to authenticate later.
+    if (name.size() == property_prefix.size()) section::fail(name, "names no Kafka property");
+    if (value.empty()) section::fail(name, "is set but empty");
     std::string property = name.substr(property_prefix.size());
     std::transform(property.begin(), property.end(), property.begin(),
                    [](char ch) { return ch == '_' ? '.' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch))); });

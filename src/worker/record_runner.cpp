@@ -34,13 +34,13 @@ bool record_runner::first_pass(record_job& job) noexcept {
       job.bad = detail::dead_letter_reason{"validation",
                                            "record is " + std::to_string(job.value().size()) +
                                                " bytes, max_record_bytes is " + std::to_string(options_.max_record_bytes),
-                                           "", 1};
+                                           "", 0};
       return false;
     }
     auto decoded = decode_event(job.value());
     if (!decoded) {
       job.bad = detail::dead_letter_reason{decoded.error().code() == errc::decode_failed ? "deserialization" : "validation",
-                                           decoded.error().to_string(), "", 1};
+                                           decoded.error().to_string(), "", 0};
       return false;
     }
     if (!belongs_on(job.topic, decoded.value())) {
@@ -50,7 +50,7 @@ bool record_runner::first_pass(record_job& job) noexcept {
           "event_type '" + e.event_type() + "' of aggregate_type '" + e.aggregate_type().substr(0, 100) +
               "' does not belong on topic '" + job.topic + "' (<prefix>." + e.aggregate_type().substr(0, 100) + "." +
               e.event_type() + " expected)",
-          "", 1};
+          "", 0};
       return false;
     }
     job.ev = std::move(decoded).value();
@@ -69,7 +69,7 @@ bool record_runner::first_pass(record_job& job) noexcept {
     }
     return all_succeeded;
   } catch (const std::exception& e) {  // out of memory while decoding: treat as a bad record
-    job.bad = detail::dead_letter_reason{"deserialization", message_text(e.what()), "", 1};
+    job.bad = detail::dead_letter_reason{"deserialization", message_text(e.what()), "", 0};
     return false;
   }
 }
