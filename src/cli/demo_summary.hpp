@@ -24,7 +24,8 @@ struct published_event {
 
 struct demo_summary {
   std::uint64_t handled_events = 0;       // every handler it matches finished it
-  std::uint64_t dead_lettered_events = 0;  // distinct events found in the dead-letter topics
+  std::uint64_t dead_lettered_events = 0;  // distinct events of this run found in the dead-letter topics
+  std::uint64_t duplicate_dead_letters = 0;  // dead-letter records beyond one per (handler, event)
   bool adds_up = false;
   std::string dlq_topic;  // where the demo's dead letters are, for the hint
 };

@@ -6,10 +6,10 @@
 
 namespace eventbus::cli {
 
-demo_workers::demo_workers(const kafka_options& kafka, std::shared_ptr<metrics> m) {
+demo_workers::demo_workers(const kafka_options& kafka, const std::string& group, std::shared_ptr<metrics> m) {
   for (int i = 0; i < 2; ++i) {
     worker_options options{.kafka = kafka,
-                           .group_id = "demo-workers",
+                           .group_id = group,
                            .topics = {"^app\\..*"},
                            .retry = {.max_attempts = 4, .initial_backoff = std::chrono::milliseconds(20),
                                      .multiplier = 2.0, .max_backoff = std::chrono::milliseconds(200), .jitter = 0.2},
@@ -86,16 +86,36 @@ std::uint64_t demo_workers::distinct_events() const {
   return it == handled_.end() ? 0 : it->second.size();
 }
 
+std::pair<std::uint64_t, std::uint64_t> demo_workers::progress_of(const std::string& handler, const std::string& pattern,
+                                                                   const std::vector<published_event>& published,
+                                                                   std::uint64_t expected_dead_letters) const {
+  auto due = events_matching(published, pattern);
+  if (handler == std::string_view(dead_lettering_handler)) due -= std::min(due, expected_dead_letters);
+  const auto it = handled_.find(handler);
+  std::uint64_t done = 0;
+  if (it != handled_.end())
+    for (const auto& ev : published) done += it->second.count(ev.event_id);
+  return {done, due};
+}
+
 bool demo_workers::caught_up(const std::vector<published_event>& published, std::uint64_t expected_dead_letters) const {
   if (dead_letters() < expected_dead_letters) return false;
   const std::lock_guard lock(mu_);
   for (const auto& [handler, pattern] : handler_patterns()) {
-    auto due = events_matching(published, pattern);
-    if (handler == std::string_view(dead_lettering_handler)) due -= std::min(due, expected_dead_letters);
-    const auto it = handled_.find(handler);
-    if ((it == handled_.end() ? 0 : it->second.size()) < due) return false;
+    const auto [done, due] = progress_of(handler, pattern, published, expected_dead_letters);
+    if (done < due) return false;
   }
   return true;
+}
+
+std::string demo_workers::waiting_for(const std::vector<published_event>& published, std::uint64_t expected_dead_letters) const {
+  std::string out = "dead letters " + std::to_string(dead_letters()) + "/" + std::to_string(expected_dead_letters);
+  const std::lock_guard lock(mu_);
+  for (const auto& [handler, pattern] : handler_patterns()) {
+    const auto [done, due] = progress_of(handler, pattern, published, expected_dead_letters);
+    out += ", " + handler + " " + std::to_string(done) + "/" + std::to_string(due);
+  }
+  return out;
 }
 
 std::uint64_t demo_workers::retries() const {

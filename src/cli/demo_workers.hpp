@@ -26,7 +26,8 @@ inline constexpr const char* dead_lettering_handler = "notifier";
 
 class demo_workers {
  public:
-  demo_workers(const kafka_options& kafka, std::shared_ptr<metrics> m);
+  /// `group`: a group of this run's own, so that a run never shares offsets with an earlier one.
+  demo_workers(const kafka_options& kafka, const std::string& group, std::shared_ptr<metrics> m);
 
   void start();
   /// True when both workers joined the group.
@@ -40,6 +41,9 @@ class demo_workers {
   /// or (the notifier, for the unreachable user) dead-lettered and acknowledged. Not only the audit
   /// log: a record's other handlers may still be in backoff when the audit log is through.
   [[nodiscard]] bool caught_up(const std::vector<published_event>& published, std::uint64_t expected_dead_letters) const;
+  /// What caught_up() still waits for, handler by handler ("audit_log 120/426, ..."): printed
+  /// while the demo waits, so a stall says where it is.
+  [[nodiscard]] std::string waiting_for(const std::vector<published_event>& published, std::uint64_t expected_dead_letters) const;
   [[nodiscard]] std::uint64_t retries() const;
   [[nodiscard]] std::uint64_t dead_letters() const;
   /// One line per worker: what it took from Kafka, finished, skipped, and how many partitions it
@@ -55,6 +59,11 @@ class demo_workers {
 
  private:
   void subscribe_all(worker& w);
+  // Of `published`, the events `handler` matches and has finished, and how many it must finish
+  // (the dead-lettering handler: all but the expected dead letters). Only this run's events count.
+  [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> progress_of(const std::string& handler, const std::string& pattern,
+                                                                    const std::vector<published_event>& published,
+                                                                    std::uint64_t expected_dead_letters) const;
 
   std::vector<std::unique_ptr<worker>> workers_;
   std::vector<subscription> subs_;
