@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli/workflow_tree.hpp"
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
@@ -466,6 +467,29 @@ TEST_CASE("eventbus tail --correlation shows one workflow as a tree, each event 
   CHECK(line_of("order.notified") == "  `- ");
   CHECK(line_of("order.shipped") == "    `- ");
   CHECK(tree.find("o-2") == std::string::npos);  // another workflow
+
+  // --until-end: stops by itself once everything there was is read, and prints the tree then
+  // (it used to wait for Ctrl-C or --limit); stderr says it reached the end.
+  const auto ended = run_cli("tail --topics '^app\\.order\\..*' --from-beginning --until-end --correlation " +
+                                 root.event_id() + " --bootstrap " + broker.bootstrap_servers(), code, true);
+  CHECK(code == 0);
+  CHECK_MESSAGE(ended.find("reached the end: 4 event(s) so far") != std::string::npos, ended);
+  CHECK(ended.find("workflow " + root.event_id() + ": 4 event(s)\n") != std::string::npos);
+}
+
+TEST_CASE("a workflow tree of a 100,000-event causation chain renders in linear space, without recursion") {
+  std::vector<event> chain;
+  chain.reserve(100'000);
+  chain.push_back(make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "o-1"}));
+  for (int i = 1; i < 100'000; ++i)
+    chain.push_back(make_event({.event_type = "order.step", .aggregate_type = "order", .aggregate_id = "o-1",
+                                .timestamp = chain.back().timestamp(), .correlation_id = chain.front().event_id(),
+                                .causation_id = chain.back().event_id()}));
+  const auto tree = cli::render_workflow(chain);  // used to overflow the stack (SIGSEGV)
+  CHECK(std::count(tree.begin(), tree.end(), '\n') == 100'000);
+  CHECK(tree.size() < 100'000 * 200);  // indentation capped: it grew with the depth, 4 GB in all
+  CHECK(tree.find("[99999] `- order.step") != std::string::npos);
+  CHECK(tree.find(std::string(2 * cli::max_indent_depth + 1, ' ')) == std::string::npos);
 }
 
 TEST_CASE("eventbus new refuses names that would not compile or would collide, and names the problem") {

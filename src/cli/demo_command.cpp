@@ -50,7 +50,7 @@ dead-lettered). Shows live progress, serves /metrics, and ends with a summary th
   --rate N                  workflows started per second (default 50)
   --bootstrap SERVERS       Kafka to use (default "embedded": an in-process broker, in memory only)
   --metrics-listen ADDRESS  where /metrics is served (default 127.0.0.1:9464; a free port if taken)
-  --store PATH              the SQLite event store (default: a fresh eventbus-demo.db in the temp
+  --store PATH              the SQLite event store (default: a fresh eventbus-demo-RUN.db in the temp
                             directory); none: mirror straight to Kafka, no store
 
 Exit status 0 when every event was delivered and the summary adds up.
@@ -72,7 +72,9 @@ struct tally {
 
 class demo_world {
  public:
-  explicit demo_world(dispatcher& bus) : bus_(bus) {}
+  /// `run`: this run's tag, in every job id (and so correlation id): job-7 of two runs against one
+  /// Kafka were one workflow to `eventbus tail --correlation`.
+  demo_world(dispatcher& bus, std::string run) : bus_(bus), run_(std::move(run)) {}
 
   void subscribe_handlers() {
     subs_.push_back(bus_.subscribe("*", "request_log", counted("request_log", [](const event&) {})));
@@ -92,7 +94,7 @@ class demo_world {
   }
 
   void start_workflow(int n) {
-    const auto job = "job-" + std::to_string(n);
+    const auto job = "job-" + run_ + "-" + std::to_string(n);
     const std::string user = n % 20 == 0 ? unreachable_user : "u-" + std::to_string(n % 7);
     publish(make_event({.event_type = "image_generation.requested", .aggregate_type = "image_generation",
                         .aggregate_id = job, .payload = {{"prompt", "a lighthouse at dawn"}, {"user_id", user}},
@@ -157,6 +159,7 @@ class demo_world {
   }
 
   dispatcher& bus_;
+  std::string run_;
   std::vector<subscription> subs_;
   std::map<std::string, tally> tallies_;
   mutable std::mutex mu_;
@@ -189,10 +192,16 @@ int run_demo(std::span<const std::string_view> args) {
   auto kafka = std::make_shared<kafka_sink>(producer_options{.kafka = kafka_opts, .metrics = m});
   // The outbox: every event is stored before its handlers run, and the relay takes the store to
   // Kafka. Without a store, the dispatcher mirrors straight to Kafka.
+  // A tag of this run's own, for its group, its job ids and its store file: a fixed group name
+  // shared committed offsets with earlier runs against the same Kafka (their events were counted
+  // in this run's summary), job ids repeated across runs, and two demos at once deleted each
+  // other's store.
+  const std::string run = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now_ms().time_since_epoch()).count() % 100'000) +
+                          std::to_string(getpid() % 100);
   std::shared_ptr<event_store> store;
   if (opts.store != "none") {
     if (opts.store.empty()) {
-      opts.store = (std::filesystem::temp_directory_path() / "eventbus-demo.db").string();
+      opts.store = (std::filesystem::temp_directory_path() / ("eventbus-demo-" + run + ".db")).string();
       for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(opts.store + suffix);
     }
     store = open_sqlite_store({.path = opts.store, .durability = sqlite_durability::normal, .metrics = m});
@@ -214,18 +223,16 @@ int run_demo(std::span<const std::string_view> args) {
     if (poll_until([&] { return store->backlog().value().events == 0; }, limit)) return {};
     return error(errc::timed_out, "the outbox still holds " + std::to_string(store->backlog().value().events) + " events");
   };
-  demo_world world(bus);
+  demo_world world(bus, run);
   world.subscribe_handlers();
-  // A group of this run's own: a fixed name shared committed offsets with earlier runs against the
-  // same Kafka, and their events were counted in this run's summary.
-  const std::string group = "demo-workers-" + std::to_string(getpid()) + "-" +
-                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now_ms().time_since_epoch()).count());
+  const std::string group = "demo-workers-" + run;
   demo_workers workers(kafka_opts, group, m);
 
   std::printf("eventbus demo: %d workflows/s for %ds; Kafka at %s%s\n", opts.rate, opts.duration_s,
               kafka->bootstrap_servers().c_str(),
               opts.bootstrap == embedded_bootstrap ? " (embedded broker: in memory only, gone when the demo exits)" : "");
-  std::printf("metrics: http://127.0.0.1:%u/metrics\n", server->port());
+  std::printf("metrics: http://127.0.0.1:%u/metrics\nthis run: %s (jobs job-%s-N, worker group demo-workers-%s)\n",
+              server->port(), run.c_str(), run.c_str(), run.c_str());
   if (store) std::printf("event store: %s (SQLite; eventbus store list --sqlite %s)\n", opts.store.c_str(), opts.store.c_str());
   // On the embedded broker, create every topic of the workflow and its dead-letter topic up front:
   // a topic appearing mid-run that the workers' regex matches makes the group rebalance, and the

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
+#include <set>
 #include <string>
 
 #include "cli/args.hpp"
@@ -20,13 +22,17 @@ namespace eventbus::cli {
 namespace {
 
 constexpr std::string_view tail_usage =
-    R"(usage: eventbus tail --topics TOPICS [--from-beginning] [--json] [--limit N] [--correlation ID] [--bootstrap SERVERS]
+    R"(usage: eventbus tail --topics TOPICS [--from-beginning] [--until-end] [--json] [--limit N] [--correlation ID]
+                     [--bootstrap SERVERS]
 
-Follows the topics and prints every event as it arrives, until Ctrl-C (or N events). Reads in a
-consumer group of its own and commits nothing: running it never affects workers.
+Follows the topics and prints every event as it arrives, until Ctrl-C (or N events, or the end
+with --until-end). Says on stderr when it has read everything there was ("reached the end"). Reads
+in a consumer group of its own and commits nothing: running it never affects workers.
 
   --topics TOPICS      a topic name, or a regular expression starting with '^' (e.g. '^app\.order\..*')
   --from-beginning     start at the oldest retained record instead of new ones
+  --until-end          stop once every partition is read to its end (as kcat -e): with --correlation,
+                       the workflow's tree is printed then
   --json               one JSON object per record: topic, partition, offset, key, event (or error)
   --limit N            stop after N records (N matching events with --correlation)
   --correlation ID     only the events of one workflow (correlation_id ID, or the event ID itself);
@@ -47,6 +53,15 @@ int unknown_topic(const std::string& topic, const std::vector<std::string>& exis
   return exit_failure;
 }
 
+// Partitions this consumer holds now (what "every partition read to its end" is measured against).
+std::size_t assigned_partitions(rd_kafka_t* rk) {
+  rd_kafka_topic_partition_list_t* assignment = nullptr;
+  if (rd_kafka_assignment(rk, &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR || assignment == nullptr) return SIZE_MAX;
+  const auto count = static_cast<std::size_t>(assignment->cnt);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  return count == 0 ? SIZE_MAX : count;
+}
+
 }  // namespace
 
 int run_tail(std::span<const std::string_view> args) {
@@ -55,6 +70,7 @@ int run_tail(std::span<const std::string_view> args) {
   std::vector<std::string_view> rest(args.begin(), args.end());
   const bool json = take_switch(rest, "--json");
   const bool from_beginning = take_switch(rest, "--from-beginning");
+  const bool until_end = take_switch(rest, "--until-end");
   arg_parser parser("tail", tail_usage);
   parser.add_string("--bootstrap", bootstrap);
   parser.add_string("--topics", topics);
@@ -87,7 +103,8 @@ int run_tail(std::span<const std::string_view> args) {
        {"enable.auto.commit", "false"},
        {"enable.auto.offset.store", "false"},
        {"auto.offset.reset", from_beginning ? "earliest" : "latest"},
-       {"fetch.wait.max.ms", "100"}});
+       {"fetch.wait.max.ms", "100"},
+       {"enable.partition.eof", "true"}});  // to know when everything there was has been read
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
   rd_kafka_poll_set_consumer(rk.get());
@@ -103,14 +120,25 @@ int run_tail(std::span<const std::string_view> args) {
 
   int seen = 0;
   std::vector<event> workflow;  // with --correlation: its events, for the tree at the end
+  std::set<std::pair<std::string, std::int32_t>> at_end;  // partitions read to their end, still there
+  bool said_end = false;
   while (!stop_requested() && (limit == 0 || seen < limit)) {
     const detail::kafka_message msg(rd_kafka_consumer_poll(rk.get(), 200));
     if (!msg) continue;
-    if (msg->err) {
-      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-        std::fprintf(stderr, "eventbus tail: %s\n", detail::kafka_error_text(msg->err).c_str());
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      at_end.emplace(rd_kafka_topic_name(msg->rkt), msg->partition);
+      if (at_end.size() >= assigned_partitions(rk.get())) {
+        if (!said_end) std::fprintf(stderr, "reached the end: %d event(s) so far%s\n", seen, until_end ? "" : "; following new ones");
+        said_end = true;
+        if (until_end) break;
+      }
       continue;
     }
+    if (msg->err) {
+      std::fprintf(stderr, "eventbus tail: %s\n", detail::kafka_error_text(msg->err).c_str());
+      continue;
+    }
+    at_end.erase({rd_kafka_topic_name(msg->rkt), msg->partition});
     const std::string topic = rd_kafka_topic_name(msg->rkt);
     const std::string_view value(static_cast<const char*>(msg->payload), msg->len);
     const std::string key = msg->key ? std::string(static_cast<const char*>(msg->key), msg->key_len) : "";

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <set>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,10 @@
 #include "eventbus/time.hpp"
 
 namespace eventbus::cli {
+
+/// Depth past which lines stop moving right and show their depth instead: indenting every level
+/// made a 100,000-event chain's output quadratic in size (gigabytes).
+inline constexpr std::size_t max_indent_depth = 32;
 
 [[nodiscard]] inline std::string render_workflow(std::vector<event> events) {
   std::stable_sort(events.begin(), events.end(), [](const event& a, const event& b) { return a.timestamp() < b.timestamp(); });
@@ -28,20 +34,28 @@ namespace eventbus::cli {
       roots.push_back(&ev);
   }
   std::string out;
-  std::map<std::string, bool, std::less<>> printed;  // guards against a cycle of causation ids
-  const std::function<void(const event&, std::size_t)> print = [&](const event& ev, std::size_t depth) {
-    if (printed[ev.event_id()]) return;
-    printed[ev.event_id()] = true;
-    out.append(2 * depth, ' ').append(depth == 0 ? "* " : "`- ");
-    out.append(printable(ev.event_type())).append("  ").append(printable(ev.aggregate_type())).append("/");
-    out.append(printable(ev.aggregate_id())).append("  ").append(format_timestamp(ev.timestamp()));
-    out.append("  ").append(printable(ev.event_id())).append("\n");
-    if (const auto kids = children.find(ev.event_id()); kids != children.end())
-      for (const event* child : kids->second) print(*child, depth + 1);
+  std::set<std::string_view> printed;  // guards against a cycle of causation ids
+  // Depth first with a stack of its own: recursion overflowed the stack on a long causation chain.
+  std::vector<std::pair<const event*, std::size_t>> pending;
+  const auto print = [&](const event& top) {
+    pending.emplace_back(&top, 0);
+    while (!pending.empty()) {
+      const auto [ev, depth] = pending.back();
+      pending.pop_back();
+      if (!printed.insert(ev->event_id()).second) continue;
+      out.append(2 * std::min(depth, max_indent_depth), ' ');
+      if (depth > max_indent_depth) out.append("[").append(std::to_string(depth)).append("] ");
+      out.append(depth == 0 ? "* " : "`- ");
+      out.append(printable(ev->event_type())).append("  ").append(printable(ev->aggregate_type())).append("/");
+      out.append(printable(ev->aggregate_id())).append("  ").append(format_timestamp(ev->timestamp()));
+      out.append("  ").append(printable(ev->event_id())).append("\n");
+      if (const auto kids = children.find(ev->event_id()); kids != children.end())
+        for (auto child = kids->second.rbegin(); child != kids->second.rend(); ++child) pending.emplace_back(*child, depth + 1);
+    }
   };
-  for (const event* root : roots) print(*root, 0);
+  for (const event* root : roots) print(*root);
   // Members of a cycle have no root: print them flat rather than lose them.
-  for (const auto& ev : events) print(ev, 0);
+  for (const auto& ev : events) print(ev);
   return out;
 }
 
