@@ -84,7 +84,13 @@ TEST_CASE("a worker's handler latency, retries, dead letters, consumption and la
   CHECK(bucket("30") == 5.0);
   CHECK(bucket("+Inf") == 5.0);
   CHECK(sample_value(text, "eventbus_handler_retries_total", {{"handler", "flaky"}, {"event_type", "order.created"}}) == 2.0);
-  CHECK_FALSE(sample_value(text, "eventbus_handler_retries_total", {{"handler", "strict"}}).has_value());
+  // Failures that did not happen read 0, not "no data": the series start at 0 on assignment.
+  CHECK(sample_value(text, "eventbus_handler_retries_total", {{"handler", "strict"}, {"event_type", "order.created"}}) == 0.0);
+  CHECK(sample_value(text, "eventbus_dead_letters_total",
+                     {{"topic", orders}, {"handler", "flaky"}, {"reason", "handler-error"}}) == 0.0);
+  CHECK(sample_value(text, "eventbus_dead_letters_dropped_total",
+                     {{"topic", orders}, {"handler", "strict"}, {"reason", "handler-error"}}) == 0.0);
+  CHECK(sample_value(text, "eventbus_dead_letters_total", {{"topic", orders}, {"handler", ""}, {"reason", "validation"}}) == 0.0);
   CHECK(sample_value(text, "eventbus_dead_letters_total",
                      {{"topic", orders}, {"handler", "strict"}, {"reason", "handler-error"}}) == 1.0);
   CHECK(sample_value(text, "eventbus_events_consumed_total", {{"topic", orders}}) == 5.0);

@@ -63,6 +63,15 @@ class metrics {
   /// eventbus_dead_letters_dropped_total{topic, handler, reason}: records given up because the
   /// cluster refused their dead letter for good (not authorized, say); each is also logged.
   void count_dead_letter_dropped(std::string_view topic, std::string_view handler, std::string_view reason);
+  /// Starts a worker's failure counters at 0 for one handler on one topic it consumes:
+  /// eventbus_handler_retries_total{handler, event_type}, eventbus_dead_letters_total and
+  /// eventbus_dead_letters_dropped_total{topic, handler, reason="handler-error"|"timeout"}. A series
+  /// otherwise appears with its first failure, and dashboards and rate() alerts read "no data"
+  /// instead of 0. Workers call it on assignment.
+  void declare_handler_failures(std::string_view topic, std::string_view handler, std::string_view event_type);
+  /// The same for the failures of records that reach no handler, on `topic`: reason "validation"
+  /// and "deserialization" (handler "").
+  void declare_record_failures(std::string_view topic);
   /// eventbus_events_published_total{topic, outcome="delivered"|"failed"}
   void count_published(std::string_view topic, bool delivered);
   /// eventbus_events_consumed_total{topic}

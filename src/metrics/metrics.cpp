@@ -234,6 +234,21 @@ void metrics::count_dead_letter(std::string_view topic, std::string_view handler
       .Increment();
 }
 
+void metrics::declare_handler_failures(std::string_view topic, std::string_view handler, std::string_view event_type) {
+  (void)impl_->retry_series.get(impl_->retries, {{"handler", handler}, {"event_type", event_type}});
+  for (const std::string_view reason : {"handler-error", "timeout"}) {
+    (void)impl_->dead_letter_series.get(impl_->dead_letters, {{"topic", topic}, {"handler", handler}, {"reason", reason}});
+    (void)impl_->dropped_series.get(impl_->dead_letters_dropped, {{"topic", topic}, {"handler", handler}, {"reason", reason}});
+  }
+}
+
+void metrics::declare_record_failures(std::string_view topic) {
+  for (const std::string_view reason : {"validation", "deserialization"}) {
+    (void)impl_->dead_letter_series.get(impl_->dead_letters, {{"topic", topic}, {"handler", ""}, {"reason", reason}});
+    (void)impl_->dropped_series.get(impl_->dead_letters_dropped, {{"topic", topic}, {"handler", ""}, {"reason", reason}});
+  }
+}
+
 void metrics::count_dead_letter_dropped(std::string_view topic, std::string_view handler, std::string_view reason) {
   impl_->dropped_series.get(impl_->dead_letters_dropped, {{"topic", topic}, {"handler", handler}, {"reason", reason}})
       .Increment();

@@ -133,6 +133,11 @@ struct outbox_relay::impl {
   }
 
   void run() noexcept {
+    if (options.metrics) {  // every outcome from 0: a failure rate reads 0 before the first failure
+      options.metrics->count_relayed(store->backend(), true, 0);
+      options.metrics->count_relayed(store->backend(), false, 0);
+      options.metrics->count_parked(store->backend(), 0);
+    }
     marks.emplace([this](const std::vector<std::int64_t>& positions) -> std::optional<std::string> {
       if (auto marked = store->mark_published(positions); !marked) return marked.error().to_string();
       relayed.fetch_add(positions.size());

@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "detail/event_data.hpp"
 #include "detail/handler_registry.hpp"
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
@@ -563,6 +564,29 @@ struct worker::impl {
     static_cast<impl*>(opaque)->partitions.on_commit_result(err, offsets);
   }
 
+  // Failure counters start at 0 for what this worker can fail on the topics it was given: its
+  // handlers' retries and dead letters, and the records that reach no handler. Without them a
+  // dashboard or a rate() alert reads "no data" until the first failure. The event type is the
+  // topic past <prefix>.<aggregate_type>. (a prefix without dots, as the default "app").
+  void declare_failure_series(const rd_kafka_topic_partition_list_t& list) {
+    if (!options.metrics) return;
+    std::set<std::string_view> topics;
+    for (int i = 0; i < list.cnt; ++i) topics.insert(list.elems[i].topic);
+    const auto handlers = side->runner.registry().snapshot();
+    for (const auto topic : topics) {
+      if (topic.ends_with(options.dlq_suffix)) continue;
+      options.metrics->declare_record_failures(topic);
+      const auto first = topic.find('.');
+      const auto second = first == std::string_view::npos ? first : topic.find('.', first + 1);
+      if (second == std::string_view::npos) continue;
+      const auto type = topic.substr(second + 1);
+      if (!detail::is_valid_event_type(type)) continue;
+      handlers->for_each_match(type, detail::event_type_hash(type), [&](const detail::entry_ptr& h) {
+        options.metrics->declare_handler_failures(topic, h->name, type);
+      });
+    }
+  }
+
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
                            void* opaque) noexcept {
     auto& self = *static_cast<impl*>(opaque);
@@ -574,6 +598,7 @@ struct worker::impl {
                                            " records above the committed offsets were finished by their last owner;"
                                            " they will be skipped");
         rd_kafka_assign(rk, list);  // nothing paused: revoke() resumed what this worker had paused
+        self.declare_failure_series(*list);
         self.assigned.store(static_cast<std::size_t>(list->cnt));
         self.joined.store(true);
       } else {
