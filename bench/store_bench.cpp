@@ -131,7 +131,7 @@ void exec(PGconn* conn, const char* sql) { PQclear(PQexec(conn, sql)); }
 double raw_libpq(const std::vector<std::vector<event>>& batches) {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema");
+  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state");
   PQfinish(conn);
   (void)open_postgres_store({.dsn = dsn});  // the schema
   conn = PQconnectdb(dsn.c_str());
@@ -178,7 +178,7 @@ double raw_libpq(const std::vector<std::vector<event>>& batches) {
 std::shared_ptr<event_store> fresh_postgres() {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema");
+  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state");
   PQfinish(conn);
   return open_postgres_store({.dsn = dsn});
 }
