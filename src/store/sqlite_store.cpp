@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 
 #include "detail/event_data.hpp"
@@ -326,31 +327,19 @@ class sqlite_event_store final : public detail::checked_store {
     if (auto there = still_there(); !there) return there.error();
     // One statement per run of consecutive positions (a relay's batch is mostly one run), not per event.
     statement mark(writer_, "UPDATE event_store SET published = 1 WHERE position BETWEEN ?1 AND ?2 AND published = 0");
-    if (!mark.ok()) return named(sqlite_failure(writer_, "marking events published"));
-    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    statement uncount(writer_, "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1 WHERE id = 1");
+    if (!mark.ok() || !uncount.ok()) return named(sqlite_failure(writer_, "marking events published"));
     std::vector<std::int64_t> sorted(positions.begin(), positions.end());
     std::sort(sorted.begin(), sorted.end());
-    std::int64_t marked = 0;
-    for (std::size_t first = 0, last = 0; first < sorted.size(); first = last + 1) {
-      for (last = first; last + 1 < sorted.size() && sorted[last + 1] <= sorted[last] + 1;) ++last;
-      if (mark.reset().bind(1, sorted[first]).bind(2, sorted[last]).step() != SQLITE_DONE) {
-        auto failure = named(sqlite_failure(writer_, "marking events published"));
-        (void)exec(writer_, "ROLLBACK");
-        return failure;
+    return write_transaction("marking events published", [&] {
+      std::int64_t marked = 0;
+      for (std::size_t first = 0, last = 0; first < sorted.size(); first = last + 1) {
+        for (last = first; last + 1 < sorted.size() && sorted[last + 1] <= sorted[last] + 1;) ++last;
+        if (mark.reset().bind(1, sorted[first]).bind(2, sorted[last]).step() != SQLITE_DONE) return false;
+        marked += sqlite3_changes(writer_);
       }
-      marked += sqlite3_changes(writer_);
-    }
-    statement uncount(writer_, "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1 WHERE id = 1");
-    if (!uncount.ok() || uncount.bind(1, marked).step() != SQLITE_DONE) {
-      auto failure = named(sqlite_failure(writer_, "counting the outbox backlog"));
-      (void)exec(writer_, "ROLLBACK");
-      return failure;
-    }
-    if (auto committed = exec(writer_, "COMMIT"); !committed) {
-      (void)exec(writer_, "ROLLBACK");
-      return named(committed.error());
-    }
-    return {};
+      return uncount.bind(1, marked).step() == SQLITE_DONE;
+    });
   }
 
   result<void> park(std::span<const std::int64_t> positions, std::string_view reason) override {
@@ -361,26 +350,14 @@ class sqlite_event_store final : public detail::checked_store {
     statement count(writer_,
                     "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1, parked = parked + ?1 WHERE id = 1");
     if (!park_one.ok() || !count.ok()) return named(sqlite_failure(writer_, "parking events"));
-    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
-    std::int64_t parked = 0;
-    for (const auto position : positions) {
-      if (park_one.reset().bind(1, position).bind(2, reason).step() != SQLITE_DONE) {
-        auto failure = named(sqlite_failure(writer_, "parking events"));
-        (void)exec(writer_, "ROLLBACK");
-        return failure;
+    return write_transaction("parking events", [&] {
+      std::int64_t parked = 0;
+      for (const auto position : positions) {
+        if (park_one.reset().bind(1, position).bind(2, reason).step() != SQLITE_DONE) return false;
+        parked += sqlite3_changes(writer_);
       }
-      parked += sqlite3_changes(writer_);
-    }
-    if (count.bind(1, parked).step() != SQLITE_DONE) {
-      auto failure = named(sqlite_failure(writer_, "parking events"));
-      (void)exec(writer_, "ROLLBACK");
-      return failure;
-    }
-    if (auto committed = exec(writer_, "COMMIT"); !committed) {
-      (void)exec(writer_, "ROLLBACK");
-      return named(committed.error());
-    }
-    return {};
+      return count.bind(1, parked).step() == SQLITE_DONE;
+    });
   }
 
   result<outbox_backlog> backlog() override {
@@ -436,26 +413,42 @@ class sqlite_event_store final : public detail::checked_store {
     }
     result<bool> insert(std::string_view owner) {
       return change("INSERT INTO eventbus_relay_lease (id, owner, renewals, renewed_at_ms) VALUES (1, ?1, 0, ?4) "
-                    "ON CONFLICT (id) DO NOTHING", owner, {});
+                    "ON CONFLICT (id) DO NOTHING", owner, nullptr);
     }
     result<bool> renew(std::string_view owner) {
       return change("UPDATE eventbus_relay_lease SET renewals = renewals + 1, renewed_at_ms = ?4 WHERE id = 1 AND owner = ?1",
-                    owner, {});
+                    owner, nullptr);
     }
     result<bool> take(std::string_view owner, const detail::lease_row& seen) {
       return change("UPDATE eventbus_relay_lease SET owner = ?1, renewals = 0, renewed_at_ms = ?4 "
-                    "WHERE id = 1 AND owner = ?2 AND renewals = ?3", owner, seen);
+                    "WHERE id = 1 AND owner = ?2 AND renewals = ?3", owner, &seen);
     }
-    // ?1 owner, ?2 and ?3 the row seen, ?4 now (for people reading the table).
-    result<bool> change(const char* sql, std::string_view owner, const detail::lease_row& seen) {
+    // ?1 owner, ?2 and ?3 the row seen (take only), ?4 now (for people reading the table).
+    result<bool> change(const char* sql, std::string_view owner, const detail::lease_row* seen) {
       statement st(store.writer_, sql);
       if (!st.ok()) return store.named(sqlite_failure(store.writer_, "taking the relay lease"));
       st.bind(1, owner).bind(4, millis(now_ms()));
-      if (std::string_view(sql).find("?3") != std::string_view::npos) st.bind(2, seen.owner).bind(3, seen.renewals);
+      if (seen != nullptr) st.bind(2, seen->owner).bind(3, seen->renewals);
       if (st.step() != SQLITE_DONE) return store.named(sqlite_failure(store.writer_, "taking the relay lease"));
       return sqlite3_changes(store.writer_) > 0;
     }
   };
+
+  // BEGIN IMMEDIATE, `steps` (false when one failed: the writer's error names why), COMMIT; rolled
+  // back on any failure. writer_mu_ held.
+  result<void> write_transaction(std::string_view what, const std::function<bool()>& steps) {
+    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    if (!steps()) {
+      auto failure = named(sqlite_failure(writer_, what));
+      (void)exec(writer_, "ROLLBACK");
+      return failure;
+    }
+    if (auto committed = exec(writer_, "COMMIT"); !committed) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(committed.error());
+    }
+    return {};
+  }
 
   // A file deleted (or replaced) while open takes every later commit with it, silently: SQLite
   // writes on through its open descriptors, and the next open makes an empty store. Asked before
