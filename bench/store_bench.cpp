@@ -61,7 +61,7 @@ double store_appends(const std::shared_ptr<event_store>& store, const std::vecto
   const auto start = clock_type::now();
   for (const auto& b : batches) {
     auto& v = versions[b.front().aggregate_id()];
-    const auto r = store->append("order", b.front().aggregate_id(), v, b);
+    const auto r = store->append("order", b.front().aggregate_id(), eventbus::expected_version::exactly(v), b);
     if (!r) throw exception(r.error());
     v = r.value().version;
   }
@@ -175,7 +175,7 @@ double raw_libpq(const std::vector<std::vector<event>>& batches) {
   return rate;
 }
 
-std::shared_ptr<event_store> fresh_postgres() {
+std::shared_ptr<outbox_store> fresh_postgres() {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
   exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state");
@@ -201,7 +201,7 @@ std::shared_ptr<kafka_sink> warm_sink() {
 double relay_rate(const std::vector<std::vector<event>>& batches) {
   auto store = open_sqlite_store({.path = fresh_file("bench_relay.db"), .durability = sqlite_durability::normal});
   for (const auto& b : batches)
-    if (!store->append("order", b.front().aggregate_id(), any_version, b)) throw std::runtime_error("append");
+    if (!store->append("order", b.front().aggregate_id(), eventbus::expected_version::any(), b)) throw std::runtime_error("append");
   outbox_relay relay(store, producer_options{.kafka = {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}},
                      {.batch_size = 2000, .interval = std::chrono::milliseconds(5)});
   relay.start();

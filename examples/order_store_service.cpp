@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
     const std::string insert = "INSERT INTO orders VALUES ('" + id + "', " + std::to_string(10.0 * (i + 1)) + ")";
     const bool row = sqlite3_exec(db, insert.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
-    const auto appended = eventbus::append_in_transaction(db, "order", id, 0, std::span(&placed, 1));
+    const auto appended = eventbus::append_in_transaction(db, "order", id, eventbus::expected_version::none(), std::span(&placed, 1));
     if (!row || !appended) {
       sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);  // neither the row nor the event
       std::fprintf(stderr, "order %s not placed: %s\n", id.c_str(),

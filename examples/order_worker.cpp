@@ -21,13 +21,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   cfg.value().apply_logging();  // log.level, log.format (EVENTBUS_LOG_LEVEL, EVENTBUS_LOG_FORMAT=json)
-  eventbus::worker_options options;
-  try {
-    options = cfg.value().make_worker_options();  // names the key: "worker.group: must not be empty ..."
-  } catch (const eventbus::exception& e) {
-    std::fprintf(stderr, "order_worker: %s\n", e.error().to_string().c_str());
+  auto made = cfg->make_worker_options();  // names the key: "worker.group: must not be empty ..."
+  if (!made) {
+    std::fprintf(stderr, "order_worker: %s\n", made.error().to_string().c_str());
     return 2;
   }
+  eventbus::worker_options options = *made;
   auto metrics = std::make_shared<eventbus::metrics>();
   eventbus::metrics_server server(metrics, cfg.value().metrics_listen);
   options.metrics = metrics;

@@ -389,7 +389,7 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
     for (int i = 0; i < 30; ++i) {
       const auto ev = make_event({.event_type = i % 3 == 0 ? "order.cancelled" : "order.placed", .aggregate_type = "order",
                                   .aggregate_id = "o-" + std::to_string(i % 5), .payload = {{"seq", i}}});
-      REQUIRE(store->append("order", ev.aggregate_id(), any_version, std::span(&ev, 1)).ok());
+      REQUIRE(store->append("order", ev.aggregate_id(), eventbus::expected_version::any(), std::span(&ev, 1)).ok());
     }
   }
   int code = -1;

@@ -24,7 +24,7 @@ for path in $mounts; do
 done
 
 services=$(printf '%s\n' "$normalised" | python3 -c 'import sys, yaml; print(" ".join(yaml.safe_load(sys.stdin)["services"]))')
-for wanted in kafka order-service order-worker prometheus grafana; do
+for wanted in kafka postgres order-service order-worker prometheus grafana; do
   [[ " $services " == *" $wanted "* ]] || fail "service '$wanted' is missing"
 done
 
@@ -45,6 +45,11 @@ for job in prom["scrape_configs"]:
         targets.update(t.split(":")[0] for t in sc["targets"])
     for sd in job.get("dns_sd_configs", []):
         targets.update(sd["names"])
+service = compose["services"]["order-service"]
+if service.get("deploy", {}).get("replicas", 1) < 2 or service["environment"].get("EVENTBUS_STORE_BACKEND") != "postgresql":
+    sys.exit("order-service must run two replicas on the PostgreSQL store (the relay lease shows who relays)")
+if "order-service" not in {n for job in prom["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]}:
+    sys.exit("prometheus.yml must find every order-service replica (dns_sd_configs), not one")
 unknown = targets - set(compose["services"])
 if unknown:
     sys.exit(f"prometheus.yml scrapes hosts that docker-compose.yml does not define: {sorted(unknown)}")
@@ -55,7 +60,7 @@ for metric in ["eventbus_handler_duration_seconds_bucket", "eventbus_events_cons
                "eventbus_worker_records_in_flight", "eventbus_worker_records_waiting_on_key",
                "eventbus_worker_partitions_paused", "eventbus_dead_letters_dropped_total",
                "eventbus_events_published_total{outcome=\"failed\"}", "eventbus_outbox_parked_events",
-               "eventbus_outbox_backlog_events"]:
+               "eventbus_outbox_backlog_events", "eventbus_outbox_relay_leading"]:
     if metric not in exprs:
         sys.exit(f"the dashboard does not chart {metric}")
 # Loss first: the top panel charts what was lost or is at risk of being lost.

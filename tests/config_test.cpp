@@ -14,8 +14,14 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string error_field(const result<app_config>& r) { return r ? "" : r.error().field(); }
-std::string error_text(const result<app_config>& r) { return r ? "" : r.error().to_string(); }
+template <class T>
+std::string error_field(const result<T>& r) {
+  return r ? "" : r.error().field();
+}
+template <class T>
+std::string error_text(const result<T>& r) {
+  return r ? "" : r.error().to_string();
+}
 
 }  // namespace
 
@@ -39,7 +45,9 @@ TEST_CASE("a full config document sets every option it names") {
   CHECK(c.kafka.properties.at("enable.idempotence") == "true");
   CHECK(c.metrics_listen == "0.0.0.0:9100");
 
-  const auto w = c.make_worker_options();
+  const auto made = c.make_worker_options();
+  REQUIRE_MESSAGE(made.ok(), error_text(made));
+  const auto& w = *made;
   CHECK(w.group_id == "billing");
   CHECK(w.topics == std::vector<std::string>{"^shop\\.order\\..*"});
   CHECK(w.dlq_suffix == ".dead.dlq");
@@ -58,12 +66,7 @@ TEST_CASE("a full config document sets every option it names") {
   // A service's config needs no group; asking it for a worker names the missing key.
   const auto service = parse_config(json::parse(R"({"kafka": {"bootstrap_servers": "k1:9092"}})"));
   REQUIRE(service.ok());
-  try {
-    (void)service.value().make_worker_options();
-    FAIL("a worker without a group was allowed");
-  } catch (const exception& e) {
-    CHECK(e.error().field() == "worker.group");
-  }
+  CHECK(error_field(service.value().make_worker_options()) == "worker.group");
 }
 
 TEST_CASE("unknown keys and wrong types are refused with the key's path") {
@@ -158,7 +161,7 @@ TEST_CASE("config files: the shipped ones are valid, a missing or broken file is
   CHECK(defaults.value().redacted_json() == app_config{}.redacted_json());
   const auto example = load_config(dir + "/worker.example.json", {{"EVENTBUS_KAFKA_SASL_PASSWORD", "x"}});
   REQUIRE_MESSAGE(example.ok(), error_text(example));
-  CHECK(example.value().make_worker_options().group_id == "billing");
+  CHECK(example.value().make_worker_options()->group_id == "billing");
 
   CHECK(error_field(load_config(dir + "/no-such-file.json")) == "config");
   const std::string broken = "config_test_broken.json";
@@ -256,5 +259,13 @@ TEST_CASE("the store section: backend, path, a redacted dsn, and mistakes named"
   CHECK(error_field(parse_config(json::parse(R"({"store": {"backend": "postgresql"}})"))) == "store.dsn");
   CHECK(error_field(parse_config(json::parse(R"({"store": {"durability": "sometimes"}})"))) == "store.durability");
   CHECK(error_field(parse_config(json::parse(R"({"store": {"relay": {"interval_ms": 0}}})"))) == "store.relay.interval_ms");
-  CHECK(parse_config(json::object()).value().open_store() == nullptr);  // none by default
+  CHECK(sqlite.value().store.backend == store_backend::sqlite);
+  CHECK(*parse_config(json::object()).value().open_store() == nullptr);  // none by default
+  CHECK(error_field(parse_config(json::object(), {{"EVENTBUS_STORE_BACKEND", "sqlit"}})) == "EVENTBUS_STORE_BACKEND");
+  // Opening is explicit and its failure a value: a directory that does not exist.
+  auto unopenable = parse_config(json::parse(R"({"store": {"backend": "sqlite", "path": "no/such/dir/x.db"}})"));
+  REQUIRE(unopenable.ok());
+  const auto opened = unopenable.value().open_store();
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.error().code() == errc::store_failed);
 }

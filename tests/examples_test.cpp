@@ -3,9 +3,13 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdio>
+#include <set>
 #include <string>
 
+#include "eventbus/store/sqlite_store.hpp"
 #include "http_support.hpp"
+#include "kafka_test_support.hpp"
 #include "process_support.hpp"
 #include "test_support.hpp"
 
@@ -54,6 +58,45 @@ TEST_CASE("the example service publishes, the example worker handles, both expor
   CHECK(service.stop(SIGTERM) == 0);
   CHECK(worker.stop(SIGINT) == 0);
   CHECK(broker.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("the example service on a SQLite store: every event reaches Kafka exactly once, through the relay") {
+  auto broker = spawn({EVENTBUS_CLI_PATH, "dev-broker", "--partitions", "2", "--topic", "app.order.order.created",
+                       "--topic", "app.order.order.paid"});
+  const std::string bootstrap = broker.read_line();
+  REQUIRE(bootstrap.rfind("127.0.0.1:", 0) == 0);
+  const std::string db = "example_service_orders.db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
+
+  constexpr int orders = 150;  // two events each
+  auto service = spawn({EVENTBUS_EXAMPLES_DIR "/order_service", EVENTBUS_CONFIG_DIR "/eventbus.json", "500",
+                        std::to_string(orders)},
+                       {{"EVENTBUS_BOOTSTRAP_SERVERS", bootstrap},
+                        {"EVENTBUS_METRICS_LISTEN", "127.0.0.1:0"},
+                        {"EVENTBUS_STORE_BACKEND", "sqlite"},
+                        {"EVENTBUS_STORE_PATH", db}});
+  CHECK(service.read_line() == "published 150 orders");
+  CHECK(service.stop(SIGTERM) == 0);  // the relay drains the outbox before the service exits
+
+  // Every stored event is in Kafka exactly once: no mirror sent it besides the relay.
+  std::multiset<std::string> ids;
+  for (const char* topic : {"app.order.order.created", "app.order.order.paid"}) {
+    CHECK(topic_record_count(bootstrap, topic) == orders);  // all the records there are: none twice
+    for (const auto& record : read_topic(bootstrap, topic, orders, 10s)) ids.insert(record.headers.at("event_id"));
+  }
+  CHECK(ids.size() == 2 * orders);
+  CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == ids.size());
+
+  auto store = eventbus::open_sqlite_store({.path = db, .read_only = true});
+  std::size_t stored = 0;
+  REQUIRE(store->read_all({}, [&](const eventbus::stored_event& e) {
+    stored += ids.count(e.ev.event_id());  // each stored event is one of those read from Kafka
+    return true;
+  }).ok());
+  CHECK(stored == 2 * orders);
+  CHECK(store->backlog()->events == 0);
+  CHECK(broker.stop(SIGTERM) == 0);
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
 }
 
 TEST_CASE("the example worker refuses to start without a group, naming the key") {

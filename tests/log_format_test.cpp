@@ -61,11 +61,10 @@ TEST_CASE("json log format writes one parseable object a line, text format a rea
 }
 
 TEST_CASE("log levels parse from their names") {
-  log_level level = log_level::off;
-  CHECK(parse_log_level("debug", level));
-  CHECK(level == log_level::debug);
-  CHECK(parse_log_level("warning", level));
-  CHECK(level == log_level::warn);
-  CHECK_FALSE(parse_log_level("verbose", level));
-  CHECK(level == log_level::warn);
+  CHECK(*parse_log_level("debug") == log_level::debug);
+  CHECK(*parse_log_level("warning") == log_level::warn);
+  const auto unknown = parse_log_level("verbose");
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK(unknown.error().field() == "level");
+  CHECK(unknown.error().message().find("'verbose'") != std::string::npos);
 }

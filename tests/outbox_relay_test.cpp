@@ -45,7 +45,7 @@ std::vector<event> append_orders(event_store& store, int count, int aggregates =
     const auto ev = make_event({.event_type = "order.placed", .aggregate_type = "order",
                                 .aggregate_id = "a-" + std::to_string(i % aggregates), .payload = {{"seq", i}}});
     const std::vector<event> one{ev};
-    REQUIRE(store.append("order", ev.aggregate_id(), any_version, one).ok());
+    REQUIRE(store.append("order", ev.aggregate_id(), eventbus::expected_version::any(), one).ok());
     all.push_back(ev);
   }
   return all;
@@ -288,13 +288,13 @@ TEST_CASE("a record Kafka refuses for good is parked with its reason, and its ag
     const auto small = [&](int seq) {
       const std::vector<event> one{make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "a-1",
                                                .payload = {{"seq", seq}}})};
-      REQUIRE(store->append("order", "a-1", any_version, one).ok());
+      REQUIRE(store->append("order", "a-1", eventbus::expected_version::any(), one).ok());
     };
     small(0);
     // Storable, but larger than this cluster takes (the relay's producer allows 20,000 bytes here).
     const std::vector<event> large{make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "a-1",
                                                .payload = {{"seq", 1}, {"blob", std::string(50'000, 'x')}}})};
-    REQUIRE(store->append("order", "a-1", any_version, large).ok());
+    REQUIRE(store->append("order", "a-1", eventbus::expected_version::any(), large).ok());
     small(2);
     auto producer = producer_for(broker);
     producer.kafka.properties["message.max.bytes"] = "20000";

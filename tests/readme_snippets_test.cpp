@@ -116,7 +116,7 @@ TEST_CASE("README: Event store and outbox") {
 
   // Event sourcing: optimistic concurrency per aggregate, reads that stream.
   auto next = eventbus::make_event({.event_type = "order.paid", .aggregate_type = "order", .aggregate_id = "o-42"});
-  auto appended = store->append("order", "o-42", 1, std::span(&next, 1));  // 1: the version I loaded
+  auto appended = store->append("order", "o-42", eventbus::expected_version::exactly(1), next);  // 1: the version I loaded
   if (!appended && appended.error().code() == eventbus::errc::concurrency_conflict)
     std::cerr << appended.error().message() << "\n";  // "order/o-42 is at version 2, not 1: ..."
   std::vector<std::string> loaded;
@@ -136,7 +136,7 @@ TEST_CASE("README: Event store and outbox") {
   CHECK(outcome.accepted());
   CHECK(appended.ok());
   CHECK(loaded == std::vector<std::string>{"order.created", "order.paid"});
-  const auto again = store->append("order", "o-42", 1, std::span(&next, 1));  // a retry: a no-op
+  const auto again = store->append("order", "o-42", eventbus::expected_version::exactly(1), next);  // a retry: a no-op
   CHECK(again.value().already_stored);
   CHECK(eventbus::testing::wait_until([&] { return store->backlog().value().events == 0; }, std::chrono::seconds(20)));
 }
@@ -224,6 +224,7 @@ TEST_CASE("README: Configuration") {
   auto cfg = eventbus::load_config(path, eventbus::process_environment());
   if (!cfg) std::cerr << cfg.error().to_string() << "\n";
   REQUIRE(cfg.ok());
-  const eventbus::worker_options options = cfg.value().make_worker_options();
-  CHECK(options.group_id == "billing");
+  const auto options = cfg->make_worker_options();
+  REQUIRE(options.ok());
+  CHECK(options->group_id == "billing");
 }

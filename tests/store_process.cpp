@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
     const auto ev = eventbus::make_event({.event_type = "order.placed", .aggregate_type = "order",
                                           .aggregate_id = "a-" + std::to_string(i % 10), .payload = {{"seq", i}}});
     const std::vector<eventbus::event> one{ev};
-    if (!store->append("order", ev.aggregate_id(), eventbus::any_version, one).ok()) return 1;
+    if (!store->append("order", ev.aggregate_id(), eventbus::expected_version::any(), one).ok()) return 1;
     const std::string line = ev.event_id() + "\n";
     if (write(out, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return 1;
     relay.notify();

@@ -61,14 +61,14 @@ inline std::string fresh_sqlite_path(const std::string& name) {
 }
 
 /// An empty store of the backend named ("sqlite" or "postgresql").
-inline std::shared_ptr<event_store> fresh_store(const std::string& backend, const std::string& name,
+inline std::shared_ptr<outbox_store> fresh_store(const std::string& backend, const std::string& name,
                                                 std::shared_ptr<metrics> m = nullptr) {
   if (backend == "sqlite") return open_sqlite_store({.path = fresh_sqlite_path(name), .metrics = std::move(m)});
   return open_postgres_store({.dsn = fresh_postgres_database(name), .metrics = std::move(m)});
 }
 
 /// Another store on the same database as fresh_store(backend, name) made (a second service instance).
-inline std::shared_ptr<event_store> same_store(const std::string& backend, const std::string& name) {
+inline std::shared_ptr<outbox_store> same_store(const std::string& backend, const std::string& name) {
   if (backend == "sqlite") return open_sqlite_store({.path = name + ".db"});
   return open_postgres_store({.dsn = postgres_dsn_of(name)});
 }

@@ -55,14 +55,14 @@ TEST_CASE("append assigns versions and positions, and load reads an aggregate ba
     CAPTURE(backend);
     auto store = testing::fresh_store(backend, "versions");
     const std::vector<event> first{order_event("order.created", "o-1", 0), order_event("order.paid", "o-1", 1)};
-    const auto a = store->append("order", "o-1", 0, first);
+    const auto a = store->append("order", "o-1", eventbus::expected_version::none(), first);
     REQUIRE(a.ok());
     CHECK(a.value().version == 2);
     CHECK(a.value().last_position == a.value().first_position + 1);
     const std::vector<event> other{order_event("order.created", "o-2", 0)};
-    REQUIRE(store->append("order", "o-2", 0, other).ok());
+    REQUIRE(store->append("order", "o-2", eventbus::expected_version::none(), other).ok());
     const std::vector<event> second{order_event("order.shipped", "o-1", 2)};
-    const auto b = store->append("order", "o-1", 2, second);
+    const auto b = store->append("order", "o-1", eventbus::expected_version::exactly(2), second);
     REQUIRE(b.ok());
     CHECK(b.value().version == 3);
     CHECK(b.value().first_position > a.value().last_position);
@@ -86,7 +86,7 @@ TEST_CASE("two writers on one aggregate: exactly one wins, the other hears the c
     auto store = testing::fresh_store(backend, "race");
     auto other = testing::same_store(backend, "race");  // a second service instance
     const std::vector<event> seed{order_event("order.created", "o-1", 0)};
-    REQUIRE(store->append("order", "o-1", 0, seed).ok());
+    REQUIRE(store->append("order", "o-1", eventbus::expected_version::none(), seed).ok());
     for (int round = 0; round < 20; ++round) {
       const auto expected = store->version_of("order", "o-1").value();
       std::barrier start(2);
@@ -94,12 +94,12 @@ TEST_CASE("two writers on one aggregate: exactly one wins, the other hears the c
       std::thread a([&] {
         const std::vector<event> e{order_event("order.paid", "o-1", round)};
         start.arrive_and_wait();
-        left.emplace(store->append("order", "o-1", expected, e));
+        left.emplace(store->append("order", "o-1", eventbus::expected_version::exactly(expected), e));
       });
       std::thread b([&] {
         const std::vector<event> e{order_event("order.paid", "o-1", round)};
         start.arrive_and_wait();
-        right.emplace(other->append("order", "o-1", expected, e));
+        right.emplace(other->append("order", "o-1", eventbus::expected_version::exactly(expected), e));
       });
       a.join();
       b.join();
@@ -119,17 +119,17 @@ TEST_CASE("appending the same event ids again is an idempotent no-op, not a dupl
     CAPTURE(backend);
     auto store = testing::fresh_store(backend, "retry");
     const std::vector<event> batch{order_event("order.created", "o-1", 0), order_event("order.paid", "o-1", 1)};
-    const auto first = store->append("order", "o-1", 0, batch);
+    const auto first = store->append("order", "o-1", eventbus::expected_version::none(), batch);
     REQUIRE(first.ok());
     // A retry after a timeout, with the version the caller had then.
-    const auto again = store->append("order", "o-1", 0, batch);
+    const auto again = store->append("order", "o-1", eventbus::expected_version::none(), batch);
     REQUIRE(again.ok());
     CHECK(again.value().already_stored);
     CHECK(again.value().version == 2);
     CHECK(count_all(*store) == 2);
     // Half stored, half new: not something a retry produces; refused, nothing written.
     const std::vector<event> mixed{batch[1], order_event("order.shipped", "o-1", 2)};
-    const auto refused = store->append("order", "o-1", 2, mixed);
+    const auto refused = store->append("order", "o-1", eventbus::expected_version::exactly(2), mixed);
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().code() == errc::invalid_event);
     CHECK(count_all(*store) == 2);
@@ -141,15 +141,24 @@ TEST_CASE("bad appends get clear errors and store nothing") {
     CAPTURE(backend);
     auto store = testing::fresh_store(backend, "bad_input");
     const std::vector<event> seed{order_event("order.created", "o-1", 0)};
-    REQUIRE(store->append("order", "o-1", 0, seed).ok());
+    REQUIRE(store->append("order", "o-1", eventbus::expected_version::none(), seed).ok());
     const auto field_of = [&](std::string_view type, std::string_view id, std::int64_t expected, std::vector<event> events) {
-      const auto r = store->append(type, id, expected, events);
+      const auto r = store->append(type, id, eventbus::expected_version::exactly(expected), events);
       REQUIRE_FALSE(r.ok());
       return r.error().field();
     };
     CHECK(field_of("order", "o-1", 1, {}) == "events");
     CHECK(field_of("order", "o-2", 1, {order_event("order.paid", "o-1", 1)}) == "events[0]");  // another aggregate
-    CHECK(field_of("order", "o-1", -5, {order_event("order.paid", "o-1", 1)}) == "expected_version");
+    // A negative version cannot even be expressed: the type refuses it, naming itself.
+    try {
+      (void)expected_version::exactly(-5);
+      FAIL("expected_version::exactly(-5) was accepted");
+    } catch (const exception& e) {
+      CHECK(e.error().field() == "expected_version");
+      CHECK(e.error().message().find("-5") != std::string::npos);
+    }
+    CHECK(expected_version::exactly(0) == expected_version::none());
+    CHECK(expected_version::any().is_any());
     const auto twice = order_event("order.paid", "o-1", 1);
     CHECK(field_of("order", "o-1", 1, {twice, twice}) == "events[1]");
     // Larger than a Kafka record may be: refused at append, not stuck in the outbox later.
@@ -166,7 +175,7 @@ TEST_CASE("bad appends get clear errors and store nothing") {
     const std::string long_type = "order." + std::string(190, 'x');
     const std::string long_aggregate(60, 'a');
     auto long_topic = make_event({.event_type = long_type, .aggregate_type = long_aggregate, .aggregate_id = "o-1"});
-    const auto refused = store->append(long_aggregate, "o-1", 0, std::vector<event>{long_topic});
+    const auto refused = store->append(long_aggregate, "o-1", eventbus::expected_version::none(), std::vector<event>{long_topic});
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().code() == errc::invalid_event);
     CHECK(refused.error().message().find("topic") != std::string::npos);
@@ -194,7 +203,7 @@ TEST_CASE("NUL bytes are refused in ids on every backend and in every read, and 
     auto store = testing::fresh_store(backend, "nul_bytes");
     const std::vector<event> x{make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "x",
                                            .payload = {{"text", "a\0b"s}}})};
-    const auto stored = store->append("order", "x", 0, x);
+    const auto stored = store->append("order", "x", eventbus::expected_version::none(), x);
     REQUIRE_MESSAGE(stored.ok(), stored.error().to_string());
     const auto loaded = load_all(*store, "x");
     REQUIRE(loaded.size() == 1);
@@ -206,7 +215,7 @@ TEST_CASE("NUL bytes are refused in ids on every backend and in every read, and 
     CHECK(refused.error().field() == "aggregate_id");
     CHECK_FALSE(store->version_of("order", nul_id).ok());
     CHECK_FALSE(store->read_all({.aggregate_type = "order", .aggregate_id = nul_id}, [](const stored_event&) { return true; }).ok());
-    CHECK_FALSE(store->append("order", nul_id, any_version, x).ok());
+    CHECK_FALSE(store->append("order", nul_id, eventbus::expected_version::any(), x).ok());
     CHECK(count_all(*store) == 1);
   }
   // PostgreSQL keeps such a payload out of the JSONB column (which cannot hold U+0000); the
@@ -224,11 +233,11 @@ TEST_CASE("sqlite: a store file deleted while open fails every later write and c
   const auto path = testing::fresh_sqlite_path("deleted_while_open");
   auto store = open_sqlite_store({.path = path});
   const std::vector<event> first{order_event("order.created", "o-1", 0)};
-  REQUIRE(store->append("order", "o-1", 0, first).ok());
+  REQUIRE(store->append("order", "o-1", eventbus::expected_version::none(), first).ok());
   REQUIRE(store->check().ok());
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
   const std::vector<event> next{order_event("order.paid", "o-1", 1)};
-  const auto refused = store->append("order", "o-1", 1, next);
+  const auto refused = store->append("order", "o-1", eventbus::expected_version::exactly(1), next);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().code() == errc::store_failed);
   CHECK(refused.error().message().find("deleted") != std::string::npos);
@@ -238,7 +247,7 @@ TEST_CASE("sqlite: a store file deleted while open fails every later write and c
   CHECK_FALSE(store->hold_relay_lease("relay", 1s).ok());
   // Replaced by another file of the same name: still refused (it is not the file this store wrote).
   { auto other = open_sqlite_store({.path = path}); }
-  CHECK_FALSE(store->append("order", "o-1", 1, next).ok());
+  CHECK_FALSE(store->append("order", "o-1", eventbus::expected_version::exactly(1), next).ok());
 }
 
 TEST_CASE("read-only opens create nothing, refuse files and databases that are not stores, and write nothing") {
@@ -278,13 +287,13 @@ TEST_CASE("read-only opens create nothing, refuse files and databases that are n
   {
     auto writable = open_sqlite_store({.path = path});
     const std::vector<event> one{order_event("order.created", "o-1", 0)};
-    REQUIRE(writable->append("order", "o-1", 0, one).ok());
+    REQUIRE(writable->append("order", "o-1", eventbus::expected_version::none(), one).ok());
   }
   auto reader = open_sqlite_store({.path = path, .read_only = true});
   CHECK(load_all(*reader, "o-1").size() == 1);
   CHECK(reader->backlog().value().events == 1);
   const std::vector<event> two{order_event("order.paid", "o-1", 1)};
-  const auto refused = reader->append("order", "o-1", 1, two);
+  const auto refused = reader->append("order", "o-1", eventbus::expected_version::exactly(1), two);
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().code() == errc::store_failed);
   CHECK_FALSE(reader->mark_published(std::vector<std::int64_t>{1}).ok());
@@ -302,10 +311,10 @@ TEST_CASE("read-only opens create nothing, refuse files and databases that are n
   PQfinish(conn);
   auto pg_store = testing::fresh_store("postgresql", "read_only_pg");
   const std::vector<event> one{order_event("order.created", "o-1", 0)};
-  REQUIRE(pg_store->append("order", "o-1", 0, one).ok());
+  REQUIRE(pg_store->append("order", "o-1", eventbus::expected_version::none(), one).ok());
   auto pg_reader = open_postgres_store({.dsn = testing::postgres_dsn_of("read_only_pg"), .read_only = true});
   CHECK(load_all(*pg_reader, "o-1").size() == 1);
-  const auto pg_refused = pg_reader->append("order", "o-1", 1, two);
+  const auto pg_refused = pg_reader->append("order", "o-1", eventbus::expected_version::exactly(1), two);
   REQUIRE_FALSE(pg_refused.ok());
   CHECK(pg_refused.error().message().find("read-only") != std::string::npos);
   CHECK_FALSE(pg_reader->mark_published(std::vector<std::int64_t>{1}).ok());
@@ -326,7 +335,7 @@ TEST_CASE("read_all streams the whole store a page at a time, from a position or
       }
       for (const auto& ev : events) {
         const std::vector<event> one{ev};
-        REQUIRE(store->append("order", ev.aggregate_id(), 0, one).ok());
+        REQUIRE(store->append("order", ev.aggregate_id(), eventbus::expected_version::none(), one).ok());
       }
     }
     std::int64_t last = 0, seen = 0;
@@ -357,7 +366,7 @@ TEST_CASE("marking published takes exactly the positions given, in runs or scatt
     auto store = testing::fresh_store(backend, "mark_published");
     for (int i = 0; i < 12; ++i) {
       const std::vector<event> one{order_event("order.created", "o-" + std::to_string(i), i)};
-      REQUIRE(store->append("order", one[0].aggregate_id(), 0, one).ok());
+      REQUIRE(store->append("order", one[0].aggregate_id(), eventbus::expected_version::none(), one).ok());
     }
     const std::vector<std::int64_t> marked{9, 3, 2, 4, 7, 9, 11, 12};
     REQUIRE(store->mark_published(marked).ok());
@@ -374,7 +383,7 @@ TEST_CASE("a stored event reads back with its stored bytes as its wire form: pub
   const auto path = testing::fresh_sqlite_path("as_stored");
   auto store = open_sqlite_store({.path = path});
   const std::vector<event> one{order_event("order.created", "o-1", 7)};
-  REQUIRE(store->append("order", "o-1", 0, one).ok());
+  REQUIRE(store->append("order", "o-1", eventbus::expected_version::none(), one).ok());
   // The same envelope written another valid way (spaces, another key order), as an older writer might have.
   std::string other = encode_event(one[0]);
   other.insert(1, " ");
@@ -406,16 +415,16 @@ TEST_CASE("sqlite: the service's own rows and its events commit together, or not
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
   REQUIRE(sqlite3_exec(db, "CREATE TABLE orders (id TEXT PRIMARY KEY, total INTEGER)", nullptr, nullptr, nullptr) == SQLITE_OK);
   const std::vector<event> created{order_event("order.created", "o-1", 0)};
-  CHECK(append_in_transaction(db, "order", "o-1", 0, created).error().field() == "db");  // no BEGIN: refused
+  CHECK(append_in_transaction(db, "order", "o-1", eventbus::expected_version::none(), created).error().field() == "db");  // no BEGIN: refused
 
   REQUIRE(sqlite3_exec(db, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)", nullptr, nullptr, nullptr) == SQLITE_OK);
-  REQUIRE(append_in_transaction(db, "order", "o-1", 0, created).ok());
+  REQUIRE(append_in_transaction(db, "order", "o-1", eventbus::expected_version::none(), created).ok());
   REQUIRE(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
   CHECK(count_all(*store) == 0);
   CHECK(store->backlog().value().events == 0);  // the outbox's count rolled back with the rows
 
   REQUIRE(sqlite3_exec(db, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)", nullptr, nullptr, nullptr) == SQLITE_OK);
-  REQUIRE(append_in_transaction(db, "order", "o-1", 0, created).ok());
+  REQUIRE(append_in_transaction(db, "order", "o-1", eventbus::expected_version::none(), created).ok());
   REQUIRE(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
   CHECK(count_all(*store) == 1);
   CHECK(store->backlog().value().events == 1);
@@ -428,15 +437,15 @@ TEST_CASE("postgresql: the service's own rows and its events commit together, or
   REQUIRE(PQstatus(conn) == CONNECTION_OK);
   PQclear(PQexec(conn, "CREATE TABLE orders (id TEXT PRIMARY KEY, total INTEGER)"));
   const std::vector<event> created{order_event("order.created", "o-1", 0)};
-  CHECK(append_in_transaction(conn, "order", "o-1", 0, created).error().field() == "conn");
+  CHECK(append_in_transaction(conn, "order", "o-1", eventbus::expected_version::none(), created).error().field() == "conn");
 
   PQclear(PQexec(conn, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)"));
-  REQUIRE(append_in_transaction(conn, "order", "o-1", 0, created).ok());
+  REQUIRE(append_in_transaction(conn, "order", "o-1", eventbus::expected_version::none(), created).ok());
   PQclear(PQexec(conn, "ROLLBACK"));
   CHECK(count_all(*store) == 0);
 
   PQclear(PQexec(conn, "BEGIN; INSERT INTO orders VALUES ('o-1', 5)"));
-  REQUIRE(append_in_transaction(conn, "order", "o-1", 0, created).ok());
+  REQUIRE(append_in_transaction(conn, "order", "o-1", eventbus::expected_version::none(), created).ok());
   PQclear(PQexec(conn, "COMMIT"));
   CHECK(count_all(*store) == 1);
   CHECK(store->backlog().value().events == 1);  // counted in the caller's transaction (and not by the rollback)
@@ -450,7 +459,7 @@ TEST_CASE("postgresql: the service's own rows and its events commit together, or
 TEST_CASE("a database that goes read-only or away: clear errors, and nothing stored before is lost") {
   auto store = testing::fresh_store("postgresql", "read_only");
   const std::vector<event> kept{order_event("order.created", "o-1", 0)};
-  REQUIRE(store->append("order", "o-1", 0, kept).ok());
+  REQUIRE(store->append("order", "o-1", eventbus::expected_version::none(), kept).ok());
   PGconn* admin = PQconnectdb(testing::postgres_dsn_of("read_only").c_str());
   REQUIRE(PQstatus(admin) == CONNECTION_OK);
   // Read-only for every session, this store's included (its connection is cut and comes back).
@@ -458,10 +467,10 @@ TEST_CASE("a database that goes read-only or away: clear errors, and nothing sto
   PQclear(PQexec(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE datname = 'eb_read_only' AND pid <> pg_backend_pid()"));
   const std::vector<event> next{order_event("order.paid", "o-1", 1)};
-  auto refused = store->append("order", "o-1", 1, next);
+  auto refused = store->append("order", "o-1", eventbus::expected_version::exactly(1), next);
   if (refused.ok()) FAIL("append succeeded on a read-only database");
   CHECK(refused.error().code() == errc::store_failed);
-  refused = store->append("order", "o-1", 1, next);  // reconnected, still read-only
+  refused = store->append("order", "o-1", eventbus::expected_version::exactly(1), next);  // reconnected, still read-only
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message().find("read-only") != std::string::npos);
   PQclear(PQexec(admin, "ALTER DATABASE eb_read_only SET default_transaction_read_only = off"));
@@ -475,13 +484,13 @@ TEST_CASE("a database that goes read-only or away: clear errors, and nothing sto
   const auto gone = store->check();
   REQUIRE_FALSE(gone.ok());
   CHECK(gone.error().code() == errc::store_failed);
-  CHECK_FALSE(store->append("order", "o-1", 1, next).ok());
+  CHECK_FALSE(store->append("order", "o-1", eventbus::expected_version::exactly(1), next).ok());
   PQclear(PQexec(server, "ALTER DATABASE eb_read_only WITH ALLOW_CONNECTIONS true"));
   PQfinish(server);
   CHECK(store->check().ok());
   // Back: the append goes through on a new connection, and the first event is still there.
   bool stored = false;
-  for (int i = 0; i < 3 && !stored; ++i) stored = store->append("order", "o-1", 1, next).ok();
+  for (int i = 0; i < 3 && !stored; ++i) stored = store->append("order", "o-1", eventbus::expected_version::exactly(1), next).ok();
   CHECK(stored);
   CHECK(load_all(*store, "o-1").size() == 2);
 
@@ -507,7 +516,7 @@ TEST_CASE("migrations are versioned and run once, whatever number of instances o
   for (const std::string backend : backends) {
     CAPTURE(backend);
     auto first = testing::fresh_store(backend, "migrations");
-    std::vector<std::shared_ptr<event_store>> more;
+    std::vector<std::shared_ptr<outbox_store>> more;
     std::vector<std::thread> openers;
     std::mutex mu;
     for (int i = 0; i < 4; ++i)
@@ -519,7 +528,7 @@ TEST_CASE("migrations are versioned and run once, whatever number of instances o
     for (auto& t : openers) t.join();
     CHECK(more.size() == 4);
     const std::vector<event> one{order_event("order.created", "o-1", 0)};
-    REQUIRE(more[0]->append("order", "o-1", 0, one).ok());
+    REQUIRE(more[0]->append("order", "o-1", eventbus::expected_version::none(), one).ok());
     CHECK(count_all(*first) == 1);
   }
 }
@@ -530,10 +539,10 @@ TEST_CASE("replay_to_handlers runs stored events through a dispatcher's handlers
     auto store = testing::fresh_store(backend, "replay_handlers");
     for (int i = 0; i < 30; ++i) {
       const std::vector<event> one{order_event(i % 3 == 0 ? "order.paid" : "order.created", "o-" + std::to_string(i % 4), i)};
-      REQUIRE(store->append("order", "o-" + std::to_string(i % 4), any_version, one).ok());
+      REQUIRE(store->append("order", "o-" + std::to_string(i % 4), eventbus::expected_version::any(), one).ok());
     }
     const std::vector<event> other{make_event({.event_type = "user.created", .aggregate_type = "user", .aggregate_id = "u-1"})};
-    REQUIRE(store->append("user", "u-1", 0, other).ok());
+    REQUIRE(store->append("user", "u-1", eventbus::expected_version::none(), other).ok());
 
     // A thread-pool dispatcher with the store: replay must still run inline and store nothing.
     dispatcher handlers({.store = store});

@@ -4,7 +4,12 @@
 //
 //   auto cfg = eventbus::load_config("config/worker.json", eventbus::process_environment());
 //   if (!cfg) { std::cerr << cfg.error().to_string() << "\n"; return 2; }  // "worker.retry.max_attempts: ..."
-//   eventbus::worker w(cfg.value().make_worker_options());
+//   auto options = cfg->make_worker_options();                               // "worker.group: must not be empty ..."
+//   if (!options) { std::cerr << options.error().to_string() << "\n"; return 2; }
+//   eventbus::worker w(*options);
+//
+// A producing service is wired from it by eventbus::service (service.hpp): the store and its
+// outbox relay, or the Kafka mirror, as the store section says.
 //
 // Unknown keys and wrong types are errors naming the key's path; keys starting with '_' are
 // comments. Secrets (sasl.password, ssl.key.password, ...) never leave redacted_json().
@@ -44,6 +49,13 @@
 
 namespace eventbus {
 
+/// Where a service stores its events: nowhere (publish mirrors to Kafka), or an event store whose
+/// outbox relay takes them to Kafka.
+enum class store_backend { none, sqlite, postgresql };
+[[nodiscard]] std::string_view to_string(store_backend backend) noexcept;
+/// "none", "sqlite", "postgresql"; errc::invalid_argument (field "backend") for anything else.
+[[nodiscard]] result<store_backend> parse_store_backend(std::string_view text);
+
 struct app_config {
   kafka_options kafka{};
   std::string topic_prefix{default_topic_prefix};
@@ -56,7 +68,7 @@ struct app_config {
 
   struct worker_section {
     std::string group;  // required to run a worker, not to publish
-    std::vector<std::string> topics{"^app\\..*"};
+    std::vector<std::string> topics{std::string(default_worker_topics)};
     processing_order ordering = processing_order::key;
     std::size_t max_concurrency = 64;
     std::size_t max_buffered_per_partition = 1000;
@@ -67,7 +79,7 @@ struct app_config {
   } worker{};
 
   struct store_section {
-    std::string backend = "none";  // none | sqlite | postgresql
+    store_backend backend = store_backend::none;
     std::string path = "eventbus.db";  // sqlite: the database file
     std::string dsn;                   // postgresql: libpq connection string (a secret: printed as ***)
     sqlite_durability durability = sqlite_durability::full;  // sqlite: "full" or "normal"
@@ -85,14 +97,14 @@ struct app_config {
   void apply_logging() const;
 
   [[nodiscard]] producer_options make_producer_options() const;
-  /// With the store section's backend, the dispatcher stores every event before it runs handlers.
+  /// The dispatcher section; no store (eventbus::service adds the one open_store() opens).
   [[nodiscard]] dispatcher_options make_dispatcher_options() const;
-  /// The store the store section names, opened (created and migrated as needed); nullptr for
-  /// "none". Throws eventbus::exception (errc::store_failed) when it cannot be opened.
-  [[nodiscard]] std::shared_ptr<event_store> open_store() const;
+  /// Opens the store the store section names (created and migrated as needed): nullptr for none;
+  /// errc::store_failed when it cannot be opened.
+  [[nodiscard]] result<std::shared_ptr<outbox_store>> open_store(std::shared_ptr<eventbus::metrics> metrics = {}) const;
   [[nodiscard]] relay_options make_relay_options() const;
-  /// Throws eventbus::exception naming the key ("worker.group") when the worker part is unusable.
-  [[nodiscard]] worker_options make_worker_options() const;
+  /// errc::invalid_argument naming the key ("worker.group") when the worker part is unusable.
+  [[nodiscard]] result<worker_options> make_worker_options() const;
 
   /// The effective configuration as JSON, in the file's layout, secrets replaced by "***".
   [[nodiscard]] nlohmann::json redacted_json() const;

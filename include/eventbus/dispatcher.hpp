@@ -53,7 +53,7 @@ struct dispatcher_options {
   /// once it is stored runs handlers and sinks; a store that refuses it rejects the publish
   /// (errc::store_failed), nothing dispatched. The accepted result carries a delivery of sink
   /// "store" (offset: the store position): the event is durable then. Kafka gets it through an
-  /// outbox_relay, not a kafka_sink on this dispatcher (which would send it twice).
+  /// outbox_relay; add_sink refuses a kafka_sink here (it would send every event twice).
   std::shared_ptr<event_store> store{};
 
   /// Throws eventbus::exception (errc::invalid_argument, naming the option) when unusable.
@@ -79,8 +79,6 @@ class [[nodiscard]] publish_result {
   // User-provided, not defaulted: GCC zero-filled the whole object (120 bytes) on every publish.
   publish_result() noexcept {}  // NOLINT(modernize-use-equals-default)
   static publish_result rejected(error reason);
-  /// Adds one sink's pending delivery (used by the dispatcher).
-  void add_delivery(delivery_future pending);
 
   [[nodiscard]] bool accepted() const noexcept { return !rejection_.has_value(); }
   explicit operator bool() const noexcept { return accepted(); }
@@ -95,6 +93,7 @@ class [[nodiscard]] publish_result {
 
  private:
   friend class dispatcher;  // builds it in place (one object, returned without a copy)
+  void add_delivery(delivery_future pending);
   std::optional<error> rejection_;
   delivery_future first_;               // one sink is the common case: no vector allocation
   std::vector<delivery_future> more_;
@@ -132,7 +131,9 @@ class dispatcher {
   /// Failures are isolated and counted as in publish(). Works after shutdown() too.
   handler_run run_handlers(const event& ev);
 
-  /// Adds a sink that receives every accepted event from now on.
+  /// Adds a sink that receives every accepted event from now on. Throws eventbus::exception
+  /// (errc::invalid_argument) for a null sink, and for a Kafka sink (name() "kafka") on a dispatcher
+  /// with a store: the store's outbox_relay already sends each event to Kafka.
   void add_sink(std::shared_ptr<event_sink> sink);
 
   /// Idempotent; see the header comment. Called from inside a handler it only stops intake.

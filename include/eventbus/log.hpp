@@ -6,6 +6,8 @@
 #include <functional>
 #include <string_view>
 
+#include "eventbus/error.hpp"
+
 namespace eventbus {
 
 enum class log_level { debug = 0, info, warn, error, off };
@@ -25,7 +27,8 @@ void set_log_level(log_level threshold) noexcept;
 [[nodiscard]] log_level current_log_level() noexcept;
 void set_log_format(log_format format) noexcept;
 [[nodiscard]] std::string_view to_string(log_level level) noexcept;
-/// "debug", "info", "warn" (or "warning"), "error", "off"; false for anything else.
-[[nodiscard]] bool parse_log_level(std::string_view text, log_level& out) noexcept;
+/// "debug", "info", "warn" (or "warning"), "error", "off"; errc::invalid_argument (field "level",
+/// naming the text) for anything else.
+[[nodiscard]] result<log_level> parse_log_level(std::string_view text);
 
 }  // namespace eventbus

@@ -92,6 +92,8 @@ class metrics {
   void count_parked(std::string_view store, std::uint64_t events);
   /// eventbus_outbox_parked_events{store}: events parked in the store (what backlog().parked says).
   void set_outbox_parked(std::string_view store, std::int64_t events);
+  /// eventbus_outbox_relay_leading{store}: 1 while this instance's relay holds the relay lease.
+  void set_relay_leading(std::string_view store, bool leading);
 
   /// A worker's load, beyond the first seven families: eventbus_worker_records_in_flight{group},
   /// eventbus_worker_records_waiting_on_key{group}, eventbus_worker_partitions_paused{group}.

@@ -9,6 +9,8 @@ namespace eventbus {
 namespace detail {
 class handler_registry;
 }
+class dispatcher;
+class worker;
 
 /// Owns one registration. After unsubscribe() (or the destructor) returns, the handler is never
 /// started again and no call of it is still running, except a call on the current thread (a handler
@@ -16,7 +18,6 @@ class handler_registry;
 class [[nodiscard]] subscription {
  public:
   subscription() noexcept = default;
-  subscription(std::weak_ptr<detail::handler_registry> registry, std::uint64_t id) noexcept;
   subscription(subscription&& other) noexcept;
   subscription& operator=(subscription&& other) noexcept;
   subscription(const subscription&) = delete;
@@ -29,6 +30,10 @@ class [[nodiscard]] subscription {
   [[nodiscard]] bool active() const noexcept;
 
  private:
+  friend class dispatcher;  // the two that register handlers hand out their handles
+  friend class worker;
+  subscription(std::weak_ptr<detail::handler_registry> registry, std::uint64_t id) noexcept;
+
   std::weak_ptr<detail::handler_registry> registry_;
   std::uint64_t id_ = 0;
 };

@@ -45,13 +45,18 @@ enum class processing_order {
   unordered,
 };
 [[nodiscard]] std::string_view to_string(processing_order order) noexcept;
-/// "key", "partition", "unordered"; false for anything else.
-[[nodiscard]] bool parse_processing_order(std::string_view text, processing_order& out) noexcept;
+/// "key", "partition", "unordered"; errc::invalid_argument (field "ordering", naming the text) for
+/// anything else.
+[[nodiscard]] result<processing_order> parse_processing_order(std::string_view text);
+
+/// What a worker consumes unless told otherwise: every event topic of the default prefix (app.).
+inline constexpr std::string_view default_worker_topics = "^app\\..*";
 
 struct worker_options {
   kafka_options kafka{};
-  std::string group_id;             // required
-  std::vector<std::string> topics;  // names, or regular expressions starting with '^'
+  std::string group_id;  // required
+  /// Names, or regular expressions starting with '^'.
+  std::vector<std::string> topics{std::string(default_worker_topics)};
   std::string dlq_suffix{default_dlq_suffix};
   retry_policy retry{};
   /// Extra pieces around every handler call, outermost first; they run inside the worker's own

@@ -28,22 +28,31 @@ Exit status: 0 valid, 1 invalid (the error names the key), 2 usage.
 
 // What one kind of process takes from the config beyond the keys being valid. Each check calls what
 // that process calls (make_worker_options for a worker), so `config check --role` refuses exactly
-// what the process would refuse at start. Throws eventbus::exception naming the key.
+// what the process would refuse at start. The error names the key.
 struct role_check {
   std::string_view name;
-  void (*check)(const app_config&);
+  result<void> (*check)(const app_config&);
 };
 
 constexpr role_check roles[] = {
-    {"worker", [](const app_config& c) { (void)c.make_worker_options(); }},
-    {"service", [](const app_config& c) { (void)c.make_producer_options(); }},
+    {"worker",
+     [](const app_config& c) -> result<void> {
+       if (auto options = c.make_worker_options(); !options) return options.error();
+       return {};
+     }},
+    {"service",
+     [](const app_config& c) -> result<void> {
+       (void)c.make_producer_options();
+       return {};
+     }},
     {"relay",
-     [](const app_config& c) {
-       if (c.store.backend == "none")
-         throw exception(error(errc::invalid_argument,
-                               "must be sqlite or postgresql for a relay (or set EVENTBUS_STORE_BACKEND): with none "
-                               "there is no outbox to relay",
-                               "store.backend"));
+     [](const app_config& c) -> result<void> {
+       if (c.store.backend == store_backend::none)
+         return error(errc::invalid_argument,
+                      "must be sqlite or postgresql for a relay (or set EVENTBUS_STORE_BACKEND): with none there is "
+                      "no outbox to relay",
+                      "store.backend");
+       return {};
      }},
 };
 
@@ -82,10 +91,8 @@ int run_config(std::span<const std::string_view> args) {
     return exit_failure;
   }
   if (checked != nullptr) {
-    try {
-      checked->check(loaded.value());
-    } catch (const exception& e) {
-      std::fprintf(stderr, "eventbus config check: %s (role %s)\n", e.error().to_string().c_str(), role.c_str());
+    if (const auto fit = checked->check(loaded.value()); !fit) {
+      std::fprintf(stderr, "eventbus config check: %s (role %s)\n", fit.error().to_string().c_str(), role.c_str());
       return exit_failure;
     }
   }

@@ -198,7 +198,7 @@ int run_demo(std::span<const std::string_view> args) {
   // other's store.
   const std::string run = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now_ms().time_since_epoch()).count() % 100'000) +
                           std::to_string(getpid() % 100);
-  std::shared_ptr<event_store> store;
+  std::shared_ptr<outbox_store> store;
   if (opts.store != "none") {
     if (opts.store.empty()) {
       opts.store = (std::filesystem::temp_directory_path() / ("eventbus-demo-" + run + ".db")).string();

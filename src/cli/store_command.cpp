@@ -123,7 +123,7 @@ int run_store(std::span<const std::string_view> args) {
   }
   const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
 
-  std::shared_ptr<event_store> store;
+  std::shared_ptr<outbox_store> store;
   try {
     // Every action only reads the store: a mistyped path or another application's database is
     // refused, never created or given eventbus's tables.

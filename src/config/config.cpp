@@ -157,12 +157,23 @@ class section {
   std::vector<std::string> known_;
 };
 
+// A parser's result into `out`, its error under the key's path.
+template <class T>
+void set_parsed(const std::string& where, result<T> parsed, T& out) {
+  if (!parsed) section::fail(where, parsed.error().message());
+  out = *parsed;
+}
+
 void set_level(const std::string& where, const std::string& text, log_level& out) {
-  if (!parse_log_level(text, out)) section::fail(where, "must be debug, info, warn, error or off, got '" + text + "'");
+  set_parsed(where, parse_log_level(text), out);
 }
 
 void set_ordering(const std::string& where, const std::string& text, processing_order& out) {
-  if (!parse_processing_order(text, out)) section::fail(where, "must be key, partition or unordered, got '" + text + "'");
+  set_parsed(where, parse_processing_order(text), out);
+}
+
+void set_backend(const std::string& where, const std::string& text, store_backend& out) {
+  set_parsed(where, parse_store_backend(text), out);
 }
 
 void set_durability(const std::string& where, const std::string& text, sqlite_durability& out) {
@@ -218,7 +229,9 @@ void read_document(const json& doc, app_config& c) {
     });
   });
   root.object("store", [&](section& s) {
-    s.string("backend", c.store.backend);
+    std::string backend;
+    s.string("backend", backend);
+    if (!backend.empty()) set_backend(s.path_of("backend"), backend, c.store.backend);
     s.string("path", c.store.path);
     s.string("dsn", c.store.dsn, true);
     std::string durability;
@@ -257,7 +270,7 @@ void apply_environment(const environment& env, app_config& c) {
   take("EVENTBUS_TOPIC_PREFIX", c.topic_prefix);
   take("EVENTBUS_GROUP_ID", c.worker.group);
   take("EVENTBUS_METRICS_LISTEN", c.metrics_listen);
-  take("EVENTBUS_STORE_BACKEND", c.store.backend);
+  if (const auto it = env.find("EVENTBUS_STORE_BACKEND"); it != env.end()) set_backend(it->first, it->second, c.store.backend);
   take("EVENTBUS_STORE_PATH", c.store.path);
   take("EVENTBUS_STORE_DSN", c.store.dsn);
   if (const auto it = env.find("EVENTBUS_LOG_LEVEL"); it != env.end()) set_level(it->first, it->second, c.log.level);
@@ -328,9 +341,7 @@ void validate(const app_config& c) {
     if (w.group_id.empty()) w.group_id = "unset";  // a service config needs no group
     w.validate();
   });
-  if (c.store.backend != "none" && c.store.backend != "sqlite" && c.store.backend != "postgresql")
-    section::fail("store.backend", "must be none, sqlite or postgresql, got '" + c.store.backend + "'");
-  if (c.store.backend == "postgresql" && c.store.dsn.empty())
+  if (c.store.backend == store_backend::postgresql && c.store.dsn.empty())
     section::fail("store.dsn", "must be set for the postgresql backend (or EVENTBUS_STORE_DSN)");
   if (c.store.relay_batch_size > 100'000) section::fail("store.relay.batch_size", "must be at most 100000");
   if (c.store.relay_interval.count() == 0) section::fail("store.relay.interval_ms", "must be positive");
@@ -339,6 +350,22 @@ void validate(const app_config& c) {
 }
 
 }  // namespace
+
+std::string_view to_string(store_backend backend) noexcept {
+  switch (backend) {
+    case store_backend::none: return "none";
+    case store_backend::sqlite: return "sqlite";
+    case store_backend::postgresql: return "postgresql";
+  }
+  return "unknown";
+}
+
+result<store_backend> parse_store_backend(std::string_view text) {
+  for (const auto backend : {store_backend::none, store_backend::sqlite, store_backend::postgresql})
+    if (text == to_string(backend)) return backend;
+  return error(errc::invalid_argument, "must be none, sqlite or postgresql, got '" + detail::sanitize_utf8(text) + "'",
+               "backend");
+}
 
 void app_config::apply_logging() const {
   set_log_level(log.level);
@@ -350,23 +377,30 @@ producer_options app_config::make_producer_options() const {
 }
 
 dispatcher_options app_config::make_dispatcher_options() const {
-  return {.pool_size = dispatcher.pool_size, .queue_capacity = dispatcher.queue_capacity, .store = open_store()};
+  return {.pool_size = dispatcher.pool_size, .queue_capacity = dispatcher.queue_capacity};
 }
 
-std::shared_ptr<event_store> app_config::open_store() const {
-  if (store.backend == "sqlite") return open_sqlite_store({.path = store.path, .durability = store.durability});
-  if (store.backend == "postgresql") return open_postgres_store({.dsn = store.dsn});
-  return nullptr;
+result<std::shared_ptr<outbox_store>> app_config::open_store(std::shared_ptr<eventbus::metrics> metrics) const {
+  try {
+    switch (store.backend) {
+      case store_backend::none: return std::shared_ptr<outbox_store>{};
+      case store_backend::sqlite:
+        return open_sqlite_store({.path = store.path, .durability = store.durability, .metrics = std::move(metrics)});
+      case store_backend::postgresql: return open_postgres_store({.dsn = store.dsn, .metrics = std::move(metrics)});
+    }
+  } catch (const exception& e) {
+    return e.error();
+  }
+  return std::shared_ptr<outbox_store>{};
 }
 
 relay_options app_config::make_relay_options() const {
   return {.batch_size = store.relay_batch_size, .interval = store.relay_interval};
 }
 
-worker_options app_config::make_worker_options() const {
+result<worker_options> app_config::make_worker_options() const {
   if (worker.group.empty())
-    throw exception(error(errc::invalid_argument, "must not be empty to run a worker (or set EVENTBUS_GROUP_ID)",
-                          "worker.group"));
+    return error(errc::invalid_argument, "must not be empty to run a worker (or set EVENTBUS_GROUP_ID)", "worker.group");
   return worker_options_of(*this);
 }
 
@@ -403,7 +437,7 @@ json app_config::redacted_json() const {
               {"max_backoff_ms", worker.retry.max_backoff.count()},
               {"jitter", worker.retry.jitter}}}}},
           {"store",
-           {{"backend", store.backend},
+           {{"backend", to_string(store.backend)},
             {"path", store.path},
             {"dsn", store.dsn.empty() ? "" : "***"},
             {"durability", store.durability == sqlite_durability::full ? "full" : "normal"},

@@ -100,7 +100,7 @@ struct dispatcher::impl {
 
   // The store's acknowledgement of `ev`, as a settled delivery ("store", offset = its position).
   [[gnu::noinline]] result<delivery_future> append_to_store(const event& ev) {
-    auto appended = options.store->append(ev.aggregate_type(), ev.aggregate_id(), any_version, std::span(&ev, 1));
+    auto appended = options.store->append(ev.aggregate_type(), ev.aggregate_id(), expected_version::any(), ev);
     if (!appended) return appended.error();
     return delivery_future::ready(delivery{.sink = "store", .topic = "", .partition = -1,
                                            .offset = appended.value().already_stored ? -1 : appended.value().last_position});
@@ -246,6 +246,10 @@ handler_run dispatcher::run_handlers(const event& ev) {
 
 void dispatcher::add_sink(std::shared_ptr<event_sink> sink) {
   if (!sink) reject_option("sink", "must not be null");
+  // Both would send every event to Kafka: once mirrored now, once more by the store's relay.
+  if (impl_->options.store && sink->name() == "kafka")
+    reject_option("sink", "a kafka sink on a dispatcher with dispatcher_options.store would send every event twice: "
+                          "with a store, an outbox_relay takes stored events to Kafka (eventbus::service wires it)");
   impl_->sinks.append(std::move(sink));
 }
 

@@ -177,6 +177,11 @@ struct metrics::impl {
           .Name("eventbus_outbox_parked_events")
           .Help("Events Kafka refused for good (the record itself), parked in the store with the reason")
           .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& relay_leading =
+      prometheus::BuildGauge()
+          .Name("eventbus_outbox_relay_leading")
+          .Help("1 while this instance's outbox relay holds the store's relay lease (relays), 0 while it stands by")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& relayed = prometheus::BuildCounter()
                                                          .Name("eventbus_outbox_relayed_total")
                                                          .Help("Events the outbox relay sent to Kafka, by outcome")
@@ -199,7 +204,7 @@ struct metrics::impl {
   series_cache<prometheus::Histogram> durations;
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Counter> append_series, relayed_series;
-  series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series;
+  series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -279,6 +284,10 @@ void metrics::set_outbox_backlog(std::string_view store, std::int64_t events, do
 
 void metrics::count_parked(std::string_view store, std::uint64_t events) {
   impl_->relayed_series.get(impl_->relayed, {{"store", store}, {"outcome", "parked"}}).Increment(static_cast<double>(events));
+}
+
+void metrics::set_relay_leading(std::string_view store, bool leading) {
+  impl_->leading_series.get(impl_->relay_leading, {{"store", store}}).Set(leading ? 1.0 : 0.0);
 }
 
 void metrics::set_outbox_parked(std::string_view store, std::int64_t events) {

@@ -30,7 +30,7 @@ result<void> check_append(std::string_view aggregate_type, std::string_view aggr
                           std::span<const event> events) {
   if (auto ok = check_aggregate(aggregate_type, aggregate_id); !ok) return ok;
   if (expected_version < any_version)
-    return error(errc::invalid_argument, "must be >= 0, or any_version", "expected_version");
+    return error(errc::invalid_argument, "must be >= 0, or expected_version::any()", "expected_version");
   if (events.empty()) return error(errc::invalid_argument, "append at least one event", "events");
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& ev = events[i];
@@ -80,9 +80,10 @@ result<stored_event> stored_row(std::int64_t position, std::int64_t version, std
 }
 
 result<append_result> checked_store::append(std::string_view aggregate_type, std::string_view aggregate_id,
-                                            std::int64_t expected_version, std::span<const event> events) {
-  auto out = check_append(aggregate_type, aggregate_id, expected_version, events);
-  auto stored = out ? store_events(aggregate_type, aggregate_id, expected_version, events) : result<append_result>(out.error());
+                                            expected_version expected, std::span<const event> events) {
+  const std::int64_t raw = raw_version(expected);
+  auto out = check_append(aggregate_type, aggregate_id, raw, events);
+  auto stored = out ? store_events(aggregate_type, aggregate_id, raw, events) : result<append_result>(out.error());
   if (metrics_) {
     if (stored.ok())
       metrics_->count_append(backend(), stored.value().already_stored ? "already_stored" : "stored");

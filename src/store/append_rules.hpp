@@ -14,6 +14,12 @@
 
 namespace eventbus::detail {
 
+/// Inside the backends an expected version is a number, with this for expected_version::any().
+inline constexpr std::int64_t any_version = -1;
+[[nodiscard]] constexpr std::int64_t raw_version(expected_version expected) noexcept {
+  return expected.is_any() ? any_version : expected.version();
+}
+
 /// An aggregate named for a read: both parts non-empty and free of NUL bytes (a C string would end
 /// there and name another aggregate).
 [[nodiscard]] result<void> check_aggregate(std::string_view aggregate_type, std::string_view aggregate_id);
@@ -38,12 +44,13 @@ namespace eventbus::detail {
 
 /// What both backends do around an append: check the arguments, and count the outcome
 /// (eventbus_store_appends_total: stored, already_stored, conflict, failed). The backend stores.
-class checked_store : public event_store {
+class checked_store : public outbox_store {
  public:
   explicit checked_store(std::shared_ptr<metrics> m) : metrics_(std::move(m)) {}
 
+  using event_store::append;
   result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
-                               std::int64_t expected_version, std::span<const event> events) final;
+                               expected_version expected, std::span<const event> events) final;
 
  protected:
   /// The append itself, arguments already checked.

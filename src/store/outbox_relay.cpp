@@ -20,10 +20,13 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+// host:pid:n, n counting the relays this process made: two relays in one process are two lease
+// holders (with host:pid alone both believed they held the lease, and both sent every event).
 std::string default_owner() {
+  static std::atomic<unsigned> relays_made{0};
   char host[256] = "host";
   (void)gethostname(host, sizeof host - 1);
-  return std::string(host) + ":" + std::to_string(getpid());
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + std::to_string(++relays_made);
 }
 
 // Marks acknowledged events published on a thread of its own, so that the relay thread reads and
@@ -124,7 +127,7 @@ producer_options relay_producer(producer_options producer) {
 }
 
 struct outbox_relay::impl {
-  impl(std::shared_ptr<event_store> s, producer_options producer, relay_options o)
+  impl(std::shared_ptr<outbox> s, producer_options producer, relay_options o)
       : store(std::move(s)), options(std::move(o)) {
     if (!store) throw exception(error(errc::invalid_argument, "needs a store", "store"));
     options.validate();
@@ -171,6 +174,7 @@ struct outbox_relay::impl {
     marks.reset();  // marks what it was given, then ends
     store->release_relay_lease(options.owner);
     leading.store(false);
+    if (options.metrics) options.metrics->set_relay_leading(store->backend(), false);
   }
 
   // Delivery outcomes of one produced batch, filled in by the sink's delivery reports.
@@ -354,6 +358,7 @@ struct outbox_relay::impl {
       const double age = b.value().oldest ? std::chrono::duration<double>(now_ms() - *b.value().oldest).count() : 0.0;
       options.metrics->set_outbox_backlog(store->backend(), b.value().events, std::max(0.0, age));
       options.metrics->set_outbox_parked(store->backend(), b.value().parked);
+      options.metrics->set_relay_leading(store->backend(), leading.load());
     }
   }
 
@@ -365,7 +370,7 @@ struct outbox_relay::impl {
     detail::log(log_level::warn, "outbox relay: " + what);
   }
 
-  std::shared_ptr<event_store> store;
+  std::shared_ptr<outbox> store;
   std::shared_ptr<kafka_sink> sink;
   relay_options options;
   std::thread thread;
@@ -387,7 +392,7 @@ struct outbox_relay::impl {
   bool failed_since_restart = false;
 };
 
-outbox_relay::outbox_relay(std::shared_ptr<event_store> store, producer_options producer, relay_options options)
+outbox_relay::outbox_relay(std::shared_ptr<outbox> store, producer_options producer, relay_options options)
     : impl_(std::make_unique<impl>(std::move(store), std::move(producer), std::move(options))) {}
 
 outbox_relay::~outbox_relay() { stop(); }

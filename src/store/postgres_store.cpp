@@ -612,21 +612,22 @@ void postgres_store_options::validate() const {
   if (connect_timeout.count() <= 0) throw exception(error(errc::invalid_argument, "must be positive", "connect_timeout"));
 }
 
-std::shared_ptr<event_store> open_postgres_store(const postgres_store_options& options) {
+std::shared_ptr<outbox_store> open_postgres_store(const postgres_store_options& options) {
   options.validate();
   return std::make_shared<postgres_event_store>(options);
 }
 
 result<append_result> append_in_transaction(pg_conn* conn, std::string_view aggregate_type, std::string_view aggregate_id,
-                                            std::int64_t expected_version, std::span<const event> events) {
+                                            expected_version expected, std::span<const event> events) {
+  const std::int64_t expected_raw = detail::raw_version(expected);
   if (conn == nullptr) return error(errc::invalid_argument, "is null", "conn");
-  if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+  if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_raw, events); !ok) return ok.error();
   if (PQtransactionStatus(conn) != PQTRANS_INTRANS)
     return error(errc::invalid_argument, "has no open transaction: BEGIN first, so your rows and the events commit together", "conn");
   const std::string lock = std::to_string(append_lock);
   if (auto locked = run(conn, "taking the append lock", "SELECT pg_advisory_xact_lock($1::bigint)", {lock.c_str()}); !locked)
     return locked.error();
-  return append_rows(conn, aggregate_type, aggregate_id, expected_version, events);
+  return append_rows(conn, aggregate_type, aggregate_id, expected_raw, events);
 }
 
 }  // namespace eventbus

@@ -157,7 +157,7 @@ struct append_statements {
     if (stored > 0) return detail::partly_stored(stored, events.size());
     auto current = read_version(aggregate_type, aggregate_id);
     if (!current) return current.error();
-    if (expected != any_version && expected != current.value())
+    if (expected != detail::any_version && expected != current.value())
       return detail::version_conflict(aggregate_type, aggregate_id, expected, current.value());
 
     append_result out{.version = current.value()};
@@ -537,19 +537,20 @@ void sqlite_store_options::validate() const {
   if (busy_timeout.count() < 0) throw exception(error(errc::invalid_argument, "must not be negative", "busy_timeout"));
 }
 
-std::shared_ptr<event_store> open_sqlite_store(const sqlite_store_options& options) {
+std::shared_ptr<outbox_store> open_sqlite_store(const sqlite_store_options& options) {
   options.validate();
   return std::make_shared<sqlite_event_store>(options);
 }
 
 result<append_result> append_in_transaction(sqlite3* db, std::string_view aggregate_type, std::string_view aggregate_id,
-                                            std::int64_t expected_version, std::span<const event> events) {
+                                            expected_version expected, std::span<const event> events) {
+  const std::int64_t expected_raw = detail::raw_version(expected);
   if (db == nullptr) return error(errc::invalid_argument, "is null", "db");
-  if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_version, events); !ok) return ok.error();
+  if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_raw, events); !ok) return ok.error();
   if (sqlite3_get_autocommit(db) != 0)
     return error(errc::invalid_argument, "has no open transaction: BEGIN first, so your rows and the events commit together", "db");
   append_statements statements(db);
-  return statements.run(aggregate_type, aggregate_id, expected_version, events);
+  return statements.run(aggregate_type, aggregate_id, expected_raw, events);
 }
 
 }  // namespace eventbus

@@ -48,17 +48,12 @@ void set_log_level(log_level threshold) noexcept { g_threshold.store(threshold, 
 
 void set_log_format(log_format format) noexcept { g_format.store(format, std::memory_order_relaxed); }
 
-bool parse_log_level(std::string_view text, log_level& out) noexcept {
+result<log_level> parse_log_level(std::string_view text) {
   for (const auto level : {log_level::debug, log_level::info, log_level::warn, log_level::error, log_level::off})
-    if (text == to_string(level)) {
-      out = level;
-      return true;
-    }
-  if (text == "warning") {
-    out = log_level::warn;
-    return true;
-  }
-  return false;
+    if (text == to_string(level)) return level;
+  if (text == "warning") return log_level::warn;
+  return error(errc::invalid_argument,
+               "must be debug, info, warn, error or off, got '" + detail::sanitize_utf8(text) + "'", "level");
 }
 
 log_level current_log_level() noexcept { return g_threshold.load(std::memory_order_relaxed); }

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "detail/event_data.hpp"
 #include "eventbus/topic.hpp"
 #include "eventbus/worker.hpp"
 
@@ -23,13 +24,11 @@ std::string_view to_string(processing_order order) noexcept {
   return "unknown";
 }
 
-bool parse_processing_order(std::string_view text, processing_order& out) noexcept {
+result<processing_order> parse_processing_order(std::string_view text) {
   for (const auto order : {processing_order::key, processing_order::partition, processing_order::unordered})
-    if (text == to_string(order)) {
-      out = order;
-      return true;
-    }
-  return false;
+    if (text == to_string(order)) return order;
+  return error(errc::invalid_argument, "must be key, partition or unordered, got '" + detail::sanitize_utf8(text) + "'",
+               "ordering");
 }
 
 void worker_options::validate() const {

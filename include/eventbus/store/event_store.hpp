@@ -4,7 +4,7 @@
 //   #include <eventbus/store/sqlite_store.hpp>
 //   auto store = eventbus::open_sqlite_store({.path = "orders.db"});
 //   auto created = eventbus::make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-42"});
-//   auto appended = store->append("order", "o-42", 0, std::span(&created, 1));   // 0: a new aggregate
+//   auto appended = store->append("order", "o-42", eventbus::expected_version::none(), created);  // a new aggregate
 //   if (!appended && appended.error().code() == eventbus::errc::concurrency_conflict) { /* reload, retry */ }
 //   auto loaded = store->load("order", "o-42", 1, [](const eventbus::stored_event& e) {
 //     std::cout << e.version << " " << e.ev.event_type() << "\n";   // apply it to your state
@@ -16,15 +16,18 @@
 // call's events are stored, or none. Reads stream page by page: reading ten million events holds
 // one page in memory, never all of them.
 //
-// The store is also the transactional outbox: an outbox_relay publishes what was stored to Kafka
-// and marks it published only once the cluster acknowledged it (see outbox_relay.hpp).
+// Two interfaces, for two clients: event_store is what a service uses (append, load, read_all,
+// version_of); outbox is what the outbox_relay uses (the unpublished events, marking them, the relay
+// lease). A backend's database is both at once, an outbox_store: the transactional outbox is the
+// event table itself, so an event is stored and queued for Kafka in one transaction.
 //
 // Backends: open_sqlite_store (one file, one host) and open_postgres_store (several service
-// instances sharing one database). Both are thread-safe.
+// instances sharing one database). Both return an outbox_store and are thread-safe.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
@@ -36,9 +39,30 @@
 
 namespace eventbus {
 
-/// expected_version for append() that skips the concurrency check: the events go after whatever
-/// the aggregate holds (what a dispatcher with a store does).
-inline constexpr std::int64_t any_version = -1;
+/// The version append() expects an aggregate to be at before the new events (optimistic
+/// concurrency): none() for a new aggregate, exactly(n) after loading version n, any() to skip the
+/// check (the events go after whatever the aggregate holds: what a dispatcher with a store does).
+class expected_version {
+ public:
+  [[nodiscard]] static constexpr expected_version none() noexcept { return expected_version(0); }
+  [[nodiscard]] static constexpr expected_version any() noexcept { return expected_version(any_); }
+  /// Throws eventbus::exception (errc::invalid_argument) for a negative version.
+  [[nodiscard]] static constexpr expected_version exactly(std::int64_t version) {
+    if (version < 0)
+      throw exception(error(errc::invalid_argument, "must be >= 0, got " + std::to_string(version), "expected_version"));
+    return expected_version(version);
+  }
+
+  [[nodiscard]] constexpr bool is_any() const noexcept { return version_ == any_; }
+  /// The version expected; 0 for none(). Precondition: !is_any().
+  [[nodiscard]] constexpr std::int64_t version() const noexcept { return version_; }
+  friend constexpr bool operator==(expected_version, expected_version) noexcept = default;
+
+ private:
+  static constexpr std::int64_t any_ = -1;
+  constexpr explicit expected_version(std::int64_t v) noexcept : version_(v) {}
+  std::int64_t version_;
+};
 
 /// The largest Kafka record (envelope, key and headers) an event may make for append() to store it:
 /// it still fits librdkafka's default message.max.bytes (1,000,000) with room for framing, so the
@@ -79,12 +103,13 @@ struct outbox_backlog {
 /// Receives one event at a time; return false to stop.
 using stored_event_visitor = std::function<bool(const stored_event&)>;
 
+/// What a service reads and writes. Thread-safe.
 class event_store {
  public:
   virtual ~event_store() = default;
 
-  /// Stores `events` (all of aggregate_type/aggregate_id, in order) after version
-  /// `expected_version` (0 for a new aggregate; any_version to skip the check), atomically.
+  /// Stores `events` (all of aggregate_type/aggregate_id, in order) after version `expected`,
+  /// atomically.
   /// errc::concurrency_conflict when the aggregate is at another version (the message names it);
   /// an append whose event ids are all stored already is a successful no-op (already_stored);
   /// errc::invalid_event for events of another aggregate, whose Kafka record would be over
@@ -92,7 +117,17 @@ class event_store {
   /// or some ids stored and some not;
   /// errc::store_failed when the database refuses (read-only, gone, full): nothing was stored.
   [[nodiscard]] virtual result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
-                                                     std::int64_t expected_version, std::span<const event> events) = 0;
+                                                     expected_version expected, std::span<const event> events) = 0;
+  /// One event.
+  [[nodiscard]] result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
+                                             expected_version expected, const event& ev) {
+    return append(aggregate_type, aggregate_id, expected, std::span<const event>(&ev, 1));
+  }
+  /// A few events written in place: append(type, id, expected_version::none(), {created, paid}).
+  [[nodiscard]] result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
+                                             expected_version expected, std::initializer_list<event> events) {
+    return append(aggregate_type, aggregate_id, expected, std::span<const event>(events.begin(), events.size()));
+  }
 
   /// The aggregate's events with version >= from_version, in version order.
   [[nodiscard]] virtual result<void> load(std::string_view aggregate_type, std::string_view aggregate_id,
@@ -104,7 +139,17 @@ class event_store {
   /// The aggregate's current version (0 when it has no events).
   [[nodiscard]] virtual result<std::int64_t> version_of(std::string_view aggregate_type, std::string_view aggregate_id) = 0;
 
-  // --- the outbox, for outbox_relay
+  /// A cheap round trip to the database: what a readiness probe asks.
+  [[nodiscard]] virtual result<void> check() = 0;
+  /// "sqlite" or "postgresql".
+  [[nodiscard]] virtual std::string_view backend() const noexcept = 0;
+};
+
+/// What the outbox_relay reads and writes: the stored events not yet acknowledged by Kafka.
+/// Thread-safe.
+class outbox {
+ public:
+  virtual ~outbox() = default;
 
   /// Up to `limit` unpublished events after `after_position`, oldest position first.
   [[nodiscard]] virtual result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position = 0) = 0;
@@ -122,10 +167,16 @@ class event_store {
   /// Gives the lease up (a relay that stops), so another instance takes over at once.
   virtual void release_relay_lease(std::string_view owner) noexcept = 0;
 
-  /// A cheap round trip to the database: what a readiness probe asks.
-  [[nodiscard]] virtual result<void> check() = 0;
   /// "sqlite" or "postgresql".
   [[nodiscard]] virtual std::string_view backend() const noexcept = 0;
+};
+
+/// One database that is both: an event store whose event table is its own outbox. What
+/// open_sqlite_store and open_postgres_store return; it converts to either interface.
+class outbox_store : public event_store, public outbox {
+ public:
+  /// One name for both interfaces' backend().
+  [[nodiscard]] std::string_view backend() const noexcept override = 0;
 };
 
 }  // namespace eventbus

@@ -15,7 +15,7 @@
 // Kafka for the first time in version order. Whatever fails is sent again: in a batch where one
 // fails, the later events of its aggregate are not marked and go again, after it. A record the
 // cluster refuses for good (too large for it, invalid) is parked in the store with the reason
-// (event_store::park: counted in backlog().parked, the metrics and the log) instead of holding its
+// (outbox::park: counted in backlog().parked, the metrics and the log) instead of holding its
 // aggregate back forever. Several instances on one store: one relays at a time (the store's relay lease); the others stand by and
 // take over within lease_ttl when it stops, dies or hangs.
 
@@ -34,7 +34,7 @@ struct relay_options {
   std::size_t batch_size = 500;                     // events read, produced and marked together
   std::chrono::milliseconds interval{100};          // how often an idle relay looks for new events
   std::chrono::milliseconds lease_ttl{15'000};      // a dead or hung relay's lease is taken over after this
-  std::string owner{};                              // this instance in the lease; empty: host:pid
+  std::string owner{};                              // this instance in the lease; empty: host:pid:n (unique per relay)
   std::shared_ptr<eventbus::metrics> metrics{};     // outbox backlog and relayed events; none if null
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the option.
@@ -57,7 +57,7 @@ class outbox_relay {
   /// Relays `store` through a Kafka producer of its own, made from `producer` (topics, keys, headers
   /// and bytes as the mirror's). Throws eventbus::exception (errc::invalid_argument) for a null
   /// store, bad options, or a message.timeout.ms other than 0 in producer.kafka.properties.
-  outbox_relay(std::shared_ptr<event_store> store, producer_options producer, relay_options options = {});
+  outbox_relay(std::shared_ptr<outbox> store, producer_options producer, relay_options options = {});
   ~outbox_relay();  // stop()
   outbox_relay(const outbox_relay&) = delete;
   outbox_relay& operator=(const outbox_relay&) = delete;

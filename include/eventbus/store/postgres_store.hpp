@@ -43,12 +43,12 @@ struct postgres_store_options {
 /// Connects, creates and migrates the tables as needed (unless read_only). Throws eventbus::exception:
 /// errc::invalid_argument for bad options, errc::store_failed when the server cannot be reached
 /// or (read_only) the database holds no event store.
-[[nodiscard]] std::shared_ptr<event_store> open_postgres_store(const postgres_store_options& options);
+[[nodiscard]] std::shared_ptr<outbox_store> open_postgres_store(const postgres_store_options& options);
 
 /// append() inside the caller's open transaction on `conn` (a connection to a database where a store
 /// was opened once, so its tables exist). The caller commits or rolls back.
 [[nodiscard]] result<append_result> append_in_transaction(pg_conn* conn, std::string_view aggregate_type,
-                                                          std::string_view aggregate_id, std::int64_t expected_version,
+                                                          std::string_view aggregate_id, expected_version expected,
                                                           std::span<const event> events);
 
 }  // namespace eventbus

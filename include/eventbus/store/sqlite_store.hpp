@@ -47,12 +47,12 @@ struct sqlite_store_options {
 /// A file deleted or replaced while the store has it open fails every later append, mark and
 /// check() with store_failed (SQLite would otherwise write on into the unlinked file, and the
 /// next open would start an empty store).
-[[nodiscard]] std::shared_ptr<event_store> open_sqlite_store(const sqlite_store_options& options);
+[[nodiscard]] std::shared_ptr<outbox_store> open_sqlite_store(const sqlite_store_options& options);
 
 /// append() inside the caller's open transaction on `db`, a connection to a store's file (opened
 /// once with open_sqlite_store, so its tables exist). The caller commits or rolls back.
 [[nodiscard]] result<append_result> append_in_transaction(sqlite3* db, std::string_view aggregate_type,
-                                                          std::string_view aggregate_id, std::int64_t expected_version,
+                                                          std::string_view aggregate_id, expected_version expected,
                                                           std::span<const event> events);
 
 }  // namespace eventbus
