@@ -3,8 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include "eventbus/config.hpp"
 
@@ -21,6 +23,20 @@ std::string error_field(const result<T>& r) {
 template <class T>
 std::string error_text(const result<T>& r) {
   return r ? "" : r.error().to_string();
+}
+
+// The number of fields of an aggregate: the most initializers it takes. A value that converts to
+// a reference of anything initializes exactly one field (no brace elision happens for it).
+struct any_field {
+  template <class T>
+  constexpr operator T&() const&& noexcept;  // NOLINT: declared only, for unevaluated use
+};
+template <class T, class... Fields>
+constexpr std::size_t field_count() {
+  if constexpr (requires { T{Fields{}..., any_field{}}; })
+    return field_count<T, Fields..., any_field>();
+  else
+    return sizeof...(Fields);
 }
 
 }  // namespace
@@ -112,7 +128,7 @@ TEST_CASE("environment variables override the file and bad ones are named") {
   REQUIRE_MESSAGE(parsed.ok(), error_text(parsed));
   const auto& c = parsed.value();
   CHECK(c.kafka.bootstrap_servers == "env:9092");
-  CHECK(c.worker.group == "from-env");
+  CHECK(c.worker.group_id == "from-env");
   CHECK(c.worker.topics == std::vector<std::string>{"app.a.b", "^app\\.c\\..*"});
   CHECK(c.worker.max_concurrency == 12);
   CHECK(c.worker.ordering == processing_order::unordered);
@@ -249,7 +265,7 @@ TEST_CASE("the store section: backend, path, a redacted dsn, and mistakes named"
   const auto sqlite = parse_config(json::parse(R"({"store": {"backend": "sqlite", "path": "orders.db", "durability": "normal",
                                                   "relay": {"batch_size": 50, "interval_ms": 20}}})"));
   REQUIRE(sqlite.ok());
-  CHECK(sqlite.value().store.durability == sqlite_durability::normal);
+  CHECK(sqlite.value().store.sqlite.durability == sqlite_durability::normal);
   CHECK(sqlite.value().make_relay_options().batch_size == 50);
   const auto pg = parse_config(json::parse(R"({"store": {"backend": "postgresql"}})"),
                                {{"EVENTBUS_STORE_DSN", "host=db user=app password=hunter2"}});
@@ -268,4 +284,51 @@ TEST_CASE("the store section: backend, path, a redacted dsn, and mistakes named"
   const auto opened = unopenable.value().open_store();
   REQUIRE_FALSE(opened.ok());
   CHECK(opened.error().code() == errc::store_failed);
+}
+
+TEST_CASE("every field of every option struct has a config key, or is listed as set in code") {
+  const auto keys = config_keys();
+  const auto code_only = code_only_options();
+  const auto named = [&](std::string_view option_struct) {
+    const std::string prefix = std::string(option_struct) + "::";
+    std::size_t n = 0;
+    for (const auto& k : keys) n += k.option.starts_with(prefix) ? 1 : 0;
+    for (const auto& o : code_only) n += o.starts_with(prefix) ? 1 : 0;
+    return n;
+  };
+  // A new option field fails here until the table (src/config/config.cpp) gives it a key or lists
+  // it as code-only. worker_options::retry is the retry_policy, whose fields are counted there.
+  CHECK(named("worker_options") + 1 == field_count<worker_options>());
+  CHECK(named("retry_policy") == field_count<retry_policy>());
+  CHECK(named("kafka_options") == field_count<kafka_options>());
+  CHECK(named("producer_options") == field_count<producer_options>());
+  CHECK(named("dispatcher_options") == field_count<dispatcher_options>());
+  CHECK(named("relay_options") == field_count<relay_options>());
+  CHECK(named("sqlite_store_options") == field_count<sqlite_store_options>());
+  CHECK(named("postgres_store_options") == field_count<postgres_store_options>());
+
+  // Each key once, each variable once, and every key is in the documented defaults file.
+  std::set<std::string> paths, variables;
+  for (const auto& k : keys) {
+    CHECK_MESSAGE(paths.insert(k.path).second, k.path);
+    if (!k.env.empty()) CHECK_MESSAGE(variables.insert(k.env).second, k.env);
+  }
+  const auto defaults = app_config{}.redacted_json();
+  for (const auto& k : keys) CHECK_MESSAGE(defaults.contains(json::json_pointer("/" + [&] {
+    std::string p = k.path;
+    std::replace(p.begin(), p.end(), '.', '/');
+    return p;
+  }())), k.path);
+}
+
+TEST_CASE("an option's own validate() names the file's key: one range, checked once") {
+  // Ranges that only the options know (no reader checks them): the key, not the member, is named.
+  CHECK(error_field(parse_config(json::parse(R"({"dispatcher": {"pool_size": 5000}})"))) == "dispatcher.pool_size");
+  CHECK(error_field(parse_config(json::parse(R"({"store": {"relay": {"batch_size": 200000}}})"))) == "store.relay.batch_size");
+  CHECK(error_field(parse_config(json::parse(R"({"store": {"relay": {"interval_ms": 100, "lease_ttl_ms": 200}}})"))) ==
+        "store.relay.lease_ttl_ms");
+  CHECK(error_field(parse_config(json::parse(R"({"worker": {"retry": {"initial_backoff_ms": 10, "max_backoff_ms": 5}}})"))) ==
+        "worker.retry.max_backoff_ms");
+  CHECK(error_field(parse_config(json::parse(R"({"kafka": {"properties": {"bootstrap.servers": "x:1"}}})"))) ==
+        "kafka.properties.bootstrap.servers");
 }

@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstddef>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,7 @@
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/retry.hpp"
 #include "eventbus/store/outbox_relay.hpp"
+#include "eventbus/store/postgres_store.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/topic.hpp"
 #include "eventbus/worker.hpp"
@@ -56,35 +58,24 @@ enum class store_backend { none, sqlite, postgresql };
 /// "none", "sqlite", "postgresql"; errc::invalid_argument (field "backend") for anything else.
 [[nodiscard]] result<store_backend> parse_store_backend(std::string_view text);
 
+/// The configuration holds the library's own option structs: every default is the option's, every
+/// range is checked by the option's validate() (its errors named by the file's key). config_keys()
+/// lists which key sets which option.
 struct app_config {
   kafka_options kafka{};
   std::string topic_prefix{default_topic_prefix};
   std::string dlq_suffix{default_dlq_suffix};
-
-  struct dispatcher_section {
-    std::size_t pool_size = 4;
-    std::size_t queue_capacity = 4096;
-  } dispatcher{};
-
-  struct worker_section {
-    std::string group;  // required to run a worker, not to publish
-    std::vector<std::string> topics{std::string(default_worker_topics)};
-    processing_order ordering = processing_order::key;
-    std::size_t max_concurrency = 64;
-    std::size_t max_buffered_per_partition = 1000;
-    std::chrono::milliseconds commit_interval{1000};
-    std::chrono::milliseconds shutdown_timeout{30'000};
-    std::chrono::milliseconds handler_timeout{300'000};  // 0: no limit
-    retry_policy retry{};
-  } worker{};
+  /// pool_size and queue_capacity from the file; a service adds the store.
+  dispatcher_options dispatcher{};
+  /// group_id ("worker.group"), topics, ordering, ...; make_worker_options() adds the kafka section
+  /// and topics.dlq_suffix.
+  worker_options worker{};
 
   struct store_section {
     store_backend backend = store_backend::none;
-    std::string path = "eventbus.db";  // sqlite: the database file
-    std::string dsn;                   // postgresql: libpq connection string (a secret: printed as ***)
-    sqlite_durability durability = sqlite_durability::full;  // sqlite: "full" or "normal"
-    std::size_t relay_batch_size = 500;
-    std::chrono::milliseconds relay_interval{100};
+    sqlite_store_options sqlite{.path = "eventbus.db"};  // store.path, store.durability
+    postgres_store_options postgres{};                   // store.dsn (a secret: printed as ***)
+    relay_options relay{};                               // store.relay.*
   } store{};
 
   std::string metrics_listen{default_metrics_listen};
@@ -120,6 +111,18 @@ using environment = std::map<std::string, std::string>;
 [[nodiscard]] result<app_config> parse_config(const nlohmann::json& document, const environment& env = {});
 /// The same from a file; a missing file or bad JSON is an error naming the file.
 [[nodiscard]] result<app_config> load_config(const std::string& path, const environment& env = {});
+
+/// One key of the file: its path ("worker.max_concurrency"), its environment variable (empty when
+/// none), and the option it sets ("worker_options::max_concurrency").
+struct config_key {
+  std::string path;
+  std::string env;
+  std::string option;
+};
+/// Every key the file may hold, in the file's order.
+[[nodiscard]] std::vector<config_key> config_keys();
+/// The option fields no key sets ("worker_options::middleware"): they are set in code.
+[[nodiscard]] std::span<const std::string_view> code_only_options() noexcept;
 
 /// True for librdkafka properties that hold credentials: printed and logged as "***".
 [[nodiscard]] bool is_secret_property(std::string_view name) noexcept;

@@ -38,6 +38,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   (void)config.value().redacted_json().dump();
-  if (!config.value().worker.group.empty()) config.value().make_worker_options()->validate();  // throws: a bug
+  if (!config.value().worker.group_id.empty()) config.value().make_worker_options()->validate();  // throws: a bug
   return 0;
 }
