@@ -430,6 +430,26 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   CHECK(code == 1);
   CHECK(typo.find("cli_store_typo.db' does not exist") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists("cli_store_typo.db"));
+
+  // Projections: listed with their lag; a rebuild resets one, a typo of its name changes nothing.
+  {
+    auto store = open_sqlite_store({.path = path});
+    REQUIRE(store->save_checkpoint("orders_by_status", 25).ok());
+  }
+  const auto projections = run_cli("store projections --sqlite " + path, code);
+  CHECK(code == 0);
+  CHECK(projections.find("orders_by_status") != std::string::npos);
+  CHECK(projections.find("          25          5") != std::string::npos);  // position 25, 5 stored after it
+  const auto typo_rebuild = run_cli("store projections --sqlite " + path + " --rebuild orders_by_stat", code, true);
+  CHECK(code == 1);
+  CHECK(typo_rebuild.find("no projection named 'orders_by_stat'") != std::string::npos);
+  const auto rebuilt = run_cli("store projections --sqlite " + path + " --rebuild orders_by_status", code);
+  CHECK(code == 0);
+  CHECK(rebuilt.find("reset to position 0") != std::string::npos);
+  CHECK(open_sqlite_store({.path = path, .read_only = true})->load_checkpoint("orders_by_status").value() == 0);
+  (void)run_cli("store projections --sqlite cli_store_typo.db --rebuild x", code, true);
+  CHECK(code == 1);
+  CHECK_FALSE(std::filesystem::exists("cli_store_typo.db"));
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
 }
 

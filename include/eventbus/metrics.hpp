@@ -92,6 +92,10 @@ class metrics {
   void count_parked(std::string_view store, std::uint64_t events);
   /// eventbus_outbox_parked_events{store}: events parked in the store (what backlog().parked says).
   void set_outbox_parked(std::string_view store, std::int64_t events);
+  /// eventbus_projection_lag_events{projection}: events stored after its position.
+  void set_projection_lag(std::string_view projection, std::int64_t events);
+  /// eventbus_projection_errors_total{projection}: handler calls that threw (0 declares the series).
+  void count_projection_errors(std::string_view projection, std::uint64_t errors = 1);
   /// eventbus_outbox_relay_leading{store}: 1 while this instance's relay holds the relay lease.
   void set_relay_leading(std::string_view store, bool leading);
 

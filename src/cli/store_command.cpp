@@ -1,6 +1,7 @@
-// `eventbus store list|stats|replay`: read an event store, see its outbox, and send stored history
-// to Kafka again.
+// `eventbus store list|stats|replay|projections`: read an event store, see its outbox and its
+// projections' checkpoints, and send stored history to Kafka again.
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -12,6 +13,7 @@
 #include "cli/progress.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/store/postgres_store.hpp"
+#include "eventbus/store/projection.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/store/store_replay.hpp"
 #include "eventbus/time.hpp"
@@ -22,6 +24,7 @@ namespace {
 constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE] [FILTERS] [--limit N] [--json]
        eventbus store stats  [STORE]
        eventbus store replay [STORE] [FILTERS] [--limit N] [--bootstrap SERVERS]
+       eventbus store projections [STORE] [--rebuild NAME]
 
 list     prints stored events in store order: position, version, time, type, aggregate, id
          (version: the event's version within its aggregate; with --json, each line is
@@ -29,6 +32,9 @@ list     prints stored events in store order: position, version, time, type, agg
 stats    prints the outbox: events not yet acknowledged by Kafka, and the age of the oldest
 replay   produces the selected events to Kafka again (same topics, keys, headers and bytes as the
          mirror), with progress on long runs; consumers see them again (they deduplicate on event_id)
+projections  lists each projection's checkpoint: its position, how many events are stored after
+         it (lag), and when it was last saved; --rebuild NAME sets that checkpoint back to 0 (stop
+         the projection first and clear its read model: its next start handles every event again)
 
 STORE (default: $EVENTBUS_STORE_BACKEND with $EVENTBUS_STORE_PATH or $EVENTBUS_STORE_DSN):
   --sqlite PATH          a SQLite store file
@@ -70,11 +76,11 @@ int run_store(std::span<const std::string_view> args) {
     return args.empty() ? exit_usage : exit_ok;
   }
   const std::string_view action = args[0];
-  if (action != "list" && action != "stats" && action != "replay") {
+  if (action != "list" && action != "stats" && action != "replay" && action != "projections") {
     std::fprintf(stderr, "eventbus store: unknown action '%s'\n\n%s", printable(action).c_str(), store_usage.data());
     return exit_usage;
   }
-  std::string sqlite_path, dsn, from, after, type, aggregate, bootstrap = default_bootstrap();
+  std::string sqlite_path, dsn, from, after, type, aggregate, rebuild, bootstrap = default_bootstrap();
   int limit = 0;
   arg_parser parser("store", store_usage);
   parser.add_string("--sqlite", sqlite_path);
@@ -85,6 +91,7 @@ int run_store(std::span<const std::string_view> args) {
   parser.add_string("--aggregate", aggregate);
   parser.add_int("--limit", limit);
   parser.add_string("--bootstrap", bootstrap);
+  parser.add_string("--rebuild", rebuild);
   std::vector<std::string_view> rest(args.begin() + 1, args.end());
   const bool json = take_switch(rest, "--json");
   if (const auto exit_code = parser.parse(rest)) return *exit_code;
@@ -123,14 +130,47 @@ int run_store(std::span<const std::string_view> args) {
   }
   const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
 
+  if (!rebuild.empty() && action != "projections") {
+    std::fprintf(stderr, "eventbus store: --rebuild is for `store projections`\n");
+    return exit_usage;
+  }
+
   std::shared_ptr<outbox_store> store;
   try {
-    // Every action only reads the store: a mistyped path or another application's database is
-    // refused, never created or given eventbus's tables.
-    store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = true})
-                                : open_sqlite_store({.path = sqlite_path, .read_only = true});
+    // Every action but a rebuild only reads the store: a mistyped path or another application's
+    // database is refused, never created or given eventbus's tables. A rebuild writes one
+    // checkpoint, in an existing store (read_only refused anything else when it was opened for
+    // reading first).
+    const bool read_only = rebuild.empty();
+    if (!read_only)  // the same refusal of what is not a store, before anything is written
+      (void)(sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = true})
+                                 : open_sqlite_store({.path = sqlite_path, .read_only = true}));
+    store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = read_only})
+                                : open_sqlite_store({.path = sqlite_path, .read_only = read_only});
   } catch (const exception& e) {
     return fail(e.error().to_string());
+  }
+
+  if (action == "projections") {
+    const auto listed = store->checkpoints();
+    if (!listed) return fail(listed.error().to_string());
+    if (!rebuild.empty()) {
+      const bool known = std::any_of(listed->begin(), listed->end(), [&](const checkpoint& c) { return c.name == rebuild; });
+      if (!known) return fail("no projection named '" + rebuild + "' in this store (a typo? `eventbus store projections` lists them)");
+      if (auto reset = projection::reset(*store, rebuild); !reset) return fail(reset.error().to_string());
+      std::printf("projection '%s' reset to position 0: its next start handles every event again\n", printable(rebuild).c_str());
+      return exit_ok;
+    }
+    const auto head = store->last_position();
+    if (!head) return fail(head.error().to_string());
+    std::printf("%-32s %12s %10s  %s\n", "projection", "position", "lag", "saved");
+    for (const auto& c : *listed)
+      std::printf("%-32s %12lld %10lld  %s (%.0f s ago)\n", printable(c.name).c_str(), static_cast<long long>(c.position),
+                  static_cast<long long>(std::max<std::int64_t>(0, head.value() - c.position)),
+                  format_timestamp(c.saved_at).c_str(), std::chrono::duration<double>(now_ms() - c.saved_at).count());
+    std::fprintf(stderr, "%zu projection(s); the store's last position is %lld\n", listed->size(),
+                 static_cast<long long>(head.value()));
+    return exit_ok;
   }
 
   if (action == "stats") {

@@ -182,6 +182,15 @@ struct metrics::impl {
           .Name("eventbus_outbox_relay_leading")
           .Help("1 while this instance's outbox relay holds the store's relay lease (relays), 0 while it stands by")
           .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& projection_lag =
+      prometheus::BuildGauge()
+          .Name("eventbus_projection_lag_events")
+          .Help("Events stored after a projection's position: 0 when it is live")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& projection_errors = prometheus::BuildCounter()
+                                                                   .Name("eventbus_projection_errors_total")
+                                                                   .Help("Projection handler calls that threw (each attempt)")
+                                                                   .Register(*registry);
   prometheus::Family<prometheus::Counter>& relayed = prometheus::BuildCounter()
                                                          .Name("eventbus_outbox_relayed_total")
                                                          .Help("Events the outbox relay sent to Kafka, by outcome")
@@ -204,7 +213,8 @@ struct metrics::impl {
   series_cache<prometheus::Histogram> durations;
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Counter> append_series, relayed_series;
-  series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series;
+  series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series, projection_lag_series;
+  series_cache<prometheus::Counter> projection_error_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -284,6 +294,14 @@ void metrics::set_outbox_backlog(std::string_view store, std::int64_t events, do
 
 void metrics::count_parked(std::string_view store, std::uint64_t events) {
   impl_->relayed_series.get(impl_->relayed, {{"store", store}, {"outcome", "parked"}}).Increment(static_cast<double>(events));
+}
+
+void metrics::set_projection_lag(std::string_view projection, std::int64_t events) {
+  impl_->projection_lag_series.get(impl_->projection_lag, {{"projection", projection}}).Set(static_cast<double>(events));
+}
+
+void metrics::count_projection_errors(std::string_view projection, std::uint64_t errors) {
+  impl_->projection_error_series.get(impl_->projection_errors, {{"projection", projection}}).Increment(static_cast<double>(errors));
 }
 
 void metrics::set_relay_leading(std::string_view store, bool leading) {

@@ -1,5 +1,7 @@
 #include "store/append_rules.hpp"
 
+#include <thread>
+
 #include "detail/event_data.hpp"
 #include "eventbus/topic.hpp"
 #include "kafka/mirror_record.hpp"
@@ -84,6 +86,13 @@ result<append_result> checked_store::append(std::string_view aggregate_type, std
   const std::int64_t raw = raw_version(expected);
   auto out = check_append(aggregate_type, aggregate_id, raw, events);
   auto stored = out ? store_events(aggregate_type, aggregate_id, raw, events) : result<append_result>(out.error());
+  if (stored.ok() && !stored.value().already_stored) {
+    {
+      const std::lock_guard lock(appended_mu_);
+      ++appends_;
+    }
+    appended_.notify_all();
+  }
   if (metrics_) {
     if (stored.ok())
       metrics_->count_append(backend(), stored.value().already_stored ? "already_stored" : "stored");
@@ -93,4 +102,20 @@ result<append_result> checked_store::append(std::string_view aggregate_type, std
   return stored;
 }
 
+std::uint64_t checked_store::wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(appended_mu_);
+  appended_.wait_for(lock, timeout, [&] { return appends_ != seen; });
+  return appends_;
+}
+
 }  // namespace eventbus::detail
+
+namespace eventbus {
+
+// A store that cannot signal its appends: the caller's wait is a poll interval.
+std::uint64_t event_store::wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout) {
+  std::this_thread::sleep_for(timeout);
+  return seen;
+}
+
+}  // namespace eventbus

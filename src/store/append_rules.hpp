@@ -2,7 +2,10 @@
 // What every backend checks and says the same way: the arguments of an append, a version conflict,
 // and a stored row that no longer decodes.
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -51,6 +54,7 @@ class checked_store : public outbox_store {
   using event_store::append;
   result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
                                expected_version expected, std::span<const event> events) final;
+  std::uint64_t wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout) final;
 
  protected:
   /// The append itself, arguments already checked.
@@ -59,6 +63,9 @@ class checked_store : public outbox_store {
 
  private:
   std::shared_ptr<metrics> metrics_;
+  std::mutex appended_mu_;
+  std::condition_variable appended_;
+  std::uint64_t appends_ = 0;  // committed appends that stored something
 };
 
 }  // namespace eventbus::detail

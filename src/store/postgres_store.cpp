@@ -105,6 +105,14 @@ INSERT INTO eventbus_outbox_state (id, unpublished) SELECT 1, count(*) FROM even
 ALTER TABLE event_store ADD COLUMN parked_reason TEXT;
 )sql",
     append_function,  // again, for stores made before it wrote NULL payloads
+    // Projections' checkpoints: how far each got (projection.hpp).
+    R"sql(
+CREATE TABLE eventbus_checkpoints (
+  name     TEXT        PRIMARY KEY,
+  position BIGINT      NOT NULL,
+  saved_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+)sql",
 };
 
 struct result_deleter {
@@ -458,6 +466,48 @@ class postgres_event_store final : public detail::checked_store {
                  {list.text().c_str(), why.c_str()});
     if (!r) return r.error();
     return {};
+  }
+
+  result<std::int64_t> last_position() override {
+    const std::lock_guard lock(reader_.mu);
+    auto r = reader_.query("reading the last position", "SELECT COALESCE(MAX(position), 0) FROM event_store");
+    if (!r) return r.error();
+    return to_int(r.value().get(), 0, 0);
+  }
+
+  result<std::int64_t> load_checkpoint(std::string_view name) override {
+    if (name.empty()) return error(errc::invalid_argument, "must not be empty", "name");
+    const std::lock_guard lock(reader_.mu);
+    const std::string who(name);
+    auto r = reader_.query("reading a checkpoint", "SELECT position FROM eventbus_checkpoints WHERE name = $1", {who.c_str()});
+    if (!r) return r.error();
+    return PQntuples(r.value().get()) == 0 ? std::int64_t{0} : to_int(r.value().get(), 0, 0);
+  }
+
+  result<void> save_checkpoint(std::string_view name, std::int64_t position) override {
+    if (name.empty()) return error(errc::invalid_argument, "must not be empty", "name");
+    if (position < 0) return error(errc::invalid_argument, "must be >= 0", "position");
+    const std::lock_guard lock(writer_.mu);
+    const std::string who(name), at = std::to_string(position);
+    auto r = writer_.query("saving a checkpoint",
+                           "INSERT INTO eventbus_checkpoints (name, position) VALUES ($1, $2::bigint) ON CONFLICT (name) "
+                           "DO UPDATE SET position = excluded.position, saved_at = now()",
+                           {who.c_str(), at.c_str()});
+    if (!r) return r.error();
+    return {};
+  }
+
+  result<std::vector<checkpoint>> checkpoints() override {
+    const std::lock_guard lock(reader_.mu);
+    auto r = reader_.query("reading the checkpoints",
+                           "SELECT name, position, (EXTRACT(EPOCH FROM saved_at) * 1000)::bigint FROM eventbus_checkpoints "
+                           "ORDER BY name");
+    if (!r) return r.error();
+    std::vector<checkpoint> out;
+    for (int row = 0; row < PQntuples(r.value().get()); ++row)
+      out.push_back({.name = PQgetvalue(r.value().get(), row, 0), .position = to_int(r.value().get(), row, 1),
+                     .saved_at = time_point(std::chrono::milliseconds(to_int(r.value().get(), row, 2)))});
+    return out;
   }
 
   result<outbox_backlog> backlog() override {

@@ -61,6 +61,14 @@ INSERT INTO eventbus_outbox_state (id, unpublished) SELECT 1, COUNT(*) FROM even
 -- published = 2: parked (Kafka refused the record for good), with the reason.
 ALTER TABLE event_store ADD COLUMN parked_reason TEXT;
 )sql",
+    // Projections' checkpoints: how far each got (projection.hpp).
+    R"sql(
+CREATE TABLE eventbus_checkpoints (
+  name        TEXT    PRIMARY KEY,
+  position    INTEGER NOT NULL,
+  saved_at_ms INTEGER NOT NULL
+);
+)sql",
 };
 
 std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
@@ -302,6 +310,51 @@ class sqlite_event_store final : public detail::checked_store {
     auto version = statements_->read_version(aggregate_type, aggregate_id);
     if (!version) return named(version.error());
     return version;
+  }
+
+  result<std::int64_t> last_position() override {
+    const std::lock_guard lock(reader_mu_);
+    statement last(reader_, "SELECT COALESCE(MAX(position), 0) FROM event_store");
+    if (!last.ok() || last.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the last position"));
+    return last.integer(0);
+  }
+
+  result<std::int64_t> load_checkpoint(std::string_view name) override {
+    if (name.empty()) return error(errc::invalid_argument, "must not be empty", "name");
+    const std::lock_guard lock(reader_mu_);
+    statement row(reader_, "SELECT position FROM eventbus_checkpoints WHERE name = ?1");
+    if (!row.ok()) return named(sqlite_failure(reader_, "reading a checkpoint"));
+    const int rc = row.bind(1, name).step();
+    if (rc == SQLITE_DONE) return std::int64_t{0};
+    if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading a checkpoint"));
+    return row.integer(0);
+  }
+
+  result<void> save_checkpoint(std::string_view name, std::int64_t position) override {
+    if (name.empty()) return error(errc::invalid_argument, "must not be empty", "name");
+    if (position < 0) return error(errc::invalid_argument, "must be >= 0", "position");
+    const std::lock_guard lock(writer_mu_);
+    if (writer_ == nullptr) return error(errc::store_failed, "'" + path_ + "' is open read-only: checkpoints are not saved");
+    if (auto there = still_there(); !there) return there.error();
+    statement save(writer_,
+                   "INSERT INTO eventbus_checkpoints (name, position, saved_at_ms) VALUES (?1, ?2, ?3) "
+                   "ON CONFLICT (name) DO UPDATE SET position = excluded.position, saved_at_ms = excluded.saved_at_ms");
+    if (!save.ok() || save.bind(1, name).bind(2, position).bind(3, millis(now_ms())).step() != SQLITE_DONE)
+      return named(sqlite_failure(writer_, "saving a checkpoint"));
+    return {};
+  }
+
+  result<std::vector<checkpoint>> checkpoints() override {
+    const std::lock_guard lock(reader_mu_);
+    statement rows(reader_, "SELECT name, position, saved_at_ms FROM eventbus_checkpoints ORDER BY name");
+    if (!rows.ok()) return named(sqlite_failure(reader_, "reading the checkpoints"));
+    std::vector<checkpoint> out;
+    for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
+      if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the checkpoints"));
+      out.push_back({.name = std::string(rows.text(0)), .position = rows.integer(1),
+                     .saved_at = time_point(std::chrono::milliseconds(rows.integer(2)))});
+    }
+    return out;
   }
 
   result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position) override {

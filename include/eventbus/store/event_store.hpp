@@ -139,6 +139,15 @@ class event_store {
   /// The aggregate's current version (0 when it has no events).
   [[nodiscard]] virtual result<std::int64_t> version_of(std::string_view aggregate_type, std::string_view aggregate_id) = 0;
 
+  /// The position of the newest event in the store (0 when it is empty).
+  [[nodiscard]] virtual result<std::int64_t> last_position() = 0;
+
+  /// Waits until an append through this store object commits something new after `seen` (what an
+  /// earlier call returned; 0 at first), or `timeout` passes; returns the count of appends so far.
+  /// What wakes a projection at once in the same process. Appends by other processes or other
+  /// store objects are not seen here: read the store to find them (a projection polls).
+  [[nodiscard]] virtual std::uint64_t wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout);
+
   /// A cheap round trip to the database: what a readiness probe asks.
   [[nodiscard]] virtual result<void> check() = 0;
   /// "sqlite" or "postgresql".
@@ -171,9 +180,29 @@ class outbox {
   [[nodiscard]] virtual std::string_view backend() const noexcept = 0;
 };
 
-/// One database that is both: an event store whose event table is its own outbox. What
-/// open_sqlite_store and open_postgres_store return; it converts to either interface.
-class outbox_store : public event_store, public outbox {
+/// Where a projection keeps how far it got: one named position per projection, in the store's database.
+struct checkpoint {
+  std::string name;
+  std::int64_t position = 0;  // events up to this position are handled
+  time_point saved_at{};
+};
+
+/// Named checkpoints, for projections (projection.hpp). Thread-safe.
+class checkpoint_store {
+ public:
+  virtual ~checkpoint_store() = default;
+  /// The position saved under `name`, 0 when there is none.
+  [[nodiscard]] virtual result<std::int64_t> load_checkpoint(std::string_view name) = 0;
+  /// Saves `position` under `name` (0 resets it: the projection starts over).
+  [[nodiscard]] virtual result<void> save_checkpoint(std::string_view name, std::int64_t position) = 0;
+  /// Every checkpoint, by name.
+  [[nodiscard]] virtual result<std::vector<checkpoint>> checkpoints() = 0;
+};
+
+/// One database that is all three: an event store whose event table is its own outbox, and where
+/// projections keep their checkpoints. What open_sqlite_store and open_postgres_store return; it
+/// converts to each interface.
+class outbox_store : public event_store, public outbox, public checkpoint_store {
  public:
   /// One name for both interfaces' backend().
   [[nodiscard]] std::string_view backend() const noexcept override = 0;
