@@ -450,7 +450,24 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   (void)run_cli("store projections --sqlite cli_store_typo.db --rebuild x", code, true);
   CHECK(code == 1);
   CHECK_FALSE(std::filesystem::exists("cli_store_typo.db"));
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+
+  // Copy: into a new file, every event; a source that does not exist is named and not created.
+  const std::string copy = "cli_store_copy.db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((copy + suffix).c_str());
+  const auto copied = run_cli("store copy --from sqlite:" + path + " --to sqlite:" + copy, code);
+  CHECK(code == 0);
+  CHECK(copied == "copied 30 events, 1 checkpoints; complete\n");
+  CHECK(open_sqlite_store({.path = copy, .read_only = true})->last_position().value() == 30);
+  (void)run_cli("store copy --from sqlite:cli_store_typo.db --to sqlite:" + copy, code, true);
+  CHECK(code == 1);
+  CHECK_FALSE(std::filesystem::exists("cli_store_typo.db"));
+  (void)run_cli("store copy --from mysql:x --to sqlite:" + copy, code, true);
+  CHECK(code == 2);
+  const auto into_full = run_cli("store copy --from sqlite:" + copy + " --to sqlite:" + path, code, true);
+  CHECK(code == 1);
+  CHECK(into_full.find("already holds events") != std::string::npos);
+  for (const auto& file : {path, copy})
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((file + suffix).c_str());
 }
 
 TEST_CASE("eventbus tail --correlation shows one workflow as a tree, each event under its cause") {

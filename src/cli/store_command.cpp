@@ -15,6 +15,7 @@
 #include "eventbus/store/postgres_store.hpp"
 #include "eventbus/store/projection.hpp"
 #include "eventbus/store/sqlite_store.hpp"
+#include "eventbus/store/store_copy.hpp"
 #include "eventbus/store/store_replay.hpp"
 #include "eventbus/time.hpp"
 
@@ -25,6 +26,7 @@ constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE]
        eventbus store stats  [STORE]
        eventbus store replay [STORE] [FILTERS] [--limit N] [--bootstrap SERVERS]
        eventbus store projections [STORE] [--rebuild NAME]
+       eventbus store copy --from sqlite:PATH|postgresql:DSN --to sqlite:PATH|postgresql:DSN [--batch N] [--limit N]
 
 list     prints stored events in store order: position, version, time, type, aggregate, id
          (version: the event's version within its aggregate; with --json, each line is
@@ -35,6 +37,10 @@ replay   produces the selected events to Kafka again (same topics, keys, headers
 projections  lists each projection's checkpoint: its position, how many events are stored after
          it (lag), and when it was last saved; --rebuild NAME sets that checkpoint back to 0 (stop
          the projection first and clear its read model: its next start handles every event again)
+
+copy     copies every event (version, order, outbox state) and every projection's checkpoint
+         into an empty store, between any two backends; interrupted, it goes on where it stopped
+         when run again (see docs/event-store.md, Moving a store)
 
 STORE (default: $EVENTBUS_STORE_BACKEND with $EVENTBUS_STORE_PATH or $EVENTBUS_STORE_DSN):
   --sqlite PATH          a SQLite store file
@@ -50,6 +56,63 @@ FILTERS:
 int fail(const std::string& what) {
   std::fprintf(stderr, "eventbus store: %s\n", printable(what).c_str());
   return exit_failure;
+}
+
+// "sqlite:PATH" or "postgresql:DSN". The source must be an existing store (read-only: nothing is
+// created by a typo); the target is created when missing.
+result<std::shared_ptr<outbox_store>> open_named_store(const std::string& spec, bool source) {
+  try {
+    if (spec.starts_with("sqlite:") && spec.size() > 7)
+      return open_sqlite_store({.path = spec.substr(7), .read_only = source});
+    if (spec.starts_with("postgresql:") && spec.size() > 11)
+      return open_postgres_store({.dsn = spec.substr(11), .read_only = source});
+  } catch (const exception& e) {
+    return e.error();
+  }
+  return error(errc::invalid_argument, "'" + spec + "' is not sqlite:PATH or postgresql:DSN", source ? "--from" : "--to");
+}
+
+int run_copy(std::span<const std::string_view> args) {
+  std::string from, to;
+  int batch = 1000, limit = 0;
+  arg_parser parser("store copy", store_usage);
+  parser.add_string("--from", from);
+  parser.add_string("--to", to);
+  parser.add_int("--batch", batch);
+  parser.add_int("--limit", limit);
+  if (const auto exit_code = parser.parse(args)) return *exit_code;
+  if (from.empty() || to.empty()) {
+    std::fprintf(stderr, "eventbus store copy: name both stores: --from and --to\n\n%s", store_usage.data());
+    return exit_usage;
+  }
+  if (batch <= 0 || limit < 0) {
+    std::fprintf(stderr, "eventbus store copy: --batch must be positive and --limit >= 0\n");
+    return exit_usage;
+  }
+  // A malformed name is a usage error (2); a store that cannot be opened, a failure (1).
+  const auto refuse = [](const error& why) {
+    const int code = fail(why.to_string());
+    return why.code() == errc::invalid_argument ? exit_usage : code;
+  };
+  auto source = open_named_store(from, true);
+  if (!source) return refuse(source.error());
+  auto target = open_named_store(to, false);
+  if (!target) return refuse(target.error());
+  progress_line progress("store copy");
+  const auto copied = copy_store(**source, **target,
+                                 {.batch_size = static_cast<std::size_t>(batch), .limit = static_cast<std::uint64_t>(limit),
+                                  .progress = [&](const store_copy_summary& s) {
+                                    progress.update(std::to_string(s.events) + " events copied", s.events);
+                                  }});
+  if (!copied) {
+    progress.finish("stopped", 0);
+    return fail(copied.error().to_string() + " (run it again to go on from the last batch committed)");
+  }
+  progress.finish(std::to_string(copied->events) + " events copied", copied->events);
+  std::printf("copied %llu events, %llu checkpoints; %s\n", static_cast<unsigned long long>(copied->events),
+              static_cast<unsigned long long>(copied->checkpoints),
+              copied->complete ? "complete" : "not complete: run it again to go on");
+  return exit_ok;
 }
 
 std::string env_or(const char* name, std::string fallback = {}) {
@@ -76,6 +139,7 @@ int run_store(std::span<const std::string_view> args) {
     return args.empty() ? exit_usage : exit_ok;
   }
   const std::string_view action = args[0];
+  if (action == "copy") return run_copy(args.subspan(1));
   if (action != "list" && action != "stats" && action != "replay" && action != "projections") {
     std::fprintf(stderr, "eventbus store: unknown action '%s'\n\n%s", printable(action).c_str(), store_usage.data());
     return exit_usage;
@@ -165,7 +229,8 @@ int run_store(std::span<const std::string_view> args) {
     if (!head) return fail(head.error().to_string());
     std::printf("%-32s %12s %10s  %s\n", "projection", "position", "lag", "saved");
     for (const auto& c : *listed)
-      std::printf("%-32s %12lld %10lld  %s (%.0f s ago)\n", printable(c.name).c_str(), static_cast<long long>(c.position),
+      if (!c.name.starts_with("eventbus."))  // eventbus's own (a copy's progress) are not projections
+        std::printf("%-32s %12lld %10lld  %s (%.0f s ago)\n", printable(c.name).c_str(), static_cast<long long>(c.position),
                   static_cast<long long>(std::max<std::int64_t>(0, head.value() - c.position)),
                   format_timestamp(c.saved_at).c_str(), std::chrono::duration<double>(now_ms() - c.saved_at).count());
     std::fprintf(stderr, "%zu projection(s); the store's last position is %lld\n", listed->size(),

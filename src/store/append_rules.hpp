@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -45,6 +46,14 @@ inline constexpr std::int64_t any_version = -1;
 /// A stored row back as a stored_event; errc::store_failed if its envelope no longer decodes.
 [[nodiscard]] result<stored_event> stored_row(std::int64_t position, std::int64_t version, std::string_view envelope);
 
+/// One stored row with its outbox state, as copying a store moves it (store_copy.cpp).
+struct copied_event {
+  stored_event stored;  // position and version in the source
+  std::int64_t stored_at_ms = 0;
+  int published = 0;    // 0: the relay has yet to send it; 1: Kafka acknowledged it; 2: parked
+  std::optional<std::string> parked_reason{};
+};
+
 /// What both backends do around an append: check the arguments, and count the outcome
 /// (eventbus_store_appends_total: stored, already_stored, conflict, failed). The backend stores.
 class checked_store : public outbox_store {
@@ -55,6 +64,20 @@ class checked_store : public outbox_store {
   result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
                                expected_version expected, std::span<const event> events) final;
   std::uint64_t wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout) final;
+
+  // --- copying a whole store (store_copy.cpp), between any two backends
+
+  /// Rows after `after_position`, oldest first, with their outbox state.
+  virtual result<std::vector<copied_event>> read_for_copy(std::int64_t after_position, std::size_t limit) = 0;
+  /// Inserts `events` in order (each keeps its version and outbox state; positions are this
+  /// store's), counts them into the backlog, and saves checkpoint `progress` = `source_position`:
+  /// all in one transaction, so an interrupted copy resumes exactly after the last batch.
+  virtual result<void> write_copy(std::span<const copied_event> events, std::string_view progress,
+                                  std::int64_t source_position) = 0;
+  /// The id of the newest event at or before `position`; none when there is none.
+  virtual result<std::optional<std::string>> event_id_at_or_before(std::int64_t position) = 0;
+  /// Where the event `event_id` is stored, if it is.
+  virtual result<std::optional<std::int64_t>> position_of(std::string_view event_id) = 0;
 
  protected:
   /// The append itself, arguments already checked.

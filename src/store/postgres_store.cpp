@@ -468,6 +468,102 @@ class postgres_event_store final : public detail::checked_store {
     return {};
   }
 
+  result<std::vector<detail::copied_event>> read_for_copy(std::int64_t after_position, std::size_t limit) override {
+    const std::lock_guard lock(reader_.mu);
+    const std::string after = std::to_string(after_position), most = std::to_string(limit);
+    auto r = reader_.query("reading events to copy",
+                           "SELECT position, aggregate_version, envelope, (EXTRACT(EPOCH FROM stored_at) * 1000)::bigint, "
+                           "CASE WHEN parked_reason IS NOT NULL THEN 2 WHEN published_at IS NOT NULL THEN 1 ELSE 0 END, "
+                           "parked_reason FROM event_store WHERE position > $1::bigint ORDER BY position LIMIT $2::bigint",
+                           {after.c_str(), most.c_str()});
+    if (!r) return r.error();
+    const PGresult* rows = r.value().get();
+    std::vector<detail::copied_event> out;
+    for (int i = 0; i < PQntuples(rows); ++i) {
+      auto row = detail::stored_row(to_int(rows, i, 0), to_int(rows, i, 1),
+                                    std::string_view(PQgetvalue(rows, i, 2), static_cast<std::size_t>(PQgetlength(rows, i, 2))));
+      if (!row) return row.error();
+      out.push_back({.stored = std::move(row).value(), .stored_at_ms = to_int(rows, i, 3),
+                     .published = static_cast<int>(to_int(rows, i, 4)),
+                     .parked_reason = PQgetisnull(rows, i, 5) ? std::nullopt : std::optional<std::string>(PQgetvalue(rows, i, 5))});
+    }
+    return out;
+  }
+
+  // One transaction under the append lock, so copied positions commit in order with any append.
+  result<void> write_copy(std::span<const detail::copied_event> events, std::string_view progress,
+                          std::int64_t source_position) override {
+    const std::lock_guard lock(writer_.mu);
+    auto got = writer_.get();
+    if (!got) return got.error();
+    PGconn* conn = got.value();
+    const std::string lock_key = std::to_string(append_lock);
+    if (auto begun = run(conn, "copying events", "BEGIN"); !begun) return begun.error();
+    const auto rollback = [&](error why) -> result<void> {
+      (void)run(conn, "ROLLBACK", "ROLLBACK");
+      return why;
+    };
+    if (auto locked = run(conn, "copying events", "SELECT pg_advisory_xact_lock($1::bigint)", {lock_key.c_str()}); !locked)
+      return rollback(locked.error());
+    std::int64_t unpublished = 0, parked = 0;
+    for (const auto& e : events) {
+      const auto& d = detail::event_access::data(e.stored.ev);
+      const std::string version = std::to_string(e.stored.version), occurred = std::to_string(millis(d.timestamp)),
+                        stored_at = std::to_string(e.stored_at_ms), envelope(detail::event_access::encoded(d)),
+                        published = e.published == 0 ? "f" : "t";
+      const char* values[] = {d.event_id.c_str(), d.event_type.c_str(), d.aggregate_type.c_str(), d.aggregate_id.c_str(),
+                              version.c_str(), occurred.c_str(), d.correlation_id ? d.correlation_id->c_str() : nullptr,
+                              d.causation_id ? d.causation_id->c_str() : nullptr, envelope.c_str(), stored_at.c_str(),
+                              published.c_str(), e.parked_reason ? e.parked_reason->c_str() : nullptr};
+      pg_result r(PQexecParams(
+          conn,
+          "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, occurred_at, "
+          "correlation_id, causation_id, payload, envelope, stored_at, published_at, parked_reason) VALUES ($1, $2, $3, $4, "
+          "$5::bigint, to_timestamp($6::bigint / 1000.0), $7, $8, CASE WHEN strpos($9, '\\u0000') = 0 THEN ($9::jsonb) -> "
+          "'payload' END, $9, to_timestamp($10::bigint / 1000.0), CASE WHEN $11::boolean THEN now() END, $12)",
+          12, nullptr, values, nullptr, nullptr, 0));
+      if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) return rollback(failure(conn, r.get(), "copying event " + d.event_id));
+      unpublished += e.published == 0 ? 1 : 0;
+      parked += e.published == 2 ? 1 : 0;
+    }
+    const std::string waiting = std::to_string(unpublished), refused = std::to_string(parked), name(progress),
+                      at = std::to_string(source_position);
+    if (auto counted = run(conn, "copying events",
+                           "UPDATE eventbus_outbox_state SET unpublished = unpublished + $1::bigint, parked = parked + "
+                           "$2::bigint WHERE id = 1",
+                           {waiting.c_str(), refused.c_str()});
+        !counted)
+      return rollback(counted.error());
+    if (auto saved = run(conn, "copying events",
+                         "INSERT INTO eventbus_checkpoints (name, position) VALUES ($1, $2::bigint) ON CONFLICT (name) DO "
+                         "UPDATE SET position = excluded.position, saved_at = now()",
+                         {name.c_str(), at.c_str()});
+        !saved)
+      return rollback(saved.error());
+    if (auto committed = run(conn, "copying events", "COMMIT"); !committed) return rollback(committed.error());
+    return {};
+  }
+
+  result<std::optional<std::string>> event_id_at_or_before(std::int64_t position) override {
+    const std::lock_guard lock(reader_.mu);
+    const std::string at = std::to_string(position);
+    auto r = reader_.query("finding an event by position",
+                           "SELECT event_id FROM event_store WHERE position <= $1::bigint ORDER BY position DESC LIMIT 1",
+                           {at.c_str()});
+    if (!r) return r.error();
+    if (PQntuples(r.value().get()) == 0) return std::optional<std::string>();
+    return std::optional<std::string>(PQgetvalue(r.value().get(), 0, 0));
+  }
+
+  result<std::optional<std::int64_t>> position_of(std::string_view event_id) override {
+    const std::lock_guard lock(reader_.mu);
+    const std::string id(event_id);
+    auto r = reader_.query("finding an event by id", "SELECT position FROM event_store WHERE event_id = $1", {id.c_str()});
+    if (!r) return r.error();
+    if (PQntuples(r.value().get()) == 0) return std::optional<std::int64_t>();
+    return std::optional<std::int64_t>(to_int(r.value().get(), 0, 0));
+  }
+
   result<std::int64_t> last_position() override {
     const std::lock_guard lock(reader_.mu);
     auto r = reader_.query("reading the last position", "SELECT COALESCE(MAX(position), 0) FROM event_store");

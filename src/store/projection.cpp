@@ -21,6 +21,7 @@ namespace {
 
 void projection_options::validate() const {
   if (name.empty()) reject("name", "must not be empty: it names the checkpoint");
+  if (name.starts_with("eventbus.")) reject("name", "names starting 'eventbus.' are eventbus's own (a store copy's progress)");
   if (filter.after_position != 0 || filter.from_time)
     reject("filter", "after_position and from_time must be unset: a projection starts from its checkpoint");
   if (filter.page_size == 0 || filter.page_size > 100'000) reject("filter.page_size", "must be between 1 and 100000");

@@ -357,6 +357,86 @@ class sqlite_event_store final : public detail::checked_store {
     return out;
   }
 
+  result<std::vector<detail::copied_event>> read_for_copy(std::int64_t after_position, std::size_t limit) override {
+    const std::lock_guard lock(reader_mu_);
+    statement rows(reader_,
+                   "SELECT position, aggregate_version, envelope, stored_at_ms, published, parked_reason FROM event_store "
+                   "WHERE position > ?1 ORDER BY position LIMIT ?2");
+    if (!rows.ok()) return named(sqlite_failure(reader_, "reading events to copy"));
+    rows.bind(1, after_position).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<detail::copied_event> out;
+    for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
+      if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading events to copy"));
+      auto row = detail::stored_row(rows.integer(0), rows.integer(1), rows.text(2));
+      if (!row) return row.error();
+      out.push_back({.stored = std::move(row).value(), .stored_at_ms = rows.integer(3),
+                     .published = static_cast<int>(rows.integer(4)),
+                     .parked_reason = rows.is_null(5) ? std::nullopt : std::optional<std::string>(rows.text(5))});
+    }
+    return out;
+  }
+
+  result<void> write_copy(std::span<const detail::copied_event> events, std::string_view progress,
+                          std::int64_t source_position) override {
+    const std::lock_guard lock(writer_mu_);
+    if (writer_ == nullptr) return error(errc::store_failed, "'" + path_ + "' is open read-only: nothing is copied into it");
+    if (auto there = still_there(); !there) return there.error();
+    statement insert(writer_,
+                     "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+                     "occurred_at_ms, correlation_id, causation_id, envelope, stored_at_ms, published, parked_reason) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+    statement count(writer_,
+                    "UPDATE eventbus_outbox_state SET unpublished = unpublished + ?1, parked = parked + ?2 WHERE id = 1");
+    statement save(writer_,
+                   "INSERT INTO eventbus_checkpoints (name, position, saved_at_ms) VALUES (?1, ?2, ?3) "
+                   "ON CONFLICT (name) DO UPDATE SET position = excluded.position, saved_at_ms = excluded.saved_at_ms");
+    return write_transaction("copying events", [&] {
+      if (!insert.ok() || !count.ok() || !save.ok()) return false;
+      std::int64_t unpublished = 0, parked = 0;
+      for (const auto& e : events) {
+        const auto& d = detail::event_access::data(e.stored.ev);
+        insert.reset()
+            .bind(1, d.event_id)
+            .bind(2, d.event_type)
+            .bind(3, d.aggregate_type)
+            .bind(4, d.aggregate_id)
+            .bind(5, e.stored.version)
+            .bind(6, millis(d.timestamp))
+            .bind(7, d.correlation_id)
+            .bind(8, d.causation_id)
+            .bind(9, detail::event_access::encoded(d))
+            .bind(10, e.stored_at_ms)
+            .bind(11, static_cast<std::int64_t>(e.published))
+            .bind(12, e.parked_reason);
+        if (insert.step() != SQLITE_DONE) return false;
+        unpublished += e.published == 0 ? 1 : 0;
+        parked += e.published == 2 ? 1 : 0;
+      }
+      return count.bind(1, unpublished).bind(2, parked).step() == SQLITE_DONE &&
+             save.bind(1, progress).bind(2, source_position).bind(3, millis(now_ms())).step() == SQLITE_DONE;
+    });
+  }
+
+  result<std::optional<std::string>> event_id_at_or_before(std::int64_t position) override {
+    const std::lock_guard lock(reader_mu_);
+    statement row(reader_, "SELECT event_id FROM event_store WHERE position <= ?1 ORDER BY position DESC LIMIT 1");
+    if (!row.ok()) return named(sqlite_failure(reader_, "finding an event by position"));
+    const int rc = row.bind(1, position).step();
+    if (rc == SQLITE_DONE) return std::optional<std::string>();
+    if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "finding an event by position"));
+    return std::optional<std::string>(row.text(0));
+  }
+
+  result<std::optional<std::int64_t>> position_of(std::string_view event_id) override {
+    const std::lock_guard lock(reader_mu_);
+    statement row(reader_, "SELECT position FROM event_store WHERE event_id = ?1");
+    if (!row.ok()) return named(sqlite_failure(reader_, "finding an event by id"));
+    const int rc = row.bind(1, event_id).step();
+    if (rc == SQLITE_DONE) return std::optional<std::int64_t>();
+    if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "finding an event by id"));
+    return std::optional<std::int64_t>(row.integer(0));
+  }
+
   result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position) override {
     const std::lock_guard lock(reader_mu_);
     statement rows(reader_,
