@@ -92,6 +92,8 @@ class metrics {
   void count_parked(std::string_view store, std::uint64_t events);
   /// eventbus_outbox_parked_events{store}: events parked in the store (what backlog().parked says).
   void set_outbox_parked(std::string_view store, std::int64_t events);
+  /// eventbus_inbox_duplicates_total{handler}: redeliveries an inbox skipped (0 declares the series).
+  void count_inbox_duplicates(std::string_view handler, std::uint64_t events = 1);
   /// eventbus_projection_lag_events{projection}: events stored after its position.
   void set_projection_lag(std::string_view projection, std::int64_t events);
   /// eventbus_projection_errors_total{projection}: handler calls that threw (0 declares the series).

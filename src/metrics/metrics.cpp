@@ -182,6 +182,11 @@ struct metrics::impl {
           .Name("eventbus_outbox_relay_leading")
           .Help("1 while this instance's outbox relay holds the store's relay lease (relays), 0 while it stands by")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& inbox_duplicates =
+      prometheus::BuildCounter()
+          .Name("eventbus_inbox_duplicates_total")
+          .Help("Events an inbox skipped because its handler had applied them already (redeliveries)")
+          .Register(*registry);
   prometheus::Family<prometheus::Gauge>& projection_lag =
       prometheus::BuildGauge()
           .Name("eventbus_projection_lag_events")
@@ -214,7 +219,7 @@ struct metrics::impl {
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Counter> append_series, relayed_series;
   series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series, projection_lag_series;
-  series_cache<prometheus::Counter> projection_error_series;
+  series_cache<prometheus::Counter> projection_error_series, inbox_duplicate_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -294,6 +299,10 @@ void metrics::set_outbox_backlog(std::string_view store, std::int64_t events, do
 
 void metrics::count_parked(std::string_view store, std::uint64_t events) {
   impl_->relayed_series.get(impl_->relayed, {{"store", store}, {"outcome", "parked"}}).Increment(static_cast<double>(events));
+}
+
+void metrics::count_inbox_duplicates(std::string_view handler, std::uint64_t events) {
+  impl_->inbox_duplicate_series.get(impl_->inbox_duplicates, {{"handler", handler}}).Increment(static_cast<double>(events));
 }
 
 void metrics::set_projection_lag(std::string_view projection, std::int64_t events) {

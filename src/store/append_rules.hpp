@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -15,6 +16,7 @@
 #include "eventbus/event.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/store/event_store.hpp"
+#include "eventbus/store/inbox.hpp"
 
 namespace eventbus::detail {
 
@@ -64,6 +66,11 @@ class checked_store : public outbox_store {
   result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
                                expected_version expected, std::span<const event> events) final;
   std::uint64_t wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout) final;
+
+  /// Runs `steps` in a write transaction on this store's own connection (an inbox's handler):
+  /// committed when they return true; rolled back when they return false or an error (returned)
+  /// or throw (rethrown). The store's writes wait meanwhile: `steps` must not call this store.
+  virtual result<bool> run_in_transaction(const std::function<result<bool>(store_transaction&)>& steps) = 0;
 
   // --- copying a whole store (store_copy.cpp), between any two backends
 

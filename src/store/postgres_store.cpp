@@ -113,6 +113,16 @@ CREATE TABLE eventbus_checkpoints (
   saved_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 )sql",
+    // The inbox: which handler applied which event (inbox.hpp).
+    R"sql(
+CREATE TABLE eventbus_inbox (
+  handler    TEXT        NOT NULL,
+  event_id   TEXT        NOT NULL,
+  handled_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (handler, event_id)
+);
+CREATE INDEX eventbus_inbox_by_time ON eventbus_inbox (handled_at);
+)sql",
 };
 
 struct result_deleter {
@@ -466,6 +476,31 @@ class postgres_event_store final : public detail::checked_store {
                  {list.text().c_str(), why.c_str()});
     if (!r) return r.error();
     return {};
+  }
+
+  result<bool> run_in_transaction(const std::function<result<bool>(store_transaction&)>& steps) override {
+    const std::lock_guard lock(writer_.mu);
+    auto got = writer_.get();
+    if (!got) return got.error();
+    PGconn* conn = got.value();
+    if (auto begun = run(conn, "beginning a transaction", "BEGIN"); !begun) return begun.error();
+    store_transaction tx(nullptr, conn);
+    result<bool> outcome = false;
+    try {
+      outcome = steps(tx);
+    } catch (...) {
+      (void)run(conn, "ROLLBACK", "ROLLBACK");
+      throw;
+    }
+    if (!outcome || !outcome.value()) {
+      (void)run(conn, "ROLLBACK", "ROLLBACK");
+      return outcome;
+    }
+    if (auto committed = run(conn, "committing", "COMMIT"); !committed) {
+      (void)run(conn, "ROLLBACK", "ROLLBACK");
+      return committed.error();
+    }
+    return true;
   }
 
   result<std::vector<detail::copied_event>> read_for_copy(std::int64_t after_position, std::size_t limit) override {

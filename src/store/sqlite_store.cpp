@@ -69,6 +69,16 @@ CREATE TABLE eventbus_checkpoints (
   saved_at_ms INTEGER NOT NULL
 );
 )sql",
+    // The inbox: which handler applied which event (inbox.hpp).
+    R"sql(
+CREATE TABLE eventbus_inbox (
+  handler       TEXT    NOT NULL,
+  event_id      TEXT    NOT NULL,
+  handled_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (handler, event_id)
+);
+CREATE INDEX eventbus_inbox_by_time ON eventbus_inbox (handled_at_ms);
+)sql",
 };
 
 std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
@@ -355,6 +365,30 @@ class sqlite_event_store final : public detail::checked_store {
                      .saved_at = time_point(std::chrono::milliseconds(rows.integer(2)))});
     }
     return out;
+  }
+
+  result<bool> run_in_transaction(const std::function<result<bool>(store_transaction&)>& steps) override {
+    const std::lock_guard lock(writer_mu_);
+    if (writer_ == nullptr) return error(errc::store_failed, "'" + path_ + "' is open read-only: nothing is written");
+    if (auto there = still_there(); !there) return there.error();
+    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    store_transaction tx(writer_, nullptr);
+    result<bool> outcome = false;
+    try {
+      outcome = steps(tx);
+    } catch (...) {
+      (void)exec(writer_, "ROLLBACK");
+      throw;
+    }
+    if (!outcome || !outcome.value()) {
+      (void)exec(writer_, "ROLLBACK");
+      return outcome;
+    }
+    if (auto committed = exec(writer_, "COMMIT"); !committed) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(committed.error());
+    }
+    return true;
   }
 
   result<std::vector<detail::copied_event>> read_for_copy(std::int64_t after_position, std::size_t limit) override {
