@@ -4,6 +4,7 @@
 //
 //   #include <eventbus/store/aggregate.hpp>
 //   #include <eventbus/store/sqlite_store.hpp>
+//   #include <iostream>
 //   struct counted {
 //     static constexpr std::string_view event_type = "counter.counted";
 //     static constexpr std::string_view aggregate_type = "counter";
