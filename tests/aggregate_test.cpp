@@ -136,11 +136,29 @@ TEST_CASE("aggregate: load folds typed events, and a command's events get the ag
     CHECK(again->state().counts == 3);
     CHECK(again->state().resets == 1);
 
+    // Event ids the command gives itself make it idempotent: run again, it stores and applies nothing.
+    const std::string once_id = "7d444840-9dc0-11d1-b245-5ffdce74fad2";
+    auto idempotent = [&](const counter&, raised<counter>& raise) { raise(counted{.by = 9}, {.event_id = once_id}); };
+    auto first_time = run_command(*store, *c, idempotent);
+    REQUIRE(first_time.ok());
+    CHECK_FALSE(first_time->already_stored);
+    CHECK(c->state().total == 9);
+    auto second_time = run_command(*store, *c, idempotent);
+    REQUIRE(second_time.ok());
+    CHECK(second_time->already_stored);
+    CHECK(second_time->version == 5);
+    CHECK(c->version() == 5);
+    CHECK(c->state().total == 9);
+    auto from_scratch = run_command<counter>(*store, "c-1", idempotent);
+    REQUIRE(from_scratch.ok());
+    CHECK(from_scratch->already_stored);
+    CHECK(store->version_of("counter", "c-1").value() == 5);
+
     // Another aggregate of the same type is its own stream: new, so appended with none().
     auto other = run_command<counter>(*store, "c-2", testing::increment);
     REQUIRE(other.ok());
     CHECK(other->version == 1);
-    CHECK(store->version_of("counter", "c-1").value() == 4);
+    CHECK(store->version_of("counter", "c-1").value() == 5);
   }
 }
 

@@ -215,7 +215,8 @@ struct command_outcome {
   std::int64_t first_position = 0;  // their store positions; 0 when none were appended
   std::int64_t last_position = 0;
   int attempts = 1;                 // runs of the command: 1 + the conflicts retried
-  bool already_stored = false;      // every event id given (event_options::event_id) was stored before
+  bool already_stored = false;      // every event id raised (event_options::event_id) was stored
+                                    // before: nothing appended, nothing applied twice
 };
 
 namespace detail {
@@ -360,8 +361,9 @@ struct aggregate_access {
                               .attempts = attempt,
                               .already_stored = appended->already_stored};
       if (appended->already_stored) {
-        // Stored by an earlier call (same event ids): read them rather than apply them twice.
+        // Stored by an earlier call (same event ids): read what is new rather than apply them twice.
         if (auto read = catch_up(store, a, options.unknown_events); !read) return read.error();
+        outcome.version = a.version_;
         return outcome;
       }
       try {
