@@ -126,15 +126,20 @@ struct event_list<event_types<E...>> {
   }
 };
 
+// Each rule with its own message; false when one is broken, so that callers can skip the code
+// that would only add errors of its own.
 template <class State>
 consteval bool check_state() {
   if constexpr (!requires { { State::aggregate_type } -> std::convertible_to<std::string_view>; }) {
     static_assert(sizeof(State) == 0, "an aggregate state needs `static constexpr std::string_view aggregate_type`");
+    return false;
   } else if constexpr (!requires { typename State::events; }) {
     static_assert(sizeof(State) == 0,
                   "an aggregate state needs `using events = eventbus::event_types<...>` listing the events it applies");
+    return false;
   } else if constexpr (!event_list<typename State::events>::valid) {
     static_assert(sizeof(State) == 0, "State::events must be eventbus::event_types<E...>");
+    return false;
   } else {
     using list = event_list<typename State::events>;
     static_assert(list::size > 0, "State::events lists no event type");
@@ -145,9 +150,18 @@ consteval bool check_state() {
                   "another aggregate)");
     static_assert(list::distinct_types(), "State::events lists an event type twice");
     static_assert(std::default_initializable<State>, "an aggregate state starts default-constructed (no events)");
+    return list::size > 0 && list::template all_applied<State> && list::template same_aggregate_type<State> &&
+           list::distinct_types() && std::default_initializable<State>;
   }
-  return true;
 }
+
+template <class R, class List>
+struct listed_result : std::false_type {};
+template <class E, class List>
+struct listed_result<result<E>, List> : std::bool_constant<List::template contains<E>> {};
+
+template <class>
+inline constexpr bool always_false = false;
 
 template <class State>
 inline constexpr bool state_checked = check_state<State>();
@@ -187,7 +201,7 @@ class aggregate {
 /// events are applied to the state after the command returns and they are appended.
 template <class State>
 class raised {
-  static_assert(detail::state_checked<State>);
+  static_assert(detail::state_checked<State>, "see the error above");
   using list = detail::event_list<typename State::events>;
 
  public:
@@ -311,14 +325,14 @@ struct aggregate_access {
       if constexpr (list::template contains<R>) {
         out(command(state));
         return {};
-      } else {
-        static_assert(requires(R r) {
-          requires std::same_as<R, result<std::remove_cvref_t<decltype(*r)>>>;
-          requires list::template contains<std::remove_cvref_t<decltype(*r)>>;
-        }, "a command taking only the state returns one event of State::events, or eventbus::result of one");
+      } else if constexpr (listed_result<R, list>::value) {
         auto decided = command(state);
         if (!decided) return decided.error();
         out(*decided);
+        return {};
+      } else {
+        static_assert(always_false<R>,
+                      "a command taking only the state returns one event of State::events, or eventbus::result of one");
         return {};
       }
     } else {
@@ -391,11 +405,14 @@ struct aggregate_access {
 template <class State>
 [[nodiscard]] result<aggregate<State>> load_aggregate(event_store& store, std::string_view id,
                                                       const aggregate_options& options = {}) {
-  static_assert(detail::state_checked<State>);
-  options.validate();
-  auto a = detail::aggregate_access::make<State>(std::string(id));
-  if (auto read = detail::aggregate_access::catch_up(store, a, options.unknown_events); !read) return read.error();
-  return a;
+  if constexpr (detail::state_checked<State>) {
+    options.validate();
+    auto a = detail::aggregate_access::make<State>(std::string(id));
+    if (auto read = detail::aggregate_access::catch_up(store, a, options.unknown_events); !read) return read.error();
+    return a;
+  } else {
+    return error(errc::invalid_argument, "not an aggregate state");  // only with check_state failed: no program
+  }
 }
 
 /// Runs `command` on `current` as it is (no read first) and appends the events it raises with
@@ -412,9 +429,12 @@ template <class State>
 template <class State, class Command>
 [[nodiscard]] result<command_outcome> run_command(event_store& store, aggregate<State>& current, Command&& command,
                                                   const aggregate_options& options = {}) {
-  static_assert(detail::state_checked<State>);
-  options.validate();
-  return detail::aggregate_access::run(store, current, command, options);
+  if constexpr (detail::state_checked<State>) {
+    options.validate();
+    return detail::aggregate_access::run(store, current, command, options);
+  } else {
+    return error(errc::invalid_argument, "not an aggregate state");  // only with check_state failed: no program
+  }
 }
 
 /// Loads aggregate `id` (load_aggregate), then runs `command` on it as the overload above does.
