@@ -34,6 +34,17 @@ struct counter_v1 {
   void apply(const counted& e) { total += e.by; }
 };
 
+// A counter whose apply refuses 13.
+struct fragile_counter {
+  static constexpr std::string_view aggregate_type = "counter";
+  using events = event_types<counted>;
+  long total = 0;
+  void apply(const counted& e) {
+    if (e.by == 13) throw eventbus::exception(error(errc::invalid_argument, "unlucky"));
+    total += e.by;
+  }
+};
+
 // The concurrency tests make thousands of commits, and what they check (no lost update) does not
 // depend on each commit being flushed to disk: SQLite with durability normal, PostgreSQL sessions
 // with synchronous_commit off (the server's fsync stays on).
@@ -268,6 +279,33 @@ TEST_CASE("aggregate: a command that fails appends nothing and returns its error
 
     CHECK(store->version_of("counter", "c-1").value() == 1);
     CHECK_THROWS_AS((void)load_aggregate<counter>(*store, "c-1", {.max_conflict_retries = -1}), eventbus::exception);
+  }
+}
+
+TEST_CASE("aggregate: an apply that throws fails the load, and leaves a kept aggregate empty and consistent") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "aggregate_apply_throws");
+    auto kept = load_aggregate<fragile_counter>(*store, "c-1");
+    REQUIRE(kept.ok());
+    REQUIRE(run_command(*store, *kept, [](const fragile_counter&) { return counted{.by = 2}; }).ok());
+    CHECK(kept->state().total == 2);
+
+    // Appended, then apply throws: the exception propagates, the aggregate is reset, not half-changed.
+    CHECK_THROWS_AS((void)run_command(*store, *kept, [](const fragile_counter&) { return counted{.by = 13}; }),
+                    eventbus::exception);
+    CHECK(store->version_of("counter", "c-1").value() == 2);
+    CHECK(kept->version() == 0);
+    CHECK(kept->state().total == 0);
+
+    // Loading meets the same event: the error, naming what apply said.
+    auto loaded = load_aggregate<fragile_counter>(*store, "c-1");
+    REQUIRE_FALSE(loaded.ok());
+    CHECK(loaded.error().message() == "unlucky");
+    // A state that applies it reads all of it.
+    auto sturdy = load_aggregate<counter>(*store, "c-1");
+    REQUIRE(sturdy.ok());
+    CHECK(sturdy->state().total == 15);
   }
 }
 

@@ -176,6 +176,8 @@ struct aggregate_access;
 /// of the aggregate's first version() events. Keep it to run further commands without reading the
 /// history again: a command runs on it as it is and, if another writer appended since, the append
 /// conflicts and the newer events are read before the command runs again.
+/// An exception out of State::apply leaves it reset to empty (version 0; its state may have been
+/// half-changed): still a consistent fold, and the next command reads the whole history again.
 template <class State>
 class aggregate {
  public:
@@ -425,7 +427,9 @@ template <class State>
 /// updates: an append goes through only on the version its command decided on.
 /// A command's error (returned, or thrown as eventbus::exception) is returned as is, nothing
 /// appended. Reading errors are load_aggregate's; append errors are the store's (store_failed,
-/// invalid_event). Throws eventbus::exception for invalid options.
+/// invalid_event). Throws eventbus::exception for invalid options. An exception thrown by apply
+/// while applying the appended events propagates as is (they are stored: it is not the command's
+/// failure), with current reset to empty.
 template <class State, class Command>
 [[nodiscard]] result<command_outcome> run_command(event_store& store, aggregate<State>& current, Command&& command,
                                                   const aggregate_options& options = {}) {
