@@ -183,7 +183,8 @@ class aggregate {
  public:
   [[nodiscard]] const std::string& id() const noexcept { return id_; }
   [[nodiscard]] const State& state() const noexcept { return state_; }
-  /// The version of the last event applied; 0 for an aggregate with no events (a new one).
+  /// The version of the last event read (applied, or skipped as unknown); 0 for an aggregate with
+  /// no events (a new one).
   [[nodiscard]] std::int64_t version() const noexcept { return version_; }
   /// Events of types State does not know, left out (unknown_event_policy::skip).
   [[nodiscard]] std::int64_t skipped() const noexcept { return skipped_; }
