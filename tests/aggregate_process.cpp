@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "counter_aggregate.hpp"
 #include "eventbus/store/postgres_store.hpp"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     conflicts += done->attempts - 1;
+    std::this_thread::yield();  // let the other process in: more interleaving, more conflicts
   }
   std::printf("conflicts %ld\n", conflicts);
   return 0;
