@@ -420,12 +420,12 @@ template <class State>
 
 /// Runs `command` on `current` as it is (no read first) and appends the events it raises with
 /// expected_version::exactly(current.version()) (none() for a new aggregate); on success applies
-/// them to current, whose version becomes the appended one. Nothing raised: nothing appended,
-/// current unchanged.
+/// them to current, whose version becomes the appended one. Nothing raised: nothing appended
+/// (current holds what it read, if a conflict made it read).
 /// On errc::concurrency_conflict (another writer appended since current was read) reads the newer
 /// events into current and runs the command again, up to options.max_conflict_retries times; then
-/// returns errc::concurrency_conflict, nothing appended by this call. Conflicts are never lost
-/// updates: an append goes through only on the version its command decided on.
+/// returns errc::concurrency_conflict, nothing appended by this call. No update is lost: an
+/// append goes through only at the version its command decided on.
 /// A command's error (returned, or thrown as eventbus::exception) is returned as is, nothing
 /// appended. Reading errors are load_aggregate's; append errors are the store's (store_failed,
 /// invalid_event). Throws eventbus::exception for invalid options. An exception thrown by apply
