@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "eventbus/store/projection.hpp"
+#include "process_support.hpp"
 #include "store_support.hpp"
 #include "test_support.hpp"
 
@@ -187,4 +191,50 @@ TEST_CASE("postgresql: a projection following concurrent appenders sees every ev
   CHECK(positions.size() == 1000);
   CHECK(std::is_sorted(positions.begin(), positions.end()));
   CHECK(std::set<std::int64_t>(positions.begin(), positions.end()).size() == 1000);
+}
+
+TEST_CASE("a transactional projection SIGKILLed twice hands the handler each event exactly once") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    const std::string name = "projection_exactly_once_" + backend;
+    auto store = testing::fresh_store(backend, name);
+    // The read model, in the store's database: one row per event handled. Plain SQL, outside eventbus.
+    const auto sql = [&](const std::string& text) -> std::int64_t {  // a number, 0 for a command, -1 on failure
+      std::int64_t n = -1;
+      if (backend == "sqlite") {
+        sqlite3* db = nullptr;
+        sqlite3_open((name + ".db").c_str(), &db);
+        sqlite3_busy_timeout(db, 5000);
+        sqlite3_stmt* q = nullptr;
+        if (sqlite3_prepare_v2(db, text.c_str(), -1, &q, nullptr) == SQLITE_OK) {
+          const int rc = sqlite3_step(q);
+          n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : rc == SQLITE_DONE ? 0 : -1;
+        }
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+      } else {
+        PGconn* conn = PQconnectdb(testing::postgres_dsn_of(name).c_str());
+        PGresult* r = PQexec(conn, text.c_str());
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) n = std::stoll(PQgetvalue(r, 0, 0));
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) n = 0;
+        PQclear(r);
+        PQfinish(conn);
+      }
+      return n;
+    };
+    REQUIRE(sql("CREATE TABLE seen (position BIGINT NOT NULL)") == 0);
+    append_orders(*store, 1500);
+    const std::string where = backend == "sqlite" ? "sqlite:" + name + ".db" : "postgresql:" + testing::postgres_dsn_of(name);
+    for (const std::int64_t kill_at : {300, 900}) {
+      auto p = testing::spawn({EVENTBUS_PROJECTION_PROCESS, where}, {}, false);
+      CHECK(wait_until([&] { return sql("SELECT COUNT(*) FROM seen") >= kill_at; }, 30s));
+      CHECK(p.stop(SIGKILL) == -1);
+    }
+    auto last = testing::spawn({EVENTBUS_PROJECTION_PROCESS, where}, {}, false);
+    CHECK(wait_until([&] { return sql("SELECT COUNT(*) FROM seen") >= 1500; }, 30s));
+    CHECK(last.stop(SIGTERM) == 0);
+    CHECK(sql("SELECT COUNT(*) FROM seen") == 1500);
+    CHECK(sql("SELECT COUNT(DISTINCT position) FROM seen") == 1500);
+    CHECK(store->load_checkpoint("seen").value() == store->last_position().value());
+  }
 }

@@ -72,6 +72,10 @@ class checked_store : public outbox_store {
   /// or throw (rethrown). The store's writes wait meanwhile: `steps` must not call this store.
   virtual result<bool> run_in_transaction(const std::function<result<bool>(store_transaction&)>& steps) = 0;
 
+  /// save_checkpoint inside a transaction of run_in_transaction (a projection whose rows and
+  /// checkpoint commit together).
+  virtual result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) = 0;
+
   // --- copying a whole store (store_copy.cpp), between any two backends
 
   /// Rows after `after_position`, oldest first, with their outbox state.

@@ -503,6 +503,16 @@ class postgres_event_store final : public detail::checked_store {
     return true;
   }
 
+  result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) override {
+    const std::string who(name), at = std::to_string(position);
+    auto r = run(reinterpret_cast<PGconn*>(tx.postgres()), "saving a checkpoint",
+                 "INSERT INTO eventbus_checkpoints (name, position) VALUES ($1, $2::bigint) ON CONFLICT (name) DO UPDATE SET "
+                 "position = excluded.position, saved_at = now()",
+                 {who.c_str(), at.c_str()});
+    if (!r) return r.error();
+    return {};
+  }
+
   result<std::vector<detail::copied_event>> read_for_copy(std::int64_t after_position, std::size_t limit) override {
     const std::lock_guard lock(reader_.mu);
     const std::string after = std::to_string(after_position), most = std::to_string(limit);

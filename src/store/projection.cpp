@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "detail/log.hpp"
+#include "store/append_rules.hpp"
 
 namespace eventbus {
 namespace {
@@ -40,10 +41,14 @@ std::string_view to_string(projection_state state) noexcept {
 }
 
 struct projection::impl {
-  impl(std::shared_ptr<outbox_store> s, projection_options o, projection_handler h)
-      : store(std::move(s)), options(std::move(o)), handler(std::move(h)) {
+  impl(std::shared_ptr<outbox_store> s, projection_options o, projection_handler h, projection_tx_handler th)
+      : store(std::move(s)), options(std::move(o)), handler(std::move(h)), tx_handler(std::move(th)) {
     if (!store) reject("store", "must not be null");
-    if (!handler) reject("handler", "must not be empty");
+    if (!handler && !tx_handler) reject("handler", "must not be empty");
+    if (tx_handler) {
+      backend = dynamic_cast<detail::checked_store*>(store.get());
+      if (backend == nullptr) reject("store", "a transactional projection needs a store opened by open_sqlite_store or open_postgres_store");
+    }
     options.validate();
     if (options.metrics) options.metrics->count_projection_errors(options.name, 0);  // a rate reads 0 before the first
   }
@@ -124,7 +129,18 @@ struct projection::impl {
     for (int attempt = 1;; ++attempt) {
       std::string why;
       try {
-        handler(e);
+        if (!tx_handler) {
+          handler(e);
+          return {};
+        }
+        // The rows and the checkpoint together: committed, this event is never handed over again.
+        auto done = backend->run_in_transaction([&](store_transaction& tx) -> result<bool> {
+          tx_handler(e, tx);
+          if (auto saved = backend->save_checkpoint_in(tx, options.name, e.position); !saved) return saved.error();
+          return true;
+        });
+        if (!done) throw exception(done.error());
+        saved_position = e.position;
         return {};
       } catch (const std::exception& ex) {
         why = ex.what();
@@ -190,6 +206,8 @@ struct projection::impl {
   std::shared_ptr<outbox_store> store;
   projection_options options;
   projection_handler handler;
+  projection_tx_handler tx_handler;
+  detail::checked_store* backend = nullptr;  // transactional projections
   std::thread thread;
   mutable std::mutex mu;
   std::condition_variable wake;          // stop() ends a backoff
@@ -203,7 +221,10 @@ struct projection::impl {
 };
 
 projection::projection(std::shared_ptr<outbox_store> store, projection_options options, projection_handler handler)
-    : impl_(std::make_unique<impl>(std::move(store), std::move(options), std::move(handler))) {}
+    : impl_(std::make_unique<impl>(std::move(store), std::move(options), std::move(handler), projection_tx_handler{})) {}
+
+projection::projection(std::shared_ptr<outbox_store> store, projection_options options, projection_tx_handler handler)
+    : impl_(std::make_unique<impl>(std::move(store), std::move(options), projection_handler{}, std::move(handler))) {}
 
 projection::~projection() { stop(); }
 

@@ -391,6 +391,15 @@ class sqlite_event_store final : public detail::checked_store {
     return true;
   }
 
+  result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) override {
+    statement save(tx.sqlite(),
+                   "INSERT INTO eventbus_checkpoints (name, position, saved_at_ms) VALUES (?1, ?2, ?3) "
+                   "ON CONFLICT (name) DO UPDATE SET position = excluded.position, saved_at_ms = excluded.saved_at_ms");
+    if (!save.ok() || save.bind(1, name).bind(2, position).bind(3, millis(now_ms())).step() != SQLITE_DONE)
+      return named(sqlite_failure(tx.sqlite(), "saving a checkpoint"));
+    return {};
+  }
+
   result<std::vector<detail::copied_event>> read_for_copy(std::int64_t after_position, std::size_t limit) override {
     const std::lock_guard lock(reader_mu_);
     statement rows(reader_,

@@ -21,8 +21,9 @@
 //   }
 //
 // At least once: the checkpoint is saved after each page the handler finished (and at stop), so a
-// crash hands the handler at most one page again; a read model that must see each event exactly
-// once stores the event's position with its rows and skips what it has. A handler that throws is
+// crash hands the handler at most one page again. Exactly once, for a read model in the store's
+// own database: a projection_tx_handler writes its rows in the transaction that moves the
+// checkpoint, one event at a time. A handler that throws is
 // called again with the retry policy's backoffs; after the last attempt the projection stops at
 // that event (status() says where and why) instead of skipping it. Events are handed over in store
 // order, one at a time, on the projection's own thread.
@@ -38,6 +39,7 @@
 #include "eventbus/metrics.hpp"
 #include "eventbus/retry.hpp"
 #include "eventbus/store/event_store.hpp"
+#include "eventbus/store/inbox.hpp"
 
 namespace eventbus {
 
@@ -71,11 +73,19 @@ struct projection_status {
 
 /// Receives one event at a time; throwing is a failure (retried, see projection_options::retry).
 using projection_handler = std::function<void(const stored_event&)>;
+/// The same, for a read model in the store's own database: it writes with `tx` (tx.sqlite() or
+/// tx.postgres()), and the checkpoint moves in that transaction. Throwing rolls both back.
+using projection_tx_handler = std::function<void(const stored_event&, store_transaction&)>;
 
 class projection {
  public:
   /// Throws eventbus::exception (errc::invalid_argument) for a null store or handler, or bad options.
   projection(std::shared_ptr<outbox_store> store, projection_options options, projection_handler handler);
+  /// Exactly once: each event's rows and the checkpoint commit in one transaction on the store's
+  /// connection, so even a SIGKILL never hands the handler an event twice. The store's writes wait
+  /// during each call. Throws as above, and for a store not opened by open_sqlite_store or
+  /// open_postgres_store.
+  projection(std::shared_ptr<outbox_store> store, projection_options options, projection_tx_handler handler);
   ~projection();  // stop()
   projection(const projection&) = delete;
   projection& operator=(const projection&) = delete;
