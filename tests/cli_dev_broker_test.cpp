@@ -466,7 +466,18 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   const auto into_full = run_cli("store copy --from sqlite:" + copy + " --to sqlite:" + path, code, true);
   CHECK(code == 1);
   CHECK(into_full.find("already holds events") != std::string::npos);
-  for (const auto& file : {path, copy})
+
+  // Export and import: a backup as JSON lines, read back into a new store.
+  const std::string backup = "cli_store_backup.jsonl", restored = "cli_store_restored.db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((restored + suffix).c_str());
+  (void)run_cli("store export --sqlite " + path + " > " + backup, code);
+  CHECK(code == 0);
+  const auto imported = run_cli("store import --sqlite " + restored + " < " + backup, code);
+  CHECK(code == 0);
+  CHECK(imported == "imported 30 events, 1 checkpoints; complete\n");
+  CHECK(open_sqlite_store({.path = restored, .read_only = true})->last_position().value() == 30);
+  std::remove(backup.c_str());
+  for (const auto& file : {path, copy, restored})
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((file + suffix).c_str());
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <limits>
 #include <string>
 
@@ -26,6 +27,8 @@ constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE]
        eventbus store stats  [STORE]
        eventbus store replay [STORE] [FILTERS] [--limit N] [--bootstrap SERVERS]
        eventbus store projections [STORE] [--rebuild NAME]
+       eventbus store export [STORE] > BACKUP.jsonl
+       eventbus store import [STORE] [--limit N] < BACKUP.jsonl
        eventbus store copy --from sqlite:PATH|postgresql:DSN --to sqlite:PATH|postgresql:DSN [--batch N] [--limit N]
 
 list     prints stored events in store order: position, version, time, type, aggregate, id
@@ -41,6 +44,11 @@ projections  lists each projection's checkpoint: its position, how many events a
 copy     copies every event (version, order, outbox state) and every projection's checkpoint
          into an empty store, between any two backends; interrupted, it goes on where it stopped
          when run again (see docs/event-store.md, Moving a store)
+
+export   writes the store as JSON lines (checkpoints, then every event with its version, outbox
+         state and exact envelope bytes): a backup
+import   reads an export into an empty store (created when missing), as copy does; interrupted,
+         it goes on where it stopped when run again with the same file
 
 STORE (default: $EVENTBUS_STORE_BACKEND with $EVENTBUS_STORE_PATH or $EVENTBUS_STORE_DSN):
   --sqlite PATH          a SQLite store file
@@ -140,7 +148,8 @@ int run_store(std::span<const std::string_view> args) {
   }
   const std::string_view action = args[0];
   if (action == "copy") return run_copy(args.subspan(1));
-  if (action != "list" && action != "stats" && action != "replay" && action != "projections") {
+  if (action != "list" && action != "stats" && action != "replay" && action != "projections" && action != "export" &&
+      action != "import") {
     std::fprintf(stderr, "eventbus store: unknown action '%s'\n\n%s", printable(action).c_str(), store_usage.data());
     return exit_usage;
   }
@@ -205,14 +214,38 @@ int run_store(std::span<const std::string_view> args) {
     // database is refused, never created or given eventbus's tables. A rebuild writes one
     // checkpoint, in an existing store (read_only refused anything else when it was opened for
     // reading first).
-    const bool read_only = rebuild.empty();
-    if (!read_only)  // the same refusal of what is not a store, before anything is written
+    const bool read_only = rebuild.empty() && action != "import";
+    if (!read_only && action != "import")  // the same refusal of what is not a store, before anything is written
       (void)(sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = true})
                                  : open_sqlite_store({.path = sqlite_path, .read_only = true}));
     store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = read_only})
                                 : open_sqlite_store({.path = sqlite_path, .read_only = read_only});
   } catch (const exception& e) {
     return fail(e.error().to_string());
+  }
+
+  if (action == "export") {
+    const auto written = export_store(*store, std::cout);
+    if (!written) return fail(written.error().to_string());
+    std::fprintf(stderr, "exported %llu events\n", static_cast<unsigned long long>(written.value()));
+    return exit_ok;
+  }
+  if (action == "import") {
+    progress_line progress("store import");
+    const auto imported = import_store(std::cin, *store,
+                                       {.limit = limit > 0 ? static_cast<std::uint64_t>(limit) : 0,
+                                        .progress = [&](const store_copy_summary& s) {
+                                          progress.update(std::to_string(s.events) + " events imported", s.events);
+                                        }});
+    if (!imported) {
+      progress.finish("stopped", 0);
+      return fail(imported.error().to_string());
+    }
+    progress.finish(std::to_string(imported->events) + " events imported", imported->events);
+    std::printf("imported %llu events, %llu checkpoints; %s\n", static_cast<unsigned long long>(imported->events),
+                static_cast<unsigned long long>(imported->checkpoints),
+                imported->complete ? "complete" : "not complete: run it again to go on");
+    return exit_ok;
   }
 
   if (action == "projections") {

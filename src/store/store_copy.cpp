@@ -1,8 +1,32 @@
 #include "eventbus/store/store_copy.hpp"
 
+#include <istream>
+#include <ostream>
+
+#include "detail/event_data.hpp"
 #include "store/append_rules.hpp"
 
 namespace eventbus {
+namespace {
+
+// The copy and import share this: refuse a target that holds events no run into it started.
+result<std::int64_t> progress_in(outbox_store& to, std::string_view progress_name) {
+  auto progress = to.load_checkpoint(progress_name);
+  if (!progress) return progress.error();
+  if (progress.value() == 0) {
+    auto held = to.last_position();
+    if (!held) return held.error();
+    if (held.value() > 0)
+      return error(errc::invalid_argument,
+                   "the target already holds events (up to position " + std::to_string(held.value()) +
+                       ") and nothing was started into it: use an empty store",
+                   "to");
+  }
+  return progress.value();
+}
+
+}  // namespace
+
 
 result<store_copy_summary> copy_store(outbox_store& from, outbox_store& to, const store_copy_options& options) {
   if (options.batch_size == 0 || options.batch_size > 100'000)
@@ -14,17 +38,8 @@ result<store_copy_summary> copy_store(outbox_store& from, outbox_store& to, cons
     return error(errc::invalid_argument, "copy_store copies between stores opened by open_sqlite_store or open_postgres_store");
   if (source == target) return error(errc::invalid_argument, "the source and the target are the same store", "to");
 
-  auto progress = to.load_checkpoint(copy_checkpoint_name);
+  auto progress = progress_in(to, copy_checkpoint_name);
   if (!progress) return progress.error();
-  if (progress.value() == 0) {
-    auto held = to.last_position();
-    if (!held) return held.error();
-    if (held.value() > 0)
-      return error(errc::invalid_argument,
-                   "the target already holds events (up to position " + std::to_string(held.value()) +
-                       ") and no copy into it was started: copy into an empty store",
-                   "to");
-  }
 
   store_copy_summary summary{.source_position = progress.value()};
   for (;;) {
@@ -57,6 +72,118 @@ result<store_copy_summary> copy_store(outbox_store& from, outbox_store& to, cons
       if (!there.value())
         return error(errc::store_failed, "event " + *last_handled.value() + " of checkpoint '" + c.name +
                                              "' is not in the target: the source changed under the copy; run it again");
+      position = *there.value();
+    }
+    if (auto saved = to.save_checkpoint(c.name, position); !saved) return saved.error();
+    ++summary.checkpoints;
+  }
+  summary.complete = true;
+  return summary;
+}
+
+result<std::uint64_t> export_store(outbox_store& from, std::ostream& out, const store_copy_options& options) {
+  auto* source = dynamic_cast<detail::checked_store*>(&from);
+  if (source == nullptr)
+    return error(errc::invalid_argument, "export_store reads stores opened by open_sqlite_store or open_postgres_store");
+  auto checkpoints = from.checkpoints();
+  if (!checkpoints) return checkpoints.error();
+  for (const auto& c : checkpoints.value())
+    if (!c.name.starts_with("eventbus.")) out << nlohmann::json{{"checkpoint", c.name}, {"position", c.position}}.dump() << '\n';
+  store_copy_summary summary;
+  for (;;) {
+    auto batch = source->read_for_copy(summary.source_position, options.batch_size);
+    if (!batch) return batch.error();
+    if (batch.value().empty()) break;
+    for (const auto& e : batch.value()) {
+      nlohmann::json line{{"position", e.stored.position},
+                          {"version", e.stored.version},
+                          {"stored_at_ms", e.stored_at_ms},
+                          {"published", e.published},
+                          {"parked_reason", e.parked_reason ? nlohmann::json(*e.parked_reason) : nlohmann::json(nullptr)},
+                          {"envelope", std::string(detail::event_access::encoded(detail::event_access::data(e.stored.ev)))}};
+      out << line.dump() << '\n';
+    }
+    summary.events += batch.value().size();
+    summary.source_position = batch.value().back().stored.position;
+    if (options.progress) options.progress(summary);
+    if (!out) return error(errc::store_failed, "writing the export failed (disk full, pipe closed?)");
+  }
+  out.flush();
+  if (!out) return error(errc::store_failed, "writing the export failed (disk full, pipe closed?)");
+  return summary.events;
+}
+
+result<store_copy_summary> import_store(std::istream& in, outbox_store& to, const store_copy_options& options) {
+  if (options.batch_size == 0 || options.batch_size > 100'000)
+    return error(errc::invalid_argument, "must be between 1 and 100000", "batch_size");
+  auto* target = dynamic_cast<detail::checked_store*>(&to);
+  if (target == nullptr) return error(errc::invalid_argument, "import_store writes stores opened by open_sqlite_store or open_postgres_store");
+  auto progress = progress_in(to, import_checkpoint_name);
+  if (!progress) return progress.error();
+
+  struct carried {
+    std::string name;
+    std::int64_t position = 0;
+    std::string last_event;  // the id of the last event at or before it
+  };
+  std::vector<carried> checkpoints;
+  store_copy_summary summary{.source_position = progress.value()};
+  std::vector<detail::copied_event> batch;
+  std::int64_t batch_end = 0;
+  const auto flush = [&]() -> result<void> {
+    if (batch.empty()) return {};
+    if (auto written = target->write_copy(batch, import_checkpoint_name, batch_end); !written) return written.error();
+    summary.events += batch.size();
+    summary.source_position = batch_end;
+    batch.clear();
+    if (options.progress) options.progress(summary);
+    return {};
+  };
+
+  std::size_t number = 0;
+  std::int64_t previous = 0;
+  for (std::string text; std::getline(in, text);) {
+    ++number;
+    const std::string where = "line " + std::to_string(number);
+    if (text.empty()) continue;
+    const auto line = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!line.is_object()) return error(errc::invalid_argument, "is not a JSON object", where);
+    try {
+      if (line.contains("checkpoint")) {
+        checkpoints.push_back({.name = line.at("checkpoint").get<std::string>(),
+                               .position = line.at("position").get<std::int64_t>(),
+                               .last_event = {}});
+        continue;
+      }
+      const auto position = line.at("position").get<std::int64_t>();
+      if (position <= previous) return error(errc::invalid_argument, "positions must increase (an export's lines in order)", where);
+      previous = position;
+      const auto& envelope = line.at("envelope").get_ref<const std::string&>();
+      auto row = detail::stored_row(position, line.at("version").get<std::int64_t>(), envelope);
+      if (!row) return error(errc::invalid_argument, row.error().message(), where);
+      for (auto& c : checkpoints)
+        if (position <= c.position) c.last_event = row.value().ev.event_id();
+      if (position <= progress.value()) continue;  // imported by an earlier run
+      if (options.limit > 0 && summary.events + batch.size() >= options.limit) break;
+      const auto& reason = line.at("parked_reason");
+      batch.push_back({.stored = std::move(row).value(), .stored_at_ms = line.at("stored_at_ms").get<std::int64_t>(),
+                       .published = line.at("published").get<int>(),
+                       .parked_reason = reason.is_null() ? std::nullopt : std::optional<std::string>(reason.get<std::string>())});
+      batch_end = position;
+      if (batch.size() == options.batch_size)
+        if (auto done = flush(); !done) return done.error();
+    } catch (const nlohmann::json::exception& e) {
+      return error(errc::invalid_argument, std::string("is not a line of an export: ") + e.what(), where);
+    }
+  }
+  if (auto done = flush(); !done) return done.error();
+  if (options.limit > 0 && in) return summary;  // stopped early: run again to go on
+  for (const auto& c : checkpoints) {
+    std::int64_t position = 0;
+    if (!c.last_event.empty()) {
+      auto there = target->position_of(c.last_event);
+      if (!there) return there.error();
+      if (!there.value()) return error(errc::store_failed, "event " + c.last_event + " of checkpoint '" + c.name + "' was not imported");
       position = *there.value();
     }
     if (auto saved = to.save_checkpoint(c.name, position); !saved) return saved.error();

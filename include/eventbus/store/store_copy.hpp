@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 
 #include "eventbus/error.hpp"
 #include "eventbus/store/event_store.hpp"
@@ -49,6 +50,21 @@ struct store_copy_options {
 /// The checkpoint name a copy keeps its progress under, in the target. Names starting "eventbus."
 /// are eventbus's own: projections may not take them.
 inline constexpr std::string_view copy_checkpoint_name = "eventbus.copy";
+
+/// The checkpoint name an import keeps its progress under, in the target.
+inline constexpr std::string_view import_checkpoint_name = "eventbus.import";
+
+/// Writes `from` as JSON lines (a backup): first one line per projection checkpoint,
+/// {"checkpoint": NAME, "position": P}, then one per event in position order, {"position",
+/// "version", "stored_at_ms", "published" (0 waiting, 1 published, 2 parked), "parked_reason",
+/// "envelope"} with the envelope's exact bytes as a string. Returns the events written.
+[[nodiscard]] result<std::uint64_t> export_store(outbox_store& from, std::ostream& out, const store_copy_options& options = {});
+
+/// Reads what export_store wrote into `to`, as copy_store copies (same outbox states, checkpoints
+/// moved to their events, resumable: "eventbus.import" holds the last source position imported,
+/// and lines up to it are skipped when run again). errc::invalid_argument naming the line for a
+/// line that is not one of export_store's, and for a target holding events no import started.
+[[nodiscard]] result<store_copy_summary> import_store(std::istream& in, outbox_store& to, const store_copy_options& options = {});
 
 /// Copies `from` into `to` (see the header comment). errc::invalid_argument when `to` already holds
 /// events and no copy into it was started, or for stores not opened by open_sqlite_store or
