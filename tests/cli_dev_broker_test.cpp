@@ -22,6 +22,7 @@
 #include "kafka/record_producer.hpp"
 #include "kafka_test_support.hpp"
 #include "process_support.hpp"
+#include "test_support.hpp"
 
 using namespace eventbus;
 using namespace std::chrono_literals;
@@ -408,6 +409,34 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
     ++rows;
   }
   CHECK(rows == 10);
+  // The last 4 events, in store order; the last 2 of a type.
+  const auto recent = run_cli("store list --sqlite " + path + " --recent 4 --json", code);
+  CHECK(code == 0);
+  std::vector<std::int64_t> recent_positions;
+  for (std::size_t start = 0, end; (end = recent.find('\n', start)) != std::string::npos; start = end + 1)
+    recent_positions.push_back(nlohmann::json::parse(recent.substr(start, end - start))["position"].get<std::int64_t>());
+  CHECK(recent_positions == std::vector<std::int64_t>{27, 28, 29, 30});
+  const auto recent_cancelled = run_cli("store list --sqlite " + path + " --recent 2 --type order.cancelled --json", code);
+  CHECK(code == 0);
+  CHECK(recent_cancelled.find("\"position\":25") != std::string::npos);  // events 24 and 27 (positions 25, 28)
+  CHECK(recent_cancelled.find("\"position\":28") != std::string::npos);
+  CHECK(std::count(recent_cancelled.begin(), recent_cancelled.end(), '\n') == 2);
+  (void)run_cli("store list --sqlite " + path + " --recent 2 --limit 3", code);
+  CHECK(code == 2);
+
+  // Health: 30 events stored just now and not published: healthy; with a max age of 1 s once they
+  // are older than that, not (exit 1, saying why).
+  const auto healthy = run_cli("store health --sqlite " + path, code);
+  CHECK(code == 0);
+  CHECK(healthy.find("healthy") != std::string::npos);
+  CHECK(healthy.find("schema ") != std::string::npos);
+  CHECK(testing::wait_until([&] {
+    const auto stale = run_cli("store health --sqlite " + path + " --max-age 1", code);
+    return code == 1 && stale.find("oldest unpublished event has waited") != std::string::npos;
+  }, 10s));
+  (void)run_cli("store health --sqlite cli_store_typo.db", code);
+  CHECK(code == 1);
+
   const auto stats = run_cli("store stats --sqlite " + path, code);
   CHECK(code == 0);
   CHECK(stats.find("outbox backlog 30 events") != std::string::npos);

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
@@ -19,12 +20,14 @@
 #include "eventbus/store/store_copy.hpp"
 #include "eventbus/store/store_replay.hpp"
 #include "eventbus/time.hpp"
+#include "store/append_rules.hpp"
 
 namespace eventbus::cli {
 namespace {
 
-constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE] [FILTERS] [--limit N] [--json]
+constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE] [FILTERS] [--limit N | --recent N] [--json]
        eventbus store stats  [STORE]
+       eventbus store health [STORE] [--max-age SECONDS]
        eventbus store replay [STORE] [FILTERS] [--limit N] [--bootstrap SERVERS]
        eventbus store projections [STORE] [--rebuild NAME]
        eventbus store export [STORE] > BACKUP.jsonl
@@ -34,7 +37,11 @@ constexpr std::string_view store_usage = R"(usage: eventbus store list   [STORE]
 list     prints stored events in store order: position, version, time, type, aggregate, id
          (version: the event's version within its aggregate; with --json, each line is
          {"position", "version", "event"} and the envelope's schema version is event.envelope_version)
+         --recent N: the last N matching events (still in store order)
 stats    prints the outbox: events not yet acknowledged by Kafka, and the age of the oldest
+health   connects, checks the schema version against this build's, and the outbox: exit 0 when
+         healthy, 1 when not (unreachable, schema older or newer, the oldest unpublished event
+         older than --max-age, default 300 s), saying why
 replay   produces the selected events to Kafka again (same topics, keys, headers and bytes as the
          mirror), with progress on long runs; consumers see them again (they deduplicate on event_id)
 projections  lists each projection's checkpoint: its position, how many events are stored after
@@ -78,6 +85,42 @@ result<std::shared_ptr<outbox_store>> open_named_store(const std::string& spec, 
     return e.error();
   }
   return error(errc::invalid_argument, "'" + spec + "' is not sqlite:PATH or postgresql:DSN", source ? "--from" : "--to");
+}
+
+// `store health`: what an operator (or a cron job) asks before trusting a store.
+int report_health(outbox_store& store, std::chrono::seconds max_age) {
+  auto* backend = dynamic_cast<detail::checked_store*>(&store);
+  std::vector<std::string> problems;
+  if (auto reachable = store.check(); !reachable) problems.push_back("unreachable: " + reachable.error().to_string());
+  std::printf("backend        %s\n", std::string(store.backend()).c_str());
+  if (backend != nullptr) {
+    const auto version = backend->schema_version();
+    const int expected = backend->schema_version_expected();
+    if (!version) {
+      problems.push_back("schema version unreadable: " + version.error().to_string());
+    } else {
+      std::printf("schema         %d (this build: %d)\n", version.value(), expected);
+      if (version.value() < expected)
+        problems.push_back("schema " + std::to_string(version.value()) + " is older than this build's " + std::to_string(expected) +
+                           ": open it once read-write (a service start migrates it)");
+      if (version.value() > expected)
+        problems.push_back("schema " + std::to_string(version.value()) + " is newer than this build's " + std::to_string(expected) +
+                           ": this eventbus is older than the one that wrote it");
+    }
+  }
+  if (const auto backlog = store.backlog(); !backlog) {
+    problems.push_back("outbox unreadable: " + backlog.error().to_string());
+  } else {
+    const double age = backlog->oldest ? std::chrono::duration<double>(now_ms() - *backlog->oldest).count() : 0.0;
+    std::printf("outbox backlog %lld events, oldest %.1f s, parked %lld\n", static_cast<long long>(backlog->events), age,
+                static_cast<long long>(backlog->parked));
+    if (age > static_cast<double>(max_age.count()))
+      problems.push_back("the oldest unpublished event has waited " + std::to_string(static_cast<long long>(age)) +
+                         " s (over --max-age " + std::to_string(max_age.count()) + " s): is a relay running and Kafka reachable?");
+  }
+  for (const auto& p : problems) std::printf("UNHEALTHY      %s\n", printable(p).c_str());
+  if (problems.empty()) std::printf("healthy\n");
+  return problems.empty() ? exit_ok : exit_failure;
 }
 
 int run_copy(std::span<const std::string_view> args) {
@@ -149,13 +192,15 @@ int run_store(std::span<const std::string_view> args) {
   const std::string_view action = args[0];
   if (action == "copy") return run_copy(args.subspan(1));
   if (action != "list" && action != "stats" && action != "replay" && action != "projections" && action != "export" &&
-      action != "import") {
+      action != "import" && action != "health") {
     std::fprintf(stderr, "eventbus store: unknown action '%s'\n\n%s", printable(action).c_str(), store_usage.data());
     return exit_usage;
   }
   std::string sqlite_path, dsn, from, after, type, aggregate, rebuild, bootstrap = default_bootstrap();
-  int limit = 0;
+  int limit = 0, recent = 0, max_age = 300;
   arg_parser parser("store", store_usage);
+  parser.add_int("--recent", recent);
+  parser.add_int("--max-age", max_age);
   parser.add_string("--sqlite", sqlite_path);
   parser.add_string("--postgresql", dsn);
   parser.add_string("--from", from);
@@ -203,6 +248,14 @@ int run_store(std::span<const std::string_view> args) {
   }
   const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
 
+  if (recent < 0 || (recent > 0 && (limit > 0 || action != "list"))) {
+    std::fprintf(stderr, "eventbus store: --recent N is for `store list`, with N > 0 and without --limit\n");
+    return exit_usage;
+  }
+  if (max_age <= 0) {
+    std::fprintf(stderr, "eventbus store: --max-age must be a positive number of seconds\n");
+    return exit_usage;
+  }
   if (!rebuild.empty() && action != "projections") {
     std::fprintf(stderr, "eventbus store: --rebuild is for `store projections`\n");
     return exit_usage;
@@ -286,7 +339,33 @@ int run_store(std::span<const std::string_view> args) {
     return exit_ok;
   }
 
+  if (action == "health") return report_health(*store, std::chrono::seconds(max_age));
+
   if (action == "list") {
+    if (recent > 0) {
+      // The last N matching events: widen a window back from the end until it holds N (or the
+      // whole store), then list from where the last N begin.
+      const auto head = store->last_position();
+      if (!head) return fail(head.error().to_string());
+      const auto floor = filter.after_position;
+      for (std::int64_t window = recent;; window *= 2) {
+        read_filter probe = filter;
+        probe.after_position = std::max(floor, head.value() - window);
+        std::vector<std::int64_t> positions;
+        const auto counted = store->read_all(probe, [&](const stored_event& e) {
+          positions.push_back(e.position);
+          return true;
+        });
+        if (!counted) return fail(counted.error().to_string());
+        if (positions.size() >= static_cast<std::size_t>(recent) || probe.after_position == floor) {
+          if (positions.size() > static_cast<std::size_t>(recent))
+            filter.after_position = positions[positions.size() - static_cast<std::size_t>(recent) - 1];
+          else
+            filter.after_position = probe.after_position;
+          break;
+        }
+      }
+    }
     std::size_t listed = 0;
     const auto read = store->read_all(filter, [&](const stored_event& e) {
       if (listed >= max) return false;

@@ -72,6 +72,11 @@ class checked_store : public outbox_store {
   /// or throw (rethrown). The store's writes wait meanwhile: `steps` must not call this store.
   virtual result<bool> run_in_transaction(const std::function<result<bool>(store_transaction&)>& steps) = 0;
 
+  /// The migrations applied to this database, and how many this build has (a read-only open of an
+  /// older store sees fewer: `eventbus store health` says so).
+  virtual result<int> schema_version() = 0;
+  virtual int schema_version_expected() const noexcept = 0;
+
   /// save_checkpoint inside a transaction of run_in_transaction (a projection whose rows and
   /// checkpoint commit together).
   virtual result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) = 0;

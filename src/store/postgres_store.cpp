@@ -503,6 +503,14 @@ class postgres_event_store final : public detail::checked_store {
     return true;
   }
 
+  result<int> schema_version() override {
+    const std::lock_guard lock(reader_.mu);
+    auto r = reader_.query("reading the schema version", "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");
+    if (!r) return r.error();
+    return static_cast<int>(to_int(r.value().get(), 0, 0));
+  }
+  int schema_version_expected() const noexcept override { return static_cast<int>(std::size(migrations)); }
+
   result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) override {
     const std::string who(name), at = std::to_string(position);
     auto r = run(reinterpret_cast<PGconn*>(tx.postgres()), "saving a checkpoint",

@@ -391,6 +391,14 @@ class sqlite_event_store final : public detail::checked_store {
     return true;
   }
 
+  result<int> schema_version() override {
+    const std::lock_guard lock(reader_mu_);
+    statement version(reader_, "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");
+    if (!version.ok() || version.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the schema version"));
+    return static_cast<int>(version.integer(0));
+  }
+  int schema_version_expected() const noexcept override { return static_cast<int>(std::size(migrations)); }
+
   result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) override {
     statement save(tx.sqlite(),
                    "INSERT INTO eventbus_checkpoints (name, position, saved_at_ms) VALUES (?1, ?2, ?3) "
