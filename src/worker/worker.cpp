@@ -104,15 +104,13 @@ struct worker::impl {
   // --- threads
 
   void start() {
-    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(options.topics.size()));
-    for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
-    const auto err = rd_kafka_subscribe(consumer.get(), topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (err) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
+    const auto topics = detail::make_partition_list(static_cast<int>(options.topics.size()));
+    for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    if (const auto err = rd_kafka_subscribe(consumer.get(), topics.get())) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
     // librdkafka tells us (from its own thread) when records or rebalance events arrive on an empty
     // queue, so the loop sleeps on one condition variable for records, completions and timers alike.
-    consumer_queue = rd_kafka_queue_get_consumer(consumer.get());
-    rd_kafka_queue_cb_event_enable(consumer_queue, &impl::on_consumer_queue_ready, this);
+    consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));  // a new reference, ours to release
+    rd_kafka_queue_cb_event_enable(consumer_queue.get(), &impl::on_consumer_queue_ready, this);
     loop_thread = std::thread([this] {
       pthread_setname_np(pthread_self(), "eventbus-worker");
       run_loop();
@@ -190,10 +188,9 @@ struct worker::impl {
     commit(true);
     forget_partitions([](const partition_key&) { return true; });  // so the revocation below waits for nothing
     update_gauges(true);
-    rd_kafka_queue_cb_event_enable(consumer_queue, nullptr, nullptr);
+    rd_kafka_queue_cb_event_enable(consumer_queue.get(), nullptr, nullptr);
     rd_kafka_consumer_close(consumer.get());
-    rd_kafka_queue_destroy(consumer_queue);
-    consumer_queue = nullptr;
+    consumer_queue.reset();
     const auto left = std::max(clock_type::duration::zero(), deadline - clock_type::now());
     if (const auto detached = pool.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0)
       detail::log(log_level::error, "worker: " + std::to_string(detached) +
@@ -655,7 +652,7 @@ struct worker::impl {
   std::shared_ptr<embedded_broker> broker;  // outlives the clients
   detail::task_pool pool;
   detail::kafka_handle consumer;
-  rd_kafka_queue_t* consumer_queue = nullptr;  // our reference to the consumer's queue, while started
+  detail::kafka_queue consumer_queue;  // our reference to the consumer's queue, while started (after `consumer`: released first)
   std::thread loop_thread;
   std::mutex join_mu;
   static constexpr int max_records_per_turn = 1000;
