@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "detail/held_message.hpp"
+
 namespace eventbus::detail {
 
 struct kafka_handle_deleter {
@@ -51,6 +53,11 @@ using kafka_metadata = std::unique_ptr<const rd_kafka_metadata_t, kafka_metadata
 using kafka_queue = std::unique_ptr<rd_kafka_queue_t, kafka_queue_deleter>;  // a reference, e.g. rd_kafka_queue_get_consumer's
 using kafka_group_list = std::unique_ptr<const rd_kafka_group_list, kafka_group_list_deleter>;
 using kafka_error = std::unique_ptr<rd_kafka_error_t, kafka_error_deleter>;
+
+/// A consumed message as the worker's records hold it (without librdkafka's header).
+[[nodiscard]] inline held_message hold(kafka_message msg) noexcept {
+  return held_message(msg.release(), held_message_deleter{[](rd_kafka_message_t* m) noexcept { kafka_message_deleter{}(m); }});
+}
 
 /// A new, empty partition list with room for `size` entries.
 [[nodiscard]] inline kafka_partition_list make_partition_list(int size) {

@@ -11,156 +11,18 @@
 //
 // Used from one thread only (the worker's consumer thread).
 
-#include <atomic>
-#include <chrono>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <map>
-#include <memory>
-#include <optional>
 #include <string>
-#include <unordered_map>
-#include <vector>
 
-#include "detail/handler_registry.hpp"
-#include "eventbus/event.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/worker.hpp"
-#include "worker/dead_letter.hpp"
-#include "worker/dead_letter_writer.hpp"
-#include "worker/finished_offsets.hpp"
+#include "worker/records.hpp"
+#include "worker/work_batch.hpp"
 
 namespace eventbus::detail {
-
-using worker_clock = std::chrono::steady_clock;
-
-enum class handler_state { pending, succeeded, dead };
-
-struct handler_run {
-  entry_ptr handler;
-  handler_state state = handler_state::pending;
-  int attempts = 0;
-  std::string last_error{};
-  worker_clock::time_point next_try{};
-  bool dead_letter_sent = false;
-};
-
-struct lane;
-
-// What a pool thread found on its pass over a record (published with release, so the consumer
-// thread may read the record's state once it sees anything but `pending`).
-enum class pass_state : std::uint8_t { pending, finished, needs_more };
-
-// One consumed record, from the fetch until its offset may be committed.
-struct record_job : consumed_record {
-  std::optional<event> ev;
-  std::optional<dead_letter_reason> bad;  // set when it cannot be handled (not decodable, too large)
-  std::vector<handler_run> handlers;      // touched by the pool only while it runs the record
-  std::atomic<pass_state> pass{pass_state::pending};  // written by the pool once per batch pass
-  bool running = false;                   // a retry attempt is on the pool
-  bool abandoned = false;  // its partition was revoked: forget it, it will be redelivered
-  bool finished = false;
-  /// Its handlers overran handler_timeout and still run on a thread of their own: it was
-  /// dead-lettered (reason timeout) without waiting, and nothing here may touch what that thread
-  /// still reads (event, handlers, bytes). Freed when that thread lets go of it.
-  bool hung = false;
-  int dead_letters_outstanding = 0;
-  lane* owner = nullptr;  // valid until finished or abandoned
-
-  /// Once finished, a record needs neither its event nor its bytes (no retry, no dead letter).
-  void release_bytes() noexcept {
-    if (hung) return;
-    ev.reset();
-    message.reset();
-    std::string().swap(owned_value);
-    handlers.clear();
-  }
-};
-using job_ptr = std::shared_ptr<record_job>;
-
-struct partition_work;
-
-struct lane {
-  std::string id;
-  partition_work* partition = nullptr;
-  std::deque<job_ptr> waiting;  // in offset order, not started
-  job_ptr current;              // the record being retried or dead-lettered
-  bool busy = false;            // a batch of it is on the pool, or `current` is set
-  bool ready = false;           // in the scheduler's ready list
-};
-
-struct partition_work {
-  std::string topic;
-  std::int32_t partition = -1;
-  std::deque<job_ptr> window;  // every fetched record not yet committable, in offset order
-  std::unordered_map<std::string, lane> lanes;  // key and partition order: idle ones are kept (release)
-  std::size_t lanes_after_sweep = 0;            // lanes left by the last sweep of idle ones
-  std::size_t on_pool = 0;        // records of this partition in batches on the pool
-  std::int64_t commit_next = -1;  // offset after the last committable record; -1: none yet
-  std::int64_t first_seen = -1;   // offset of the first record received since the assignment
-  /// Finished records above the commit point: by this worker, or by an earlier owner (read from
-  /// the commit metadata at assignment; such records are skipped when they arrive).
-  finished_offsets finished;
-  bool dirty = false;             // commit point or finished set not committed yet
-  bool paused = false;
-  bool revoking = false;  // being revoked: start nothing new
-};
-using partition_key = std::pair<std::string, std::int32_t>;
-
-// Records handed to the pool together: each lane's records side by side, in offset order. The pool
-// runs a lane's records until one needs more than a clean pass and records how many finished.
-//
-// A pool thread claims each record before it runs it (`claim` = 2k+1 while record k runs, 2k+2
-// once it is over), so the consumer thread can take a record whose handlers overran
-// handler_timeout away from it: it swaps the odd claim for `cancelled`, and the pool thread, finding
-// its claim gone when the call returns, leaves that record (and the rest of the batch) alone.
-struct work_batch {
-  struct run {
-    lane* owner;
-    std::size_t begin, end;
-    std::size_t done = 0;      // written by the pool
-    std::size_t reported = 0;  // consumer thread: records of the run already finished there
-  };
-  static constexpr std::uint64_t cancelled = ~std::uint64_t{0};
-
-  work_batch() = default;
-  /// Moves what the scheduler put together; only before the batch is on the pool (the claim
-  /// starts afresh).
-  work_batch(work_batch&& other) noexcept
-      : jobs(std::move(other.jobs)), runs(std::move(other.runs)), took(other.took), passes(other.passes),
-        retry(other.retry) {}
-  work_batch& operator=(work_batch&&) = delete;
-
-  std::vector<job_ptr> jobs;
-  std::vector<run> runs;
-  std::chrono::nanoseconds took{};  // written by the pool: time spent on the batch
-  std::size_t passes = 0;           // written by the pool: records it ran
-  bool retry = false;               // one record's due retries (jobs[0] is its lane's current)
-  std::atomic<std::uint64_t> claim{0};
-  std::atomic<std::int64_t> started_ns{0};  // steady clock, when the claimed record started
-  std::atomic<bool> stop{false};            // consumer: stop before the next record (stop, revocation)
-
-  /// Pool thread: record k starts.
-  void begin(std::size_t k) noexcept {
-    started_ns.store(worker_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-    claim.store(2 * k + 1, std::memory_order_release);
-  }
-  /// Pool thread: record k is over. False when the consumer took it away meanwhile.
-  [[nodiscard]] bool end(std::size_t k) noexcept {
-    std::uint64_t running = 2 * k + 1;
-    return claim.compare_exchange_strong(running, 2 * k + 2, std::memory_order_acq_rel);
-  }
-  /// Consumer thread: the record running for longer than `limit`, taken away from the pool thread.
-  [[nodiscard]] std::optional<std::size_t> cancel_overdue(worker_clock::duration limit) noexcept {
-    std::uint64_t seen = claim.load(std::memory_order_acquire);
-    if (seen == cancelled || seen % 2 == 0) return std::nullopt;
-    const auto started = worker_clock::time_point(worker_clock::duration(started_ns.load(std::memory_order_relaxed)));
-    if (worker_clock::now() - started < limit) return std::nullopt;
-    if (!claim.compare_exchange_strong(seen, cancelled, std::memory_order_acq_rel)) return std::nullopt;
-    return static_cast<std::size_t>((seen - 1) / 2);
-  }
-};
 
 class work_scheduler {
  public:

@@ -264,7 +264,7 @@ struct worker::impl {
     if (msg->key) job->key.assign(static_cast<const char*>(msg->key), msg->key_len);
     // Value and headers stay in librdkafka's message, held until the record is finished: no copy,
     // and headers are parsed only if someone asks (a replay's handler, a dead letter).
-    job->message = std::move(msg);
+    job->message = detail::hold(std::move(msg));
     if (options.metrics) options.metrics->count_consumed(job->topic);
     work.add(p, std::move(job));
     if (!p.paused && p.window.size() >= options.max_buffered_per_partition) set_paused(p, true);
