@@ -9,13 +9,21 @@
 // offset order; different lanes run in parallel. A partition is committable up to its first
 // unfinished record, never past it, whatever finishes later in other lanes.
 //
+// The scheduler owns lanes and windows whole: what goes to the pool, what comes back (settle), when
+// a record is finished, and forgetting revoked partitions. The worker only decides what becomes of
+// a record that needs more than a clean pass (retry, dead letter) and says when that is over.
+//
 // Used from one thread only (the worker's consumer thread).
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "eventbus/metrics.hpp"
 #include "eventbus/worker.hpp"
@@ -26,7 +34,11 @@ namespace eventbus::detail {
 
 class work_scheduler {
  public:
-  work_scheduler(processing_order order, std::size_t max_batch) : order_(order), max_batch_(max_batch) {}
+  /// `on_finished` is told of every record that becomes finished, with its partition (the worker
+  /// counts them, and resumes a paused partition whose window emptied enough).
+  using finished_hook = std::function<void(partition_work&)>;
+  work_scheduler(processing_order order, std::size_t max_batch, finished_hook on_finished = {})
+      : order_(order), max_batch_(max_batch), on_finished_(std::move(on_finished)) {}
 
   /// The partition's bookkeeping, created on first use.
   partition_work& partition(const std::string& topic, std::int32_t partition);
@@ -49,8 +61,32 @@ class work_scheduler {
   static constexpr std::size_t max_lanes_kept = 1024;
 
   /// Marks the record finished and moves its partition's commit point over every finished record
-  /// at the window's head. Drops the record's bytes if the caller has not.
+  /// at the window's head. Drops the record's bytes if the caller has not. Tells on_finished.
   void finish(partition_work& p, record_job& job);
+
+  /// A record that stopped its lane's run on the pool: it needs a retry or a dead letter, or it
+  /// overran handler_timeout (and is still read by its pool thread). It is its lane's `current`
+  /// record now, and the lane waits until finish_held().
+  struct held_record {
+    job_ptr job;
+    bool overran = false;
+  };
+
+  /// As a slow batch reports progress: each run's records the pool finished so far become
+  /// finished, in order, up to the first that is not.
+  void collect_finished(work_batch& batch);
+
+  /// The pool is done with `batch`, or the worker took it back (`hung`: the record still running).
+  /// In each run, the records finished become finished; the first one that needs more holds its
+  /// lane and is appended to `held`; the rest, and records the pool never started (a stop or a
+  /// revocation came first), go back to the head of their lane. Runs of revoked partitions are left
+  /// alone: the next owner gets their records again.
+  void settle(work_batch& batch, std::optional<std::size_t> hung, std::vector<held_record>& held);
+
+  /// A held record is over (retried to the end, dead-lettered): finished, and its lane goes on.
+  /// Nothing happens while a retry attempt or a dead letter of it is outstanding. By value: the
+  /// caller's pointer may be the lane's `current`, which this resets.
+  void finish_held(job_ptr job);
 
   /// A fetched record that an earlier owner finished (p.finished has it): it joins the window as
   /// finished, runs nothing, and the commit point moves over it.
@@ -58,6 +94,19 @@ class work_scheduler {
 
   /// Forgets the partition; its unfinished records are marked abandoned.
   void forget(std::map<partition_key, partition_work>::iterator it);
+  /// Forgets every partition in `keys`.
+  void forget(const std::set<partition_key>& keys);
+  /// Forgets every partition.
+  void forget_all();
+
+  /// Partitions being revoked: nothing of theirs is taken any more (take()).
+  void mark_revoking(const std::set<partition_key>& keys);
+
+  /// True while something of a partition in `keys` (of any, without) runs: records on the pool, a
+  /// retry attempt, a dead letter outstanding. Records waiting for a backoff do not count: they
+  /// were not started again (the next owner starts them).
+  [[nodiscard]] bool busy(const std::set<partition_key>& keys) const;
+  [[nodiscard]] bool busy() const;
 
   /// Records on the pool, in backoff or being dead-lettered (in_flight); records held back by an
   /// earlier record of their lane (waiting_on_key); paused partitions.
@@ -67,9 +116,11 @@ class work_scheduler {
   const std::string& lane_id(const record_job& job, std::string& scratch) const;
   void make_ready(lane& l);
   void advance_commit_point(partition_work& p);
+  [[nodiscard]] static bool busy(const partition_work& p);
 
   processing_order order_;
   std::size_t max_batch_;
+  finished_hook on_finished_;
   std::map<partition_key, partition_work> partitions_;
   std::deque<lane*> ready_;        // idle lanes with waiting records, oldest first
   std::size_t ready_records_ = 0;  // waiting records of the lanes in ready_

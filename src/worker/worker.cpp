@@ -184,9 +184,9 @@ struct worker::impl {
     intake_closed = true;
     const auto deadline = clock_type::now() + options.shutdown_timeout;
     for (const auto& b : on_pool_batches) b->stop.store(true);  // finish the record at hand, start no other
-    wait_until_settled([&](const partition_key&) { return true; }, deadline);
+    wait_until_settled(nullptr, deadline);
     commit(true);
-    forget_partitions([](const partition_key&) { return true; });  // so the revocation below waits for nothing
+    work.forget_all();  // so the revocation below waits for nothing
     update_gauges(true);
     rd_kafka_queue_cb_event_enable(consumer_queue.get(), nullptr, nullptr);
     rd_kafka_consumer_close(consumer.get());
@@ -214,14 +214,10 @@ struct worker::impl {
   // Handles completions until every selected partition has nothing running: no batch on the pool,
   // no retry attempt, no dead-letter write outstanding. Records waiting for their backoff are not
   // waited for (they were not started again; the next owner starts them).
-  template <class Select>
-  void wait_until_settled(Select&& selected, clock_type::time_point deadline) {
+  void wait_until_settled(const std::set<partition_key>* only, clock_type::time_point deadline) {
     for (;;) {
       drain_completions();
-      bool busy = false;
-      for (auto& [key, p] : work.partitions())
-        if (selected(key) && is_busy(p)) busy = true;
-      if (!busy) return;
+      if (!(only ? work.busy(*only) : work.busy())) return;
       std::unique_lock lock(side->mu);
       if (!side->cv.wait_until(lock, deadline, [&] { return !side->completions.empty(); })) {
         detail::log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
@@ -229,14 +225,6 @@ struct worker::impl {
         return;
       }
     }
-  }
-
-  static bool is_busy(const partition_work& p) {
-    if (p.on_pool > 0) return true;
-    return std::any_of(p.lanes.begin(), p.lanes.end(), [](const auto& kv) {
-      const auto& current = kv.second.current;
-      return current && (current->running || current->dead_letters_outstanding > 0);
-    });
   }
 
   // --- records
@@ -324,7 +312,7 @@ struct worker::impl {
         ++run.done;
         if (const auto now = clock_type::now(); now - last_report >= progress_interval) {
           last_report = now;
-          on.post([self, batch] { self->report_finished(*batch); });
+          on.post([self, batch] { self->work.collect_finished(*batch); });
         }
       }
     }
@@ -343,23 +331,7 @@ struct worker::impl {
     return static_cast<std::size_t>(std::clamp(batch_budget_ns / std::max(record_ns, 1.0), 1.0, double(max_batch)));
   }
 
-  // On the consumer thread, as the pool reports: each run's records finished so far become
-  // committable (in order, up to the first that is not finished).
-  void report_finished(detail::work_batch& batch) {
-    for (auto& run : batch.runs) {
-      if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile
-      while (run.begin + run.reported < run.end &&
-             batch.jobs[run.begin + run.reported]->pass.load(std::memory_order_acquire) == pass_state::finished) {
-        finish_record(*batch.jobs[run.begin + run.reported]);
-        ++run.reported;
-      }
-    }
-  }
-
-  // On the consumer thread, once the pool is done with a batch: in each run, the records finished
-  // become committable; the first one that needs more (a retry, a dead letter) holds its lane; the
-  // rest, and records the pool did not start (a stop or revocation came first), go back to the
-  // head of the lane.
+  // On the consumer thread, once the pool is done with a batch.
   void after_batch(detail::work_batch& batch) {
     --on_pool;
     if (batch.passes > 0) {
@@ -369,40 +341,18 @@ struct worker::impl {
     settle_runs(batch, std::nullopt);
   }
 
-  // The runs of a batch the pool is done with (or that was taken from it: `hung` is then the record
-  // still running, dead-lettered as a timeout).
+  // A batch the pool is done with (or that was taken from it: `hung` is the record still running,
+  // dead-lettered as a timeout). The scheduler settles its lanes; what stopped a lane is decided here.
   void settle_runs(detail::work_batch& batch, std::optional<std::size_t> hung) {
-    report_finished(batch);
-    for (const auto& run : batch.runs) {
-      if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile: the next owner gets them again
-      detail::lane& lane = *run.owner;
-      lane.partition->on_pool -= run.end - run.begin;
-      const std::size_t at = run.begin + run.reported;
-      if (at == run.end) {
-        work.release(lane);
-        continue;
-      }
-      const auto first = batch.jobs.begin() + static_cast<std::ptrdiff_t>(at);
-      const auto end = batch.jobs.begin() + static_cast<std::ptrdiff_t>(run.end);
-      const job_ptr& stopped_at = *first;
-      const bool overran = hung && *hung == at;
-      if (!overran && stopped_at->pass.load(std::memory_order_acquire) == pass_state::pending) {
-        lane.waiting.insert(lane.waiting.begin(), first, end);  // never started
-        work.release(lane);
-        continue;
-      }
-      lane.waiting.insert(lane.waiting.begin(), first + 1, end);
-      lane.current = stopped_at;
-      // It and the lane's waiting records may wait for seconds: they stop holding fetch buffers.
-      // (A record that overran is still read by its thread: it is dead-lettered as it is.)
-      if (!overran) stopped_at->own_bytes();
-      for (const auto& waiting : lane.waiting) waiting->own_bytes();
+    std::vector<detail::work_scheduler::held_record> held;
+    work.settle(batch, hung, held);
+    for (const auto& [job, overran] : held) {
       if (overran)
-        time_out(stopped_at);
-      else if (lane.current->bad)
-        dead_letter(lane.current, *lane.current->bad);
+        time_out(job);
+      else if (job->bad)
+        dead_letter(job, *job->bad);
       else
-        after_attempt(lane.current);
+        after_attempt(job);
     }
   }
 
@@ -481,27 +431,13 @@ struct worker::impl {
         if (!job->abandoned) due_retries.push_back(job);  // started by dispatch() when a slot is free
       });
     } else {
-      finish_if_done(job);
+      work.finish_held(job);
     }
   }
 
-  // By value: the caller's pointer may be the lane's `current`, which this resets.
-  void finish_if_done(job_ptr job) {
-    if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
-    if (!job->hung)  // a hung record's handlers belong to its thread; its dead letter covers them all
-      for (const auto& run : job->handlers)
-        if (run.state == handler_state::pending) return;
-    detail::lane& lane = *job->owner;
-    lane.current.reset();
-    finish_record(*job);
-    work.release(lane);
-  }
-
-  // Every handler succeeded or was dead-lettered: the record may be committed once the ones
-  // before it in its partition are finished too.
-  void finish_record(record_job& job) {
-    partition_work& p = *job.owner->partition;
-    work.finish(p, job);
+  // Every handler succeeded or was dead-lettered (told by the scheduler): the record may be
+  // committed once the ones before it in its partition are finished too.
+  void on_finished(partition_work& p) {
     handled.fetch_add(1, std::memory_order_relaxed);
     if (p.paused && p.window.size() <= options.max_buffered_per_partition / 2) set_paused(p, false);
   }
@@ -520,7 +456,7 @@ struct worker::impl {
               options.metrics->count_dead_letter(job->topic, handler, reason);
           }
           --job->dead_letters_outstanding;
-          finish_if_done(job);
+          work.finish_held(job);
         });
   }
 
@@ -616,15 +552,13 @@ struct worker::impl {
   void revoke(const rd_kafka_topic_partition_list_t* list, bool lost) {
     std::set<partition_key> revoked;
     for (int i = 0; i < list->cnt; ++i) revoked.insert({list->elems[i].topic, list->elems[i].partition});
-    for (auto& [key, p] : work.partitions())
-      if (revoked.count(key) > 0) p.revoking = true;
+    work.mark_revoking(revoked);
     // Their batches stop before their next record: the next owner handles those, and two workers
     // must not run one key at once for longer than the record at hand.
     for (const auto& b : on_pool_batches)
       for (const auto& run : b->runs)
         if (!b->jobs[run.begin]->abandoned && run.owner->partition->revoking) b->stop.store(true);
-    wait_until_settled([&](const partition_key& key) { return revoked.count(key) > 0; },
-                       clock_type::now() + options.shutdown_timeout);
+    wait_until_settled(&revoked, clock_type::now() + options.shutdown_timeout);
     partitions.unpause_before_release(revoked);
     if (lost)
       detail::log(log_level::warn, "worker: " + std::to_string(list->cnt) +
@@ -632,19 +566,7 @@ struct worker::impl {
                                        "on their next owner");
     else
       commit(true);
-    forget_partitions([&](const partition_key& key) { return revoked.count(key) > 0; });
-  }
-
-  // Drops the bookkeeping of the selected partitions; their unfinished records are abandoned
-  // (never committed, so whoever owns the partition next receives them again).
-  template <class Select>
-  void forget_partitions(Select&& selected) {
-    auto& all = work.partitions();
-    for (auto it = all.begin(); it != all.end();) {
-      const auto next = std::next(it);
-      if (selected(it->first)) work.forget(it);
-      it = next;
-    }
+    work.forget(revoked);  // their unfinished records are abandoned: the next owner receives them again
   }
 
   std::shared_ptr<pool_side> side;  // first: holds the options everything else reads
@@ -661,7 +583,7 @@ struct worker::impl {
   detail::dead_letter_writer dead_letters;
 
   // Consumer thread only:
-  detail::work_scheduler work{options.ordering, max_batch};
+  detail::work_scheduler work{options.ordering, max_batch, [this](partition_work& p) { on_finished(p); }};
   detail::partition_control partitions{consumer, work, options.commit_interval};
   std::size_t on_pool = 0;            // tasks on the pool: batches and retry attempts
   std::set<std::shared_ptr<detail::work_batch>> on_pool_batches;  // the same, not taken back (timeout)
