@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -25,11 +24,11 @@
 #include "detail/handler_registry.hpp"
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
-#include "detail/task_pool.hpp"
 #include "eventbus/event.hpp"
 #include "kafka/record_producer.hpp"
 #include "worker/dead_letter_writer.hpp"
 #include "worker/partition_control.hpp"
+#include "worker/pool_handoff.hpp"
 #include "worker/record_runner.hpp"
 #include "worker/timer_queue.hpp"
 #include "worker/work_scheduler.hpp"
@@ -43,45 +42,16 @@ using detail::handler_state;
 using detail::job_ptr;
 using detail::partition_key;
 using detail::partition_work;
-using detail::pass_state;
+using detail::pool_side;
 using detail::record_job;
 
 }  // namespace
 
-// What handler threads use: the options, the record runner (handlers, middleware, counters) and the
-// completion queue they post to. Every pool task holds it by shared_ptr, so a handler
-// that never returns (its thread left detached when stop() gives up on it) cannot outlive anything
-// it touches.
-struct pool_side {
-  explicit pool_side(worker_options opts) : options(validated(std::move(opts))) {}
-
-  static worker_options validated(worker_options opts) {
-    opts.validate();
-    return opts;
-  }
-
-  void post(std::function<void()> fn) {
-    {
-      const std::lock_guard lock(mu);
-      completions.push_back(std::move(fn));
-    }
-    cv.notify_one();
-  }
-
-  const worker_options options;
-  detail::record_runner runner{options};  // decodes records and runs their handlers
-  std::atomic<bool> stop_requested{false};
-
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::function<void()>> completions;  // run by the consumer thread, in order
-  bool consumer_ready = false;  // librdkafka queued something since the loop last emptied its queue
-};
-
 struct worker::impl {
   explicit impl(worker_options opts)
       : side(std::make_shared<pool_side>(std::move(opts))), options(side->options),
-        pool(options.max_concurrency, std::size_t{1} << 20),
+        handoff(side, {.progress = [this](detail::work_batch& b) { work.collect_finished(b); },
+                       .returned = [this](detail::work_batch& b, std::optional<std::size_t> hung) { returned(b, hung); }}),
         dead_letters(options.kafka, options.group_id, options.dlq_suffix, [this](std::chrono::milliseconds delay, std::function<void()> fn) {
           post([this, delay, fn = std::move(fn)]() mutable {
             if (delay.count() == 0) return fn();
@@ -110,7 +80,7 @@ struct worker::impl {
     // librdkafka tells us (from its own thread) when records or rebalance events arrive on an empty
     // queue, so the loop sleeps on one condition variable for records, completions and timers alike.
     consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));  // a new reference, ours to release
-    rd_kafka_queue_cb_event_enable(consumer_queue.get(), &impl::on_consumer_queue_ready, this);
+    rd_kafka_queue_cb_event_enable(consumer_queue.get(), &impl::on_consumer_queue_ready, &side->completions);
     loop_thread = std::thread([this] {
       pthread_setname_np(pthread_self(), "eventbus-worker");
       run_loop();
@@ -119,10 +89,10 @@ struct worker::impl {
 
   void stop() noexcept {
     side->stop_requested.store(true);
-    side->post([] {});  // wakes a loop waiting for completions
+    side->completions.post([] {});  // wakes a loop waiting for completions
     // From a handler (a pool thread) or the loop itself: only ask. Waiting here would wait for the
     // very call that asked; the loop finishes stopping once it returns.
-    if (pool.on_pool_thread() || std::this_thread::get_id() == loop_thread.get_id()) return;
+    if (handoff.on_pool_thread() || std::this_thread::get_id() == loop_thread.get_id()) return;
     const std::lock_guard lock(join_mu);  // stop() from several threads: one joins, all return after
     if (loop_thread.joinable()) loop_thread.join();
   }
@@ -130,10 +100,7 @@ struct worker::impl {
   void run_loop() noexcept {
     try {
       while (!side->stop_requested.load()) {
-        {
-          const std::lock_guard lock(side->mu);
-          side->consumer_ready = false;  // set again by librdkafka once the queue we empty below refills
-        }
+        side->completions.consumer_emptying();  // librdkafka wakes us again once the queue refills
         bool more = false;
         for (int taken = 0;; ++taken) {
           if (taken == max_records_per_turn) {
@@ -145,7 +112,7 @@ struct worker::impl {
           on_message(msg);
         }
         drain_completions();
-        take_back_overdue();
+        handoff.take_back_overdue();
         run_due_timers();
         dispatch();
         commit(false);
@@ -159,12 +126,7 @@ struct worker::impl {
   }
 
   static void on_consumer_queue_ready(rd_kafka_t*, void* opaque) noexcept {
-    auto& self = *static_cast<impl*>(opaque);
-    {
-      const std::lock_guard lock(self.side->mu);
-      self.side->consumer_ready = true;
-    }
-    self.side->cv.notify_one();
+    static_cast<detail::completion_queue*>(opaque)->consumer_ready();
   }
 
   // Sleeps until records, a completion or a stop arrive, or the next timer or commit is due.
@@ -172,10 +134,7 @@ struct worker::impl {
     auto until = clock_type::now() + std::chrono::milliseconds(100);
     if (const auto due = timers.next_due()) until = std::min(until, *due);
     until = std::min(until, partitions.next_commit());  // a needless wake-up a second is cheaper than scanning partitions
-    std::unique_lock lock(side->mu);
-    side->cv.wait_until(lock, until, [&] {
-      return side->consumer_ready || !side->completions.empty() || side->stop_requested.load();
-    });
+    side->completions.wait_for_work(until, side->stop_requested);
   }
 
   // Bounded by shutdown_timeout, whatever handlers do: records still running when it passes are
@@ -183,7 +142,7 @@ struct worker::impl {
   void shut_down() {
     intake_closed = true;
     const auto deadline = clock_type::now() + options.shutdown_timeout;
-    for (const auto& b : on_pool_batches) b->stop.store(true);  // finish the record at hand, start no other
+    handoff.stop_all();  // finish the record at hand, start no other
     wait_until_settled(nullptr, deadline);
     commit(true);
     work.forget_all();  // so the revocation below waits for nothing
@@ -192,7 +151,7 @@ struct worker::impl {
     rd_kafka_consumer_close(consumer.get());
     consumer_queue.reset();
     const auto left = std::max(clock_type::duration::zero(), deadline - clock_type::now());
-    if (const auto detached = pool.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0)
+    if (const auto detached = handoff.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0)
       detail::log(log_level::error, "worker: " + std::to_string(detached) +
                                         " handler call(s) still running after shutdown_timeout; their threads are "
                                         "left to finish on their own and their records will be redelivered");
@@ -200,16 +159,8 @@ struct worker::impl {
 
   // --- completions: the only way other threads talk to the consumer thread
 
-  void post(std::function<void()> fn) { side->post(std::move(fn)); }
-
-  void drain_completions() {
-    std::vector<std::function<void()>> batch;
-    {
-      const std::lock_guard lock(side->mu);
-      batch.swap(side->completions);
-    }
-    for (auto& fn : batch) fn();
-  }
+  void post(std::function<void()> fn) { side->completions.post(std::move(fn)); }
+  void drain_completions() { side->completions.drain(); }
 
   // Handles completions until every selected partition has nothing running: no batch on the pool,
   // no retry attempt, no dead-letter write outstanding. Records waiting for their backoff are not
@@ -218,8 +169,7 @@ struct worker::impl {
     for (;;) {
       drain_completions();
       if (!(only ? work.busy(*only) : work.busy())) return;
-      std::unique_lock lock(side->mu);
-      if (!side->cv.wait_until(lock, deadline, [&] { return !side->completions.empty(); })) {
+      if (!side->completions.wait_for_post(deadline)) {
         detail::log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
                                      "it is left uncommitted and will be redelivered");
         return;
@@ -261,89 +211,26 @@ struct worker::impl {
   // Starts what may start: due retries first, then batches of ready lanes, while slots are free.
   void dispatch() {
     if (intake_closed) return;
-    while (on_pool < options.max_concurrency && !due_retries.empty()) {
+    while (handoff.free_slots() > 0 && !due_retries.empty()) {
       auto job = std::move(due_retries.front());
       due_retries.pop_front();
-      if (!job->abandoned && !job->owner->partition->revoking) attempt(job);
+      if (!job->abandoned && !job->owner->partition->revoking) handoff.attempt(job);
     }
-    while (on_pool < options.max_concurrency && work.has_ready()) {
-      auto batch = std::make_shared<detail::work_batch>(work.take(options.max_concurrency - on_pool, batch_limit()));
-      if (batch->jobs.empty()) continue;  // it skipped revoking lanes only
-      run_on_pool(batch, [](pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& b) {
-        run_batch(on, self, b);
-      });
+    while (handoff.free_slots() > 0 && work.has_ready()) {
+      auto batch = work.take(handoff.free_slots(), handoff.batch_limit());
+      if (!batch.jobs.empty()) handoff.run(std::move(batch));  // else it skipped revoking lanes only
     }
   }
 
-  // Hands a batch to a pool thread. The task holds the pool side, never the worker: if its
-  // handlers hang past stop(), it outlives the worker safely. (It carries the worker's address
-  // only to put it in what it posts, which only the worker's own loop ever runs.)
-  template <class Body>
-  void run_on_pool(const std::shared_ptr<detail::work_batch>& batch, Body body) {
-    ++on_pool;
-    on_pool_batches.insert(batch);
-    std::vector<detail::task_pool::task> task{[side = side, self = this, batch, body] { body(*side, self, batch); }};
-    (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most max_concurrency tasks: always room
-  }
-
-  // On a pool thread: each run's records in order, until one needs more than a clean pass. Stops
-  // before the next record when asked (stop, revocation); records finished in a slow batch are
-  // reported as they finish, so they become committable without waiting for the rest.
-  static void run_batch(pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& batch) {
-    const auto start = clock_type::now();
-    auto last_report = start;
-    for (auto& run : batch->runs) {
-      while (run.begin + run.done < run.end) {
-        if (batch->stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) break;
-        const std::size_t k = run.begin + run.done;
-        auto& job = *batch->jobs[k];
-        batch->begin(k);
-        ++batch->passes;
-        const bool finished = on.runner.first_pass(job);
-        if (!batch->end(k)) {  // it overran handler_timeout: the worker took it (and the batch) over
-          on.post([self] { self->hung_call_returned(); });
-          return;
-        }
-        // Freed here, not on the consumer thread: freeing a parsed event is not free. Before the
-        // state is published: from then on the consumer thread may finish the record.
-        if (finished) job.release_bytes();
-        job.pass.store(finished ? pass_state::finished : pass_state::needs_more, std::memory_order_release);
-        if (!finished) break;
-        ++run.done;
-        if (const auto now = clock_type::now(); now - last_report >= progress_interval) {
-          last_report = now;
-          on.post([self, batch] { self->work.collect_finished(*batch); });
-        }
-      }
+  // Back from the pool, or taken back from it (`hung`: the record still running). A retry attempt
+  // is one record; a batch's lanes are settled by the scheduler, and what stopped one decided here.
+  void returned(detail::work_batch& batch, std::optional<std::size_t> hung) {
+    if (batch.retry) {
+      const job_ptr& job = batch.jobs[0];
+      if (!hung) return after_attempt(job);
+      job->running = false;
+      return time_out(job);
     }
-    batch->took = clock_type::now() - start;
-    on.post([self, batch] {
-      self->on_pool_batches.erase(batch);
-      self->after_batch(*batch);
-    });
-  }
-
-  // Records a batch may hold: enough to make the hand-off cheap next to the handling, few enough
-  // that no pool thread sits on work other threads could share (about 2 ms a batch, from the time
-  // records took so far). Quick handlers get big batches, 5 ms ones a record each.
-  std::size_t batch_limit() const {
-    constexpr double batch_budget_ns = 2'000'000;
-    return static_cast<std::size_t>(std::clamp(batch_budget_ns / std::max(record_ns, 1.0), 1.0, double(max_batch)));
-  }
-
-  // On the consumer thread, once the pool is done with a batch.
-  void after_batch(detail::work_batch& batch) {
-    --on_pool;
-    if (batch.passes > 0) {
-      const double per_record = static_cast<double>(batch.took.count()) / static_cast<double>(batch.passes);
-      record_ns = 0.8 * record_ns + 0.2 * per_record;
-    }
-    settle_runs(batch, std::nullopt);
-  }
-
-  // A batch the pool is done with (or that was taken from it: `hung` is the record still running,
-  // dead-lettered as a timeout). The scheduler settles its lanes; what stopped a lane is decided here.
-  void settle_runs(detail::work_batch& batch, std::optional<std::size_t> hung) {
     std::vector<detail::work_scheduler::held_record> held;
     work.settle(batch, hung, held);
     for (const auto& [job, overran] : held) {
@@ -356,48 +243,10 @@ struct worker::impl {
     }
   }
 
-  // Runs the handlers that are due, on the pool; the outcome comes back through post().
-  void attempt(const job_ptr& job) {
-    job->running = true;
-    auto batch = std::make_shared<detail::work_batch>();
-    batch->jobs.push_back(job);
-    batch->retry = true;
-    run_on_pool(batch, [](pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& b) {
-      b->begin(0);
-      on.runner.run_due_handlers(*b->jobs[0]);
-      if (!b->end(0)) return on.post([self] { self->hung_call_returned(); });
-      on.post([self, b] {
-        self->on_pool_batches.erase(b);
-        --self->on_pool;
-        self->after_attempt(b->jobs[0]);
-      });
-    });
-  }
-
-  // --- handler timeout
-
-  // Records whose handlers run past handler_timeout are taken from their threads: dead-lettered
-  // with reason "timeout" (for every handler: the later ones never ran), so their key, their
-  // partition's commits and the window move on. The call itself cannot be stopped: its thread
-  // stays busy (and counted against max_concurrency) until it returns, and what it returns is
-  // ignored. A worker whose every slot is held by such calls reports itself not ready.
-  void take_back_overdue() {
-    if (options.handler_timeout.count() == 0) return;
-    for (auto it = on_pool_batches.begin(); it != on_pool_batches.end();) {
-      const auto batch = *it++;
-      if (const auto k = batch->cancel_overdue(options.handler_timeout)) {
-        on_pool_batches.erase(batch);
-        hung_calls.fetch_add(1, std::memory_order_relaxed);
-        if (batch->retry) {
-          batch->jobs[0]->running = false;
-          time_out(batch->jobs[0]);
-        } else {
-          settle_runs(*batch, *k);
-        }
-      }
-    }
-  }
-
+  // Records whose handlers ran past handler_timeout (taken from their threads by the hand-off) are
+  // dead-lettered with reason "timeout" (for every handler: the later ones never ran), so their
+  // key, their partition's commits and the window move on. A worker whose every slot is held by
+  // such calls reports itself not ready.
   void time_out(const job_ptr& job) {
     job->hung = true;
     if (job->abandoned) return;
@@ -406,12 +255,6 @@ struct worker::impl {
                           std::to_string(options.handler_timeout.count()) +
                           " ms); the call was left running and its outcome is ignored",
                       "", 1});
-  }
-
-  // The pool thread of a timed-out record is back: its slot is free again.
-  void hung_call_returned() {
-    --on_pool;
-    hung_calls.fetch_sub(1, std::memory_order_relaxed);
   }
 
   void after_attempt(const job_ptr& job) {
@@ -555,9 +398,7 @@ struct worker::impl {
     work.mark_revoking(revoked);
     // Their batches stop before their next record: the next owner handles those, and two workers
     // must not run one key at once for longer than the record at hand.
-    for (const auto& b : on_pool_batches)
-      for (const auto& run : b->runs)
-        if (!b->jobs[run.begin]->abandoned && run.owner->partition->revoking) b->stop.store(true);
+    handoff.stop_revoking();
     wait_until_settled(&revoked, clock_type::now() + options.shutdown_timeout);
     partitions.unpause_before_release(revoked);
     if (lost)
@@ -572,23 +413,18 @@ struct worker::impl {
   std::shared_ptr<pool_side> side;  // first: holds the options everything else reads
   const worker_options& options;
   std::shared_ptr<embedded_broker> broker;  // outlives the clients
-  detail::task_pool pool;
+  detail::pool_handoff handoff;  // the task pool, and what runs on it
   detail::kafka_handle consumer;
   detail::kafka_queue consumer_queue;  // our reference to the consumer's queue, while started (after `consumer`: released first)
   std::thread loop_thread;
   std::mutex join_mu;
   static constexpr int max_records_per_turn = 1000;
-  static constexpr std::size_t max_batch = 256;  // records per hand-off to the pool
   // Declared after the completion queue it posts to, so it is destroyed (and flushed) first.
   detail::dead_letter_writer dead_letters;
 
   // Consumer thread only:
-  detail::work_scheduler work{options.ordering, max_batch, [this](partition_work& p) { on_finished(p); }};
+  detail::work_scheduler work{options.ordering, detail::pool_handoff::max_batch, [this](partition_work& p) { on_finished(p); }};
   detail::partition_control partitions{consumer, work, options.commit_interval};
-  std::size_t on_pool = 0;            // tasks on the pool: batches and retry attempts
-  std::set<std::shared_ptr<detail::work_batch>> on_pool_batches;  // the same, not taken back (timeout)
-  static constexpr auto progress_interval = std::chrono::milliseconds(5);  // a slow batch reports this often
-  double record_ns = 100'000;         // moving average of a record's first pass; starts cautious
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   detail::timer_queue timers;
   clock_type::time_point next_load_update{};
@@ -598,7 +434,6 @@ struct worker::impl {
   std::atomic<std::size_t> assigned{0};
   std::atomic<bool> joined{false};
   std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
-  std::atomic<std::size_t> hung_calls{0};  // handler calls past handler_timeout, still running
   std::atomic<std::uint64_t> in_flight{0}, waiting_on_key{0}, paused_partitions{0};
 };
 
@@ -623,7 +458,7 @@ std::size_t worker::assigned_partitions() const noexcept { return impl_->assigne
 bool worker::in_group() const noexcept {
   // Not ready either when every handler slot is held by a call that overran handler_timeout.
   return impl_->joined.load() && !impl_->side->stop_requested.load() &&
-         impl_->hung_calls.load() < impl_->options.max_concurrency;
+         impl_->handoff.hung_calls() < impl_->options.max_concurrency;
 }
 
 worker_stats worker::stats() const noexcept {
@@ -640,7 +475,7 @@ worker_stats worker::stats() const noexcept {
           .in_flight = d.in_flight.load(),
           .waiting_on_key = d.waiting_on_key.load(),
           .paused_partitions = d.paused_partitions.load(),
-          .hung_calls = d.hung_calls.load()};
+          .hung_calls = d.handoff.hung_calls()};
 }
 
 }  // namespace eventbus
