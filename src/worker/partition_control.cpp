@@ -1,4 +1,5 @@
-// Commits, pausing and lag for the worker's partitions (partition_control.hpp).
+// Commits, pausing, and the load and lag gauges for the worker's partitions (partition_control.hpp;
+// rebalances are in partition_rebalance.cpp).
 
 #include "worker/partition_control.hpp"
 
@@ -14,7 +15,7 @@ namespace eventbus::detail {
 
 void partition_control::commit(bool synchronous) {
   if (!synchronous && worker_clock::now() < next_commit_) return;
-  next_commit_ = worker_clock::now() + commit_interval_;
+  next_commit_ = worker_clock::now() + options_.commit_interval;
   const auto offsets = make_partition_list(8);
   for (auto& [key, p] : work_.partitions()) {
     if (!p.dirty) continue;
@@ -96,6 +97,11 @@ void partition_control::set_paused(partition_work& p, bool pause) {
   if (!pause && every_other_paused(p)) wake_fetcher(p);
 }
 
+// librdkafka keeps a pause across a rebalance, and resuming at the next assignment instead (every
+// partition, as it cannot tell which) stalls: librdkafka 2.0 bumps a partition's version on a
+// resume even when it is not paused, which can leave a freshly assigned partition never fetched
+// (seen after a lost session: one partition of 35 held its records for good). So the partitions
+// this worker paused are resumed before they are let go.
 void partition_control::unpause_before_release(const std::set<partition_key>& released) {
   const auto list = make_partition_list(4);
   for (auto& [key, p] : work_.partitions())
@@ -124,6 +130,27 @@ void partition_control::wake_fetcher(const partition_work& p) {
   (void)rd_kafka_query_watermark_offsets(consumer_.get(), p.topic.c_str(), p.partition, &low, &high, 200);
 }
 
+void partition_control::update_gauges(bool stopping) {
+  const auto now = worker_clock::now();
+  if (stopping || now >= next_load_update_) {
+    next_load_update_ = now + std::chrono::milliseconds(200);
+    const auto load = stopping ? metrics::worker_load{} : work_.load();
+    in_flight_.store(static_cast<std::uint64_t>(load.in_flight), std::memory_order_relaxed);
+    waiting_on_key_.store(static_cast<std::uint64_t>(load.waiting_on_key), std::memory_order_relaxed);
+    paused_partitions_.store(static_cast<std::uint64_t>(load.paused_partitions), std::memory_order_relaxed);
+    if (options_.metrics) {
+      options_.metrics->add_worker_load(options_.group_id,
+                                        {.in_flight = load.in_flight - published_load_.in_flight,
+                                         .waiting_on_key = load.waiting_on_key - published_load_.waiting_on_key,
+                                         .paused_partitions = load.paused_partitions - published_load_.paused_partitions});
+      published_load_ = load;
+    }
+  }
+  if (options_.metrics && !stopping) report_lag(*options_.metrics);
+}
+
+// eventbus_consumer_lag of every held partition, at most every 2 s: records after the last
+// committable one, from librdkafka's cached high watermark (no request of its own).
 void partition_control::report_lag(metrics& m) {
   const auto now = worker_clock::now();
   if (now < next_lag_update_) return;

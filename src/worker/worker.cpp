@@ -1,14 +1,12 @@
-// The worker engine. One consumer thread owns all bookkeeping (partitions, lanes, timers,
-// commits: see work_scheduler.hpp); handler attempts run on a task pool and dead-letter writes on a
-// producer, and both hand their outcome back to the consumer thread through one completion queue.
-// So no bookkeeping state is shared between threads, and every decision about a record is taken in
-// one place.
-//
-// In the healthy flow, ready records go to the pool in batches (several lanes' records, each lane's
-// in order): a pool thread decodes and handles them and stops a lane at its first record that needs
-// more than one clean pass (a retry, a dead letter); the consumer thread then finishes the records
-// before it, takes that one on alone, and puts the lane's rest back. One hand-off per batch instead
-// of per record is what lets the worker keep up with the consumer when handlers are quick.
+// The worker engine: the consumer loop and the decisions about records. One consumer thread owns
+// all bookkeeping; the rooms around it each own their part of it:
+//   work_scheduler     lanes, windows and commit points (what may run, what is finished)
+//   pool_handoff       the task pool: batches and retry attempts on it, overdue calls taken back
+//   partition_control  the consumer's side: rebalances, commits, pausing, gauges
+//   dead_letter_writer dead-letter writes; timer_queue backoffs
+// Pool threads and the dead-letter producer hand their outcome back through one completion queue
+// (completion_queue.hpp), run on the consumer thread. So no bookkeeping state is shared between
+// threads, and every decision about a record (retry, dead letter, timeout, finished) is taken here.
 
 #include "eventbus/worker.hpp"
 
@@ -17,19 +15,15 @@
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <set>
+#include <optional>
 #include <thread>
+#include <vector>
 
-#include "detail/event_data.hpp"
-#include "detail/handler_registry.hpp"
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
-#include "eventbus/event.hpp"
-#include "kafka/record_producer.hpp"
 #include "worker/dead_letter_writer.hpp"
 #include "worker/partition_control.hpp"
 #include "worker/pool_handoff.hpp"
-#include "worker/record_runner.hpp"
 #include "worker/timer_queue.hpp"
 #include "worker/work_scheduler.hpp"
 
@@ -37,10 +31,8 @@ namespace eventbus {
 namespace {
 
 using clock_type = detail::worker_clock;
-using detail::handler_run;
 using detail::handler_state;
 using detail::job_ptr;
-using detail::partition_key;
 using detail::partition_work;
 using detail::pool_side;
 using detail::record_job;
@@ -64,9 +56,7 @@ struct worker::impl {
                         {"auto.offset.reset", "earliest"},
                         {"enable.partition.eof", "false"}});
     broker = std::move(config.broker);
-    rd_kafka_conf_set_opaque(config.conf.get(), this);
-    rd_kafka_conf_set_rebalance_cb(config.conf.get(), &impl::on_rebalance);
-    rd_kafka_conf_set_offset_commit_cb(config.conf.get(), &impl::on_commit_result);
+    partitions.attach(config.conf.get());  // rebalances and commit results go to partition_control
     consumer = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
     rd_kafka_poll_set_consumer(consumer.get());
   }
@@ -76,7 +66,8 @@ struct worker::impl {
   void start() {
     const auto topics = detail::make_partition_list(static_cast<int>(options.topics.size()));
     for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
-    if (const auto err = rd_kafka_subscribe(consumer.get(), topics.get())) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
+    if (const auto err = rd_kafka_subscribe(consumer.get(), topics.get()))
+      throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
     // librdkafka tells us (from its own thread) when records or rebalance events arrive on an empty
     // queue, so the loop sleeps on one condition variable for records, completions and timers alike.
     consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));  // a new reference, ours to release
@@ -115,8 +106,8 @@ struct worker::impl {
         handoff.take_back_overdue();
         run_due_timers();
         dispatch();
-        commit(false);
-        update_gauges();
+        partitions.commit(false);
+        partitions.update_gauges();
         if (!more) wait_for_work();
       }
       shut_down();
@@ -143,10 +134,7 @@ struct worker::impl {
     intake_closed = true;
     const auto deadline = clock_type::now() + options.shutdown_timeout;
     handoff.stop_all();  // finish the record at hand, start no other
-    wait_until_settled(nullptr, deadline);
-    commit(true);
-    work.forget_all();  // so the revocation below waits for nothing
-    update_gauges(true);
+    partitions.release_all(deadline);
     rd_kafka_queue_cb_event_enable(consumer_queue.get(), nullptr, nullptr);
     rd_kafka_consumer_close(consumer.get());
     consumer_queue.reset();
@@ -161,21 +149,6 @@ struct worker::impl {
 
   void post(std::function<void()> fn) { side->completions.post(std::move(fn)); }
   void drain_completions() { side->completions.drain(); }
-
-  // Handles completions until every selected partition has nothing running: no batch on the pool,
-  // no retry attempt, no dead-letter write outstanding. Records waiting for their backoff are not
-  // waited for (they were not started again; the next owner starts them).
-  void wait_until_settled(const std::set<partition_key>* only, clock_type::time_point deadline) {
-    for (;;) {
-      drain_completions();
-      if (!(only ? work.busy(*only) : work.busy())) return;
-      if (!side->completions.wait_for_post(deadline)) {
-        detail::log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
-                                     "it is left uncommitted and will be redelivered");
-        return;
-      }
-    }
-  }
 
   // --- records
 
@@ -205,7 +178,7 @@ struct worker::impl {
     job->message = detail::hold(std::move(msg));
     if (options.metrics) options.metrics->count_consumed(job->topic);
     work.add(p, std::move(job));
-    if (!p.paused && p.window.size() >= options.max_buffered_per_partition) set_paused(p, true);
+    if (!p.paused && p.window.size() >= options.max_buffered_per_partition) partitions.set_paused(p, true);
   }
 
   // Starts what may start: due retries first, then batches of ready lanes, while slots are free.
@@ -282,7 +255,7 @@ struct worker::impl {
   // committed once the ones before it in its partition are finished too.
   void on_finished(partition_work& p) {
     handled.fetch_add(1, std::memory_order_relaxed);
-    if (p.paused && p.window.size() <= options.max_buffered_per_partition / 2) set_paused(p, false);
+    if (p.paused && p.window.size() <= options.max_buffered_per_partition / 2) partitions.set_paused(p, false);
   }
 
   // --- dead letters
@@ -308,108 +281,6 @@ struct worker::impl {
   void at(clock_type::time_point when, std::function<void()> fn) { timers.at(when, std::move(fn)); }
   void run_due_timers() { timers.run_due(clock_type::now(), intake_closed); }
 
-  // --- gauges, commits, pausing, rebalancing
-
-  // The load gauges every 200 ms (and zero at the end: a stopped worker adds nothing), and
-  // eventbus_consumer_lag every 2 s.
-  void update_gauges(bool stopping = false) {
-    const auto now = clock_type::now();
-    if (stopping || now >= next_load_update) {
-      next_load_update = now + std::chrono::milliseconds(200);
-      const auto load = stopping ? metrics::worker_load{} : work.load();
-      in_flight.store(static_cast<std::uint64_t>(load.in_flight), std::memory_order_relaxed);
-      waiting_on_key.store(static_cast<std::uint64_t>(load.waiting_on_key), std::memory_order_relaxed);
-      paused_partitions.store(static_cast<std::uint64_t>(load.paused_partitions), std::memory_order_relaxed);
-      if (options.metrics) {
-        options.metrics->add_worker_load(options.group_id,
-                                         {.in_flight = load.in_flight - published_load.in_flight,
-                                          .waiting_on_key = load.waiting_on_key - published_load.waiting_on_key,
-                                          .paused_partitions = load.paused_partitions - published_load.paused_partitions});
-        published_load = load;
-      }
-    }
-    if (options.metrics && !stopping) partitions.report_lag(*options.metrics);
-  }
-
-  void commit(bool synchronous) { partitions.commit(synchronous); }
-  void set_paused(partition_work& p, bool pause) { partitions.set_paused(p, pause); }
-
-  // Result of an asynchronous commit, served by consumer_poll on the consumer thread.
-  static void on_commit_result(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
-                               void* opaque) noexcept {
-    static_cast<impl*>(opaque)->partitions.on_commit_result(err, offsets);
-  }
-
-  // Failure counters start at 0 for what this worker can fail on the topics it was given: its
-  // handlers' retries and dead letters, and the records that reach no handler. Without them a
-  // dashboard or a rate() alert reads "no data" until the first failure. The event type is the
-  // topic past <prefix>.<aggregate_type>. (a prefix without dots, as the default "app").
-  void declare_failure_series(const rd_kafka_topic_partition_list_t& list) {
-    if (!options.metrics) return;
-    std::set<std::string_view> topics;
-    for (int i = 0; i < list.cnt; ++i) topics.insert(list.elems[i].topic);
-    const auto handlers = side->runner.registry().snapshot();
-    for (const auto topic : topics) {
-      if (topic.ends_with(options.dlq_suffix)) continue;
-      options.metrics->declare_record_failures(topic);
-      const auto first = topic.find('.');
-      const auto second = first == std::string_view::npos ? first : topic.find('.', first + 1);
-      if (second == std::string_view::npos) continue;
-      const auto type = topic.substr(second + 1);
-      if (!detail::is_valid_event_type(type)) continue;
-      handlers->for_each_match(type, detail::event_type_hash(type), [&](const detail::entry_ptr& h) {
-        options.metrics->declare_handler_failures(topic, h->name, type);
-      });
-    }
-  }
-
-  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
-                           void* opaque) noexcept {
-    auto& self = *static_cast<impl*>(opaque);
-    try {
-      if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        const auto skippable = self.partitions.resume(*list);
-        if (skippable > 0)
-          detail::log(log_level::info, "worker: " + std::to_string(skippable) +
-                                           " records above the committed offsets were finished by their last owner;"
-                                           " they will be skipped");
-        rd_kafka_assign(rk, list);  // nothing paused: revoke() resumed what this worker had paused
-        self.declare_failure_series(*list);
-        self.assigned.store(static_cast<std::size_t>(list->cnt));
-        self.joined.store(true);
-      } else {
-        self.revoke(list, rd_kafka_assignment_lost(rk) != 0);
-        rd_kafka_assign(rk, nullptr);
-        self.assigned.store(0);
-      }
-    } catch (const std::exception& e) {
-      detail::log(log_level::error, std::string("worker: rebalance failed: ") + e.what());
-      rd_kafka_assign(rk, nullptr);
-    }
-  }
-
-  // Revocation: start nothing new on those partitions, let what runs finish (bounded), commit it
-  // synchronously, forget the rest (never committed, so the next owner gets it again). Lost
-  // partitions (the group dropped this member and may have given them to others already) are not
-  // committed: the coordinator refuses a commit from a member it dropped.
-  void revoke(const rd_kafka_topic_partition_list_t* list, bool lost) {
-    std::set<partition_key> revoked;
-    for (int i = 0; i < list->cnt; ++i) revoked.insert({list->elems[i].topic, list->elems[i].partition});
-    work.mark_revoking(revoked);
-    // Their batches stop before their next record: the next owner handles those, and two workers
-    // must not run one key at once for longer than the record at hand.
-    handoff.stop_revoking();
-    wait_until_settled(&revoked, clock_type::now() + options.shutdown_timeout);
-    partitions.unpause_before_release(revoked);
-    if (lost)
-      detail::log(log_level::warn, "worker: " + std::to_string(list->cnt) +
-                                       " partitions lost (the group dropped this member, e.g. its session timed out); what was not committed runs again "
-                                       "on their next owner");
-    else
-      commit(true);
-    work.forget(revoked);  // their unfinished records are abandoned: the next owner receives them again
-  }
-
   std::shared_ptr<pool_side> side;  // first: holds the options everything else reads
   const worker_options& options;
   std::shared_ptr<embedded_broker> broker;  // outlives the clients
@@ -424,17 +295,12 @@ struct worker::impl {
 
   // Consumer thread only:
   detail::work_scheduler work{options.ordering, detail::pool_handoff::max_batch, [this](partition_work& p) { on_finished(p); }};
-  detail::partition_control partitions{consumer, work, options.commit_interval};
+  detail::partition_control partitions{consumer, work, handoff, *side};
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   detail::timer_queue timers;
-  clock_type::time_point next_load_update{};
-  metrics::worker_load published_load{};  // what this worker added to the load gauges
   bool intake_closed = false;
 
-  std::atomic<std::size_t> assigned{0};
-  std::atomic<bool> joined{false};
   std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
-  std::atomic<std::uint64_t> in_flight{0}, waiting_on_key{0}, paused_partitions{0};
 };
 
 worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
@@ -453,11 +319,11 @@ void worker::start() {
 
 void worker::stop() noexcept { impl_->stop(); }
 
-std::size_t worker::assigned_partitions() const noexcept { return impl_->assigned.load(); }
+std::size_t worker::assigned_partitions() const noexcept { return impl_->partitions.assigned(); }
 
 bool worker::in_group() const noexcept {
   // Not ready either when every handler slot is held by a call that overran handler_timeout.
-  return impl_->joined.load() && !impl_->side->stop_requested.load() &&
+  return impl_->partitions.joined() && !impl_->side->stop_requested.load() &&
          impl_->handoff.hung_calls() < impl_->options.max_concurrency;
 }
 
@@ -472,9 +338,9 @@ worker_stats worker::stats() const noexcept {
           .dlq_write_failures = d.dead_letters.failures(),
           .dead_letters_dropped = d.dead_letters.dropped(),
           .commits = d.partitions.commits(),
-          .in_flight = d.in_flight.load(),
-          .waiting_on_key = d.waiting_on_key.load(),
-          .paused_partitions = d.paused_partitions.load(),
+          .in_flight = d.partitions.in_flight(),
+          .waiting_on_key = d.partitions.waiting_on_key(),
+          .paused_partitions = d.partitions.paused_partitions(),
           .hung_calls = d.handoff.hung_calls()};
 }
 
