@@ -9,9 +9,11 @@ struct rd_kafka_message_s;  // rd_kafka_message_t
 
 namespace eventbus::detail {
 
+// Calls what hold() put in (librdkafka's own deleter): only the handles header names librdkafka's
+// destroy functions.
 struct held_message_deleter {
-  void (*destroy)(rd_kafka_message_s*) noexcept = nullptr;
-  void operator()(rd_kafka_message_s* msg) const noexcept { destroy(msg); }
+  void (*free_fn)(rd_kafka_message_s*) noexcept = nullptr;
+  void operator()(rd_kafka_message_s* msg) const noexcept { free_fn(msg); }
 };
 using held_message = std::unique_ptr<rd_kafka_message_s, held_message_deleter>;
 
