@@ -55,10 +55,10 @@ int unknown_topic(const std::string& topic, const std::vector<std::string>& exis
 
 // Partitions this consumer holds now (what "every partition read to its end" is measured against).
 std::size_t assigned_partitions(rd_kafka_t* rk) {
-  rd_kafka_topic_partition_list_t* assignment = nullptr;
-  if (rd_kafka_assignment(rk, &assignment) != RD_KAFKA_RESP_ERR_NO_ERROR || assignment == nullptr) return SIZE_MAX;
+  detail::kafka_partition_list assignment;
+  const auto err = rd_kafka_assignment(rk, detail::out_ptr(assignment));  // owned from the next statement on
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR || assignment == nullptr) return SIZE_MAX;
   const auto count = static_cast<std::size_t>(assignment->cnt);
-  rd_kafka_topic_partition_list_destroy(assignment);
   return count == 0 ? SIZE_MAX : count;
 }
 
@@ -108,11 +108,9 @@ int run_tail(std::span<const std::string_view> args) {
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
   rd_kafka_poll_set_consumer(rk.get());
-  rd_kafka_topic_partition_list_t* subscription = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(subscription, topics.c_str(), RD_KAFKA_PARTITION_UA);
-  const auto err = rd_kafka_subscribe(rk.get(), subscription);
-  rd_kafka_topic_partition_list_destroy(subscription);
-  if (err) {
+  const auto subscription = detail::make_partition_list(1);
+  rd_kafka_topic_partition_list_add(subscription.get(), topics.c_str(), RD_KAFKA_PARTITION_UA);
+  if (const auto err = rd_kafka_subscribe(rk.get(), subscription.get())) {
     std::fprintf(stderr, "eventbus tail: cannot subscribe to '%s': %s\n", topics.c_str(), detail::kafka_error_text(err).c_str());
     return exit_failure;
   }

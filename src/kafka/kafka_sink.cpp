@@ -205,11 +205,8 @@ struct kafka_sink::impl {
   }
 
   rd_kafka_resp_err_t produce_once(rd_kafka_t* producer, const rd_kafka_vu_t (&fields)[5]) {
-    rd_kafka_error_t* failure = rd_kafka_produceva(producer, fields, 5);
-    if (failure == nullptr) return RD_KAFKA_RESP_ERR_NO_ERROR;
-    const auto code = rd_kafka_error_code(failure);
-    rd_kafka_error_destroy(failure);
-    return code;
+    const detail::kafka_error failure(rd_kafka_produceva(producer, fields, 5));
+    return failure ? rd_kafka_error_code(failure.get()) : RD_KAFKA_RESP_ERR_NO_ERROR;
   }
 
   // Room appears as delivery reports are served: serve them here while waiting, as a hand-written
@@ -305,13 +302,11 @@ std::size_t kafka_sink::outstanding() const noexcept {
 }
 
 bool kafka_sink::connected(std::chrono::milliseconds timeout) const {
-  const rd_kafka_metadata_t* md = nullptr;
   rd_kafka_t* producer = impl_->handles->current();
   if (detail::producer_handles::is_fatal(producer)) return false;  // until it is replaced
-  if (rd_kafka_metadata(producer, 0, nullptr, &md, static_cast<int>(timeout.count())) != RD_KAFKA_RESP_ERR_NO_ERROR)
-    return false;
-  rd_kafka_metadata_destroy(md);
-  return true;
+  detail::kafka_metadata md;
+  return rd_kafka_metadata(producer, 0, nullptr, detail::out_ptr(md), static_cast<int>(timeout.count())) ==
+         RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 kafka_sink_stats kafka_sink::stats() const noexcept {

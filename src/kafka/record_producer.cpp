@@ -74,15 +74,13 @@ void record_producer::produce(const std::string& topic, std::optional<std::strin
   fields[4].u.ptr = owned.get();
   fields[5].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
   fields[5].u.i = RD_KAFKA_MSG_F_COPY;
-  rd_kafka_error_t* failure = rd_kafka_produceva(impl_->handles->current(), fields, 6);
-  if (failure == nullptr) {
+  const kafka_error failure(rd_kafka_produceva(impl_->handles->current(), fields, 6));
+  if (!failure) {
     (void)hdrs.release();
     (void)owned.release();
     return;
   }
-  const auto code = rd_kafka_error_code(failure);
-  rd_kafka_error_destroy(failure);
-  (*owned)(code);
+  (*owned)(rd_kafka_error_code(failure.get()));
 }
 
 std::size_t record_producer::max_record_bytes() const noexcept { return impl_->max_record_bytes; }

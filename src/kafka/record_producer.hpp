@@ -14,10 +14,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include "eventbus/kafka/options.hpp"
+#include "kafka/record_headers.hpp"
 
 namespace eventbus::detail {
-
-using record_headers = std::vector<std::pair<std::string, std::string>>;
 
 class record_producer {
  public:

@@ -28,13 +28,14 @@ result<void> read_to_end(const kafka_options& kafka, const std::string& topic,
   // Metadata for all topics, not for this one by name: a request naming a topic that does not
   // exist lets the cluster create it (auto.create.topics.enable), and reading must never create
   // the topic it was asked to read (a mistyped `eventbus dlq list` did). Absent reads as empty.
-  const rd_kafka_metadata_t* md = nullptr;
-  if (const auto md_err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, ms))
-    return timed_out("no metadata for '" + topic + "': " + kafka_error_text(md_err));
   int partitions = 0;
-  for (int t = 0; t < md->topic_cnt; ++t)
-    if (topic == md->topics[t].topic && md->topics[t].err == RD_KAFKA_RESP_ERR_NO_ERROR) partitions = md->topics[t].partition_cnt;
-  rd_kafka_metadata_destroy(md);
+  {
+    kafka_metadata md;
+    if (const auto md_err = rd_kafka_metadata(rk.get(), 1, nullptr, out_ptr(md), ms))
+      return timed_out("no metadata for '" + topic + "': " + kafka_error_text(md_err));
+    for (int t = 0; t < md->topic_cnt; ++t)
+      if (topic == md->topics[t].topic && md->topics[t].err == RD_KAFKA_RESP_ERR_NO_ERROR) partitions = md->topics[t].partition_cnt;
+  }
 
   std::map<std::int32_t, std::int64_t> end;  // partition -> high watermark, for partitions with data
   for (std::int32_t p = 0; p < partitions; ++p) {
@@ -45,10 +46,11 @@ result<void> read_to_end(const kafka_options& kafka, const std::string& topic,
   }
   if (end.empty()) return {};
 
-  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(static_cast<int>(end.size()));
-  for (const auto& [p, high] : end) rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-  rd_kafka_assign(rk.get(), assignment);
-  rd_kafka_topic_partition_list_destroy(assignment);
+  {
+    const auto assignment = make_partition_list(static_cast<int>(end.size()));
+    for (const auto& [p, high] : end) rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk.get(), assignment.get());  // copies the list
+  }
 
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!end.empty()) {

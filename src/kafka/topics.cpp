@@ -17,8 +17,8 @@ result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::str
   auto config = detail::make_client_config(kafka, detail::client_role::consumer, {{"group.id", "eventbus-topics"}, {"enable.auto.commit", "false"}});
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
-  const rd_kafka_metadata_t* md = nullptr;
-  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms))
+  detail::kafka_metadata md;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, detail::out_ptr(md), timeout_ms))
     return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
   std::vector<topic_info> topics;
   for (int t = 0; t < md->topic_cnt; ++t) {
@@ -28,16 +28,14 @@ result<std::vector<topic_info>> list_topics(const kafka_options& kafka, std::str
     for (int p = 0; p < topic.partition_cnt; ++p) {
       const auto id = topic.partitions[p].id;
       std::int64_t low = 0, high = 0;
-      if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.topic, id, &low, &high, timeout_ms)) {
-        rd_kafka_metadata_destroy(md);
+      if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.topic, id, &low, &high, timeout_ms))
         return error(errc::timed_out, "no end offset for " + info.name + "[" + std::to_string(id) +
                                           "]: " + detail::kafka_error_text(err));
-      }
       if (id >= 0 && static_cast<std::size_t>(id) < info.end_offsets.size()) info.end_offsets[static_cast<std::size_t>(id)] = high;
     }
     topics.push_back(std::move(info));
   }
-  rd_kafka_metadata_destroy(md);
+  md.reset();
   std::sort(topics.begin(), topics.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return topics;
 }
@@ -48,13 +46,13 @@ result<std::vector<std::string>> topic_names(const kafka_options& kafka, std::ch
   auto config = detail::make_client_config(kafka, detail::client_role::producer, {});
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_PRODUCER, std::move(config.conf));
-  const rd_kafka_metadata_t* md = nullptr;
-  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, static_cast<int>(timeout.count())))
+  detail::kafka_metadata md;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, detail::out_ptr(md), static_cast<int>(timeout.count())))
     return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
   std::vector<std::string> names;
   for (int t = 0; t < md->topic_cnt; ++t)
     if (md->topics[t].err == RD_KAFKA_RESP_ERR_NO_ERROR) names.emplace_back(md->topics[t].topic);
-  rd_kafka_metadata_destroy(md);
+  md.reset();
   std::sort(names.begin(), names.end());
   return names;
 }

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "eventbus/dead_letters.hpp"
-#include "kafka/record_producer.hpp"
+#include "kafka/record_headers.hpp"
 
 namespace eventbus::detail {
 

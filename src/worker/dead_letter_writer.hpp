@@ -19,41 +19,11 @@
 #include <string_view>
 
 #include "eventbus/kafka/options.hpp"
-#include "detail/rdkafka_handles.hpp"
 #include "kafka/record_producer.hpp"
 #include "worker/dead_letter.hpp"
+#include "worker/records.hpp"
 
 namespace eventbus::detail {
-
-/// A record as consumed, with what a dead letter copies from it. The worker holds librdkafka's
-/// message and reads value and headers from it (no copy per record; headers are only parsed when
-/// asked for); tests and fuzzing set owned_value and owned_headers instead.
-struct consumed_record {
-  std::string topic;
-  std::int32_t partition = -1;
-  std::int64_t offset = -1;
-  std::string key;
-  kafka_message message;        // when set, value and headers come from it
-  std::string owned_value;      // otherwise these
-  record_headers owned_headers;
-  bool null_key = false;    // Kafka's null, not an empty key: a dead letter and its replay keep it
-  bool null_value = false;  // a tombstone
-
-  [[nodiscard]] std::string_view value() const noexcept {
-    if (!message) return owned_value;
-    return message->payload ? std::string_view(static_cast<const char*>(message->payload), message->len)
-                            : std::string_view("", 0);  // a tombstone: empty, but never a null pointer
-  }
-  /// The last header called `name`, if any. Parses the message's headers on first use: one thread
-  /// at a time (the worker hands a record from thread to thread, never shares it).
-  [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const;
-  /// Every header, copied (for a dead letter).
-  [[nodiscard]] record_headers headers() const;
-  /// Copies value and headers out of the message and lets it go. For a record that will wait
-  /// (in backoff, or behind one that is): a held message keeps librdkafka's whole fetch response
-  /// alive, other partitions' records included. Only while no other thread reads the record.
-  void own_bytes();
-};
 
 /// What became of a dead letter.
 enum class dead_letter_outcome {

@@ -1,4 +1,5 @@
-// Commits, pausing and lag for the worker's partitions (partition_control.hpp).
+// Commits, pausing, and the load and lag gauges for the worker's partitions (partition_control.hpp;
+// rebalances are in partition_rebalance.cpp).
 
 #include "worker/partition_control.hpp"
 
@@ -14,8 +15,8 @@ namespace eventbus::detail {
 
 void partition_control::commit(bool synchronous) {
   if (!synchronous && worker_clock::now() < next_commit_) return;
-  next_commit_ = worker_clock::now() + commit_interval_;
-  rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(8);
+  next_commit_ = worker_clock::now() + options_.commit_interval;
+  const auto offsets = make_partition_list(8);
   for (auto& [key, p] : work_.partitions()) {
     if (!p.dirty) continue;
     p.dirty = false;
@@ -23,16 +24,15 @@ void partition_control::commit(bool synchronous) {
     // offset, or where auto.offset.reset put us) carries what finished above it.
     const std::int64_t at = p.commit_next >= 0 ? p.commit_next : p.first_seen;
     if (at < 0) continue;
-    auto* entry = rd_kafka_topic_partition_list_add(offsets, key.first.c_str(), key.second);
+    auto* entry = rd_kafka_topic_partition_list_add(offsets.get(), key.first.c_str(), key.second);
     entry->offset = at;
     attach_metadata(*entry, p.finished.encode(at, metadata_limit_));
   }
   if (offsets->cnt > 0) {
-    const auto err = rd_kafka_commit(consumer_.get(), offsets, synchronous ? 0 : 1);
+    const auto err = rd_kafka_commit(consumer_.get(), offsets.get(), synchronous ? 0 : 1);
     commits_.fetch_add(1, std::memory_order_relaxed);
-    if (synchronous) on_commit_result(err, offsets);  // marks what failed before the caller forgets it
+    if (synchronous) on_commit_result(err, offsets.get());  // marks what failed before the caller forgets it
   }
-  rd_kafka_topic_partition_list_destroy(offsets);
 }
 
 void partition_control::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
@@ -54,9 +54,9 @@ void partition_control::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka
 }
 
 std::size_t partition_control::resume(const rd_kafka_topic_partition_list_t& assigned) {
-  rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(&assigned);
+  const kafka_partition_list committed(rd_kafka_topic_partition_list_copy(&assigned));
   std::size_t skippable = 0;
-  const auto err = rd_kafka_committed(consumer_.get(), committed, committed_timeout_ms);
+  const auto err = rd_kafka_committed(consumer_.get(), committed.get(), committed_timeout_ms);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     log(log_level::warn, "worker: could not read the committed offsets' metadata (" + kafka_error_text(err) +
                              "): records finished above them by the last owner will run again");
@@ -77,7 +77,6 @@ std::size_t partition_control::resume(const rd_kafka_topic_partition_list_t& ass
       skippable += static_cast<std::size_t>(p.finished.size());
     }
   }
-  rd_kafka_topic_partition_list_destroy(committed);
   return skippable;
 }
 
@@ -91,23 +90,26 @@ void partition_control::attach_metadata(rd_kafka_topic_partition_t& entry, const
 }
 
 void partition_control::set_paused(partition_work& p, bool pause) {
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition);
-  (void)(pause ? rd_kafka_pause_partitions(consumer_.get(), list) : rd_kafka_resume_partitions(consumer_.get(), list));
-  rd_kafka_topic_partition_list_destroy(list);
+  const auto list = make_partition_list(1);
+  rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
+  (void)(pause ? rd_kafka_pause_partitions(consumer_.get(), list.get()) : rd_kafka_resume_partitions(consumer_.get(), list.get()));
   p.paused = pause;
   if (!pause && every_other_paused(p)) wake_fetcher(p);
 }
 
+// librdkafka keeps a pause across a rebalance, and resuming at the next assignment instead (every
+// partition, as it cannot tell which) stalls: librdkafka 2.0 bumps a partition's version on a
+// resume even when it is not paused, which can leave a freshly assigned partition never fetched
+// (seen after a lost session: one partition of 35 held its records for good). So the partitions
+// this worker paused are resumed before they are let go.
 void partition_control::unpause_before_release(const std::set<partition_key>& released) {
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(4);
+  const auto list = make_partition_list(4);
   for (auto& [key, p] : work_.partitions())
     if (p.paused && released.count(key) > 0) {
-      rd_kafka_topic_partition_list_add(list, p.topic.c_str(), p.partition);
+      rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
       p.paused = false;  // no wake-up: the partition is unassigned next
     }
-  if (list->cnt > 0) (void)rd_kafka_resume_partitions(consumer_.get(), list);
-  rd_kafka_topic_partition_list_destroy(list);
+  if (list->cnt > 0) (void)rd_kafka_resume_partitions(consumer_.get(), list.get());
 }
 
 // While another partition still fetches, its fetches wake the broker thread anyway, and the
@@ -128,6 +130,27 @@ void partition_control::wake_fetcher(const partition_work& p) {
   (void)rd_kafka_query_watermark_offsets(consumer_.get(), p.topic.c_str(), p.partition, &low, &high, 200);
 }
 
+void partition_control::update_gauges(bool stopping) {
+  const auto now = worker_clock::now();
+  if (stopping || now >= next_load_update_) {
+    next_load_update_ = now + std::chrono::milliseconds(200);
+    const auto load = stopping ? metrics::worker_load{} : work_.load();
+    in_flight_.store(static_cast<std::uint64_t>(load.in_flight), std::memory_order_relaxed);
+    waiting_on_key_.store(static_cast<std::uint64_t>(load.waiting_on_key), std::memory_order_relaxed);
+    paused_partitions_.store(static_cast<std::uint64_t>(load.paused_partitions), std::memory_order_relaxed);
+    if (options_.metrics) {
+      options_.metrics->add_worker_load(options_.group_id,
+                                        {.in_flight = load.in_flight - published_load_.in_flight,
+                                         .waiting_on_key = load.waiting_on_key - published_load_.waiting_on_key,
+                                         .paused_partitions = load.paused_partitions - published_load_.paused_partitions});
+      published_load_ = load;
+    }
+  }
+  if (options_.metrics && !stopping) report_lag(*options_.metrics);
+}
+
+// eventbus_consumer_lag of every held partition, at most every 2 s: records after the last
+// committable one, from librdkafka's cached high watermark (no request of its own).
 void partition_control::report_lag(metrics& m) {
   const auto now = worker_clock::now();
   if (now < next_lag_update_) return;

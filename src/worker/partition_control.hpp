@@ -1,8 +1,10 @@
 #pragma once
-// What the worker asks of its consumer for the partitions it holds: commits of finished records
-// (asynchronous every commit interval, synchronous on revocation and stop), with the records
-// finished above each commit point in its metadata (finished_offsets.hpp), pausing a partition
-// whose window is full and resuming it, and the consumer-lag gauge. Consumer thread only.
+// What the worker asks of its consumer for the partitions it holds: the group's rebalances
+// (assignment, and revocation: let what runs finish, commit it, forget the rest), commits of
+// finished records (asynchronous every commit interval, synchronous on revocation and stop), with
+// the records finished above each commit point in its metadata (finished_offsets.hpp), pausing a
+// partition whose window is full and resuming it, and the load and consumer-lag gauges.
+// Consumer thread only (librdkafka calls the rebalance and commit callbacks from consumer_poll).
 
 #include <librdkafka/rdkafka.h>
 
@@ -14,6 +16,7 @@
 
 #include "detail/rdkafka_handles.hpp"
 #include "eventbus/metrics.hpp"
+#include "worker/pool_handoff.hpp"
 #include "worker/work_scheduler.hpp"
 
 namespace eventbus::detail {
@@ -21,8 +24,11 @@ namespace eventbus::detail {
 class partition_control {
  public:
   /// `consumer` may be made after this object (it is read at each call), and must outlive it.
-  partition_control(const kafka_handle& consumer, work_scheduler& work, std::chrono::milliseconds commit_interval)
-      : consumer_(consumer), work_(work), commit_interval_(commit_interval) {}
+  partition_control(const kafka_handle& consumer, work_scheduler& work, pool_handoff& handoff, pool_side& side)
+      : consumer_(consumer), work_(work), handoff_(handoff), side_(side), options_(side.options) {}
+
+  /// Before the consumer is made: its rebalance and offset-commit callbacks come here.
+  void attach(rd_kafka_conf_t* conf);
 
   /// Commits every partition whose commit point moved: synchronously (now, waiting for the
   /// answer), or asynchronously when the commit interval has passed since the last one.
@@ -42,18 +48,30 @@ class partition_control {
   /// Pauses or resumes fetching the partition.
   void set_paused(partition_work& p, bool pause);
 
-  /// Before partitions are let go: resumes those this worker paused. librdkafka keeps a pause
-  /// across a rebalance, and resuming at the next assignment instead (every partition, as it
-  /// cannot tell which) stalls: librdkafka 2.0 bumps a partition's version on a resume even when it
-  /// is not paused, which can leave a freshly assigned partition never fetched (seen after a lost
-  /// session: one partition of 35 held its records for good).
-  void unpause_before_release(const std::set<partition_key>& released);
+  /// Stopping: lets what runs finish (until `deadline`), commits it, and forgets every partition
+  /// (so the revocation that closing the consumer brings waits for nothing); the gauges go to 0.
+  void release_all(worker_clock::time_point deadline);
 
-  /// eventbus_consumer_lag of every held partition, at most every 2 s: records after the last
-  /// committable one, from librdkafka's cached high watermark (no request of its own).
-  void report_lag(metrics& m);
+  /// The load gauges every 200 ms (and zero at the end: a stopped worker adds nothing), and
+  /// eventbus_consumer_lag every 2 s.
+  void update_gauges(bool stopping = false);
+  [[nodiscard]] std::uint64_t in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t waiting_on_key() const noexcept { return waiting_on_key_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t paused_partitions() const noexcept { return paused_partitions_.load(std::memory_order_relaxed); }
+
+  /// Partitions held now; whether the group ever assigned this worker any (any thread).
+  [[nodiscard]] std::size_t assigned() const noexcept { return assigned_.load(); }
+  [[nodiscard]] bool joined() const noexcept { return joined_.load(); }
 
  private:
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
+                           void* opaque) noexcept;
+  void assign(rd_kafka_t* rk, const rd_kafka_topic_partition_list_t& list);
+  void revoke(const rd_kafka_topic_partition_list_t& list, bool lost);
+  void wait_until_settled(const std::set<partition_key>* only, worker_clock::time_point deadline);
+  void declare_failure_series(const rd_kafka_topic_partition_list_t& list);
+  void unpause_before_release(const std::set<partition_key>& released);
+  void report_lag(metrics& m);
   void wake_fetcher(const partition_work& p);
   [[nodiscard]] bool every_other_paused(const partition_work& p) const;
   static void attach_metadata(rd_kafka_topic_partition_t& entry, const std::string& metadata);
@@ -61,10 +79,17 @@ class partition_control {
 
   const kafka_handle& consumer_;
   work_scheduler& work_;
-  const std::chrono::milliseconds commit_interval_;
+  pool_handoff& handoff_;
+  pool_side& side_;
+  const worker_options& options_;
   worker_clock::time_point next_commit_{};
   worker_clock::time_point next_lag_update_{};
+  worker_clock::time_point next_load_update_{};
+  metrics::worker_load published_load_{};  // what this worker added to the load gauges
   std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::uint64_t> in_flight_{0}, waiting_on_key_{0}, paused_partitions_{0};
+  std::atomic<std::size_t> assigned_{0};
+  std::atomic<bool> joined_{false};
   std::size_t metadata_limit_ = max_finished_metadata;
 };
 

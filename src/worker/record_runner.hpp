@@ -14,7 +14,7 @@
 #include "detail/handler_registry.hpp"
 #include "eventbus/middleware.hpp"
 #include "eventbus/worker.hpp"
-#include "worker/work_scheduler.hpp"
+#include "worker/records.hpp"
 
 namespace eventbus::detail {
 

@@ -21,10 +21,9 @@ std::int64_t find_by_reading(const kafka_options& kafka, const std::string& topi
   const auto broker = config.broker;
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
   const auto read_from = [&](std::int64_t start, auto&& stop) {
-    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = start;
-    rd_kafka_assign(rk.get(), list);
-    rd_kafka_topic_partition_list_destroy(list);
+    const auto list = detail::make_partition_list(1);
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = start;
+    rd_kafka_assign(rk.get(), list.get());  // copies the list
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
       const detail::kafka_message msg(rd_kafka_consumer_poll(rk.get(), 100));
@@ -52,27 +51,25 @@ bool skipped_by_pattern(std::string_view topic) {
 
 // The groups the cluster lists, for an error message; a note instead when it cannot list them.
 std::string known_groups(rd_kafka_t* rk, int timeout_ms) {
-  const rd_kafka_group_list* groups = nullptr;
-  if (const auto err = rd_kafka_list_groups(rk, nullptr, &groups, timeout_ms))
+  detail::kafka_group_list groups;
+  if (const auto err = rd_kafka_list_groups(rk, nullptr, detail::out_ptr(groups), timeout_ms))
     return "the cluster did not list its groups: " + detail::kafka_error_text(err);
   std::string names;
   for (int i = 0; i < groups->group_cnt; ++i)
     names += (names.empty() ? "" : ", ") + std::string(groups->groups[i].group);
-  rd_kafka_group_list_destroy(groups);
   return "groups the cluster knows: " + (names.empty() ? std::string("none") : names);
 }
 
 // A group with no committed offset on any partition never ran (or is mistyped): committing for it
 // would create it, and the workers meant to be rewound would start where they were.
 bool has_committed_offsets(rd_kafka_t* rk, const rd_kafka_metadata_t& md, int timeout_ms) {
-  rd_kafka_topic_partition_list_t* all = rd_kafka_topic_partition_list_new(16);
+  const auto all = detail::make_partition_list(16);
   for (int t = 0; t < md.topic_cnt; ++t)
     for (int p = 0; p < md.topics[t].partition_cnt; ++p)
-      rd_kafka_topic_partition_list_add(all, md.topics[t].topic, md.topics[t].partitions[p].id);
+      rd_kafka_topic_partition_list_add(all.get(), md.topics[t].topic, md.topics[t].partitions[p].id);
   bool found = false;
-  if (rd_kafka_committed(rk, all, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+  if (rd_kafka_committed(rk, all.get(), timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
     for (int i = 0; i < all->cnt && !found; ++i) found = all->elems[i].offset >= 0;
-  rd_kafka_topic_partition_list_destroy(all);
   return found;
 }
 
@@ -93,11 +90,10 @@ result<std::vector<partition_position>> rewind_group(const kafka_options& kafka,
   const detail::kafka_handle rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
   constexpr int timeout_ms = 15'000;
 
-  const rd_kafka_metadata_t* md = nullptr;
-  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms))
+  detail::kafka_metadata md;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, detail::out_ptr(md), timeout_ms))
     return error(errc::timed_out, "cannot list topics: " + detail::kafka_error_text(err));
   if (!options.new_group && !has_committed_offsets(rk.get(), *md, timeout_ms)) {
-    rd_kafka_metadata_destroy(md);
     return error(errc::invalid_argument,
                  "'" + group + "' has no committed offsets: not a group that has run (" +
                      known_groups(rk.get(), timeout_ms) + ")",
@@ -105,37 +101,32 @@ result<std::vector<partition_position>> rewind_group(const kafka_options& kafka,
   }
   const bool by_pattern = topics.starts_with('^');
   if (!by_pattern && skipped_by_pattern(topics)) {
-    rd_kafka_metadata_destroy(md);
     return error(errc::invalid_argument,
                  "'" + topics + "' is a dead-letter or internal topic: `eventbus dlq replay` puts dead letters back",
                  "topics");
   }
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(16);
+  const auto list = detail::make_partition_list(16);
   for (int t = 0; t < md->topic_cnt; ++t) {
     const auto& topic = md->topics[t];
     if (!std::regex_search(topic.topic, pattern) || (by_pattern && skipped_by_pattern(topic.topic))) continue;
     for (int p = 0; p < topic.partition_cnt; ++p)
-      rd_kafka_topic_partition_list_add(list, topic.topic, topic.partitions[p].id)->offset =
+      rd_kafka_topic_partition_list_add(list.get(), topic.topic, topic.partitions[p].id)->offset =
           from.time_since_epoch().count();
   }
-  rd_kafka_metadata_destroy(md);
-  const auto release = [&] { rd_kafka_topic_partition_list_destroy(list); };
+  md.reset();
   if (list->cnt == 0) {
-    release();
     return error(errc::invalid_argument, "no topic matches '" + topics + "'", "topics");
   }
 
-  if (const auto err = rd_kafka_offsets_for_times(rk.get(), list, timeout_ms)) {
-    release();
+  if (const auto err = rd_kafka_offsets_for_times(rk.get(), list.get(), timeout_ms)) {
     return error(errc::timed_out, "cannot look up offsets for the time: " + detail::kafka_error_text(err));
   }
   std::vector<partition_position> positions;
   for (int i = 0; i < list->cnt; ++i) {
     auto& e = list->elems[i];
     if (e.err) {
-      const auto text = detail::kafka_error_text(e.err);
-      release();
-      return error(errc::timed_out, "no offset for the time in " + std::string(e.topic) + ": " + text);
+      return error(errc::timed_out, "no offset for the time in " + std::string(e.topic) + ": " +
+                                        detail::kafka_error_text(e.err));
     }
     if (e.offset < 0) {  // "no record at or after the time": check, then start at the end
       std::int64_t low = 0, high = 0;
@@ -146,9 +137,7 @@ result<std::vector<partition_position>> rewind_group(const kafka_options& kafka,
     positions.push_back({e.topic, e.partition, e.offset});
   }
   // A commit from outside the group: Kafka takes it only while the group has no members.
-  const auto err = rd_kafka_commit(rk.get(), list, 0);
-  release();
-  if (err)
+  if (const auto err = rd_kafka_commit(rk.get(), list.get(), 0))
     return error(errc::delivery_failed, "the group's offsets were not committed (stop its workers first): " +
                                             detail::kafka_error_text(err));
   return positions;

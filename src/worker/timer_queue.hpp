@@ -6,7 +6,7 @@
 #include <map>
 #include <optional>
 
-#include "worker/work_scheduler.hpp"
+#include "worker/records.hpp"
 
 namespace eventbus::detail {
 

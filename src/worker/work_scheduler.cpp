@@ -103,6 +103,60 @@ void work_scheduler::finish(partition_work& p, record_job& job) {
   p.finished.add(job.offset);
   p.dirty = true;
   advance_commit_point(p);
+  if (on_finished_) on_finished_(p);
+}
+
+void work_scheduler::collect_finished(work_batch& batch) {
+  for (auto& run : batch.runs) {
+    if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile: its lane is gone
+    while (run.begin + run.reported < run.end &&
+           batch.jobs[run.begin + run.reported]->pass.load(std::memory_order_acquire) == pass_state::finished) {
+      record_job& job = *batch.jobs[run.begin + run.reported];
+      finish(*job.owner->partition, job);
+      ++run.reported;
+    }
+  }
+}
+
+void work_scheduler::settle(work_batch& batch, std::optional<std::size_t> hung, std::vector<held_record>& held) {
+  collect_finished(batch);
+  for (const auto& run : batch.runs) {
+    if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile: the next owner gets them again
+    lane& l = *run.owner;
+    l.partition->on_pool -= run.end - run.begin;
+    const std::size_t at = run.begin + run.reported;
+    if (at == run.end) {
+      release(l);
+      continue;
+    }
+    const auto first = batch.jobs.begin() + static_cast<std::ptrdiff_t>(at);
+    const auto end = batch.jobs.begin() + static_cast<std::ptrdiff_t>(run.end);
+    const job_ptr& stopped_at = *first;
+    const bool overran = hung && *hung == at;
+    if (!overran && stopped_at->pass.load(std::memory_order_acquire) == pass_state::pending) {
+      l.waiting.insert(l.waiting.begin(), first, end);  // never started
+      release(l);
+      continue;
+    }
+    l.waiting.insert(l.waiting.begin(), first + 1, end);
+    l.current = stopped_at;
+    // It and the lane's waiting records may wait for seconds: they stop holding fetch buffers.
+    // (A record that overran is still read by its thread: it is dead-lettered as it is.)
+    if (!overran) stopped_at->own_bytes();
+    for (const auto& waiting : l.waiting) waiting->own_bytes();
+    held.push_back({stopped_at, overran});
+  }
+}
+
+void work_scheduler::finish_held(job_ptr job) {
+  if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
+  if (!job->hung)  // a hung record's handlers belong to its thread; its dead letter covers them all
+    for (const auto& run : job->handlers)
+      if (run.state == handler_state::pending) return;
+  lane& l = *job->owner;
+  l.current.reset();
+  finish(*l.partition, *job);
+  release(l);
 }
 
 void work_scheduler::add_finished(partition_work& p, std::int64_t offset) {
@@ -137,6 +191,40 @@ void work_scheduler::forget(std::map<partition_key, partition_work>::iterator it
     return true;
   });
   partitions_.erase(it);
+}
+
+void work_scheduler::forget(const std::set<partition_key>& keys) {
+  for (auto it = partitions_.begin(); it != partitions_.end();) {
+    const auto next = std::next(it);
+    if (keys.count(it->first) > 0) forget(it);
+    it = next;
+  }
+}
+
+void work_scheduler::forget_all() {
+  while (!partitions_.empty()) forget(partitions_.begin());
+}
+
+void work_scheduler::mark_revoking(const std::set<partition_key>& keys) {
+  for (auto& [key, p] : partitions_)
+    if (keys.count(key) > 0) p.revoking = true;
+}
+
+bool work_scheduler::busy(const partition_work& p) {
+  if (p.on_pool > 0) return true;
+  return std::any_of(p.lanes.begin(), p.lanes.end(), [](const auto& kv) {
+    const auto& current = kv.second.current;
+    return current && (current->running || current->dead_letters_outstanding > 0);
+  });
+}
+
+bool work_scheduler::busy(const std::set<partition_key>& keys) const {
+  return std::any_of(partitions_.begin(), partitions_.end(),
+                     [&](const auto& kv) { return keys.count(kv.first) > 0 && busy(kv.second); });
+}
+
+bool work_scheduler::busy() const {
+  return std::any_of(partitions_.begin(), partitions_.end(), [](const auto& kv) { return busy(kv.second); });
 }
 
 metrics::worker_load work_scheduler::load() const {

@@ -9,162 +9,36 @@
 // offset order; different lanes run in parallel. A partition is committable up to its first
 // unfinished record, never past it, whatever finishes later in other lanes.
 //
+// The scheduler owns lanes and windows whole: what goes to the pool, what comes back (settle), when
+// a record is finished, and forgetting revoked partitions. The worker only decides what becomes of
+// a record that needs more than a clean pass (retry, dead letter) and says when that is over.
+//
 // Used from one thread only (the worker's consumer thread).
 
-#include <atomic>
-#include <chrono>
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
-#include <memory>
 #include <optional>
+#include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
-#include "detail/handler_registry.hpp"
-#include "eventbus/event.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/worker.hpp"
-#include "worker/dead_letter.hpp"
-#include "worker/dead_letter_writer.hpp"
-#include "worker/finished_offsets.hpp"
+#include "worker/records.hpp"
+#include "worker/work_batch.hpp"
 
 namespace eventbus::detail {
 
-using worker_clock = std::chrono::steady_clock;
-
-enum class handler_state { pending, succeeded, dead };
-
-struct handler_run {
-  entry_ptr handler;
-  handler_state state = handler_state::pending;
-  int attempts = 0;
-  std::string last_error{};
-  worker_clock::time_point next_try{};
-  bool dead_letter_sent = false;
-};
-
-struct lane;
-
-// What a pool thread found on its pass over a record (published with release, so the consumer
-// thread may read the record's state once it sees anything but `pending`).
-enum class pass_state : std::uint8_t { pending, finished, needs_more };
-
-// One consumed record, from the fetch until its offset may be committed.
-struct record_job : consumed_record {
-  std::optional<event> ev;
-  std::optional<dead_letter_reason> bad;  // set when it cannot be handled (not decodable, too large)
-  std::vector<handler_run> handlers;      // touched by the pool only while it runs the record
-  std::atomic<pass_state> pass{pass_state::pending};  // written by the pool once per batch pass
-  bool running = false;                   // a retry attempt is on the pool
-  bool abandoned = false;  // its partition was revoked: forget it, it will be redelivered
-  bool finished = false;
-  /// Its handlers overran handler_timeout and still run on a thread of their own: it was
-  /// dead-lettered (reason timeout) without waiting, and nothing here may touch what that thread
-  /// still reads (event, handlers, bytes). Freed when that thread lets go of it.
-  bool hung = false;
-  int dead_letters_outstanding = 0;
-  lane* owner = nullptr;  // valid until finished or abandoned
-
-  /// Once finished, a record needs neither its event nor its bytes (no retry, no dead letter).
-  void release_bytes() noexcept {
-    if (hung) return;
-    ev.reset();
-    message.reset();
-    std::string().swap(owned_value);
-    handlers.clear();
-  }
-};
-using job_ptr = std::shared_ptr<record_job>;
-
-struct partition_work;
-
-struct lane {
-  std::string id;
-  partition_work* partition = nullptr;
-  std::deque<job_ptr> waiting;  // in offset order, not started
-  job_ptr current;              // the record being retried or dead-lettered
-  bool busy = false;            // a batch of it is on the pool, or `current` is set
-  bool ready = false;           // in the scheduler's ready list
-};
-
-struct partition_work {
-  std::string topic;
-  std::int32_t partition = -1;
-  std::deque<job_ptr> window;  // every fetched record not yet committable, in offset order
-  std::unordered_map<std::string, lane> lanes;  // key and partition order: idle ones are kept (release)
-  std::size_t lanes_after_sweep = 0;            // lanes left by the last sweep of idle ones
-  std::size_t on_pool = 0;        // records of this partition in batches on the pool
-  std::int64_t commit_next = -1;  // offset after the last committable record; -1: none yet
-  std::int64_t first_seen = -1;   // offset of the first record received since the assignment
-  /// Finished records above the commit point: by this worker, or by an earlier owner (read from
-  /// the commit metadata at assignment; such records are skipped when they arrive).
-  finished_offsets finished;
-  bool dirty = false;             // commit point or finished set not committed yet
-  bool paused = false;
-  bool revoking = false;  // being revoked: start nothing new
-};
-using partition_key = std::pair<std::string, std::int32_t>;
-
-// Records handed to the pool together: each lane's records side by side, in offset order. The pool
-// runs a lane's records until one needs more than a clean pass and records how many finished.
-//
-// A pool thread claims each record before it runs it (`claim` = 2k+1 while record k runs, 2k+2
-// once it is over), so the consumer thread can take a record whose handlers overran
-// handler_timeout away from it: it swaps the odd claim for `cancelled`, and the pool thread, finding
-// its claim gone when the call returns, leaves that record (and the rest of the batch) alone.
-struct work_batch {
-  struct run {
-    lane* owner;
-    std::size_t begin, end;
-    std::size_t done = 0;      // written by the pool
-    std::size_t reported = 0;  // consumer thread: records of the run already finished there
-  };
-  static constexpr std::uint64_t cancelled = ~std::uint64_t{0};
-
-  work_batch() = default;
-  /// Moves what the scheduler put together; only before the batch is on the pool (the claim
-  /// starts afresh).
-  work_batch(work_batch&& other) noexcept
-      : jobs(std::move(other.jobs)), runs(std::move(other.runs)), took(other.took), passes(other.passes),
-        retry(other.retry) {}
-  work_batch& operator=(work_batch&&) = delete;
-
-  std::vector<job_ptr> jobs;
-  std::vector<run> runs;
-  std::chrono::nanoseconds took{};  // written by the pool: time spent on the batch
-  std::size_t passes = 0;           // written by the pool: records it ran
-  bool retry = false;               // one record's due retries (jobs[0] is its lane's current)
-  std::atomic<std::uint64_t> claim{0};
-  std::atomic<std::int64_t> started_ns{0};  // steady clock, when the claimed record started
-  std::atomic<bool> stop{false};            // consumer: stop before the next record (stop, revocation)
-
-  /// Pool thread: record k starts.
-  void begin(std::size_t k) noexcept {
-    started_ns.store(worker_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-    claim.store(2 * k + 1, std::memory_order_release);
-  }
-  /// Pool thread: record k is over. False when the consumer took it away meanwhile.
-  [[nodiscard]] bool end(std::size_t k) noexcept {
-    std::uint64_t running = 2 * k + 1;
-    return claim.compare_exchange_strong(running, 2 * k + 2, std::memory_order_acq_rel);
-  }
-  /// Consumer thread: the record running for longer than `limit`, taken away from the pool thread.
-  [[nodiscard]] std::optional<std::size_t> cancel_overdue(worker_clock::duration limit) noexcept {
-    std::uint64_t seen = claim.load(std::memory_order_acquire);
-    if (seen == cancelled || seen % 2 == 0) return std::nullopt;
-    const auto started = worker_clock::time_point(worker_clock::duration(started_ns.load(std::memory_order_relaxed)));
-    if (worker_clock::now() - started < limit) return std::nullopt;
-    if (!claim.compare_exchange_strong(seen, cancelled, std::memory_order_acq_rel)) return std::nullopt;
-    return static_cast<std::size_t>((seen - 1) / 2);
-  }
-};
-
 class work_scheduler {
  public:
-  work_scheduler(processing_order order, std::size_t max_batch) : order_(order), max_batch_(max_batch) {}
+  /// `on_finished` is told of every record that becomes finished, with its partition (the worker
+  /// counts them, and resumes a paused partition whose window emptied enough).
+  using finished_hook = std::function<void(partition_work&)>;
+  work_scheduler(processing_order order, std::size_t max_batch, finished_hook on_finished = {})
+      : order_(order), max_batch_(max_batch), on_finished_(std::move(on_finished)) {}
 
   /// The partition's bookkeeping, created on first use.
   partition_work& partition(const std::string& topic, std::int32_t partition);
@@ -187,8 +61,32 @@ class work_scheduler {
   static constexpr std::size_t max_lanes_kept = 1024;
 
   /// Marks the record finished and moves its partition's commit point over every finished record
-  /// at the window's head. Drops the record's bytes if the caller has not.
+  /// at the window's head. Drops the record's bytes if the caller has not. Tells on_finished.
   void finish(partition_work& p, record_job& job);
+
+  /// A record that stopped its lane's run on the pool: it needs a retry or a dead letter, or it
+  /// overran handler_timeout (and is still read by its pool thread). It is its lane's `current`
+  /// record now, and the lane waits until finish_held().
+  struct held_record {
+    job_ptr job;
+    bool overran = false;
+  };
+
+  /// As a slow batch reports progress: each run's records the pool finished so far become
+  /// finished, in order, up to the first that is not.
+  void collect_finished(work_batch& batch);
+
+  /// The pool is done with `batch`, or the worker took it back (`hung`: the record still running).
+  /// In each run, the records finished become finished; the first one that needs more holds its
+  /// lane and is appended to `held`; the rest, and records the pool never started (a stop or a
+  /// revocation came first), go back to the head of their lane. Runs of revoked partitions are left
+  /// alone: the next owner gets their records again.
+  void settle(work_batch& batch, std::optional<std::size_t> hung, std::vector<held_record>& held);
+
+  /// A held record is over (retried to the end, dead-lettered): finished, and its lane goes on.
+  /// Nothing happens while a retry attempt or a dead letter of it is outstanding. By value: the
+  /// caller's pointer may be the lane's `current`, which this resets.
+  void finish_held(job_ptr job);
 
   /// A fetched record that an earlier owner finished (p.finished has it): it joins the window as
   /// finished, runs nothing, and the commit point moves over it.
@@ -196,6 +94,19 @@ class work_scheduler {
 
   /// Forgets the partition; its unfinished records are marked abandoned.
   void forget(std::map<partition_key, partition_work>::iterator it);
+  /// Forgets every partition in `keys`.
+  void forget(const std::set<partition_key>& keys);
+  /// Forgets every partition.
+  void forget_all();
+
+  /// Partitions being revoked: nothing of theirs is taken any more (take()).
+  void mark_revoking(const std::set<partition_key>& keys);
+
+  /// True while something of a partition in `keys` (of any, without) runs: records on the pool, a
+  /// retry attempt, a dead letter outstanding. Records waiting for a backoff do not count: they
+  /// were not started again (the next owner starts them).
+  [[nodiscard]] bool busy(const std::set<partition_key>& keys) const;
+  [[nodiscard]] bool busy() const;
 
   /// Records on the pool, in backoff or being dead-lettered (in_flight); records held back by an
   /// earlier record of their lane (waiting_on_key); paused partitions.
@@ -205,9 +116,11 @@ class work_scheduler {
   const std::string& lane_id(const record_job& job, std::string& scratch) const;
   void make_ready(lane& l);
   void advance_commit_point(partition_work& p);
+  [[nodiscard]] static bool busy(const partition_work& p);
 
   processing_order order_;
   std::size_t max_batch_;
+  finished_hook on_finished_;
   std::map<partition_key, partition_work> partitions_;
   std::deque<lane*> ready_;        // idle lanes with waiting records, oldest first
   std::size_t ready_records_ = 0;  // waiting records of the lanes in ready_

@@ -1,36 +1,29 @@
-// The worker engine. One consumer thread owns all bookkeeping (partitions, lanes, timers,
-// commits: see work_scheduler.hpp); handler attempts run on a task pool and dead-letter writes on a
-// producer, and both hand their outcome back to the consumer thread through one completion queue.
-// So no bookkeeping state is shared between threads, and every decision about a record is taken in
-// one place.
-//
-// In the healthy flow, ready records go to the pool in batches (several lanes' records, each lane's
-// in order): a pool thread decodes and handles them and stops a lane at its first record that needs
-// more than one clean pass (a retry, a dead letter); the consumer thread then finishes the records
-// before it, takes that one on alone, and puts the lane's rest back. One hand-off per batch instead
-// of per record is what lets the worker keep up with the consumer when handlers are quick.
+// The worker engine: the consumer loop and the decisions about records. One consumer thread owns
+// all bookkeeping; the rooms around it each own their part of it:
+//   work_scheduler     lanes, windows and commit points (what may run, what is finished)
+//   pool_handoff       the task pool: batches and retry attempts on it, overdue calls taken back
+//   partition_control  the consumer's side: rebalances, commits, pausing, gauges
+//   dead_letter_writer dead-letter writes; timer_queue backoffs
+// Pool threads and the dead-letter producer hand their outcome back through one completion queue
+// (completion_queue.hpp), run on the consumer thread. So no bookkeeping state is shared between
+// threads, and every decision about a record (retry, dead letter, timeout, finished) is taken here.
 
 #include "eventbus/worker.hpp"
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <set>
+#include <optional>
 #include <thread>
+#include <vector>
 
-#include "detail/event_data.hpp"
-#include "detail/handler_registry.hpp"
 #include "detail/kafka_client.hpp"
 #include "detail/log.hpp"
-#include "detail/task_pool.hpp"
-#include "eventbus/event.hpp"
-#include "kafka/record_producer.hpp"
 #include "worker/dead_letter_writer.hpp"
 #include "worker/partition_control.hpp"
-#include "worker/record_runner.hpp"
+#include "worker/pool_handoff.hpp"
 #include "worker/timer_queue.hpp"
 #include "worker/work_scheduler.hpp"
 
@@ -38,50 +31,19 @@ namespace eventbus {
 namespace {
 
 using clock_type = detail::worker_clock;
-using detail::handler_run;
 using detail::handler_state;
 using detail::job_ptr;
-using detail::partition_key;
 using detail::partition_work;
-using detail::pass_state;
+using detail::pool_side;
 using detail::record_job;
 
 }  // namespace
 
-// What handler threads use: the options, the record runner (handlers, middleware, counters) and the
-// completion queue they post to. Every pool task holds it by shared_ptr, so a handler
-// that never returns (its thread left detached when stop() gives up on it) cannot outlive anything
-// it touches.
-struct pool_side {
-  explicit pool_side(worker_options opts) : options(validated(std::move(opts))) {}
-
-  static worker_options validated(worker_options opts) {
-    opts.validate();
-    return opts;
-  }
-
-  void post(std::function<void()> fn) {
-    {
-      const std::lock_guard lock(mu);
-      completions.push_back(std::move(fn));
-    }
-    cv.notify_one();
-  }
-
-  const worker_options options;
-  detail::record_runner runner{options};  // decodes records and runs their handlers
-  std::atomic<bool> stop_requested{false};
-
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::function<void()>> completions;  // run by the consumer thread, in order
-  bool consumer_ready = false;  // librdkafka queued something since the loop last emptied its queue
-};
-
 struct worker::impl {
   explicit impl(worker_options opts)
       : side(std::make_shared<pool_side>(std::move(opts))), options(side->options),
-        pool(options.max_concurrency, std::size_t{1} << 20),
+        handoff(side, {.progress = [this](detail::work_batch& b) { work.collect_finished(b); },
+                       .returned = [this](detail::work_batch& b, std::optional<std::size_t> hung) { returned(b, hung); }}),
         dead_letters(options.kafka, options.group_id, options.dlq_suffix, [this](std::chrono::milliseconds delay, std::function<void()> fn) {
           post([this, delay, fn = std::move(fn)]() mutable {
             if (delay.count() == 0) return fn();
@@ -94,9 +56,7 @@ struct worker::impl {
                         {"auto.offset.reset", "earliest"},
                         {"enable.partition.eof", "false"}});
     broker = std::move(config.broker);
-    rd_kafka_conf_set_opaque(config.conf.get(), this);
-    rd_kafka_conf_set_rebalance_cb(config.conf.get(), &impl::on_rebalance);
-    rd_kafka_conf_set_offset_commit_cb(config.conf.get(), &impl::on_commit_result);
+    partitions.attach(config.conf.get());  // rebalances and commit results go to partition_control
     consumer = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
     rd_kafka_poll_set_consumer(consumer.get());
   }
@@ -104,15 +64,14 @@ struct worker::impl {
   // --- threads
 
   void start() {
-    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(options.topics.size()));
-    for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
-    const auto err = rd_kafka_subscribe(consumer.get(), topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (err) throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
+    const auto topics = detail::make_partition_list(static_cast<int>(options.topics.size()));
+    for (const auto& t : options.topics) rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    if (const auto err = rd_kafka_subscribe(consumer.get(), topics.get()))
+      throw exception(error(errc::invalid_argument, "cannot subscribe: " + detail::kafka_error_text(err), "topics"));
     // librdkafka tells us (from its own thread) when records or rebalance events arrive on an empty
     // queue, so the loop sleeps on one condition variable for records, completions and timers alike.
-    consumer_queue = rd_kafka_queue_get_consumer(consumer.get());
-    rd_kafka_queue_cb_event_enable(consumer_queue, &impl::on_consumer_queue_ready, this);
+    consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));  // a new reference, ours to release
+    rd_kafka_queue_cb_event_enable(consumer_queue.get(), &impl::on_consumer_queue_ready, &side->completions);
     loop_thread = std::thread([this] {
       pthread_setname_np(pthread_self(), "eventbus-worker");
       run_loop();
@@ -121,10 +80,10 @@ struct worker::impl {
 
   void stop() noexcept {
     side->stop_requested.store(true);
-    side->post([] {});  // wakes a loop waiting for completions
+    side->completions.post([] {});  // wakes a loop waiting for completions
     // From a handler (a pool thread) or the loop itself: only ask. Waiting here would wait for the
     // very call that asked; the loop finishes stopping once it returns.
-    if (pool.on_pool_thread() || std::this_thread::get_id() == loop_thread.get_id()) return;
+    if (handoff.on_pool_thread() || std::this_thread::get_id() == loop_thread.get_id()) return;
     const std::lock_guard lock(join_mu);  // stop() from several threads: one joins, all return after
     if (loop_thread.joinable()) loop_thread.join();
   }
@@ -132,10 +91,7 @@ struct worker::impl {
   void run_loop() noexcept {
     try {
       while (!side->stop_requested.load()) {
-        {
-          const std::lock_guard lock(side->mu);
-          side->consumer_ready = false;  // set again by librdkafka once the queue we empty below refills
-        }
+        side->completions.consumer_emptying();  // librdkafka wakes us again once the queue refills
         bool more = false;
         for (int taken = 0;; ++taken) {
           if (taken == max_records_per_turn) {
@@ -147,11 +103,11 @@ struct worker::impl {
           on_message(msg);
         }
         drain_completions();
-        take_back_overdue();
+        handoff.take_back_overdue();
         run_due_timers();
         dispatch();
-        commit(false);
-        update_gauges();
+        partitions.commit(false);
+        partitions.update_gauges();
         if (!more) wait_for_work();
       }
       shut_down();
@@ -161,12 +117,7 @@ struct worker::impl {
   }
 
   static void on_consumer_queue_ready(rd_kafka_t*, void* opaque) noexcept {
-    auto& self = *static_cast<impl*>(opaque);
-    {
-      const std::lock_guard lock(self.side->mu);
-      self.side->consumer_ready = true;
-    }
-    self.side->cv.notify_one();
+    static_cast<detail::completion_queue*>(opaque)->consumer_ready();
   }
 
   // Sleeps until records, a completion or a stop arrive, or the next timer or commit is due.
@@ -174,10 +125,7 @@ struct worker::impl {
     auto until = clock_type::now() + std::chrono::milliseconds(100);
     if (const auto due = timers.next_due()) until = std::min(until, *due);
     until = std::min(until, partitions.next_commit());  // a needless wake-up a second is cheaper than scanning partitions
-    std::unique_lock lock(side->mu);
-    side->cv.wait_until(lock, until, [&] {
-      return side->consumer_ready || !side->completions.empty() || side->stop_requested.load();
-    });
+    side->completions.wait_for_work(until, side->stop_requested);
   }
 
   // Bounded by shutdown_timeout, whatever handlers do: records still running when it passes are
@@ -185,17 +133,13 @@ struct worker::impl {
   void shut_down() {
     intake_closed = true;
     const auto deadline = clock_type::now() + options.shutdown_timeout;
-    for (const auto& b : on_pool_batches) b->stop.store(true);  // finish the record at hand, start no other
-    wait_until_settled([&](const partition_key&) { return true; }, deadline);
-    commit(true);
-    forget_partitions([](const partition_key&) { return true; });  // so the revocation below waits for nothing
-    update_gauges(true);
-    rd_kafka_queue_cb_event_enable(consumer_queue, nullptr, nullptr);
+    handoff.stop_all();  // finish the record at hand, start no other
+    partitions.release_all(deadline);
+    rd_kafka_queue_cb_event_enable(consumer_queue.get(), nullptr, nullptr);
     rd_kafka_consumer_close(consumer.get());
-    rd_kafka_queue_destroy(consumer_queue);
-    consumer_queue = nullptr;
+    consumer_queue.reset();
     const auto left = std::max(clock_type::duration::zero(), deadline - clock_type::now());
-    if (const auto detached = pool.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0)
+    if (const auto detached = handoff.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0)
       detail::log(log_level::error, "worker: " + std::to_string(detached) +
                                         " handler call(s) still running after shutdown_timeout; their threads are "
                                         "left to finish on their own and their records will be redelivered");
@@ -203,44 +147,8 @@ struct worker::impl {
 
   // --- completions: the only way other threads talk to the consumer thread
 
-  void post(std::function<void()> fn) { side->post(std::move(fn)); }
-
-  void drain_completions() {
-    std::vector<std::function<void()>> batch;
-    {
-      const std::lock_guard lock(side->mu);
-      batch.swap(side->completions);
-    }
-    for (auto& fn : batch) fn();
-  }
-
-  // Handles completions until every selected partition has nothing running: no batch on the pool,
-  // no retry attempt, no dead-letter write outstanding. Records waiting for their backoff are not
-  // waited for (they were not started again; the next owner starts them).
-  template <class Select>
-  void wait_until_settled(Select&& selected, clock_type::time_point deadline) {
-    for (;;) {
-      drain_completions();
-      bool busy = false;
-      for (auto& [key, p] : work.partitions())
-        if (selected(key) && is_busy(p)) busy = true;
-      if (!busy) return;
-      std::unique_lock lock(side->mu);
-      if (!side->cv.wait_until(lock, deadline, [&] { return !side->completions.empty(); })) {
-        detail::log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
-                                     "it is left uncommitted and will be redelivered");
-        return;
-      }
-    }
-  }
-
-  static bool is_busy(const partition_work& p) {
-    if (p.on_pool > 0) return true;
-    return std::any_of(p.lanes.begin(), p.lanes.end(), [](const auto& kv) {
-      const auto& current = kv.second.current;
-      return current && (current->running || current->dead_letters_outstanding > 0);
-    });
-  }
+  void post(std::function<void()> fn) { side->completions.post(std::move(fn)); }
+  void drain_completions() { side->completions.drain(); }
 
   // --- records
 
@@ -267,190 +175,51 @@ struct worker::impl {
     if (msg->key) job->key.assign(static_cast<const char*>(msg->key), msg->key_len);
     // Value and headers stay in librdkafka's message, held until the record is finished: no copy,
     // and headers are parsed only if someone asks (a replay's handler, a dead letter).
-    job->message = std::move(msg);
+    job->message = detail::hold(std::move(msg));
     if (options.metrics) options.metrics->count_consumed(job->topic);
     work.add(p, std::move(job));
-    if (!p.paused && p.window.size() >= options.max_buffered_per_partition) set_paused(p, true);
+    if (!p.paused && p.window.size() >= options.max_buffered_per_partition) partitions.set_paused(p, true);
   }
 
   // Starts what may start: due retries first, then batches of ready lanes, while slots are free.
   void dispatch() {
     if (intake_closed) return;
-    while (on_pool < options.max_concurrency && !due_retries.empty()) {
+    while (handoff.free_slots() > 0 && !due_retries.empty()) {
       auto job = std::move(due_retries.front());
       due_retries.pop_front();
-      if (!job->abandoned && !job->owner->partition->revoking) attempt(job);
+      if (!job->abandoned && !job->owner->partition->revoking) handoff.attempt(job);
     }
-    while (on_pool < options.max_concurrency && work.has_ready()) {
-      auto batch = std::make_shared<detail::work_batch>(work.take(options.max_concurrency - on_pool, batch_limit()));
-      if (batch->jobs.empty()) continue;  // it skipped revoking lanes only
-      run_on_pool(batch, [](pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& b) {
-        run_batch(on, self, b);
-      });
+    while (handoff.free_slots() > 0 && work.has_ready()) {
+      auto batch = work.take(handoff.free_slots(), handoff.batch_limit());
+      if (!batch.jobs.empty()) handoff.run(std::move(batch));  // else it skipped revoking lanes only
     }
   }
 
-  // Hands a batch to a pool thread. The task holds the pool side, never the worker: if its
-  // handlers hang past stop(), it outlives the worker safely. (It carries the worker's address
-  // only to put it in what it posts, which only the worker's own loop ever runs.)
-  template <class Body>
-  void run_on_pool(const std::shared_ptr<detail::work_batch>& batch, Body body) {
-    ++on_pool;
-    on_pool_batches.insert(batch);
-    std::vector<detail::task_pool::task> task{[side = side, self = this, batch, body] { body(*side, self, batch); }};
-    (void)pool.push_all(task, std::chrono::milliseconds(0));  // at most max_concurrency tasks: always room
-  }
-
-  // On a pool thread: each run's records in order, until one needs more than a clean pass. Stops
-  // before the next record when asked (stop, revocation); records finished in a slow batch are
-  // reported as they finish, so they become committable without waiting for the rest.
-  static void run_batch(pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& batch) {
-    const auto start = clock_type::now();
-    auto last_report = start;
-    for (auto& run : batch->runs) {
-      while (run.begin + run.done < run.end) {
-        if (batch->stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) break;
-        const std::size_t k = run.begin + run.done;
-        auto& job = *batch->jobs[k];
-        batch->begin(k);
-        ++batch->passes;
-        const bool finished = on.runner.first_pass(job);
-        if (!batch->end(k)) {  // it overran handler_timeout: the worker took it (and the batch) over
-          on.post([self] { self->hung_call_returned(); });
-          return;
-        }
-        // Freed here, not on the consumer thread: freeing a parsed event is not free. Before the
-        // state is published: from then on the consumer thread may finish the record.
-        if (finished) job.release_bytes();
-        job.pass.store(finished ? pass_state::finished : pass_state::needs_more, std::memory_order_release);
-        if (!finished) break;
-        ++run.done;
-        if (const auto now = clock_type::now(); now - last_report >= progress_interval) {
-          last_report = now;
-          on.post([self, batch] { self->report_finished(*batch); });
-        }
-      }
+  // Back from the pool, or taken back from it (`hung`: the record still running). A retry attempt
+  // is one record; a batch's lanes are settled by the scheduler, and what stopped one decided here.
+  void returned(detail::work_batch& batch, std::optional<std::size_t> hung) {
+    if (batch.retry) {
+      const job_ptr& job = batch.jobs[0];
+      if (!hung) return after_attempt(job);
+      job->running = false;
+      return time_out(job);
     }
-    batch->took = clock_type::now() - start;
-    on.post([self, batch] {
-      self->on_pool_batches.erase(batch);
-      self->after_batch(*batch);
-    });
-  }
-
-  // Records a batch may hold: enough to make the hand-off cheap next to the handling, few enough
-  // that no pool thread sits on work other threads could share (about 2 ms a batch, from the time
-  // records took so far). Quick handlers get big batches, 5 ms ones a record each.
-  std::size_t batch_limit() const {
-    constexpr double batch_budget_ns = 2'000'000;
-    return static_cast<std::size_t>(std::clamp(batch_budget_ns / std::max(record_ns, 1.0), 1.0, double(max_batch)));
-  }
-
-  // On the consumer thread, as the pool reports: each run's records finished so far become
-  // committable (in order, up to the first that is not finished).
-  void report_finished(detail::work_batch& batch) {
-    for (auto& run : batch.runs) {
-      if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile
-      while (run.begin + run.reported < run.end &&
-             batch.jobs[run.begin + run.reported]->pass.load(std::memory_order_acquire) == pass_state::finished) {
-        finish_record(*batch.jobs[run.begin + run.reported]);
-        ++run.reported;
-      }
-    }
-  }
-
-  // On the consumer thread, once the pool is done with a batch: in each run, the records finished
-  // become committable; the first one that needs more (a retry, a dead letter) holds its lane; the
-  // rest, and records the pool did not start (a stop or revocation came first), go back to the
-  // head of the lane.
-  void after_batch(detail::work_batch& batch) {
-    --on_pool;
-    if (batch.passes > 0) {
-      const double per_record = static_cast<double>(batch.took.count()) / static_cast<double>(batch.passes);
-      record_ns = 0.8 * record_ns + 0.2 * per_record;
-    }
-    settle_runs(batch, std::nullopt);
-  }
-
-  // The runs of a batch the pool is done with (or that was taken from it: `hung` is then the record
-  // still running, dead-lettered as a timeout).
-  void settle_runs(detail::work_batch& batch, std::optional<std::size_t> hung) {
-    report_finished(batch);
-    for (const auto& run : batch.runs) {
-      if (batch.jobs[run.begin]->abandoned) continue;  // revoked meanwhile: the next owner gets them again
-      detail::lane& lane = *run.owner;
-      lane.partition->on_pool -= run.end - run.begin;
-      const std::size_t at = run.begin + run.reported;
-      if (at == run.end) {
-        work.release(lane);
-        continue;
-      }
-      const auto first = batch.jobs.begin() + static_cast<std::ptrdiff_t>(at);
-      const auto end = batch.jobs.begin() + static_cast<std::ptrdiff_t>(run.end);
-      const job_ptr& stopped_at = *first;
-      const bool overran = hung && *hung == at;
-      if (!overran && stopped_at->pass.load(std::memory_order_acquire) == pass_state::pending) {
-        lane.waiting.insert(lane.waiting.begin(), first, end);  // never started
-        work.release(lane);
-        continue;
-      }
-      lane.waiting.insert(lane.waiting.begin(), first + 1, end);
-      lane.current = stopped_at;
-      // It and the lane's waiting records may wait for seconds: they stop holding fetch buffers.
-      // (A record that overran is still read by its thread: it is dead-lettered as it is.)
-      if (!overran) stopped_at->own_bytes();
-      for (const auto& waiting : lane.waiting) waiting->own_bytes();
+    std::vector<detail::work_scheduler::held_record> held;
+    work.settle(batch, hung, held);
+    for (const auto& [job, overran] : held) {
       if (overran)
-        time_out(stopped_at);
-      else if (lane.current->bad)
-        dead_letter(lane.current, *lane.current->bad);
+        time_out(job);
+      else if (job->bad)
+        dead_letter(job, *job->bad);
       else
-        after_attempt(lane.current);
+        after_attempt(job);
     }
   }
 
-  // Runs the handlers that are due, on the pool; the outcome comes back through post().
-  void attempt(const job_ptr& job) {
-    job->running = true;
-    auto batch = std::make_shared<detail::work_batch>();
-    batch->jobs.push_back(job);
-    batch->retry = true;
-    run_on_pool(batch, [](pool_side& on, impl* self, const std::shared_ptr<detail::work_batch>& b) {
-      b->begin(0);
-      on.runner.run_due_handlers(*b->jobs[0]);
-      if (!b->end(0)) return on.post([self] { self->hung_call_returned(); });
-      on.post([self, b] {
-        self->on_pool_batches.erase(b);
-        --self->on_pool;
-        self->after_attempt(b->jobs[0]);
-      });
-    });
-  }
-
-  // --- handler timeout
-
-  // Records whose handlers run past handler_timeout are taken from their threads: dead-lettered
-  // with reason "timeout" (for every handler: the later ones never ran), so their key, their
-  // partition's commits and the window move on. The call itself cannot be stopped: its thread
-  // stays busy (and counted against max_concurrency) until it returns, and what it returns is
-  // ignored. A worker whose every slot is held by such calls reports itself not ready.
-  void take_back_overdue() {
-    if (options.handler_timeout.count() == 0) return;
-    for (auto it = on_pool_batches.begin(); it != on_pool_batches.end();) {
-      const auto batch = *it++;
-      if (const auto k = batch->cancel_overdue(options.handler_timeout)) {
-        on_pool_batches.erase(batch);
-        hung_calls.fetch_add(1, std::memory_order_relaxed);
-        if (batch->retry) {
-          batch->jobs[0]->running = false;
-          time_out(batch->jobs[0]);
-        } else {
-          settle_runs(*batch, *k);
-        }
-      }
-    }
-  }
-
+  // Records whose handlers ran past handler_timeout (taken from their threads by the hand-off) are
+  // dead-lettered with reason "timeout" (for every handler: the later ones never ran), so their
+  // key, their partition's commits and the window move on. A worker whose every slot is held by
+  // such calls reports itself not ready.
   void time_out(const job_ptr& job) {
     job->hung = true;
     if (job->abandoned) return;
@@ -459,12 +228,6 @@ struct worker::impl {
                           std::to_string(options.handler_timeout.count()) +
                           " ms); the call was left running and its outcome is ignored",
                       "", 1});
-  }
-
-  // The pool thread of a timed-out record is back: its slot is free again.
-  void hung_call_returned() {
-    --on_pool;
-    hung_calls.fetch_sub(1, std::memory_order_relaxed);
   }
 
   void after_attempt(const job_ptr& job) {
@@ -484,29 +247,15 @@ struct worker::impl {
         if (!job->abandoned) due_retries.push_back(job);  // started by dispatch() when a slot is free
       });
     } else {
-      finish_if_done(job);
+      work.finish_held(job);
     }
   }
 
-  // By value: the caller's pointer may be the lane's `current`, which this resets.
-  void finish_if_done(job_ptr job) {
-    if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
-    if (!job->hung)  // a hung record's handlers belong to its thread; its dead letter covers them all
-      for (const auto& run : job->handlers)
-        if (run.state == handler_state::pending) return;
-    detail::lane& lane = *job->owner;
-    lane.current.reset();
-    finish_record(*job);
-    work.release(lane);
-  }
-
-  // Every handler succeeded or was dead-lettered: the record may be committed once the ones
-  // before it in its partition are finished too.
-  void finish_record(record_job& job) {
-    partition_work& p = *job.owner->partition;
-    work.finish(p, job);
+  // Every handler succeeded or was dead-lettered (told by the scheduler): the record may be
+  // committed once the ones before it in its partition are finished too.
+  void on_finished(partition_work& p) {
     handled.fetch_add(1, std::memory_order_relaxed);
-    if (p.paused && p.window.size() <= options.max_buffered_per_partition / 2) set_paused(p, false);
+    if (p.paused && p.window.size() <= options.max_buffered_per_partition / 2) partitions.set_paused(p, false);
   }
 
   // --- dead letters
@@ -523,7 +272,7 @@ struct worker::impl {
               options.metrics->count_dead_letter(job->topic, handler, reason);
           }
           --job->dead_letters_outstanding;
-          finish_if_done(job);
+          work.finish_held(job);
         });
   }
 
@@ -532,155 +281,26 @@ struct worker::impl {
   void at(clock_type::time_point when, std::function<void()> fn) { timers.at(when, std::move(fn)); }
   void run_due_timers() { timers.run_due(clock_type::now(), intake_closed); }
 
-  // --- gauges, commits, pausing, rebalancing
-
-  // The load gauges every 200 ms (and zero at the end: a stopped worker adds nothing), and
-  // eventbus_consumer_lag every 2 s.
-  void update_gauges(bool stopping = false) {
-    const auto now = clock_type::now();
-    if (stopping || now >= next_load_update) {
-      next_load_update = now + std::chrono::milliseconds(200);
-      const auto load = stopping ? metrics::worker_load{} : work.load();
-      in_flight.store(static_cast<std::uint64_t>(load.in_flight), std::memory_order_relaxed);
-      waiting_on_key.store(static_cast<std::uint64_t>(load.waiting_on_key), std::memory_order_relaxed);
-      paused_partitions.store(static_cast<std::uint64_t>(load.paused_partitions), std::memory_order_relaxed);
-      if (options.metrics) {
-        options.metrics->add_worker_load(options.group_id,
-                                         {.in_flight = load.in_flight - published_load.in_flight,
-                                          .waiting_on_key = load.waiting_on_key - published_load.waiting_on_key,
-                                          .paused_partitions = load.paused_partitions - published_load.paused_partitions});
-        published_load = load;
-      }
-    }
-    if (options.metrics && !stopping) partitions.report_lag(*options.metrics);
-  }
-
-  void commit(bool synchronous) { partitions.commit(synchronous); }
-  void set_paused(partition_work& p, bool pause) { partitions.set_paused(p, pause); }
-
-  // Result of an asynchronous commit, served by consumer_poll on the consumer thread.
-  static void on_commit_result(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
-                               void* opaque) noexcept {
-    static_cast<impl*>(opaque)->partitions.on_commit_result(err, offsets);
-  }
-
-  // Failure counters start at 0 for what this worker can fail on the topics it was given: its
-  // handlers' retries and dead letters, and the records that reach no handler. Without them a
-  // dashboard or a rate() alert reads "no data" until the first failure. The event type is the
-  // topic past <prefix>.<aggregate_type>. (a prefix without dots, as the default "app").
-  void declare_failure_series(const rd_kafka_topic_partition_list_t& list) {
-    if (!options.metrics) return;
-    std::set<std::string_view> topics;
-    for (int i = 0; i < list.cnt; ++i) topics.insert(list.elems[i].topic);
-    const auto handlers = side->runner.registry().snapshot();
-    for (const auto topic : topics) {
-      if (topic.ends_with(options.dlq_suffix)) continue;
-      options.metrics->declare_record_failures(topic);
-      const auto first = topic.find('.');
-      const auto second = first == std::string_view::npos ? first : topic.find('.', first + 1);
-      if (second == std::string_view::npos) continue;
-      const auto type = topic.substr(second + 1);
-      if (!detail::is_valid_event_type(type)) continue;
-      handlers->for_each_match(type, detail::event_type_hash(type), [&](const detail::entry_ptr& h) {
-        options.metrics->declare_handler_failures(topic, h->name, type);
-      });
-    }
-  }
-
-  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
-                           void* opaque) noexcept {
-    auto& self = *static_cast<impl*>(opaque);
-    try {
-      if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        const auto skippable = self.partitions.resume(*list);
-        if (skippable > 0)
-          detail::log(log_level::info, "worker: " + std::to_string(skippable) +
-                                           " records above the committed offsets were finished by their last owner;"
-                                           " they will be skipped");
-        rd_kafka_assign(rk, list);  // nothing paused: revoke() resumed what this worker had paused
-        self.declare_failure_series(*list);
-        self.assigned.store(static_cast<std::size_t>(list->cnt));
-        self.joined.store(true);
-      } else {
-        self.revoke(list, rd_kafka_assignment_lost(rk) != 0);
-        rd_kafka_assign(rk, nullptr);
-        self.assigned.store(0);
-      }
-    } catch (const std::exception& e) {
-      detail::log(log_level::error, std::string("worker: rebalance failed: ") + e.what());
-      rd_kafka_assign(rk, nullptr);
-    }
-  }
-
-  // Revocation: start nothing new on those partitions, let what runs finish (bounded), commit it
-  // synchronously, forget the rest (never committed, so the next owner gets it again). Lost
-  // partitions (the group dropped this member and may have given them to others already) are not
-  // committed: the coordinator refuses a commit from a member it dropped.
-  void revoke(const rd_kafka_topic_partition_list_t* list, bool lost) {
-    std::set<partition_key> revoked;
-    for (int i = 0; i < list->cnt; ++i) revoked.insert({list->elems[i].topic, list->elems[i].partition});
-    for (auto& [key, p] : work.partitions())
-      if (revoked.count(key) > 0) p.revoking = true;
-    // Their batches stop before their next record: the next owner handles those, and two workers
-    // must not run one key at once for longer than the record at hand.
-    for (const auto& b : on_pool_batches)
-      for (const auto& run : b->runs)
-        if (!b->jobs[run.begin]->abandoned && run.owner->partition->revoking) b->stop.store(true);
-    wait_until_settled([&](const partition_key& key) { return revoked.count(key) > 0; },
-                       clock_type::now() + options.shutdown_timeout);
-    partitions.unpause_before_release(revoked);
-    if (lost)
-      detail::log(log_level::warn, "worker: " + std::to_string(list->cnt) +
-                                       " partitions lost (the group dropped this member, e.g. its session timed out); what was not committed runs again "
-                                       "on their next owner");
-    else
-      commit(true);
-    forget_partitions([&](const partition_key& key) { return revoked.count(key) > 0; });
-  }
-
-  // Drops the bookkeeping of the selected partitions; their unfinished records are abandoned
-  // (never committed, so whoever owns the partition next receives them again).
-  template <class Select>
-  void forget_partitions(Select&& selected) {
-    auto& all = work.partitions();
-    for (auto it = all.begin(); it != all.end();) {
-      const auto next = std::next(it);
-      if (selected(it->first)) work.forget(it);
-      it = next;
-    }
-  }
-
   std::shared_ptr<pool_side> side;  // first: holds the options everything else reads
   const worker_options& options;
   std::shared_ptr<embedded_broker> broker;  // outlives the clients
-  detail::task_pool pool;
+  detail::pool_handoff handoff;  // the task pool, and what runs on it
   detail::kafka_handle consumer;
-  rd_kafka_queue_t* consumer_queue = nullptr;  // our reference to the consumer's queue, while started
+  detail::kafka_queue consumer_queue;  // our reference to the consumer's queue, while started (after `consumer`: released first)
   std::thread loop_thread;
   std::mutex join_mu;
   static constexpr int max_records_per_turn = 1000;
-  static constexpr std::size_t max_batch = 256;  // records per hand-off to the pool
   // Declared after the completion queue it posts to, so it is destroyed (and flushed) first.
   detail::dead_letter_writer dead_letters;
 
   // Consumer thread only:
-  detail::work_scheduler work{options.ordering, max_batch};
-  detail::partition_control partitions{consumer, work, options.commit_interval};
-  std::size_t on_pool = 0;            // tasks on the pool: batches and retry attempts
-  std::set<std::shared_ptr<detail::work_batch>> on_pool_batches;  // the same, not taken back (timeout)
-  static constexpr auto progress_interval = std::chrono::milliseconds(5);  // a slow batch reports this often
-  double record_ns = 100'000;         // moving average of a record's first pass; starts cautious
+  detail::work_scheduler work{options.ordering, detail::pool_handoff::max_batch, [this](partition_work& p) { on_finished(p); }};
+  detail::partition_control partitions{consumer, work, handoff, *side};
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   detail::timer_queue timers;
-  clock_type::time_point next_load_update{};
-  metrics::worker_load published_load{};  // what this worker added to the load gauges
   bool intake_closed = false;
 
-  std::atomic<std::size_t> assigned{0};
-  std::atomic<bool> joined{false};
   std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
-  std::atomic<std::size_t> hung_calls{0};  // handler calls past handler_timeout, still running
-  std::atomic<std::uint64_t> in_flight{0}, waiting_on_key{0}, paused_partitions{0};
 };
 
 worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
@@ -699,12 +319,12 @@ void worker::start() {
 
 void worker::stop() noexcept { impl_->stop(); }
 
-std::size_t worker::assigned_partitions() const noexcept { return impl_->assigned.load(); }
+std::size_t worker::assigned_partitions() const noexcept { return impl_->partitions.assigned(); }
 
 bool worker::in_group() const noexcept {
   // Not ready either when every handler slot is held by a call that overran handler_timeout.
-  return impl_->joined.load() && !impl_->side->stop_requested.load() &&
-         impl_->hung_calls.load() < impl_->options.max_concurrency;
+  return impl_->partitions.joined() && !impl_->side->stop_requested.load() &&
+         impl_->handoff.hung_calls() < impl_->options.max_concurrency;
 }
 
 worker_stats worker::stats() const noexcept {
@@ -718,10 +338,10 @@ worker_stats worker::stats() const noexcept {
           .dlq_write_failures = d.dead_letters.failures(),
           .dead_letters_dropped = d.dead_letters.dropped(),
           .commits = d.partitions.commits(),
-          .in_flight = d.in_flight.load(),
-          .waiting_on_key = d.waiting_on_key.load(),
-          .paused_partitions = d.paused_partitions.load(),
-          .hung_calls = d.hung_calls.load()};
+          .in_flight = d.partitions.in_flight(),
+          .waiting_on_key = d.partitions.waiting_on_key(),
+          .paused_partitions = d.partitions.paused_partitions(),
+          .hung_calls = d.handoff.hung_calls()};
 }
 
 }  // namespace eventbus

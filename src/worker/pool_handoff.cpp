@@ -1,0 +1,127 @@
+// The hand-off to the task pool (pool_handoff.hpp). One hand-off per batch instead of per record is
+// what lets the worker keep up with the consumer when handlers are quick.
+
+#include "worker/pool_handoff.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace eventbus::detail {
+
+pool_handoff::pool_handoff(std::shared_ptr<pool_side> side, reports on)
+    : side_(std::move(side)), on_(std::move(on)), pool_(side_->options.max_concurrency, std::size_t{1} << 20) {}
+
+std::size_t pool_handoff::free_slots() const noexcept {
+  const auto slots = side_->options.max_concurrency;
+  return on_pool_ < slots ? slots - on_pool_ : 0;
+}
+
+std::size_t pool_handoff::batch_limit() const noexcept {
+  constexpr double batch_budget_ns = 2'000'000;
+  return static_cast<std::size_t>(std::clamp(batch_budget_ns / std::max(record_ns_, 1.0), 1.0, double(max_batch)));
+}
+
+// The task holds the pool side, never the worker: if its handlers hang past stop(), it outlives the
+// worker safely. (It carries this object's address only to put it in what it posts, which only the
+// worker's own loop ever runs.)
+template <class Body>
+void pool_handoff::push(const std::shared_ptr<work_batch>& batch, Body body) {
+  ++on_pool_;
+  batches_.insert(batch);
+  std::vector<task_pool::task> task{[side = side_, self = this, batch, body] { body(*side, self, batch); }};
+  (void)pool_.push_all(task, std::chrono::milliseconds(0));  // at most max_concurrency tasks: always room
+}
+
+void pool_handoff::run(work_batch batch) {
+  push(std::make_shared<work_batch>(std::move(batch)),
+       [](pool_side& on, pool_handoff* self, const std::shared_ptr<work_batch>& b) { run_batch(on, self, b); });
+}
+
+void pool_handoff::attempt(const job_ptr& job) {
+  job->running = true;
+  auto batch = std::make_shared<work_batch>();
+  batch->jobs.push_back(job);
+  batch->retry = true;
+  push(batch, [](pool_side& on, pool_handoff* self, const std::shared_ptr<work_batch>& b) {
+    b->begin(0);
+    on.runner.run_due_handlers(*b->jobs[0]);
+    if (!b->end(0)) return on.completions.post([self] { self->hung_call_returned(); });
+    on.completions.post([self, b] { self->back_from_pool(b); });
+  });
+}
+
+// On a pool thread: each run's records in order, until one needs more than a clean pass. Stops
+// before the next record when asked (stop, revocation); records finished in a slow batch are
+// reported as they finish, so they become committable without waiting for the rest.
+void pool_handoff::run_batch(pool_side& on, pool_handoff* self, const std::shared_ptr<work_batch>& batch) {
+  const auto start = worker_clock::now();
+  auto last_report = start;
+  for (auto& run : batch->runs) {
+    while (run.begin + run.done < run.end) {
+      if (batch->stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) break;
+      const std::size_t k = run.begin + run.done;
+      auto& job = *batch->jobs[k];
+      batch->begin(k);
+      ++batch->passes;
+      const bool finished = on.runner.first_pass(job);
+      if (!batch->end(k)) {  // it overran handler_timeout: the consumer thread took it (and the batch) over
+        on.completions.post([self] { self->hung_call_returned(); });
+        return;
+      }
+      // Freed here, not on the consumer thread: freeing a parsed event is not free. Before the
+      // state is published: from then on the consumer thread may finish the record.
+      if (finished) job.release_bytes();
+      job.pass.store(finished ? pass_state::finished : pass_state::needs_more, std::memory_order_release);
+      if (!finished) break;
+      ++run.done;
+      if (const auto now = worker_clock::now(); now - last_report >= progress_interval) {
+        last_report = now;
+        on.completions.post([self, batch] { self->on_.progress(*batch); });
+      }
+    }
+  }
+  batch->took = worker_clock::now() - start;
+  on.completions.post([self, batch] { self->back_from_pool(batch); });
+}
+
+// Consumer thread: the pool is done with a batch or a retry attempt.
+void pool_handoff::back_from_pool(const std::shared_ptr<work_batch>& batch) {
+  batches_.erase(batch);
+  --on_pool_;
+  if (!batch->retry && batch->passes > 0) {
+    const double per_record = static_cast<double>(batch->took.count()) / static_cast<double>(batch->passes);
+    record_ns_ = 0.8 * record_ns_ + 0.2 * per_record;
+  }
+  on_.returned(*batch, std::nullopt);
+}
+
+void pool_handoff::take_back_overdue() {
+  const auto limit = side_->options.handler_timeout;
+  if (limit.count() == 0) return;
+  for (auto it = batches_.begin(); it != batches_.end();) {
+    const auto batch = *it++;
+    if (const auto k = batch->cancel_overdue(limit)) {
+      batches_.erase(batch);
+      hung_calls_.fetch_add(1, std::memory_order_relaxed);
+      side_->completions.post([this, batch, k] { on_.returned(*batch, k); });
+    }
+  }
+}
+
+// The pool thread of a timed-out record is back: its slot is free again.
+void pool_handoff::hung_call_returned() {
+  --on_pool_;
+  hung_calls_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void pool_handoff::stop_all() {
+  for (const auto& b : batches_) b->stop.store(true);
+}
+
+void pool_handoff::stop_revoking() {
+  for (const auto& b : batches_)
+    for (const auto& run : b->runs)
+      if (!b->jobs[run.begin]->abandoned && run.owner->partition->revoking) b->stop.store(true);
+}
+
+}  // namespace eventbus::detail
