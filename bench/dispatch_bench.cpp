@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/metrics.hpp"
 #include "ratio_reporter.hpp"

@@ -17,7 +17,7 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
-#include "eventbus/kafka/topics.hpp"
+#include "eventbus/admin/topics.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "kafka/record_producer.hpp"
 #include "kafka_test_support.hpp"

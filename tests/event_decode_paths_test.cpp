@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/event.hpp"
 
 using namespace eventbus;

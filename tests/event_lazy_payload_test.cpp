@@ -6,7 +6,7 @@
 #include <thread>
 #include <vector>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/event.hpp"
 
 using namespace eventbus;

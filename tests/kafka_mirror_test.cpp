@@ -7,7 +7,7 @@
 #include <set>
 #include <thread>
 
-#include "detail/kafka_client.hpp"
+#include "kafka/kafka_client.hpp"
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "detail/log.hpp"
+#include "support/log.hpp"
 #include "eventbus/log.hpp"
 
 using namespace eventbus;

@@ -3,7 +3,7 @@
 
 #include <doctest/doctest.h>
 
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 #include "test_support.hpp"
 #include "worker/record_runner.hpp"
 

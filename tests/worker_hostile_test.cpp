@@ -10,7 +10,7 @@
 #include <mutex>
 #include <set>
 
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/worker.hpp"

@@ -7,10 +7,10 @@
 #include <map>
 #include <mutex>
 
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
-#include "eventbus/replay.hpp"
+#include "eventbus/admin/replay.hpp"
 #include "eventbus/worker.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"

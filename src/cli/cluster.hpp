@@ -12,7 +12,7 @@
 
 #include "cli/args.hpp"
 #include "cli/printable.hpp"
-#include "eventbus/kafka/topics.hpp"
+#include "eventbus/admin/topics.hpp"
 
 namespace eventbus::cli {
 

@@ -28,7 +28,7 @@
 #include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/metrics_server.hpp"
-#include "eventbus/replay.hpp"
+#include "eventbus/admin/replay.hpp"
 #include "eventbus/time.hpp"
 #include "eventbus/topic.hpp"
 

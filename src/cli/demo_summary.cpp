@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <thread>
 
-#include "eventbus/dead_letters.hpp"
-#include "eventbus/kafka/topics.hpp"
+#include "eventbus/admin/dead_letters.hpp"
+#include "eventbus/admin/topics.hpp"
 
 namespace eventbus::cli {
 namespace {

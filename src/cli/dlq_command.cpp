@@ -11,7 +11,7 @@
 #include "cli/cluster.hpp"
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 
 namespace eventbus::cli {
 namespace {

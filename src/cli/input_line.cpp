@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 
 namespace eventbus::cli {
 

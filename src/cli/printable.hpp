@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "detail/event_data.hpp"
+#include "support/utf8.hpp"
 
 namespace eventbus::cli {
 

@@ -15,7 +15,7 @@
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
 #include "cli/progress.hpp"
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 
 namespace eventbus::cli {

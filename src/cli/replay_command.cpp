@@ -6,7 +6,7 @@
 #include "cli/args.hpp"
 #include "cli/cluster.hpp"
 #include "cli/commands.hpp"
-#include "eventbus/replay.hpp"
+#include "eventbus/admin/replay.hpp"
 
 namespace eventbus::cli {
 namespace {

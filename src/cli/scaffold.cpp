@@ -7,7 +7,7 @@
 #include <map>
 #include <string_view>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 
 namespace eventbus::cli {
 namespace {

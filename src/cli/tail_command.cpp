@@ -14,7 +14,7 @@
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
 #include "cli/workflow_tree.hpp"
-#include "detail/kafka_client.hpp"
+#include "kafka/kafka_client.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/time.hpp"
 

@@ -7,7 +7,7 @@
 #include "cli/args.hpp"
 #include "cli/cluster.hpp"
 #include "cli/commands.hpp"
-#include "eventbus/kafka/topics.hpp"
+#include "eventbus/admin/topics.hpp"
 
 namespace eventbus::cli {
 namespace {

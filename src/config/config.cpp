@@ -8,7 +8,7 @@
 #include <limits>
 #include <sstream>
 
-#include "detail/event_data.hpp"
+#include "support/utf8.hpp"
 #include "eventbus/store/postgres_store.hpp"
 
 extern char** environ;

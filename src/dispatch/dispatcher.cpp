@@ -3,11 +3,11 @@
 #include <atomic>
 #include <chrono>
 
-#include "detail/append_only_list.hpp"
-#include "detail/event_data.hpp"
-#include "detail/handler_registry.hpp"
-#include "detail/log.hpp"
-#include "detail/task_pool.hpp"
+#include "dispatch/append_only_list.hpp"
+#include "envelope/event_data.hpp"
+#include "handlers/handler_registry.hpp"
+#include "support/log.hpp"
+#include "support/task_pool.hpp"
 #include "eventbus/causation.hpp"
 
 namespace eventbus {

@@ -1,6 +1,6 @@
 #include "eventbus/subscription.hpp"
 
-#include "detail/handler_registry.hpp"
+#include "handlers/handler_registry.hpp"
 
 namespace eventbus {
 

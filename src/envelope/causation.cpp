@@ -2,7 +2,7 @@
 
 #include "eventbus/causation.hpp"
 
-#include "detail/uuid.hpp"
+#include "envelope/uuid.hpp"
 
 namespace eventbus {
 namespace {

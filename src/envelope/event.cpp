@@ -4,40 +4,14 @@
 #include <charconv>
 #include <mutex>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
+#include "support/utf8.hpp"
 #include "eventbus/causation.hpp"
-#include "detail/uuid.hpp"
+#include "envelope/uuid.hpp"
 
 namespace eventbus {
 namespace detail {
 namespace {
-
-// Length of the UTF-8 sequence starting at s[i], or 0 when it is malformed (overlong forms,
-// surrogates and code points above U+10FFFF included).
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  std::size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < len; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  return len;
-}
 
 void append_field_name(std::string& out, std::string_view name) {
   out.push_back(',');
@@ -193,22 +167,6 @@ bool is_dotted_lower_case(std::string_view text, std::size_t min_segments) noexc
     }
   }
   return segment_length > 0 && segments + 1 >= min_segments;
-}
-
-std::string sanitize_utf8(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size();) {
-    const std::size_t len = utf8_sequence_length(text, i);
-    if (len == 0) {
-      out.append("\xEF\xBF\xBD");  // U+FFFD REPLACEMENT CHARACTER
-      ++i;
-    } else {
-      out.append(text.substr(i, len));
-      i += len;
-    }
-  }
-  return out;
 }
 
 bool append_json_string(std::string& out, std::string_view text) {

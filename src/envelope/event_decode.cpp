@@ -12,7 +12,7 @@
 
 #include <limits>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 
 namespace eventbus {
 namespace {

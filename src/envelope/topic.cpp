@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 
 namespace eventbus {
 namespace {

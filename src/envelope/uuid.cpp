@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <random>
 
-#include "detail/uuid.hpp"
+#include "envelope/uuid.hpp"
 
 namespace eventbus::detail {
 namespace {

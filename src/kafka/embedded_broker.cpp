@@ -2,8 +2,8 @@
 
 #include <mutex>
 
-#include "detail/kafka_client.hpp"
-#include "detail/log.hpp"
+#include "kafka/kafka_client.hpp"
+#include "support/log.hpp"
 #include "eventbus/error.hpp"
 
 namespace eventbus {

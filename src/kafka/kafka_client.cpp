@@ -1,11 +1,11 @@
-#include "detail/kafka_client.hpp"
+#include "kafka/kafka_client.hpp"
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
-#include "detail/log.hpp"
+#include "support/log.hpp"
 #include "eventbus/error.hpp"
 
 namespace eventbus {

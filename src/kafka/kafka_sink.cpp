@@ -8,9 +8,9 @@
 #include <mutex>
 #include <thread>
 
-#include "detail/event_data.hpp"
-#include "detail/kafka_client.hpp"
-#include "detail/log.hpp"
+#include "envelope/event_data.hpp"
+#include "kafka/kafka_client.hpp"
+#include "support/log.hpp"
 #include "kafka/mirror_record.hpp"
 #include "kafka/producer_handles.hpp"
 #include "kafka/topic_cache.hpp"

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <string_view>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 
 namespace eventbus::detail {
 

@@ -1,7 +1,7 @@
 #include "kafka/producer_handles.hpp"
 
-#include "detail/kafka_client.hpp"
-#include "detail/log.hpp"
+#include "kafka/kafka_client.hpp"
+#include "support/log.hpp"
 
 namespace eventbus::detail {
 

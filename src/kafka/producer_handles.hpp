@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "detail/rdkafka_handles.hpp"
+#include "kafka/rdkafka_handles.hpp"
 
 namespace eventbus::detail {
 

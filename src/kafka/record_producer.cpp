@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <thread>
 
-#include "detail/kafka_client.hpp"
+#include "kafka/kafka_client.hpp"
 #include "kafka/producer_handles.hpp"
 
 namespace eventbus::detail {

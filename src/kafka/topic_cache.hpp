@@ -13,7 +13,7 @@
 #include <mutex>
 #include <string>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/topic.hpp"
 
 namespace eventbus::detail {

@@ -2,7 +2,7 @@
 
 #include <map>
 
-#include "detail/kafka_client.hpp"
+#include "kafka/kafka_client.hpp"
 
 namespace eventbus::detail {
 namespace {

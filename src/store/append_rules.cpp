@@ -2,7 +2,7 @@
 
 #include <thread>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/topic.hpp"
 #include "kafka/mirror_record.hpp"
 

@@ -5,7 +5,7 @@
 
 #include <atomic>
 
-#include "detail/log.hpp"
+#include "support/log.hpp"
 #include "store/append_rules.hpp"
 
 namespace eventbus {

@@ -13,7 +13,7 @@
 #include <thread>
 #include <utility>
 
-#include "detail/log.hpp"
+#include "support/log.hpp"
 
 namespace eventbus {
 namespace {

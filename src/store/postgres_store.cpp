@@ -10,7 +10,7 @@
 #include <charconv>
 #include <mutex>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/time.hpp"
 #include "store/append_rules.hpp"
 #include "store/relay_lease.hpp"

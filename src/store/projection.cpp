@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "detail/log.hpp"
+#include "support/log.hpp"
 #include "store/append_rules.hpp"
 
 namespace eventbus {

@@ -3,7 +3,7 @@
 #include <istream>
 #include <ostream>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "store/append_rules.hpp"
 
 namespace eventbus {

@@ -3,9 +3,10 @@
 #include <mutex>
 #include <string>
 
-#include "detail/event_data.hpp"
-#include "detail/log.hpp"
+#include "envelope/event_data.hpp"
+#include "support/log.hpp"
 #include "eventbus/time.hpp"
+#include "support/utf8.hpp"
 
 namespace eventbus {
 namespace {

@@ -1,6 +1,6 @@
 #include "worker/dead_letter.hpp"
 
-#include "detail/event_data.hpp"
+#include "support/utf8.hpp"
 
 namespace eventbus::detail {
 
@@ -23,14 +23,6 @@ void read_dead_letter_headers(dead_letter& d) {
   d.original_partition = header_number_or<std::int32_t>(d.headers, "x-eventbus-dlq-original-partition", -1);
   d.original_offset = header_number_or<std::int64_t>(d.headers, "x-eventbus-dlq-original-offset", -1);
   d.attempts = header_number_or<int>(d.headers, "x-eventbus-dlq-attempts", 0);
-}
-
-std::string truncate_utf8(std::string_view text, std::size_t max_bytes) {
-  if (text.size() <= max_bytes) return std::string(text);
-  std::size_t end = max_bytes;
-  // Step back over continuation bytes (10xxxxxx) so the cut falls before a sequence's first byte.
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return std::string(text.substr(0, end));
 }
 
 record_headers dead_letter_headers(const record_headers& original, const dead_letter_reason& why,

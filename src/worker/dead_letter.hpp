@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 #include "kafka/record_headers.hpp"
 
 namespace eventbus::detail {
@@ -51,7 +51,5 @@ template <class Int>
 /// malformed values read as empty, -1 or 0; never throws on what the headers hold.
 void read_dead_letter_headers(dead_letter& d);
 
-/// `text` cut to at most `max_bytes` without splitting a UTF-8 sequence.
-[[nodiscard]] std::string truncate_utf8(std::string_view text, std::size_t max_bytes);
 
 }  // namespace eventbus::detail

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "detail/kafka_client.hpp"
-#include "detail/log.hpp"
+#include "kafka/kafka_client.hpp"
+#include "support/log.hpp"
 #include "eventbus/time.hpp"
 #include "eventbus/topic.hpp"
 

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <string>
 
-#include "detail/kafka_client.hpp"
-#include "detail/log.hpp"
+#include "kafka/kafka_client.hpp"
+#include "support/log.hpp"
 
 namespace eventbus::detail {
 

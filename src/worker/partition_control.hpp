@@ -14,7 +14,7 @@
 #include <set>
 #include <string>
 
-#include "detail/rdkafka_handles.hpp"
+#include "kafka/rdkafka_handles.hpp"
 #include "eventbus/metrics.hpp"
 #include "worker/pool_handoff.hpp"
 #include "worker/work_scheduler.hpp"

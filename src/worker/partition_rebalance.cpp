@@ -3,9 +3,9 @@
 
 #include <string_view>
 
-#include "detail/event_data.hpp"
-#include "detail/kafka_client.hpp"
-#include "detail/log.hpp"
+#include "envelope/event_data.hpp"
+#include "kafka/kafka_client.hpp"
+#include "support/log.hpp"
 #include "worker/partition_control.hpp"
 
 namespace eventbus::detail {

@@ -16,7 +16,7 @@
 #include <optional>
 #include <set>
 
-#include "detail/task_pool.hpp"
+#include "support/task_pool.hpp"
 #include "eventbus/worker.hpp"
 #include "worker/completion_queue.hpp"
 #include "worker/record_runner.hpp"

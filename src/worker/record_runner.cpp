@@ -4,9 +4,9 @@
 
 #include <algorithm>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/causation.hpp"
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 
 namespace eventbus::detail {
 namespace {

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "detail/handler_registry.hpp"
+#include "handlers/handler_registry.hpp"
 #include "eventbus/middleware.hpp"
 #include "eventbus/worker.hpp"
 #include "worker/records.hpp"

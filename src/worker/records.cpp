@@ -2,7 +2,7 @@
 
 #include "worker/records.hpp"
 
-#include "detail/rdkafka_handles.hpp"
+#include "kafka/rdkafka_handles.hpp"
 
 namespace eventbus::detail {
 

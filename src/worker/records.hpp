@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "detail/handler_registry.hpp"
-#include "detail/held_message.hpp"
+#include "handlers/handler_registry.hpp"
+#include "worker/held_message.hpp"
 #include "eventbus/event.hpp"
 #include "kafka/record_headers.hpp"
 #include "worker/dead_letter.hpp"

@@ -19,8 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "detail/kafka_client.hpp"
-#include "detail/log.hpp"
+#include "kafka/kafka_client.hpp"
+#include "support/log.hpp"
 #include "worker/dead_letter_writer.hpp"
 #include "worker/partition_control.hpp"
 #include "worker/pool_handoff.hpp"

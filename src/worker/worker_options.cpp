@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "detail/event_data.hpp"
+#include "support/utf8.hpp"
 #include "eventbus/topic.hpp"
 #include "eventbus/worker.hpp"
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 #include "eventbus/event.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 #include "worker/dead_letter.hpp"
 #include "worker/record_runner.hpp"
 

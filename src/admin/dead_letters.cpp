@@ -1,4 +1,4 @@
-#include "eventbus/dead_letters.hpp"
+#include "eventbus/admin/dead_letters.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -6,10 +6,11 @@
 #include <limits>
 #include <mutex>
 
-#include "detail/log.hpp"
+#include "support/log.hpp"
 #include "kafka/record_producer.hpp"
 #include "kafka/topic_reader.hpp"
 #include "worker/dead_letter.hpp"
+#include "support/utf8.hpp"
 
 namespace eventbus {
 namespace {

@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "detail/call_slots.hpp"
+#include "handlers/call_slots.hpp"
 #include "eventbus/handler.hpp"
 
 namespace eventbus::detail {

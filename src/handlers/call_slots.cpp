@@ -1,6 +1,6 @@
 // Per-thread call slots and the membarrier that makes them safe to read (call_slots.hpp).
 
-#include "detail/call_slots.hpp"
+#include "handlers/call_slots.hpp"
 
 #include <linux/membarrier.h>
 #include <pthread.h>

@@ -1,12 +1,12 @@
-#include "detail/handler_registry.hpp"
+#include "handlers/handler_registry.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <thread>
 
-#include "detail/call_slots.hpp"
+#include "handlers/call_slots.hpp"
 
-#include "detail/event_data.hpp"
+#include "envelope/event_data.hpp"
 
 namespace eventbus::detail {
 

@@ -1,9 +1,9 @@
-#include "eventbus/replay.hpp"
+#include "eventbus/admin/replay.hpp"
 
 #include <chrono>
 #include <regex>
 
-#include "detail/kafka_client.hpp"
+#include "kafka/kafka_client.hpp"
 #include "eventbus/topic.hpp"
 
 namespace eventbus {

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "detail/held_message.hpp"
+#include "worker/held_message.hpp"
 
 namespace eventbus::detail {
 

@@ -1,9 +1,9 @@
-#include "eventbus/kafka/topics.hpp"
+#include "eventbus/admin/topics.hpp"
 
 #include <algorithm>
 #include <numeric>
 
-#include "detail/kafka_client.hpp"
+#include "kafka/kafka_client.hpp"
 
 namespace eventbus {
 

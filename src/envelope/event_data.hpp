@@ -87,9 +87,6 @@ struct event_access {
 /// would have built.
 [[nodiscard]] nlohmann::json payload_of_checked_record(std::string_view record);
 
-/// `text` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD.
-[[nodiscard]] std::string sanitize_utf8(std::string_view text);
-
 /// Appends `text` as a JSON string literal. False (nothing sensible appended) if it is not UTF-8.
 [[nodiscard]] bool append_json_string(std::string& out, std::string_view text);
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "detail/rdkafka_handles.hpp"
+#include "kafka/rdkafka_handles.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/options.hpp"
 

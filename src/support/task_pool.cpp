@@ -1,4 +1,4 @@
-#include "detail/task_pool.hpp"
+#include "support/task_pool.hpp"
 
 namespace eventbus::detail {
 
