@@ -2,7 +2,7 @@
 // events after it; commands take them every N versions, take_snapshot on demand; a snapshot of
 // another schema version, or one that does not decode, is ignored (rebuilt, counted, logged); a
 // save that fails does not fail the command; read-only stores refuse them; commands after a
-// snapshot stay correct under conflicts.
+// snapshot stay correct under conflicts; copy_store carries them over.
 
 #include <doctest/doctest.h>
 #include <libpq-fe.h>
@@ -21,6 +21,7 @@
 #include "eventbus/log.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/store/aggregate.hpp"
+#include "eventbus/store/store_copy.hpp"
 #include "store_support.hpp"
 
 using namespace eventbus;
@@ -424,4 +425,35 @@ TEST_CASE("snapshots: commands on an aggregate loaded from a snapshot stay corre
     CHECK(final_state->from_snapshot() == 400);
     CHECK(final_state->state().applied == 0);
   }
+}
+
+TEST_CASE("snapshots: copy_store carries them over at the same versions") {
+  auto from = testing::fresh_store("sqlite", "snapshot_copy_from");
+  for (const std::string id : {"c-1", "c-2", "c-3"}) {
+    auto kept = load_aggregate<tally>(*from, id);
+    REQUIRE(kept.ok());
+    increments(*from, *kept, 4);
+    if (id != "c-2") REQUIRE(take_snapshot(*from, *kept).value());
+    increments(*from, *kept, 1);
+  }
+  auto to = testing::fresh_store("postgresql", "snapshot_copy_to");
+  auto copied = copy_store(*from, *to, {.batch_size = 1});  // a page of snapshots per snapshot
+  REQUIRE_MESSAGE(copied.ok(), copied.error().to_string());
+  CHECK(copied->complete);
+  CHECK(copied->snapshots == 2);
+  for (const std::string id : {"c-1", "c-3"}) {
+    CAPTURE(id);
+    const auto there = to->load_snapshot("counter", id).value();
+    const auto here = from->load_snapshot("counter", id).value();
+    REQUIRE(there.has_value());
+    CHECK(there->version == 4);
+    CHECK(there->state == here->state);
+    CHECK(there->taken_at == here->taken_at);
+    auto loaded = load_aggregate<tally>(*to, id);
+    REQUIRE(loaded.ok());
+    CHECK(loaded->from_snapshot() == 4);
+    CHECK(loaded->state().applied == 1);
+    CHECK(loaded->state().total == 5);
+  }
+  CHECK_FALSE(to->load_snapshot("counter", "c-2").value().has_value());
 }
