@@ -131,7 +131,8 @@ void exec(PGconn* conn, const char* sql) { PQclear(PQexec(conn, sql)); }
 double raw_libpq(const std::vector<std::vector<event>>& batches) {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state");
+  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state, "
+             "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots");
   PQfinish(conn);
   (void)open_postgres_store({.dsn = dsn});  // the schema
   conn = PQconnectdb(dsn.c_str());
@@ -178,7 +179,8 @@ double raw_libpq(const std::vector<std::vector<event>>& batches) {
 std::shared_ptr<outbox_store> fresh_postgres() {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state");
+  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state, "
+             "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots");
   PQfinish(conn);
   return open_postgres_store({.dsn = dsn});
 }

@@ -460,7 +460,7 @@ TEST_CASE("aggregate: two threads running 1,000 increments each on one aggregate
   }
 }
 
-// Loading for every command reads the whole history each time (no snapshots yet): 200 each keeps
+// Loading for every command reads the whole history each time (counter takes no snapshots): 200 each keeps
 // it quick, under TSan too, with as many conflicts per command.
 TEST_CASE("aggregate: two threads loading the aggregate for each of 200 increments end at exactly 400") {
   for (const std::string backend : backends) {

@@ -485,7 +485,7 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((copy + suffix).c_str());
   const auto copied = run_cli("store copy --from sqlite:" + path + " --to sqlite:" + copy, code);
   CHECK(code == 0);
-  CHECK(copied == "copied 30 events, 1 checkpoints; complete\n");
+  CHECK(copied == "copied 30 events, 0 snapshots, 1 checkpoints; complete\n");
   CHECK(open_sqlite_store({.path = copy, .read_only = true})->last_position().value() == 30);
   (void)run_cli("store copy --from sqlite:cli_store_typo.db --to sqlite:" + copy, code, true);
   CHECK(code == 1);

@@ -94,6 +94,9 @@ class metrics {
   void set_outbox_parked(std::string_view store, std::int64_t events);
   /// eventbus_inbox_duplicates_total{handler}: redeliveries an inbox skipped (0 declares the series).
   void count_inbox_duplicates(std::string_view handler, std::uint64_t events = 1);
+  /// eventbus_aggregate_snapshots_total{aggregate_type, outcome="taken"|"save_failed"|"loaded"|
+  /// "ignored_schema_version"|"ignored_undecodable"|"ignored_unreadable"} (aggregate.hpp).
+  void count_snapshot(std::string_view aggregate_type, std::string_view outcome);
   /// eventbus_projection_lag_events{projection}: events stored after its position.
   void set_projection_lag(std::string_view projection, std::int64_t events);
   /// eventbus_projection_errors_total{projection}: handler calls that threw (0 declares the series).

@@ -160,7 +160,8 @@ int run_copy(std::span<const std::string_view> args) {
     return fail(copied.error().to_string() + " (run it again to go on from the last batch committed)");
   }
   progress.finish(std::to_string(copied->events) + " events copied", copied->events);
-  std::printf("copied %llu events, %llu checkpoints; %s\n", static_cast<unsigned long long>(copied->events),
+  std::printf("copied %llu events, %llu snapshots, %llu checkpoints; %s\n",
+              static_cast<unsigned long long>(copied->events), static_cast<unsigned long long>(copied->snapshots),
               static_cast<unsigned long long>(copied->checkpoints),
               copied->complete ? "complete" : "not complete: run it again to go on");
   return exit_ok;

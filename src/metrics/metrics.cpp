@@ -187,6 +187,11 @@ struct metrics::impl {
           .Name("eventbus_inbox_duplicates_total")
           .Help("Events an inbox skipped because its handler had applied them already (redeliveries)")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& snapshots =
+      prometheus::BuildCounter()
+          .Name("eventbus_aggregate_snapshots_total")
+          .Help("Aggregate snapshots taken, failed to save, loaded, or ignored (another schema version, undecodable, unreadable)")
+          .Register(*registry);
   prometheus::Family<prometheus::Gauge>& projection_lag =
       prometheus::BuildGauge()
           .Name("eventbus_projection_lag_events")
@@ -219,7 +224,7 @@ struct metrics::impl {
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Counter> append_series, relayed_series;
   series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series, projection_lag_series;
-  series_cache<prometheus::Counter> projection_error_series, inbox_duplicate_series;
+  series_cache<prometheus::Counter> projection_error_series, inbox_duplicate_series, snapshot_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -303,6 +308,10 @@ void metrics::count_parked(std::string_view store, std::uint64_t events) {
 
 void metrics::count_inbox_duplicates(std::string_view handler, std::uint64_t events) {
   impl_->inbox_duplicate_series.get(impl_->inbox_duplicates, {{"handler", handler}}).Increment(static_cast<double>(events));
+}
+
+void metrics::count_snapshot(std::string_view aggregate_type, std::string_view outcome) {
+  impl_->snapshot_series.get(impl_->snapshots, {{"aggregate_type", aggregate_type}, {"outcome", outcome}}).Increment();
 }
 
 void metrics::set_projection_lag(std::string_view projection, std::int64_t events) {

@@ -18,6 +18,21 @@ result<void> check_aggregate(std::string_view aggregate_type, std::string_view a
   return {};
 }
 
+result<void> check_snapshot(const snapshot& s) {
+  if (auto ok = check_aggregate(s.aggregate_type, s.aggregate_id); !ok) return ok;
+  if (s.version < 1) return error(errc::invalid_argument, "must be >= 1 (a snapshot of some events), got " + std::to_string(s.version), "version");
+  if (s.state.empty()) return error(errc::invalid_argument, "must not be empty", "state");
+  return {};
+}
+
+error snapshot_ahead(const snapshot& s, std::int64_t stored_version) {
+  return error(errc::invalid_argument,
+               s.aggregate_type + " " + s.aggregate_id + ": a snapshot at version " + std::to_string(s.version) +
+                   " is ahead of the events stored (up to version " + std::to_string(stored_version) +
+                   "): take it from a state at a stored version",
+               "version");
+}
+
 result<void> check_filter(const read_filter& filter) {
   if (filter.aggregate_id && !filter.aggregate_type)
     return error(errc::invalid_argument, "needs aggregate_type too", "aggregate_id");

@@ -48,6 +48,13 @@ inline constexpr std::int64_t any_version = -1;
 /// A stored row back as a stored_event; errc::store_failed if its envelope no longer decodes.
 [[nodiscard]] result<stored_event> stored_row(std::int64_t position, std::int64_t version, std::string_view envelope);
 
+/// A snapshot save_snapshot takes: the aggregate named as check_aggregate wants, a version of 1 or
+/// more, a state. Whether the version is stored is the backend's check (in its transaction).
+[[nodiscard]] result<void> check_snapshot(const snapshot& s);
+
+/// errc::invalid_argument (field "version"): the snapshot is ahead of the aggregate's events.
+[[nodiscard]] error snapshot_ahead(const snapshot& s, std::int64_t stored_version);
+
 /// One stored row with its outbox state, as copying a store moves it (store_copy.cpp).
 struct copied_event {
   stored_event stored;  // position and version in the source
@@ -66,6 +73,7 @@ class checked_store : public outbox_store {
   result<append_result> append(std::string_view aggregate_type, std::string_view aggregate_id,
                                expected_version expected, std::span<const event> events) final;
   std::uint64_t wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout) final;
+  snapshot_store* snapshots() noexcept final { return this; }
 
   /// Runs `steps` in a write transaction on this store's own connection (an inbox's handler):
   /// committed when they return true; rolled back when they return false or an error (returned)
@@ -94,6 +102,10 @@ class checked_store : public outbox_store {
   virtual result<std::optional<std::string>> event_id_at_or_before(std::int64_t position) = 0;
   /// Where the event `event_id` is stored, if it is.
   virtual result<std::optional<std::int64_t>> position_of(std::string_view event_id) = 0;
+  /// Up to `limit` snapshots after the aggregate (after_type, after_id), ordered by aggregate type
+  /// then id (both empty: from the first).
+  virtual result<std::vector<snapshot>> read_snapshots(std::string_view after_type, std::string_view after_id,
+                                                       std::size_t limit) = 0;
 
  protected:
   /// The append itself, arguments already checked.

@@ -79,6 +79,18 @@ CREATE TABLE eventbus_inbox (
 );
 CREATE INDEX eventbus_inbox_by_time ON eventbus_inbox (handled_at_ms);
 )sql",
+    // Aggregates' snapshots, the newest one each (aggregate.hpp).
+    R"sql(
+CREATE TABLE eventbus_snapshots (
+  aggregate_type TEXT    NOT NULL,
+  aggregate_id   TEXT    NOT NULL,
+  version        INTEGER NOT NULL,  -- the state folds the aggregate's events 1..version
+  schema_version INTEGER NOT NULL,  -- the state's shape, the aggregate's own number
+  state          TEXT    NOT NULL,  -- JSON
+  taken_at_ms    INTEGER NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id)
+);
+)sql",
 };
 
 std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
@@ -220,7 +232,8 @@ struct append_statements {
 
 class sqlite_event_store final : public detail::checked_store {
  public:
-  explicit sqlite_event_store(const sqlite_store_options& options) : checked_store(options.metrics), path_(options.path) {
+  explicit sqlite_event_store(const sqlite_store_options& options)
+      : checked_store(options.metrics), path_(options.path), read_only_(options.read_only) {
     if (options.read_only) {
       open_for_reading(options);
       return;
@@ -363,6 +376,78 @@ class sqlite_event_store final : public detail::checked_store {
       if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the checkpoints"));
       out.push_back({.name = std::string(rows.text(0)), .position = rows.integer(1),
                      .saved_at = time_point(std::chrono::milliseconds(rows.integer(2)))});
+    }
+    return out;
+  }
+
+  result<bool> save_snapshot(const snapshot& s) override {
+    if (auto ok = detail::check_snapshot(s); !ok) return ok.error();
+    if (read_only_) return error(errc::store_failed, "'" + path_ + "' is open read-only: snapshots are not saved");
+    const std::lock_guard lock(writer_mu_);
+    if (auto there = still_there(); !there) return there.error();
+    // The version check and the upsert in one write transaction: the events' version cannot move
+    // under it (and never moves back).
+    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
+    auto kept = [&]() -> result<bool> {
+      auto stored = statements_->read_version(s.aggregate_type, s.aggregate_id);
+      if (!stored) return stored.error();
+      if (s.version > stored.value()) return detail::snapshot_ahead(s, stored.value());
+      statement save(writer_,
+                     "INSERT INTO eventbus_snapshots (aggregate_type, aggregate_id, version, schema_version, state, "
+                     "taken_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
+                     "SET version = excluded.version, schema_version = excluded.schema_version, state = excluded.state, "
+                     "taken_at_ms = excluded.taken_at_ms WHERE excluded.version >= eventbus_snapshots.version OR "
+                     "excluded.schema_version <> eventbus_snapshots.schema_version");
+      const auto taken = s.taken_at == time_point{} ? now_ms() : s.taken_at;
+      if (!save.ok() || save.bind(1, s.aggregate_type).bind(2, s.aggregate_id).bind(3, s.version)
+                                .bind(4, s.schema_version).bind(5, s.state).bind(6, millis(taken)).step() != SQLITE_DONE)
+        return sqlite_failure(writer_, "saving a snapshot of " + s.aggregate_type + " " + s.aggregate_id);
+      return sqlite3_changes(writer_) > 0;
+    }();
+    if (!kept) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(kept.error());
+    }
+    if (auto committed = exec(writer_, "COMMIT"); !committed) {
+      (void)exec(writer_, "ROLLBACK");
+      return named(committed.error());
+    }
+    return kept;
+  }
+
+  result<std::optional<snapshot>> load_snapshot(std::string_view aggregate_type, std::string_view aggregate_id) override {
+    if (auto ok = detail::check_aggregate(aggregate_type, aggregate_id); !ok) return ok.error();
+    const std::lock_guard lock(reader_mu_);
+    statement row(reader_,
+                  "SELECT version, schema_version, state, taken_at_ms FROM eventbus_snapshots "
+                  "WHERE aggregate_type = ?1 AND aggregate_id = ?2");
+    if (!row.ok()) return named(sqlite_failure(reader_, "reading a snapshot"));
+    const int rc = row.bind(1, aggregate_type).bind(2, aggregate_id).step();
+    if (rc == SQLITE_DONE) return std::optional<snapshot>();
+    if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading a snapshot"));
+    return std::optional<snapshot>(snapshot{.aggregate_type = std::string(aggregate_type),
+                                            .aggregate_id = std::string(aggregate_id),
+                                            .version = row.integer(0),
+                                            .schema_version = row.integer(1),
+                                            .state = std::string(row.text(2)),
+                                            .taken_at = time_point(std::chrono::milliseconds(row.integer(3)))});
+  }
+
+  result<std::vector<snapshot>> read_snapshots(std::string_view after_type, std::string_view after_id,
+                                               std::size_t limit) override {
+    const std::lock_guard lock(reader_mu_);
+    statement rows(reader_,
+                   "SELECT aggregate_type, aggregate_id, version, schema_version, state, taken_at_ms FROM "
+                   "eventbus_snapshots WHERE (aggregate_type, aggregate_id) > (?1, ?2) "
+                   "ORDER BY aggregate_type, aggregate_id LIMIT ?3");
+    if (!rows.ok()) return named(sqlite_failure(reader_, "reading snapshots to copy"));
+    rows.bind(1, after_type).bind(2, after_id).bind(3, static_cast<std::int64_t>(limit));
+    std::vector<snapshot> out;
+    for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
+      if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading snapshots to copy"));
+      out.push_back({.aggregate_type = std::string(rows.text(0)), .aggregate_id = std::string(rows.text(1)),
+                     .version = rows.integer(2), .schema_version = rows.integer(3), .state = std::string(rows.text(4)),
+                     .taken_at = time_point(std::chrono::milliseconds(rows.integer(5)))});
     }
     return out;
   }
@@ -705,6 +790,7 @@ class sqlite_event_store final : public detail::checked_store {
   error named(const error& e) const { return {e.code(), "'" + path_ + "': " + e.message(), e.field()}; }
 
   std::string path_;
+  bool read_only_ = false;
   std::mutex writer_mu_, reader_mu_;
   sqlite3* writer_ = nullptr;
   sqlite3* reader_ = nullptr;

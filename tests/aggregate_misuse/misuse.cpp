@@ -41,6 +41,9 @@ struct counter {
 #elif defined(CASE_listed_twice)
   using events = eventbus::event_types<counted, counted_again>;
   void apply(const counted_again&) {}
+#elif defined(CASE_snapshot_without_json)
+  static constexpr std::int64_t snapshot_version = 1;  // and no to_json / from_json
+  using events = eventbus::event_types<counted>;
 #else
   using events = eventbus::event_types<counted>;
 #endif

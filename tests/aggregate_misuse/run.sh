@@ -29,6 +29,7 @@ events_not_a_list|State::events must be eventbus::event_types<E...>
 missing_apply|needs a member `void apply(const E&)` for every E in State::events
 other_aggregate|must have the state's aggregate_type
 listed_twice|State::events lists an event type twice
+snapshot_without_json|a state with snapshot_version needs to_json(nlohmann::json&, const State&)
 raise_unlisted|a command can only raise events listed in State::events
 command_shape|a command is called as command(const State&, raised<State>&) or command(const State&)
 command_returns_unlisted|returns one event of State::events, or eventbus::result of one

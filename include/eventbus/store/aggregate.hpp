@@ -43,6 +43,14 @@
 // A command that throws eventbus::exception fails with that exception's error, nothing appended;
 // any other exception propagates (a bug, not an outcome), nothing appended.
 //
+// Snapshots: a state that declares `static constexpr std::int64_t snapshot_version = 1;` and
+// converts to and from nlohmann::json (to_json/from_json, NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE) is
+// loaded from its aggregate's newest snapshot and the events after it. Commands take one as
+// aggregate_options::snapshot_every says, take_snapshot() on demand. A snapshot of another
+// snapshot_version, or one that does not decode, is ignored: the state is rebuilt from the events
+// (counted in aggregate::snapshots_ignored() and the metrics, logged). Raise snapshot_version
+// whenever the state's JSON or what its applies make of the events changes.
+//
 // Thread safety: the functions are as thread-safe as the store (they are); one aggregate<State>
 // object must not be used by two threads at once (each thread loads its own).
 
@@ -50,6 +58,7 @@
 #include <concepts>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -64,6 +73,8 @@
 #include "eventbus/typed_event.hpp"
 
 namespace eventbus {
+
+class metrics;
 
 /// The typed events a state knows: `using events = eventbus::event_types<order_placed, order_paid>;`.
 template <typed_event... Events>
@@ -82,13 +93,33 @@ struct aggregate_options {
   /// concurrency_conflict (another writer appended to the aggregate since it was read). Past
   /// that, the conflict is returned. 0: run once.
   int max_conflict_retries = 3;
+  /// A snapshot after each command whose events take the aggregate to or past a multiple of this
+  /// (100: at 100, 200, ... or the first version past each), saved with the command's events
+  /// stored; 0: commands take none (take_snapshot() still does). Only for a State that declares
+  /// snapshot_version (run_command throws eventbus::exception otherwise). Saving costs a write of
+  /// the state's JSON; a save that fails is logged and counted, and the command still succeeds.
+  std::int64_t snapshot_every = 0;
+  /// Loading starts from the aggregate's snapshot when it has a usable one (State declares
+  /// snapshot_version); false reads every event (to check a snapshot against the history, say).
+  bool read_snapshots = true;
+  /// eventbus_aggregate_snapshots_total{aggregate_type, outcome}; none if null.
+  std::shared_ptr<eventbus::metrics> metrics{};
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the option.
   void validate() const {
     if (max_conflict_retries < 0)
       throw exception(error(errc::invalid_argument, "must be >= 0, got " + std::to_string(max_conflict_retries),
                             "max_conflict_retries"));
+    if (snapshot_every < 0)
+      throw exception(error(errc::invalid_argument, "must be >= 0 (0: no snapshots), got " + std::to_string(snapshot_every),
+                            "snapshot_every"));
   }
+};
+
+/// A state whose aggregates keep snapshots: it names the shape of its JSON.
+template <class State>
+concept snapshot_state = requires {
+  { State::snapshot_version } -> std::convertible_to<std::int64_t>;
 };
 
 namespace detail {
@@ -126,6 +157,21 @@ struct event_list<event_types<E...>> {
   }
 };
 
+template <class State>
+consteval bool check_snapshot_state() {
+  if constexpr (snapshot_state<State>) {
+    constexpr bool to = std::is_constructible_v<nlohmann::json, const State&>;
+    constexpr bool from = requires(const nlohmann::json& j) { j.template get<State>(); };
+    static_assert(to, "a state with snapshot_version needs to_json(nlohmann::json&, const State&) (or "
+                      "NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE): its snapshot is its JSON");
+    static_assert(from, "a state with snapshot_version needs from_json(const nlohmann::json&, State&) (or "
+                        "NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE): its snapshot is read back from its JSON");
+    return to && from;
+  } else {
+    return true;
+  }
+}
+
 // Each rule with its own message; false when one is broken, so that callers can skip the code
 // that would only add errors of its own.
 template <class State>
@@ -150,7 +196,8 @@ consteval bool check_state() {
                   "another aggregate)");
     static_assert(list::distinct_types(), "State::events lists an event type twice");
     static_assert(std::default_initializable<State>, "an aggregate state starts default-constructed (no events)");
-    return list::size > 0 && list::template all_applied<State> && list::template same_aggregate_type<State> &&
+    constexpr bool snapshots_ok = check_snapshot_state<State>();
+    return snapshots_ok && list::size > 0 && list::template all_applied<State> && list::template same_aggregate_type<State> &&
            list::distinct_types() && std::default_initializable<State>;
   }
 }
@@ -186,8 +233,15 @@ class aggregate {
   /// The version of the last event read (applied, or skipped as unknown); 0 for an aggregate with
   /// no events (a new one).
   [[nodiscard]] std::int64_t version() const noexcept { return version_; }
-  /// Events of types State does not know, left out (unknown_event_policy::skip).
+  /// Events of types State does not know, left out (unknown_event_policy::skip), among those read
+  /// (not those folded into the snapshot it started from).
   [[nodiscard]] std::int64_t skipped() const noexcept { return skipped_; }
+  /// The version of the snapshot the state started from, when loaded; 0 when it was folded from
+  /// the first event (no snapshot, or none usable).
+  [[nodiscard]] std::int64_t from_snapshot() const noexcept { return from_snapshot_; }
+  /// Snapshots found and ignored by the load (another snapshot_version, not decodable, not
+  /// readable): the state was rebuilt from the events instead. 0 or 1.
+  [[nodiscard]] std::int64_t snapshots_ignored() const noexcept { return snapshots_ignored_; }
 
  private:
   friend struct detail::aggregate_access;
@@ -196,6 +250,8 @@ class aggregate {
   State state_{};
   std::int64_t version_ = 0;
   std::int64_t skipped_ = 0;
+  std::int64_t from_snapshot_ = 0;
+  std::int64_t snapshots_ignored_ = 0;
 };
 
 /// What a command raises: typed events of the state's aggregate, in order. Each gets the
@@ -234,7 +290,16 @@ struct command_outcome {
   int attempts = 1;                 // runs of the command: 1 + the conflicts retried
   bool already_stored = false;      // every event id raised (event_options::event_id) was stored
                                     // before: nothing appended, nothing applied twice
+  bool snapshot_taken = false;      // aggregate_options::snapshot_every had one saved at `version`
 };
+
+namespace detail {
+/// Logs (warn, for what was ignored or failed) and counts (when `m` is set) one snapshot outcome:
+/// "taken", "save_failed", "loaded", "ignored_schema_version", "ignored_undecodable",
+/// "ignored_unreadable". Never throws.
+void report_snapshot(metrics* m, std::string_view aggregate_type, std::string_view aggregate_id,
+                     std::string_view outcome, std::string_view why) noexcept;
+}  // namespace detail
 
 namespace detail {
 
@@ -248,6 +313,63 @@ struct aggregate_access {
     a.state_ = State{};
     a.version_ = 0;
     a.skipped_ = 0;
+    a.from_snapshot_ = 0;
+  }
+
+  // A fresh aggregate starts from its snapshot when there is a usable one; one that is not
+  // (another schema version, undecodable, unreadable) is reported and left: the events rebuild it.
+  template <class State>
+  static void start_from_snapshot(event_store& store, aggregate<State>& a, const aggregate_options& options) {
+    if constexpr (snapshot_state<State>) {
+      snapshot_store* snapshots = options.read_snapshots ? store.snapshots() : nullptr;
+      if (snapshots == nullptr) return;
+      const auto ignore = [&](std::string_view outcome, const std::string& why) {
+        ++a.snapshots_ignored_;
+        report_snapshot(options.metrics.get(), State::aggregate_type, a.id_, outcome, why);
+      };
+      auto found = snapshots->load_snapshot(State::aggregate_type, a.id_);
+      if (!found && found.error().code() == errc::invalid_argument) return;  // an id the load refuses too
+      if (!found) return ignore("ignored_unreadable", found.error().to_string());
+      if (!found.value()) return;
+      const snapshot& s = *found.value();
+      const auto wanted = static_cast<std::int64_t>(State::snapshot_version);
+      if (s.schema_version != wanted)
+        return ignore("ignored_schema_version", "its snapshot_version is " + std::to_string(s.schema_version) +
+                                                    ", this state's " + std::to_string(wanted));
+      try {
+        State decoded = nlohmann::json::parse(s.state).template get<State>();
+        a.state_ = std::move(decoded);
+      } catch (const std::exception& ex) {
+        return ignore("ignored_undecodable", std::string("its state does not decode: ") + ex.what());
+      }
+      a.version_ = s.version;
+      a.from_snapshot_ = s.version;
+      report_snapshot(options.metrics.get(), State::aggregate_type, a.id_, "loaded", "");
+    }
+  }
+
+  // Saves a's state at its version (stored: a is only ever at a stored version).
+  template <class State>
+  static result<bool> save(event_store& store, const aggregate<State>& a) {
+    snapshot_store* snapshots = store.snapshots();
+    if (snapshots == nullptr)
+      return error(errc::invalid_argument, "this event store keeps no snapshots (" + std::string(store.backend()) + ")");
+    if (a.version_ == 0)
+      return error(errc::invalid_argument,
+                   std::string(State::aggregate_type) + " " + a.id_ + " has no events: nothing to take a snapshot of",
+                   "version");
+    std::string state;
+    try {
+      state = nlohmann::json(a.state_).dump();
+    } catch (const std::exception& ex) {
+      return error(errc::invalid_argument,
+                   std::string(State::aggregate_type) + " " + a.id_ + ": the state does not encode: " + ex.what(), "state");
+    }
+    return snapshots->save_snapshot({.aggregate_type = std::string(State::aggregate_type),
+                                     .aggregate_id = a.id_,
+                                     .version = a.version_,
+                                     .schema_version = static_cast<std::int64_t>(State::snapshot_version),
+                                     .state = std::move(state)});
   }
 
   template <class State, class E>
@@ -345,6 +467,18 @@ struct aggregate_access {
     }
   }
 
+  // The policy's snapshot: its failure is the snapshot's, not the command's (whose events are stored).
+  template <class State>
+  static bool save_by_policy(event_store& store, const aggregate<State>& a, const aggregate_options& options) {
+    auto saved = save(store, a);
+    if (!saved) {
+      report_snapshot(options.metrics.get(), State::aggregate_type, a.id_, "save_failed", saved.error().to_string());
+      return false;
+    }
+    if (saved.value()) report_snapshot(options.metrics.get(), State::aggregate_type, a.id_, "taken", "");
+    return saved.value();
+  }
+
   template <class State, class Command>
   static result<command_outcome> run(event_store& store, aggregate<State>& a, Command& command,
                                      const aggregate_options& options) {
@@ -389,7 +523,12 @@ struct aggregate_access {
         reset(a);  // stored, but the state is half-changed: the next command reads it all again
         throw;
       }
+      const std::int64_t before = a.version_;
       a.version_ = appended->version;
+      if constexpr (snapshot_state<State>) {
+        const auto every = options.snapshot_every;
+        if (every > 0 && before / every != a.version_ / every) outcome.snapshot_taken = save_by_policy(store, a, options);
+      }
       return outcome;
     }
   }
@@ -398,7 +537,11 @@ struct aggregate_access {
 }  // namespace detail
 
 /// Reads aggregate `id` of State::aggregate_type from `store`, applying each event, decoded by its
-/// event_type into the matching typed event of State::events, to a default-constructed State.
+/// event_type into the matching typed event of State::events, to a default-constructed State, or
+/// (State declares snapshot_version, options.read_snapshots) to the state of the aggregate's
+/// snapshot, reading only the events after it. A snapshot of another snapshot_version, one that
+/// does not decode or cannot be read is ignored: rebuilt from the events, counted in
+/// snapshots_ignored() and the metrics, logged (warn).
 /// Streams the history (one page in memory). An aggregate with no events is a new one: version 0.
 /// Errors: errc::payload_mismatch naming the aggregate, version and event id when a payload does
 /// not decode into its typed event; errc::invalid_event naming the type (and version, event id)
@@ -411,6 +554,7 @@ template <class State>
   if constexpr (detail::state_checked<State>) {
     options.validate();
     auto a = detail::aggregate_access::make<State>(std::string(id));
+    detail::aggregate_access::start_from_snapshot(store, a, options);
     if (auto read = detail::aggregate_access::catch_up(store, a, options.unknown_events); !read) return read.error();
     return a;
   } else {
@@ -418,6 +562,10 @@ template <class State>
   }
 }
 
+/// After the command's events are stored, a snapshot is saved when options.snapshot_every says
+/// (command_outcome::snapshot_taken); a save that fails is logged and counted, the command's
+/// outcome unchanged. Throws eventbus::exception for snapshot_every > 0 on a State without
+/// snapshot_version.
 /// Runs `command` on `current` as it is (no read first) and appends the events it raises with
 /// expected_version::exactly(current.version()) (none() for a new aggregate); on success applies
 /// them to current, whose version becomes the appended one. Nothing raised: nothing appended
@@ -436,6 +584,12 @@ template <class State, class Command>
                                                   const aggregate_options& options = {}) {
   if constexpr (detail::state_checked<State>) {
     options.validate();
+    if constexpr (!snapshot_state<State>)
+      if (options.snapshot_every != 0)
+        throw exception(error(errc::invalid_argument,
+                              std::string(State::aggregate_type) +
+                                  ": the state declares no snapshot_version, so it takes no snapshots",
+                              "snapshot_every"));
     return detail::aggregate_access::run(store, current, command, options);
   } else {
     return error(errc::invalid_argument, "not an aggregate state");  // only with check_state failed: no program
@@ -451,6 +605,23 @@ template <class State, class Command>
   auto current = load_aggregate<State>(store, id, options);
   if (!current) return current.error();
   return run_command(store, *current, command, options);
+}
+
+/// Saves a snapshot of `current` now: its state at its version (stored, since only load and
+/// run_command make and change an aggregate). True when it is kept; false when the store kept a
+/// newer snapshot of the same snapshot_version (another writer's). Counted as "taken".
+/// errc::invalid_argument for an aggregate with no events, a state that does not encode, or a
+/// store that keeps no snapshots; the store's errors (store_failed, a read-only store included).
+template <snapshot_state State>
+[[nodiscard]] result<bool> take_snapshot(event_store& store, const aggregate<State>& current,
+                                         const aggregate_options& options = {}) {
+  if constexpr (detail::state_checked<State>) {
+    auto saved = detail::aggregate_access::save(store, current);
+    if (saved && saved.value()) detail::report_snapshot(options.metrics.get(), State::aggregate_type, current.id(), "taken", "");
+    return saved;
+  } else {
+    return error(errc::invalid_argument, "not an aggregate state");  // only with check_state failed: no program
+  }
 }
 
 }  // namespace eventbus

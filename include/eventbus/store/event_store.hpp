@@ -19,7 +19,8 @@
 // Two interfaces, for two clients: event_store is what a service uses (append, load, read_all,
 // version_of); outbox is what the outbox_relay uses (the unpublished events, marking them, the relay
 // lease). A backend's database is both at once, an outbox_store: the transactional outbox is the
-// event table itself, so an event is stored and queued for Kafka in one transaction.
+// event table itself, so an event is stored and queued for Kafka in one transaction. It also keeps
+// projections' checkpoints (checkpoint_store) and aggregates' snapshots (snapshot_store).
 //
 // Backends: open_sqlite_store (one file, one host) and open_postgres_store (several service
 // instances sharing one database). Both return an outbox_store and are thread-safe.
@@ -38,6 +39,8 @@
 #include "eventbus/event.hpp"
 
 namespace eventbus {
+
+class snapshot_store;
 
 /// The version append() expects an aggregate to be at before the new events (optimistic
 /// concurrency): none() for a new aggregate, exactly(n) after loading version n, any() to skip the
@@ -152,6 +155,11 @@ class event_store {
   [[nodiscard]] virtual result<void> check() = 0;
   /// "sqlite" or "postgresql".
   [[nodiscard]] virtual std::string_view backend() const noexcept = 0;
+
+  /// Where this store keeps aggregates' snapshots (aggregate.hpp reads and takes them there), in
+  /// its own database; nullptr for a store that keeps none. Both backends keep them: the store
+  /// itself, living as long as it does.
+  [[nodiscard]] virtual snapshot_store* snapshots() noexcept { return nullptr; }
 };
 
 /// What the outbox_relay reads and writes: the stored events not yet acknowledged by Kafka.
@@ -199,10 +207,39 @@ class checkpoint_store {
   [[nodiscard]] virtual result<std::vector<checkpoint>> checkpoints() = 0;
 };
 
-/// One database that is all three: an event store whose event table is its own outbox, and where
-/// projections keep their checkpoints. What open_sqlite_store and open_postgres_store return; it
-/// converts to each interface.
-class outbox_store : public event_store, public outbox, public checkpoint_store {
+/// An aggregate's state saved at one of its versions, so that loading it reads only the events
+/// after that version (aggregate.hpp takes and reads them; the state is the aggregate's own JSON).
+struct snapshot {
+  std::string aggregate_type;
+  std::string aggregate_id;
+  std::int64_t version = 0;         // the state is the fold of the aggregate's events 1..version
+  std::int64_t schema_version = 0;  // the shape of `state`: a reader of another shape ignores it
+  std::string state;                // JSON text, stored as is
+  time_point taken_at{};            // save_snapshot: now when left at the epoch
+};
+
+/// The newest snapshot of each aggregate, in the store's database. Thread-safe.
+class snapshot_store {
+ public:
+  virtual ~snapshot_store() = default;
+  /// Keeps `s` as its aggregate's snapshot, replacing the one kept unless that one is of the same
+  /// schema_version and at a higher version (a slower writer's older state never replaces a newer
+  /// one; a snapshot of another schema version always does, so that a new shape takes over).
+  /// True when `s` was kept; false when the newer one stayed.
+  /// errc::invalid_argument when s.version is below 1 or above the aggregate's stored version (a
+  /// snapshot is never ahead of the events: field "version"), for an empty state, an empty aggregate
+  /// type or id, or one holding a NUL byte; errc::store_failed when the database refuses (a store opened
+  /// read_only always does).
+  [[nodiscard]] virtual result<bool> save_snapshot(const snapshot& s) = 0;
+  /// The aggregate's snapshot, none when it has none.
+  [[nodiscard]] virtual result<std::optional<snapshot>> load_snapshot(std::string_view aggregate_type,
+                                                                      std::string_view aggregate_id) = 0;
+};
+
+/// One database that is all four: an event store whose event table is its own outbox, and where
+/// projections keep their checkpoints and aggregates their snapshots. What open_sqlite_store and
+/// open_postgres_store return; it converts to each interface.
+class outbox_store : public event_store, public outbox, public checkpoint_store, public snapshot_store {
  public:
   /// One name for both interfaces' backend().
   [[nodiscard]] std::string_view backend() const noexcept override = 0;

@@ -16,9 +16,10 @@
 //
 // What moves: each event with its version, in position order (positions are the target's own,
 // in the same order), with its outbox state (published, waiting for the relay, parked with its
-// reason), and each projection's checkpoint, moved to the target position of the same event. A
-// relay on the target sends exactly what the source's relay had not: nothing is lost, and only
-// what the source relay sent during the copy goes twice (at least once, as ever).
+// reason), each aggregate's snapshot (at the same version), and each projection's checkpoint,
+// moved to the target position of the same event. A relay on the target sends exactly what the
+// source's relay had not: nothing is lost, and only what the source relay sent during the copy
+// goes twice (at least once, as ever).
 //
 // Resumable: each batch commits with the copy's own checkpoint ("eventbus.copy", the source
 // position reached) in the target, so a copy interrupted (killed, limit reached, network gone)
@@ -36,6 +37,7 @@ namespace eventbus {
 struct store_copy_summary {
   std::uint64_t events = 0;       // copied by this call
   std::int64_t source_position = 0;  // the source position copied up to (all calls together)
+  std::uint64_t snapshots = 0;    // aggregates' snapshots carried over (once every event is copied)
   std::uint64_t checkpoints = 0;  // projections' checkpoints carried over (once the copy is complete)
   bool complete = false;          // everything the source held when this call read it is in the target
 };
