@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "detail/log.hpp"
+#include "support/log.hpp"
 #include "eventbus/metrics.hpp"
 
 namespace eventbus::detail {
