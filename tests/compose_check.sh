@@ -37,7 +37,7 @@ done
 
 python3 - <<'PY' || fail "a Prometheus or Grafana file is invalid"
 import json, sys, yaml
-prom = yaml.safe_load(open("config/prometheus.yml"))
+prom = yaml.safe_load(open("config/prometheus/prometheus.yml"))
 compose = yaml.safe_load(open("docker-compose.yml"))
 targets = set()
 for job in prom["scrape_configs"]:
@@ -67,11 +67,22 @@ for metric in ["eventbus_handler_duration_seconds_bucket", "eventbus_events_cons
 top = min(dash["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
 if "eventbus_dead_letters_dropped_total" not in " ".join(t["expr"] for t in top["targets"]):
     sys.exit("the dashboard's first panel does not show dropped dead letters")
+# Every metric a dashboard query or an alert rule names is one the project exports.
+import re
+exported = set(re.findall(r'Name\("(eventbus_[a-z_]+)"\)', open("src/metrics/metrics.cpp").read()))
+alerts = yaml.safe_load(open("config/prometheus/alerts.yml"))
+queries = [t["expr"] for p in dash["panels"] for t in p["targets"]] + \
+          [r["expr"] for g in alerts["groups"] for r in g["rules"]]
+for q in queries:
+    for name in re.findall(r"eventbus_[a-z_]+", q):
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        if name not in exported and base not in exported:
+            sys.exit(f"a query names {name}, which the project does not export: {q}")
 for f in ["config/grafana/provisioning/datasources/prometheus.yml", "config/grafana/provisioning/dashboards/eventbus.yml"]:
     yaml.safe_load(open(f))
 PY
 
 if command -v promtool >/dev/null; then
-  promtool check config config/prometheus.yml >/dev/null || fail "promtool rejects config/prometheus.yml"
+  promtool check config config/prometheus/prometheus.yml >/dev/null || fail "promtool rejects config/prometheus/prometheus.yml"
 fi
 echo "compose check: docker-compose.yml valid, $(echo "$mounts" | wc -w) mounts present, services: $services"

@@ -103,7 +103,17 @@ TEST_CASE("a worker's handler latency, retries, dead letters, consumption and la
   CHECK(wait_until([&] {
     return sample_value(scrape().body, "eventbus_consumer_lag", {{"topic", orders}, {"partition", "0"}}) == 0.0;
   }, 10s));
+
+  // Event age: each of the 5 records once, at its first attempt (retries are not new ages), and
+  // none of them older than the test.
+  const auto after = scrape().body;
+  CHECK(sample_value(after, "eventbus_event_age_seconds_count", {{"stage", "handled"}, {"event_type", "order.created"}}) == 5.0);
+  CHECK(sample_value(after, "eventbus_event_age_seconds_bucket",
+                     {{"stage", "handled"}, {"event_type", "order.created"}, {"le", "300"}}) == 5.0);
+  // In its group while it runs; out of it once stopped.
+  CHECK(sample_value(after, "eventbus_worker_in_group", {{"group", "g-metrics"}}) == 1.0);
   w.stop();
+  CHECK(sample_value(scrape().body, "eventbus_worker_in_group", {{"group", "g-metrics"}}) == 0.0);
 }
 
 TEST_CASE("dispatcher handler calls are timed through observe_handler, failures as outcome error") {

@@ -18,6 +18,7 @@
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/store/outbox_relay.hpp"
+#include "http_support.hpp"
 #include "kafka_test_support.hpp"
 #include "process_support.hpp"
 #include "store_support.hpp"
@@ -96,6 +97,9 @@ TEST_CASE("the relay publishes what was stored, in order, as the mirror would, a
     relay.stop();
     CHECK(relay.stats().relayed == 600);
     CHECK(relay.stats().failed == 0);
+    // Every relayed event's age (from its timestamp to Kafka's acknowledgement) is observed once.
+    const auto scraped = prometheus::TextSerializer().Serialize(m->registry().Collect());
+    CHECK(testing::sample_value(scraped, "eventbus_event_age_seconds_count", {{"stage", "relayed"}, {"event_type", "order.placed"}}) == 600.0);
 
     const auto records = read_topic(broker.bootstrap_servers(), placed, 600);
     REQUIRE(records.size() == 600);

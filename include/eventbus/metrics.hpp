@@ -92,6 +92,11 @@ class metrics {
   void count_parked(std::string_view store, std::uint64_t events);
   /// eventbus_outbox_parked_events{store}: events parked in the store (what backlog().parked says).
   void set_outbox_parked(std::string_view store, std::int64_t events);
+  /// eventbus_event_age_seconds{stage, event_type}: `seconds` from an event's timestamp to `stage`
+  /// ("handled": a worker starts its handlers; "relayed": Kafka acknowledged it for the relay).
+  void observe_event_age(std::string_view stage, std::string_view event_type, double seconds);
+  /// eventbus_worker_in_group{group}: +1 when a worker of `group` joins it, -1 when it leaves.
+  void add_worker_in_group(std::string_view group, int change);
   /// eventbus_inbox_duplicates_total{handler}: redeliveries an inbox skipped (0 declares the series).
   void count_inbox_duplicates(std::string_view handler, std::uint64_t events = 1);
   /// eventbus_aggregate_snapshots_total{aggregate_type, outcome="taken"|"save_failed"|"loaded"|

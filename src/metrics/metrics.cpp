@@ -6,6 +6,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -127,6 +128,16 @@ struct metrics::impl {
           .Name("eventbus_handler_duration_seconds")
           .Help("Handler call latency, every attempt included, by outcome")
           .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& event_age =
+      prometheus::BuildHistogram()
+          .Name("eventbus_event_age_seconds")
+          .Help("How long after it happened (its timestamp) an event reached a stage: handled by a worker, relayed to Kafka")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& worker_in_group =
+      prometheus::BuildGauge()
+          .Name("eventbus_worker_in_group")
+          .Help("Workers of this process in their consumer group (handling): 0 means none is")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& retries = prometheus::BuildCounter()
                                                          .Name("eventbus_handler_retries_total")
                                                          .Help("Handler calls that were retries of a failed call")
@@ -220,7 +231,8 @@ struct metrics::impl {
                                                              .Help("Partitions paused because their window is full")
                                                              .Register(*registry);
 
-  series_cache<prometheus::Histogram> durations;
+  series_cache<prometheus::Histogram> durations, ages;
+  series_cache<prometheus::Gauge> in_group_series;
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Counter> append_series, relayed_series;
   series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series, projection_lag_series;
@@ -242,6 +254,17 @@ void metrics::observe_handler(std::string_view handler, std::string_view event_t
       .get(impl_->handler_duration,
            {{"handler", handler}, {"event_type", event_type}, {"outcome", success ? "success" : "error"}}, buckets)
       .Observe(std::chrono::duration<double>(took).count());
+}
+
+void metrics::observe_event_age(std::string_view stage, std::string_view event_type, double seconds) {
+  // Up to three hours: a backlog drained after an outage still lands in a bucket.
+  static const prometheus::Histogram::BucketBoundaries buckets{0.01, 0.05, 0.1, 0.25, 0.5, 1,    2.5,  5,
+                                                               10,   30,   60,  300,  900, 1800, 3600, 10800};
+  impl_->ages.get(impl_->event_age, {{"stage", stage}, {"event_type", event_type}}, buckets).Observe(std::max(0.0, seconds));
+}
+
+void metrics::add_worker_in_group(std::string_view group, int change) {
+  impl_->in_group_series.get(impl_->worker_in_group, {{"group", group}}).Increment(static_cast<double>(change));
 }
 
 handler_observer metrics::handler_observer_for(std::shared_ptr<metrics> m) {

@@ -292,6 +292,9 @@ struct outbox_relay::impl {
         ++resent_now;
       } else {
         done.push_back(b.events[i].position);
+        if (options.metrics)
+          options.metrics->observe_event_age("relayed", b.events[i].ev.event_type(),
+                                             std::chrono::duration<double>(now_ms() - b.events[i].ev.timestamp()).count());
       }
     }
     marks->push(std::move(done));

@@ -54,6 +54,9 @@ bool record_runner::first_pass(record_job& job) noexcept {
       return false;
     }
     job.ev = std::move(decoded).value();
+    if (options_.metrics)  // how long after it happened its handlers start (the guide's "slow > 5 s")
+      options_.metrics->observe_event_age("handled", job.ev->event_type(),
+                                          std::chrono::duration<double>(now_ms() - job.ev->timestamp()).count());
     const auto handlers = registry_->snapshot();
     // A record replayed for one handler (eventbus dlq replay --handler) runs only that one.
     const auto only = job.header(replay_handler_header);

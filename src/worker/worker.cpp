@@ -108,6 +108,7 @@ struct worker::impl {
         dispatch();
         partitions.commit(false);
         partitions.update_gauges();
+        publish_in_group(in_group_now());
         if (!more) wait_for_work();
       }
       shut_down();
@@ -132,6 +133,7 @@ struct worker::impl {
   // left uncommitted (redelivered to the next owner), and their threads are left to finish alone.
   void shut_down() {
     intake_closed = true;
+    publish_in_group(false);
     const auto deadline = clock_type::now() + options.shutdown_timeout;
     handoff.stop_all();  // finish the record at hand, start no other
     partitions.release_all(deadline);
@@ -143,6 +145,18 @@ struct worker::impl {
       detail::log(log_level::error, "worker: " + std::to_string(detached) +
                                         " handler call(s) still running after shutdown_timeout; their threads are "
                                         "left to finish on their own and their records will be redelivered");
+  }
+
+  // Ready to handle: in the group, not stopping, and not every slot held by a call past its timeout.
+  bool in_group_now() const noexcept {
+    return partitions.joined() && !side->stop_requested.load() && handoff.hung_calls() < options.max_concurrency;
+  }
+
+  // eventbus_worker_in_group: this worker's +1 while it is in, taken back when it is not.
+  void publish_in_group(bool in) {
+    if (!options.metrics || in == counted_in_group) return;
+    options.metrics->add_worker_in_group(options.group_id, in ? 1 : -1);
+    counted_in_group = in;
   }
 
   // --- completions: the only way other threads talk to the consumer thread
@@ -299,6 +313,7 @@ struct worker::impl {
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   detail::timer_queue timers;
   bool intake_closed = false;
+  bool counted_in_group = false;  // what publish_in_group last added (consumer thread only)
 
   std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
 };
@@ -321,11 +336,7 @@ void worker::stop() noexcept { impl_->stop(); }
 
 std::size_t worker::assigned_partitions() const noexcept { return impl_->partitions.assigned(); }
 
-bool worker::in_group() const noexcept {
-  // Not ready either when every handler slot is held by a call that overran handler_timeout.
-  return impl_->partitions.joined() && !impl_->side->stop_requested.load() &&
-         impl_->handoff.hung_calls() < impl_->options.max_concurrency;
-}
+bool worker::in_group() const noexcept { return impl_->in_group_now(); }
 
 worker_stats worker::stats() const noexcept {
   const auto& d = *impl_;
