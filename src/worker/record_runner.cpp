@@ -86,7 +86,7 @@ void record_runner::run_due_handlers(record_job& job) noexcept {
 }
 
 // One attempt through the middleware chain; the outcome decides the handler's state.
-void record_runner::call_handler(const record_job& job, handler_run& run) noexcept {
+void record_runner::call_handler(const record_job& job, handler_progress& run) noexcept {
   const detail::running_call call(*run.handler);
   if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
     run.state = handler_state::succeeded;

@@ -43,7 +43,7 @@ class record_runner {
   [[nodiscard]] std::uint64_t retries() const noexcept { return retries_.load(); }
 
  private:
-  void call_handler(const record_job& job, handler_run& run) noexcept;
+  void call_handler(const record_job& job, handler_progress& run) noexcept;
   std::vector<middleware> build_chain();
 
   const worker_options& options_;

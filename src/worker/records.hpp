@@ -57,7 +57,8 @@ struct consumed_record {
 
 enum class handler_state { pending, succeeded, dead };
 
-struct handler_run {
+// One handler's progress on one record: the state it reached, its attempts, when it may try again.
+struct handler_progress {
   entry_ptr handler;
   handler_state state = handler_state::pending;
   int attempts = 0;
@@ -76,7 +77,7 @@ enum class pass_state : std::uint8_t { pending, finished, needs_more };
 struct record_job : consumed_record {
   std::optional<event> ev;
   std::optional<dead_letter_reason> bad;  // set when it cannot be handled (not decodable, too large)
-  std::vector<handler_run> handlers;      // touched by the pool only while it runs the record
+  std::vector<handler_progress> handlers;      // touched by the pool only while it runs the record
   std::atomic<pass_state> pass{pass_state::pending};  // written by the pool once per batch pass
   bool running = false;                   // a retry attempt is on the pool
   bool abandoned = false;  // its partition was revoked: forget it, it will be redelivered
