@@ -5,6 +5,7 @@
 
 #include "envelope/event_data.hpp"
 #include "store/append_rules.hpp"
+#include "store/export_lines.hpp"
 
 namespace eventbus {
 namespace {
@@ -108,21 +109,13 @@ result<std::uint64_t> export_store(outbox_store& from, std::ostream& out, const 
   auto checkpoints = from.checkpoints();
   if (!checkpoints) return checkpoints.error();
   for (const auto& c : checkpoints.value())
-    if (!c.name.starts_with("eventbus.")) out << nlohmann::json{{"checkpoint", c.name}, {"position", c.position}}.dump() << '\n';
+    if (!c.name.starts_with("eventbus.")) out << detail::export_line_of(detail::exported_checkpoint{c.name, c.position}) << '\n';
   store_copy_summary summary;
   for (;;) {
     auto batch = source->read_for_copy(summary.source_position, options.batch_size);
     if (!batch) return batch.error();
     if (batch.value().empty()) break;
-    for (const auto& e : batch.value()) {
-      nlohmann::json line{{"position", e.stored.position},
-                          {"version", e.stored.version},
-                          {"stored_at_ms", e.stored_at_ms},
-                          {"published", e.published},
-                          {"parked_reason", e.parked_reason ? nlohmann::json(*e.parked_reason) : nlohmann::json(nullptr)},
-                          {"envelope", std::string(detail::event_access::encoded(detail::event_access::data(e.stored.ev)))}};
-      out << line.dump() << '\n';
-    }
+    for (const auto& e : batch.value()) out << detail::export_line_of(e) << '\n';
     summary.events += batch.value().size();
     summary.source_position = batch.value().back().stored.position;
     if (options.progress) options.progress(summary);
@@ -166,35 +159,24 @@ result<store_copy_summary> import_store(std::istream& in, outbox_store& to, cons
     ++number;
     const std::string where = "line " + std::to_string(number);
     if (text.empty()) continue;
-    const auto line = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (!line.is_object()) return error(errc::invalid_argument, "is not a JSON object", where);
-    try {
-      if (line.contains("checkpoint")) {
-        checkpoints.push_back({.name = line.at("checkpoint").get<std::string>(),
-                               .position = line.at("position").get<std::int64_t>(),
-                               .last_event = {}});
-        continue;
-      }
-      const auto position = line.at("position").get<std::int64_t>();
-      if (position <= previous) return error(errc::invalid_argument, "positions must increase (an export's lines in order)", where);
-      previous = position;
-      const auto& envelope = line.at("envelope").get_ref<const std::string&>();
-      auto row = detail::stored_row(position, line.at("version").get<std::int64_t>(), envelope);
-      if (!row) return error(errc::invalid_argument, row.error().message(), where);
-      for (auto& c : checkpoints)
-        if (position <= c.position) c.last_event = row.value().ev.event_id();
-      if (position <= progress.value()) continue;  // imported by an earlier run
-      if (options.limit > 0 && summary.events + batch.size() >= options.limit) break;
-      const auto& reason = line.at("parked_reason");
-      batch.push_back({.stored = std::move(row).value(), .stored_at_ms = line.at("stored_at_ms").get<std::int64_t>(),
-                       .published = line.at("published").get<int>(),
-                       .parked_reason = reason.is_null() ? std::nullopt : std::optional<std::string>(reason.get<std::string>())});
-      batch_end = position;
-      if (batch.size() == options.batch_size)
-        if (auto done = flush(); !done) return done.error();
-    } catch (const nlohmann::json::exception& e) {
-      return error(errc::invalid_argument, std::string("is not a line of an export: ") + e.what(), where);
+    auto parsed = detail::parse_export_line(text);
+    if (!parsed) return error(errc::invalid_argument, parsed.error().message(), where);
+    if (auto* c = std::get_if<detail::exported_checkpoint>(&parsed.value())) {
+      checkpoints.push_back({.name = std::move(c->name), .position = c->position, .last_event = {}});
+      continue;
     }
+    auto& e = std::get<detail::copied_event>(parsed.value());
+    const auto position = e.stored.position;
+    if (position <= previous) return error(errc::invalid_argument, "positions must increase (an export's lines in order)", where);
+    previous = position;
+    for (auto& c : checkpoints)
+      if (position <= c.position) c.last_event = e.stored.ev.event_id();
+    if (position <= progress.value()) continue;  // imported by an earlier run
+    if (options.limit > 0 && summary.events + batch.size() >= options.limit) break;
+    batch.push_back(std::move(e));
+    batch_end = position;
+    if (batch.size() == options.batch_size)
+      if (auto done = flush(); !done) return done.error();
   }
   if (auto done = flush(); !done) return done.error();
   if (options.limit > 0 && in) return summary;  // stopped early: run again to go on
