@@ -25,7 +25,7 @@
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/log.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 namespace {
 

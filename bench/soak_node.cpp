@@ -27,7 +27,7 @@
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/topic.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 namespace {
 

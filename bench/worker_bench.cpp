@@ -28,7 +28,7 @@
 #include "bench_support.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/log.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/store/inbox.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "order_aggregate.hpp"
 #include "sqlite_statement.hpp"
 

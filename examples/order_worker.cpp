@@ -10,7 +10,7 @@
 #include "eventbus/config.hpp"
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/stop_signal.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 int main(int argc, char** argv) {
   eventbus::watch_stop_signals();  // from here on, SIGINT/SIGTERM ask for a clean stop

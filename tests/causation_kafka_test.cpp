@@ -7,7 +7,7 @@
 #include "eventbus/causation.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "test_support.hpp"
 #include "worker_test_support.hpp"
 

@@ -16,7 +16,7 @@
 #include "eventbus/store/inbox.hpp"
 #include "eventbus/store/postgres_store.hpp"
 #include "eventbus/store/sqlite_store.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "ledger_support.hpp"
 
 int main(int argc, char** argv) {

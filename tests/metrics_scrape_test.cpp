@@ -14,7 +14,7 @@
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/metrics_server.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "http_support.hpp"
 #include "test_support.hpp"
 

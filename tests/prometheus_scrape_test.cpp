@@ -9,7 +9,7 @@
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/metrics_server.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "http_support.hpp"
 #include "process_support.hpp"
 #include "test_support.hpp"

@@ -18,7 +18,7 @@
 #include "eventbus/metrics_server.hpp"
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/topic.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "http_support.hpp"
 #include "test_support.hpp"
 #include "eventbus/typed_event.hpp"

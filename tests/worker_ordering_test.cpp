@@ -15,7 +15,7 @@
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/metrics.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "http_support.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"

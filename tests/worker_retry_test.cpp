@@ -11,7 +11,7 @@
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/admin/replay.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "kafka_test_support.hpp"
 #include "test_support.hpp"
 #include "worker_test_support.hpp"

@@ -47,7 +47,7 @@
 #include "eventbus/store/postgres_store.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/topic.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 namespace eventbus {
 

@@ -4,7 +4,7 @@
 // option), serve it with eventbus::metrics_server, and add your own families to registry().
 //
 //   #include <eventbus/metrics_server.hpp>
-//   #include <eventbus/worker.hpp>
+//   #include <eventbus/kafka/worker.hpp>
 //   auto m = std::make_shared<eventbus::metrics>();
 //   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}, .metrics = m});
 //   eventbus::metrics_server server(m);          // http://127.0.0.1:9464/metrics
@@ -25,6 +25,11 @@ class Registry;
 }
 
 namespace eventbus {
+
+namespace detail {
+struct worker_load;
+struct metrics_access;
+}  // namespace detail
 
 /// Handler latency buckets, in seconds: 0.5 ms to 30 s.
 inline constexpr double handler_duration_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -109,18 +114,10 @@ class metrics {
   /// eventbus_outbox_relay_leading{store}: 1 while this instance's relay holds the relay lease.
   void set_relay_leading(std::string_view store, bool leading);
 
-  /// A worker's load, beyond the first seven families: eventbus_worker_records_in_flight{group},
-  /// eventbus_worker_records_waiting_on_key{group}, eventbus_worker_partitions_paused{group}.
-  struct worker_load {
-    std::int64_t in_flight = 0;
-    std::int64_t waiting_on_key = 0;
-    std::int64_t paused_partitions = 0;
-  };
-  /// Adds `change` to the group's gauges: each worker reports what changed since its last report,
-  /// so the workers of one group in one process add up (and a stopped one reports itself back to 0).
-  void add_worker_load(std::string_view group, const worker_load& change);
-
  private:
+  friend struct detail::metrics_access;  // workers report their load gauges (src/metrics/worker_load.hpp)
+  void add_worker_load(std::string_view group, const detail::worker_load& change);
+
   struct impl;
   std::unique_ptr<impl> impl_;
 };

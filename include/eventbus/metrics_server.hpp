@@ -5,7 +5,7 @@
 //   GET /healthz  200 "ok" while the process serves requests
 //   GET /readyz   200 "ready" when every readiness check passes, else 503 naming the ones failing
 //
-//   #include <eventbus/worker.hpp>
+//   #include <eventbus/kafka/worker.hpp>
 //   auto m = std::make_shared<eventbus::metrics>();
 //   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}, .metrics = m});
 //   eventbus::metrics_server server(m, "0.0.0.0:9464");

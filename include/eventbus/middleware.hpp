@@ -9,7 +9,7 @@
 //   timing (its stats and metrics) -> retry(policy) -> recover -> worker_options::middleware... -> handler
 // and the pieces are public, so they can be reused and tested on their own:
 //
-//   #include <eventbus/worker.hpp>
+//   #include <eventbus/kafka/worker.hpp>
 //   eventbus::middleware log_slow = [](const eventbus::attempt_context& ctx, const eventbus::next_step& next) {
 //     const auto start = std::chrono::steady_clock::now();
 //     auto outcome = next(ctx);

@@ -2,7 +2,7 @@
 // Graceful shutdown for service and worker processes: SIGINT or SIGTERM asks the process to stop;
 // it then stops its workers (which finish in-flight handlers, commit and leave the group).
 //
-//   #include <eventbus/worker.hpp>
+//   #include <eventbus/kafka/worker.hpp>
 //   eventbus::watch_stop_signals();     // first: a signal while the worker starts is not lost
 //   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}});
 //   auto sub = w.subscribe("order.created", "charge", [](const eventbus::event&) { /* ... */ });

@@ -14,7 +14,7 @@
 
 #include "cli/demo_summary.hpp"
 #include "eventbus/metrics.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 namespace eventbus::cli {
 

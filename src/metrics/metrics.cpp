@@ -1,5 +1,7 @@
 #include "eventbus/metrics.hpp"
 
+#include "metrics/worker_load.hpp"
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
@@ -358,7 +360,7 @@ void metrics::count_relayed(std::string_view store, bool published, std::uint64_
       .Increment(static_cast<double>(events));
 }
 
-void metrics::add_worker_load(std::string_view group, const worker_load& change) {
+void metrics::add_worker_load(std::string_view group, const detail::worker_load& change) {
   impl_->in_flight_series.get(impl_->worker_in_flight, {{"group", group}}).Increment(static_cast<double>(change.in_flight));
   impl_->waiting_series.get(impl_->worker_waiting, {{"group", group}}).Increment(static_cast<double>(change.waiting_on_key));
   impl_->paused_series.get(impl_->worker_paused, {{"group", group}})

@@ -134,12 +134,12 @@ void partition_control::update_gauges(bool stopping) {
   const auto now = worker_clock::now();
   if (stopping || now >= next_load_update_) {
     next_load_update_ = now + std::chrono::milliseconds(200);
-    const auto load = stopping ? metrics::worker_load{} : work_.load();
+    const auto load = stopping ? worker_load{} : work_.load();
     in_flight_.store(static_cast<std::uint64_t>(load.in_flight), std::memory_order_relaxed);
     waiting_on_key_.store(static_cast<std::uint64_t>(load.waiting_on_key), std::memory_order_relaxed);
     paused_partitions_.store(static_cast<std::uint64_t>(load.paused_partitions), std::memory_order_relaxed);
     if (options_.metrics) {
-      options_.metrics->add_worker_load(options_.group_id,
+      metrics_access::add_worker_load(*options_.metrics, options_.group_id,
                                         {.in_flight = load.in_flight - published_load_.in_flight,
                                          .waiting_on_key = load.waiting_on_key - published_load_.waiting_on_key,
                                          .paused_partitions = load.paused_partitions - published_load_.paused_partitions});

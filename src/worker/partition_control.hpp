@@ -85,7 +85,7 @@ class partition_control {
   worker_clock::time_point next_commit_{};
   worker_clock::time_point next_lag_update_{};
   worker_clock::time_point next_load_update_{};
-  metrics::worker_load published_load_{};  // what this worker added to the load gauges
+  worker_load published_load_{};  // what this worker added to the load gauges
   std::atomic<std::uint64_t> commits_{0};
   std::atomic<std::uint64_t> in_flight_{0}, waiting_on_key_{0}, paused_partitions_{0};
   std::atomic<std::size_t> assigned_{0};

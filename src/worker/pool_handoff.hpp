@@ -17,7 +17,7 @@
 #include <set>
 
 #include "support/task_pool.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "worker/completion_queue.hpp"
 #include "worker/record_runner.hpp"
 #include "worker/work_batch.hpp"

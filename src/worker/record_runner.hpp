@@ -13,7 +13,7 @@
 
 #include "handlers/handler_registry.hpp"
 #include "eventbus/middleware.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "worker/records.hpp"
 
 namespace eventbus::detail {

@@ -227,8 +227,8 @@ bool work_scheduler::busy() const {
   return std::any_of(partitions_.begin(), partitions_.end(), [](const auto& kv) { return busy(kv.second); });
 }
 
-metrics::worker_load work_scheduler::load() const {
-  metrics::worker_load load;
+worker_load work_scheduler::load() const {
+  worker_load load;
   for (const auto& [key, p] : partitions_) {
     load.in_flight += static_cast<std::int64_t>(p.on_pool);
     load.paused_partitions += p.paused ? 1 : 0;

@@ -26,7 +26,8 @@
 #include <vector>
 
 #include "eventbus/metrics.hpp"
-#include "eventbus/worker.hpp"
+#include "metrics/worker_load.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "worker/records.hpp"
 #include "worker/work_batch.hpp"
 
@@ -110,7 +111,7 @@ class work_scheduler {
 
   /// Records on the pool, in backoff or being dead-lettered (in_flight); records held back by an
   /// earlier record of their lane (waiting_on_key); paused partitions.
-  [[nodiscard]] metrics::worker_load load() const;
+  [[nodiscard]] worker_load load() const;
 
  private:
   const std::string& lane_id(const record_job& job, std::string& scratch) const;

@@ -8,7 +8,7 @@
 // (completion_queue.hpp), run on the consumer thread. So no bookkeeping state is shared between
 // threads, and every decision about a record (retry, dead letter, timeout, finished) is taken here.
 
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 #include <algorithm>
 #include <atomic>

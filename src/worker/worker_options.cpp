@@ -4,7 +4,7 @@
 
 #include "support/utf8.hpp"
 #include "eventbus/topic.hpp"
-#include "eventbus/worker.hpp"
+#include "eventbus/kafka/worker.hpp"
 
 namespace eventbus {
 namespace {

@@ -6,7 +6,7 @@
 //   #include <eventbus/store/inbox.hpp>
 //   #include <eventbus/stop_signal.hpp>
 //   #include <eventbus/store/sqlite_store.hpp>
-//   #include <eventbus/worker.hpp>
+//   #include <eventbus/kafka/worker.hpp>
 //   #include <sqlite3.h>
 //   int main() {
 //     auto store = eventbus::open_sqlite_store({.path = "ledger.db"});
