@@ -15,12 +15,14 @@
 
 #include "cli/workflow_tree.hpp"
 #include "eventbus/dispatcher.hpp"
+#include "eventbus/metrics_server.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/admin/topics.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "kafka/record_producer.hpp"
 #include "kafka_test_support.hpp"
+#include "http_support.hpp"
 #include "process_support.hpp"
 #include "test_support.hpp"
 
@@ -623,14 +625,16 @@ TEST_CASE("eventbus new handler prints CMake lines that register the test with c
   const auto enable = printed.find("enable_testing()");
   REQUIRE_MESSAGE(enable != std::string::npos, printed);
   CHECK(enable < printed.find("add_test(NAME notify_test COMMAND notify_test)"));
-  CHECK(read("notify_test.cpp").find("fails on an order.shipped payload") != std::string::npos);
+  CHECK(printed.find("notify.cpp") != std::string::npos);  // the registration, linked with the test and the program
+  CHECK(read("notify.cpp").find("eventbus::registered_handler::of<order_shipped>(\"notify\"") != std::string::npos);
+  CHECK(read("notify_test.cpp").find("is dead-lettered on an order.shipped payload") != std::string::npos);
 
   (void)run_cli("new handler welcome --event user.created --dir " + dir, code);
   CHECK(code == 0);
-  CHECK(read("welcome_test.cpp").find("fails on a user.created payload") != std::string::npos);
+  CHECK(read("welcome_test.cpp").find("is dead-lettered on a user.created payload") != std::string::npos);
   (void)run_cli("new handler count --event item.added --dir " + dir, code);
   CHECK(code == 0);
-  CHECK(read("count_test.cpp").find("fails on an item.added payload") != std::string::npos);
+  CHECK(read("count_test.cpp").find("is dead-lettered on an item.added payload") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
@@ -817,4 +821,53 @@ TEST_CASE("reads and typos create no topic and no group: dlq, tail and replay re
   CHECK(testing::committed_offset(bootstrap, "billing", dlq, 0) == 1);
   (void)run_cli("replay --group billing --topics " + dlq + " --from 1970-01-01T00:00:00Z" + where, code);
   CHECK(code == 2);
+}
+
+TEST_CASE("eventbus handlers prints a running service's handlers as a table, and names what is wrong with a bad URL") {
+  dispatcher bus({.mode = dispatch_mode::caller_thread});
+  auto a = bus.subscribe("order.created", "charge-card", [](const event&) {}, {.when = [](const event&) { return false; }});
+  auto b = bus.subscribe("order.*", "audit", [](const event&) { throw std::runtime_error("disk full"); });
+  REQUIRE(bus.publish(make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "o-1"})).accepted());
+  metrics_server server(std::make_shared<metrics>(), "127.0.0.1:0");
+  server.add_handlers("dispatcher", [&] { return bus.handlers(); });
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
+
+  int code = -1;
+  const auto table = run_cli("handlers --url " + url, code);
+  CHECK(code == 0);
+  std::istringstream lines(table);
+  std::string header, charge, audit;
+  std::getline(lines, header);
+  std::getline(lines, charge);
+  std::getline(lines, audit);
+  CHECK(header.find("HANDLER") != std::string::npos);
+  CHECK(charge.find("charge-card") != std::string::npos);
+  CHECK(charge.find("order.created") != std::string::npos);
+  CHECK(charge.find(" yes ") != std::string::npos);  // a condition
+  CHECK(audit.find("audit") != std::string::npos);
+  CHECK(audit.find("order.*") != std::string::npos);
+  CHECK(audit.find(" 1 ") != std::string::npos);  // one call, one failure
+
+  const auto json = run_cli("handlers --json --url " + url + "/handlers", code);
+  CHECK(code == 0);
+  CHECK(nlohmann::json::parse(json)["handlers"].size() == 2);
+
+  const auto refused = run_cli("handlers --url https://127.0.0.1:9464", code, true);
+  CHECK(code == 2);
+  CHECK(refused.find("use http://") != std::string::npos);
+  const auto no_port = run_cli("handlers --url http://localhost", code, true);
+  CHECK(code == 2);
+  CHECK(no_port.find("needs host:port") != std::string::npos);
+  const auto bad_port = run_cli("handlers --url http://localhost:99999", code, true);
+  CHECK(code == 2);
+  CHECK(bad_port.find("port '99999'") != std::string::npos);
+  const auto missing = run_cli("handlers", code, true);
+  CHECK(code == 2);
+  CHECK(missing.find("--url is required") != std::string::npos);
+  const auto not_handlers = run_cli("handlers --url " + url + "/metrics", code, true);
+  CHECK(code == 1);
+  CHECK(not_handlers.find("is not a /handlers page") != std::string::npos);
+  const auto nobody = run_cli("handlers --timeout 2 --url http://127.0.0.1:" + std::to_string(testing::free_port()), code, true);
+  CHECK(code == 1);
+  CHECK(nobody.find("cannot connect") != std::string::npos);
 }

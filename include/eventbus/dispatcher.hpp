@@ -33,6 +33,8 @@
 #include "eventbus/event.hpp"
 #include "eventbus/store/event_store.hpp"
 #include "eventbus/handler.hpp"
+#include "eventbus/handler_options.hpp"
+#include "eventbus/middleware.hpp"
 #include "eventbus/sink.hpp"
 #include "eventbus/subscription.hpp"
 #include "eventbus/typed_event.hpp"
@@ -49,6 +51,14 @@ struct dispatcher_options {
   /// Called after every handler call with its outcome and duration, e.g. with
   /// eventbus::metrics::handler_observer() for the latency histogram. Must not throw; none if empty.
   handler_observer observe_handler{};
+  /// Pieces around every handler call, outermost first (middleware.hpp; shipped ones in
+  /// middlewares.hpp), outside each handler's own handler_options::middleware. An outcome other
+  /// than succeeded is a failed call (logged, counted); a deferred one (a rate limit) waits on the
+  /// pool thread, then the chain runs again.
+  std::vector<eventbus::middleware> middleware{};
+  /// Told of every event a handler's condition rejected, e.g. with
+  /// eventbus::metrics::filtered_observer_for(m) for eventbus_events_filtered_total. Must not throw.
+  filtered_observer observe_filtered{};
   /// The event store (transactional outbox). When set, publish() stores the event first, and only
   /// once it is stored runs handlers and sinks; a store that refuses it rejects the publish
   /// (errc::store_failed), nothing dispatched. The accepted result carries a delivery of sink
@@ -107,17 +117,24 @@ class dispatcher {
   dispatcher(const dispatcher&) = delete;
   dispatcher& operator=(const dispatcher&) = delete;
 
-  /// Registers `fn` under `handler_name` (used in logs and metrics) for `pattern`. Throws
-  /// eventbus::exception (errc::invalid_argument) for a malformed pattern, an empty name or fn, or a
+  /// Registers `fn` under `handler_name` (used in logs and metrics) for `pattern`, with an optional
+  /// condition and middleware of its own (handler_options.hpp). Throws eventbus::exception
+  /// (errc::invalid_argument) for a malformed pattern, an empty name or fn, an empty middleware, or a
   /// (pattern, name) pair already registered. The same function may be subscribed to many patterns.
-  [[nodiscard]] subscription subscribe(std::string pattern, std::string handler_name, handler_fn fn);
+  [[nodiscard]] subscription subscribe(std::string pattern, std::string handler_name, handler_fn fn,
+                                       handler_options options = {});
 
   /// Typed: subscribes to T::event_type; `fn(const T&)` or `fn(const T&, const event&)` receives the
   /// decoded payload. A payload that does not decode is a failed call (logged, counted).
   template <typed_event T, class F>
-  [[nodiscard]] subscription subscribe(std::string handler_name, F fn) {
-    return subscribe(std::string(T::event_type), std::move(handler_name), make_typed_handler<T>(std::move(fn)));
+  [[nodiscard]] subscription subscribe(std::string handler_name, F fn, handler_options options = {}) {
+    return subscribe(std::string(T::event_type), std::move(handler_name), make_typed_handler<T>(std::move(fn)),
+                     std::move(options));
   }
+
+  /// Every handler name subscribed now, with its patterns, condition, middleware and counts (what
+  /// metrics_server's /handlers serves).
+  [[nodiscard]] std::vector<handler_info> handlers() const;
 
   /// Removes every subscription (their handles become inactive).
   void clear() noexcept;

@@ -18,6 +18,9 @@ using handler_fn = std::function<void(const event&)>;
 using handler_observer =
     std::function<void(std::string_view handler, const event& ev, bool success, std::chrono::nanoseconds took)>;
 
+/// Told of each event a handler's condition (handler_options::when) rejected.
+using filtered_observer = std::function<void(std::string_view handler, const event& ev)>;
+
 /// Adapts a function of a typed event (`fn(const T&)` or `fn(const T&, const event&)`) to a
 /// handler_fn. A payload that does not decode into T fails the call with an eventbus::exception
 /// (errc::payload_mismatch) naming the event type and the JSON problem.

@@ -61,6 +61,8 @@ class metrics {
                        std::chrono::nanoseconds took);
   /// The same, as a dispatcher_options::observe_handler. Keeps this object alive.
   [[nodiscard]] static handler_observer handler_observer_for(std::shared_ptr<metrics> m);
+  /// eventbus_events_filtered_total, as a dispatcher_options::observe_filtered. Keeps this object alive.
+  [[nodiscard]] static filtered_observer filtered_observer_for(std::shared_ptr<metrics> m);
   /// eventbus_handler_retries_total{handler, event_type}
   void count_retry(std::string_view handler, std::string_view event_type);
   /// eventbus_dead_letters_total{topic, handler, reason} (topic: the record's original topic)
@@ -104,6 +106,13 @@ class metrics {
   void add_worker_in_group(std::string_view group, int change);
   /// eventbus_inbox_duplicates_total{handler}: redeliveries an inbox skipped (0 declares the series).
   void count_inbox_duplicates(std::string_view handler, std::uint64_t events = 1);
+  /// eventbus_events_filtered_total{handler}: events a handler's condition rejected.
+  void count_filtered(std::string_view handler);
+  /// eventbus_events_unauthorized_total{handler}: events middlewares::authorize refused.
+  void count_unauthorized(std::string_view handler);
+  /// eventbus_events_rate_limited_total{handler, outcome="deferred"|"rejected"}: calls
+  /// middlewares::rate_limit held back or refused.
+  void count_rate_limited(std::string_view handler, bool rejected);
   /// eventbus_aggregate_snapshots_total{aggregate_type, outcome="taken"|"save_failed"|"loaded"|
   /// "ignored_schema_version"|"ignored_undecodable"|"ignored_unreadable"} (aggregate.hpp).
   void count_snapshot(std::string_view aggregate_type, std::string_view outcome);

@@ -4,19 +4,25 @@
 //   GET /metrics  Prometheus text format (0.0.4) of the registry
 //   GET /healthz  200 "ok" while the process serves requests
 //   GET /readyz   200 "ready" when every readiness check passes, else 503 naming the ones failing
+//   GET /handlers JSON: every handler of the dispatchers and workers added with add_handlers, with
+//                 its patterns, condition, middleware, calls in flight and totals (docs/metrics.md;
+//                 `eventbus handlers --url` prints it as a table)
 //
 //   #include <eventbus/kafka/worker.hpp>
 //   auto m = std::make_shared<eventbus::metrics>();
 //   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}, .metrics = m});
 //   eventbus::metrics_server server(m, "0.0.0.0:9464");
 //   server.add_readiness_check("worker", [&] { return w.in_group(); });
+//   server.add_handlers("worker billing", [&] { return w.handlers(); });
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "eventbus/handler_options.hpp"
 #include "eventbus/metrics.hpp"
 
 namespace eventbus {
@@ -42,6 +48,10 @@ class metrics_server {
   /// /readyz is 200 only while every check returns true. Checks must be quick and must not throw
   /// (a throw counts as not ready). Thread-safe.
   void add_readiness_check(std::string name, std::function<bool()> check);
+
+  /// /handlers lists what `source` returns (dispatcher::handlers, worker::handlers) under
+  /// `component`. Sources must be quick; one that throws is listed with its error. Thread-safe.
+  void add_handlers(std::string component, std::function<std::vector<handler_info>()> source);
 
  private:
   struct impl;

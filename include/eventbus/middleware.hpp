@@ -1,13 +1,17 @@
 #pragma once
-// Worker handler middleware, in the manner of Watermill's router: every handler call ("attempt")
-// runs through a chain of small pieces, each wrapping the rest. A piece sees the attempt, may act
-// before and after calling `next`, and returns the attempt's outcome; the worker then acts on it
-// (done, call again after `retry_after`, or dead-letter). Waiting never happens inside the chain:
-// a retry is scheduled by the worker and holds back only the record's own partition.
+// Handler middleware, in the manner of Watermill's router, for workers and dispatchers alike:
+// every handler call ("attempt") runs through a chain of small pieces, each wrapping the rest. A
+// piece sees the attempt, may act before and after calling `next`, and returns the attempt's
+// outcome; the worker then acts on it (done, call again after `retry_after`, or dead-letter), the
+// dispatcher counts anything but success as a failed call. Waiting never happens inside a worker's
+// chain: a retry (or a deferral) is scheduled by the worker and holds back only the record's key.
 //
 // Every worker runs, outermost first:
-//   timing (its stats and metrics) -> retry(policy) -> recover -> worker_options::middleware... -> handler
-// and the pieces are public, so they can be reused and tested on their own:
+//   timing (its stats and metrics) -> retry(policy) -> recover -> worker_options::middleware...
+//     -> the handler's own handler_options::middleware... -> handler
+// and a dispatcher: recover -> dispatcher_options::middleware... -> handler_options::middleware... -> handler.
+// The pieces are public, so they can be reused and tested on their own (shipped ones:
+// eventbus/middlewares.hpp):
 //
 //   #include <eventbus/kafka/worker.hpp>
 //   eventbus::middleware log_slow = [](const eventbus::attempt_context& ctx, const eventbus::next_step& next) {
@@ -19,10 +23,12 @@
 //   eventbus::worker w({.group_id = "billing", .topics = {"^app\\.order\\..*"}, .middleware = {log_slow}});
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "eventbus/event.hpp"
@@ -36,7 +42,7 @@ struct attempt_context {
   const event& ev;
   std::string_view handler;  // the name given at subscribe
   int attempt = 1;           // 1 for the first call
-  std::string_view topic;
+  std::string_view topic{};
   std::int32_t partition = -1;
   std::int64_t offset = -1;
 };
@@ -45,33 +51,68 @@ enum class attempt_result {
   succeeded,
   retry,        // call again after retry_after
   dead_letter,  // give up: the record goes to the dead-letter topic
+  /// Not run now (a rate limit): call again after retry_after, and it is not an attempt (the
+  /// retry policy does not count it). A worker waits on a timer, holding no handler thread; a
+  /// dispatcher waits on its pool thread.
+  deferred,
 };
 
 struct attempt_outcome {
   attempt_result result = attempt_result::succeeded;
   std::string error{};                       // why, when it did not succeed
-  std::chrono::milliseconds retry_after{0};  // with attempt_result::retry
+  std::chrono::milliseconds retry_after{0};  // with attempt_result::retry and ::deferred
+  /// With attempt_result::dead_letter: the dead letter's reason (x-eventbus-dlq-reason); empty
+  /// means "handler-error". Shipped pieces use "unauthorized" and "rate-limited".
+  std::string reason{};
 };
 
 [[nodiscard]] std::string_view to_string(attempt_result result) noexcept;
 
 class next_step;
 
-/// A piece of the chain. Calls `next(ctx)` to run the rest (or not, to short-circuit).
-using middleware = std::function<attempt_outcome(const attempt_context& ctx, const next_step& next)>;
+/// A piece of the chain: a function `attempt_outcome(const attempt_context&, const next_step&)`
+/// that calls `next(ctx)` to run the rest (or not, to short-circuit), with a name that
+/// /handlers and logs show ("custom" unless given).
+class middleware {
+ public:
+  using function = std::function<attempt_outcome(const attempt_context& ctx, const next_step& next)>;
 
-/// The rest of the chain after a middleware: the following pieces, then the handler.
+  template <class F>
+    requires std::is_invocable_r_v<attempt_outcome, F&, const attempt_context&, const next_step&> &&
+             (!std::is_same_v<std::remove_cvref_t<F>, middleware>)
+  middleware(F fn) : fn_(std::move(fn)) {}  // NOLINT(google-explicit-constructor): a lambda is a piece
+  middleware(std::string name, function fn) : name_(std::move(name)), fn_(std::move(fn)) {}
+  /// An empty piece, as an empty std::function would be: options refuse it, naming its position.
+  middleware(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
+
+  attempt_outcome operator()(const attempt_context& ctx, const next_step& next) const { return fn_(ctx, next); }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  /// False for a piece made from an empty function (options refuse it).
+  explicit operator bool() const noexcept { return static_cast<bool>(fn_); }
+
+ private:
+  std::string name_ = "custom";
+  function fn_;
+};
+
+/// The rest of the chain after a middleware: the following pieces (of `outer`, then of `inner`),
+/// then the handler.
 class next_step {
  public:
   next_step(const std::vector<middleware>& chain, const handler_fn& handler, std::size_t index = 0) noexcept
-      : chain_(&chain), handler_(&handler), index_(index) {}
+      : outer_(&chain), inner_(&no_pieces()), handler_(&handler), index_(index) {}
+  next_step(const std::vector<middleware>& outer, const std::vector<middleware>& inner, const handler_fn& handler,
+            std::size_t index = 0) noexcept
+      : outer_(&outer), inner_(&inner), handler_(&handler), index_(index) {}
 
   /// Runs the rest. The handler itself succeeds by returning and fails by throwing (the `recover`
   /// piece turns exceptions into outcomes).
   attempt_outcome operator()(const attempt_context& ctx) const;
 
  private:
-  const std::vector<middleware>* chain_;
+  static const std::vector<middleware>& no_pieces() noexcept;
+  const std::vector<middleware>* outer_;
+  const std::vector<middleware>* inner_;
   const handler_fn* handler_;
   std::size_t index_;
 };
@@ -80,6 +121,12 @@ class next_step {
 [[nodiscard]] inline attempt_outcome run_chain(const std::vector<middleware>& chain, const handler_fn& handler,
                                                const attempt_context& ctx) {
   return next_step(chain, handler)(ctx);
+}
+/// Runs `handler` on `ctx` through `outer`, then `inner` (the bus's pieces, then the handler's own).
+[[nodiscard]] inline attempt_outcome run_chain(const std::vector<middleware>& outer,
+                                               const std::vector<middleware>& inner, const handler_fn& handler,
+                                               const attempt_context& ctx) {
+  return next_step(outer, inner, handler)(ctx);
 }
 
 namespace middlewares {
@@ -97,6 +144,7 @@ using attempt_observer =
     std::function<void(const attempt_context& ctx, const attempt_outcome& outcome, std::chrono::nanoseconds took)>;
 
 /// Times each attempt and reports it to `observe` (the worker's stats and metrics hang here).
+/// Deferred outcomes are not attempts and are not reported.
 [[nodiscard]] middleware timing(attempt_observer observe);
 
 }  // namespace middlewares

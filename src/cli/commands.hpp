@@ -21,5 +21,6 @@ int run_publish(std::span<const std::string_view> args);
 int run_tail(std::span<const std::string_view> args);
 int run_store(std::span<const std::string_view> args);
 int run_new(std::span<const std::string_view> args);
+int run_handlers(std::span<const std::string_view> args);
 
 }  // namespace eventbus::cli

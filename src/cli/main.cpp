@@ -21,6 +21,7 @@ commands:
   publish     produce events from flags, a file or stdin, and wait for their delivery
   tail        follow topics and print each event as it arrives (pretty or JSON lines)
   store       list an event store, show its outbox backlog, replay stored events to Kafka
+  handlers    show the handlers of a running service or worker (its metrics server's /handlers)
   new         write a typed event struct, or a handler with its test, into your project
   version     print the version
   help        show this text
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     if (command == "tail") return eventbus::cli::run_tail(rest);
     if (command == "store") return eventbus::cli::run_store(rest);
     if (command == "new") return eventbus::cli::run_new(rest);
+    if (command == "handlers") return eventbus::cli::run_handlers(rest);
     if (command == "version" || command == "--version") {
       std::puts("eventbus " EVENTBUS_VERSION);
       return eventbus::cli::exit_ok;

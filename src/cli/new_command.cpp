@@ -22,8 +22,9 @@ constexpr std::string_view new_usage = R"(usage: eventbus new event TYPE [--aggr
 
 event    writes DIR/<type with '_' for '.'>.hpp: a typed event struct with its event type,
          aggregate type, schema version, fields, to_json and from_json
-handler  writes DIR/NAME.hpp (the handler and subscribe_NAME(bus) for a dispatcher or a worker)
-         and DIR/NAME_test.cpp (a doctest test); the event's header must be in DIR already
+handler  writes DIR/NAME.hpp (the handler), DIR/NAME.cpp (its registration: subscribe_all(bus)
+         subscribes it on a dispatcher or a worker) and DIR/NAME_test.cpp (a doctest test run
+         through eventbus::testing::run_handler); the event's header must be in DIR already
 
   --aggregate TYPE    the aggregate type (default: the event type's first segment)
   --field NAME:TYPE   a payload field, repeatable; TYPE: string, int, double, bool, strings, json
@@ -115,6 +116,7 @@ int new_handler(const std::string& handler, std::span<const std::string_view> ar
     return exit_failure;
   }
   const int written = write_all(dir, {{handler + ".hpp", handler_header(handler, event_type)},
+                                      {handler + ".cpp", handler_registration(handler, event_type)},
                                       {handler + "_test.cpp", handler_test(handler, event_type)}},
                                 force);
   if (written == exit_ok)
@@ -122,10 +124,12 @@ int new_handler(const std::string& handler, std::span<const std::string_view> ar
     // nothing and ctest reports "No tests were found".
     std::printf("\nbuild and run its test from your CMakeLists.txt (find_package(eventbus), find_package(doctest)):\n"
                 "  enable_testing()  # once, in the top-level CMakeLists.txt\n"
-                "  add_executable(%s_test %s/%s_test.cpp)\n"
+                "  add_executable(%s_test %s/%s_test.cpp %s/%s.cpp)\n"
                 "  target_link_libraries(%s_test PRIVATE eventbus::core doctest::doctest)\n"
-                "  add_test(NAME %s_test COMMAND %s_test)\n",
-                handler.c_str(), dir.c_str(), handler.c_str(), handler.c_str(), handler.c_str(), handler.c_str());
+                "  add_test(NAME %s_test COMMAND %s_test)\n"
+                "and add %s/%s.cpp to your program's sources; eventbus::subscribe_all(bus) subscribes it\n",
+                handler.c_str(), dir.c_str(), handler.c_str(), dir.c_str(), handler.c_str(), handler.c_str(),
+                handler.c_str(), handler.c_str(), dir.c_str(), handler.c_str());
   return written;
 }
 

@@ -29,9 +29,12 @@ struct event_spec {
 
 /// <struct>.hpp: the struct, its names and schema version, to_json and from_json.
 [[nodiscard]] std::string event_header(const event_spec& spec);
-/// <handler>.hpp: the handler function and subscribe_<handler>(bus) for a dispatcher or a worker.
+/// <handler>.hpp: the handler function.
 [[nodiscard]] std::string handler_header(const std::string& handler, const std::string& event_type);
-/// <handler>_test.cpp: a doctest test that runs the handler through a dispatcher.
+/// <handler>.cpp: its self-registration (eventbus::registered_handler), for subscribe_all.
+[[nodiscard]] std::string handler_registration(const std::string& handler, const std::string& event_type);
+/// <handler>_test.cpp: a doctest test that runs the handler through eventbus::testing::run_handler
+/// and checks that it registered itself.
 [[nodiscard]] std::string handler_test(const std::string& handler, const std::string& event_type);
 
 }  // namespace eventbus::cli

@@ -351,7 +351,7 @@ constexpr std::string_view code_only[] = {
     "sqlite_store_options::busy_timeout", "sqlite_store_options::metrics",  "sqlite_store_options::read_only",
     "postgres_store_options::connect_timeout", "postgres_store_options::metrics", "postgres_store_options::read_only",
     "producer_options::kafka",        "producer_options::enqueue_timeout",  "producer_options::close_timeout",
-    "producer_options::metrics",
+    "producer_options::metrics",      "dispatcher_options::middleware",     "dispatcher_options::observe_filtered",
 };
 
 bool is_section_of(const std::string& prefix, const std::string& path) {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <thread>
 
 #include "dispatch/append_only_list.hpp"
 #include "envelope/event_data.hpp"
@@ -28,6 +29,9 @@ void dispatcher_options::validate() const {
     if (queue_capacity == 0) reject_option("queue_capacity", "must be at least 1 in thread_pool mode");
   }
   if (enqueue_timeout.count() < 0) reject_option("enqueue_timeout", "must not be negative");
+  for (std::size_t i = 0; i < middleware.size(); ++i)
+    if (!middleware[i])
+      reject_option("middleware", "piece " + std::to_string(i) + " ('" + middleware[i].name() + "') has no function");
 }
 
 // --- publish_result
@@ -78,19 +82,27 @@ result<std::vector<delivery>> publish_result::wait() const {
 // --- dispatcher
 
 struct dispatcher::impl {
-  explicit impl(dispatcher_options opts) : options(opts) {
+  explicit impl(dispatcher_options opts) : options(std::move(opts)) {
     if (options.mode == dispatch_mode::thread_pool)
       pool = std::make_unique<detail::task_pool>(options.pool_size, options.queue_capacity);
+    chain.push_back(middlewares::recover());
+    chain.insert(chain.end(), options.middleware.begin(), options.middleware.end());
   }
 
   // Runs one handler call, isolated: whatever it throws is logged and counted, never propagated.
-  // False when the call threw; a handler removed meanwhile is skipped (true).
+  // False when the call failed; a handler removed meanwhile, or whose condition rejects the
+  // event, is skipped (true).
   bool invoke(detail::handler_entry& handler, const event& ev) noexcept {
     const detail::running_call call(handler);
     if (!call.admitted()) return true;
-    if (!options.observe_handler) return run(handler, ev);
+    if (handler.when) [[unlikely]] {
+      if (auto passed = passes_condition(handler, ev); passed != condition::passed) return passed == condition::rejected;
+    }
+    handler.calls.fetch_add(1, std::memory_order_relaxed);
+    const bool plain = options.middleware.empty() && handler.pieces.empty();
+    if (!options.observe_handler) return plain ? run(handler, ev) : run_chain_of(handler, ev);
     const auto start = std::chrono::steady_clock::now();
-    const bool success = run(handler, ev);
+    const bool success = plain ? run(handler, ev) : run_chain_of(handler, ev);
     try {
       options.observe_handler(handler.name, ev, success, std::chrono::steady_clock::now() - start);
     } catch (...) {  // an observer must not fail a call that succeeded
@@ -106,6 +118,48 @@ struct dispatcher::impl {
                                            .offset = appended.value().already_stored ? -1 : appended.value().last_position});
   }
 
+  enum class condition { passed, rejected, threw };
+
+  // The handler's condition, isolated like the handler: a throw is a failed call.
+  condition passes_condition(detail::handler_entry& handler, const event& ev) noexcept {
+    try {
+      if (handler.accepts(ev)) return condition::passed;
+      if (options.observe_filtered) options.observe_filtered(handler.name, ev);
+      return condition::rejected;
+    } catch (const std::exception& e) {
+      handler.calls.fetch_add(1, std::memory_order_relaxed);
+      report_failure(handler, ev, std::string("its condition threw: ") + e.what());
+    } catch (...) {
+      handler.calls.fetch_add(1, std::memory_order_relaxed);
+      report_failure(handler, ev, "its condition threw an unknown exception");
+    }
+    return condition::threw;
+  }
+
+  // The call through recover -> the bus's pieces -> the handler's pieces. A deferral (a rate limit
+  // in waiting mode) waits here, on the pool thread, and runs the chain again.
+  bool run_chain_of(detail::handler_entry& handler, const event& ev) noexcept {
+    const cause_scope cause(ev);
+    const attempt_context ctx{.ev = ev, .handler = handler.name, .attempt = 1, .topic = {}, .partition = -1, .offset = -1};
+    try {
+      for (;;) {
+        auto outcome = eventbus::run_chain(chain, handler.pieces, handler.fn, ctx);
+        if (outcome.result == attempt_result::deferred) {
+          std::this_thread::sleep_for(outcome.retry_after);
+          continue;
+        }
+        if (outcome.result == attempt_result::succeeded) return true;
+        report_failure(handler, ev, outcome.reason.empty() ? outcome.error : outcome.reason + ": " + outcome.error);
+        return false;
+      }
+    } catch (const std::exception& e) {  // only a piece outside recover could get here (none: out of memory)
+      report_failure(handler, ev, e.what());
+    } catch (...) {
+      report_failure(handler, ev, "unknown exception");
+    }
+    return false;
+  }
+
   bool run(detail::handler_entry& handler, const event& ev) noexcept {
     const cause_scope cause(ev);  // events made by the handler continue ev's chain
     try {
@@ -119,8 +173,9 @@ struct dispatcher::impl {
     return false;
   }
 
-  void report_failure(const detail::handler_entry& handler, const event& ev, std::string_view what) noexcept {
+  void report_failure(detail::handler_entry& handler, const event& ev, std::string_view what) noexcept {
     handler_failures.fetch_add(1, std::memory_order_relaxed);
+    handler.failures.fetch_add(1, std::memory_order_relaxed);
     if (!detail::log_enabled(log_level::error)) return;
     try {
       detail::log(log_level::error, "handler '" + handler.name + "' failed on event " + ev.event_id() + " (" +
@@ -148,6 +203,7 @@ struct dispatcher::impl {
   }
 
   const dispatcher_options options;
+  std::vector<middleware> chain;  // recover, then options.middleware
   std::shared_ptr<detail::handler_registry> registry = std::make_shared<detail::handler_registry>();
   std::unique_ptr<detail::task_pool> pool;
   detail::append_only_list<std::shared_ptr<event_sink>> sinks;  // read per publish without a lock
@@ -168,10 +224,13 @@ dispatcher::~dispatcher() {
   impl_->registry->clear();
 }
 
-subscription dispatcher::subscribe(std::string pattern, std::string handler_name, handler_fn fn) {
-  const auto id = impl_->registry->add(std::move(pattern), std::move(handler_name), std::move(fn));
+subscription dispatcher::subscribe(std::string pattern, std::string handler_name, handler_fn fn,
+                                   handler_options options) {
+  const auto id = impl_->registry->add(std::move(pattern), std::move(handler_name), std::move(fn), std::move(options));
   return subscription(impl_->registry, id);
 }
+
+std::vector<handler_info> dispatcher::handlers() const { return impl_->registry->describe(); }
 
 void dispatcher::clear() noexcept { impl_->registry->clear(); }
 

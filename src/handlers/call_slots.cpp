@@ -116,4 +116,14 @@ bool held_elsewhere(const void* what) noexcept {
   return false;
 }
 
+std::size_t count_held(const void* what) noexcept {
+  auto& list = all_threads();
+  const std::lock_guard lock(list.mu);
+  std::size_t held = 0;
+  for (const thread_slots* t : list.threads)
+    for (const auto& s : t->slot)
+      if (s.load(std::memory_order_acquire) == what) ++held;
+  return held;
+}
+
 }  // namespace eventbus::detail::call_slots

@@ -54,5 +54,7 @@ void heavy_fence() noexcept;
 
 /// True while a thread other than the caller holds `what` in one of its slots.
 [[nodiscard]] bool held_elsewhere(const void* what) noexcept;
+/// How many slots of all threads hold `what` now (for display: no fence, may be a moment stale).
+[[nodiscard]] std::size_t count_held(const void* what) noexcept;
 
 }  // namespace eventbus::detail::call_slots

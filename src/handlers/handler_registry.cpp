@@ -77,10 +77,15 @@ const registry_snapshot& handler_registry::snapshot_for_publish(
   return *cache.snapshot;
 }
 
-std::uint64_t handler_registry::add(std::string pattern, std::string name, handler_fn fn) {
+std::uint64_t handler_registry::add(std::string pattern, std::string name, handler_fn fn, handler_options options) {
   validate_pattern(pattern);
   if (name.empty()) reject("must not be empty", "handler_name");
   if (!fn) reject("handler '" + name + "' has no function", "handler");
+  for (std::size_t i = 0; i < options.middleware.size(); ++i)
+    if (!options.middleware[i])
+      reject("handler '" + name + "': middleware " + std::to_string(i) + " ('" + options.middleware[i].name() +
+                 "') has no function",
+             "middleware");
 
   const std::lock_guard lock(mu_);
   for (const auto& e : entries_)
@@ -91,6 +96,8 @@ std::uint64_t handler_registry::add(std::string pattern, std::string name, handl
   entry->pattern = std::move(pattern);
   entry->name = std::move(name);
   entry->fn = std::move(fn);
+  entry->when = std::move(options.when);
+  entry->pieces = std::move(options.middleware);
   entries_.push_back(std::move(entry));
   publish_snapshot_locked();
   return entries_.back()->id;
@@ -123,6 +130,26 @@ void handler_registry::clear() noexcept {
 bool handler_registry::contains(std::uint64_t id) const noexcept {
   const std::lock_guard lock(mu_);
   return std::any_of(entries_.begin(), entries_.end(), [id](const entry_ptr& e) { return e->id == id; });
+}
+
+std::vector<handler_info> handler_registry::describe() const {
+  std::vector<handler_info> rows;
+  const std::lock_guard lock(mu_);
+  for (const auto& e : entries_) {
+    auto row = std::find_if(rows.begin(), rows.end(), [&](const handler_info& r) { return r.name == e->name; });
+    if (row == rows.end()) row = rows.insert(rows.end(), handler_info{.name = e->name});
+    row->patterns.push_back(e->pattern);
+    row->has_condition = row->has_condition || static_cast<bool>(e->when);
+    for (const auto& piece : e->pieces)
+      if (std::find(row->middleware.begin(), row->middleware.end(), piece.name()) == row->middleware.end())
+        row->middleware.push_back(piece.name());
+    row->in_flight += static_cast<std::uint64_t>(std::max(0, e->in_flight.load(std::memory_order_relaxed))) +
+                      (call_slots::available() ? call_slots::count_held(e.get()) : 0);
+    row->calls += e->calls.load(std::memory_order_relaxed);
+    row->failures += e->failures.load(std::memory_order_relaxed);
+    row->filtered += e->filtered.load(std::memory_order_relaxed);
+  }
+  return rows;
 }
 
 void handler_registry::deactivate_and_wait(handler_entry& entry) noexcept {

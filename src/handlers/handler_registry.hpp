@@ -13,6 +13,7 @@
 
 #include "handlers/call_slots.hpp"
 #include "eventbus/handler.hpp"
+#include "eventbus/handler_options.hpp"
 
 namespace eventbus::detail {
 
@@ -21,8 +22,19 @@ struct handler_entry {
   std::string pattern;
   std::string name;
   handler_fn fn;
+  event_filter when;                   // empty: every matching event
+  std::vector<eventbus::middleware> pieces;  // its own middleware, inside the bus's
   std::atomic<bool> active{true};
   std::atomic<int> in_flight{0};  // calls counted instead of held in a call slot (call_slots.hpp)
+  // For /handlers (handler_info). Relaxed: only read for display.
+  mutable std::atomic<std::uint64_t> calls{0}, failures{0}, filtered{0};
+
+  /// The event passes the handler's condition (true without one). Throws what the condition throws.
+  [[nodiscard]] bool accepts(const event& ev) const {
+    if (!when || when(ev)) return true;
+    filtered.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
 };
 using entry_ptr = std::shared_ptr<handler_entry>;
 
@@ -126,11 +138,13 @@ class handler_registry {
 
   /// Throws eventbus::exception (errc::invalid_argument) for a bad pattern, name or function, or
   /// a duplicate (pattern, name).
-  std::uint64_t add(std::string pattern, std::string name, handler_fn fn);
+  std::uint64_t add(std::string pattern, std::string name, handler_fn fn, handler_options options = {});
   /// Removes and waits for running calls (other than the current thread's). False if unknown.
   bool remove(std::uint64_t id) noexcept;
   void clear() noexcept;
   [[nodiscard]] bool contains(std::uint64_t id) const noexcept;
+  /// One row per handler name, in subscription order (what /handlers shows).
+  [[nodiscard]] std::vector<handler_info> describe() const;
 
   /// The current snapshot, as a counted reference.
   [[nodiscard]] std::shared_ptr<const registry_snapshot> snapshot() const noexcept {

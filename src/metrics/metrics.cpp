@@ -200,6 +200,21 @@ struct metrics::impl {
           .Name("eventbus_inbox_duplicates_total")
           .Help("Events an inbox skipped because its handler had applied them already (redeliveries)")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& filtered =
+      prometheus::BuildCounter()
+          .Name("eventbus_events_filtered_total")
+          .Help("Events a handler's condition (handler_options::when) rejected: not handled by it")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& unauthorized =
+      prometheus::BuildCounter()
+          .Name("eventbus_events_unauthorized_total")
+          .Help("Events the authorize middleware refused to a handler (a worker dead-letters them)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& rate_limited =
+      prometheus::BuildCounter()
+          .Name("eventbus_events_rate_limited_total")
+          .Help("Handler calls the rate_limit middleware held back (outcome=deferred) or refused (outcome=rejected)")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& snapshots =
       prometheus::BuildCounter()
           .Name("eventbus_aggregate_snapshots_total")
@@ -239,6 +254,7 @@ struct metrics::impl {
   series_cache<prometheus::Counter> append_series, relayed_series;
   series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series, projection_lag_series;
   series_cache<prometheus::Counter> projection_error_series, inbox_duplicate_series, snapshot_series;
+  series_cache<prometheus::Counter> filtered_series, unauthorized_series, rate_limited_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
 };
 
@@ -333,6 +349,28 @@ void metrics::count_parked(std::string_view store, std::uint64_t events) {
 
 void metrics::count_inbox_duplicates(std::string_view handler, std::uint64_t events) {
   impl_->inbox_duplicate_series.get(impl_->inbox_duplicates, {{"handler", handler}}).Increment(static_cast<double>(events));
+}
+
+filtered_observer metrics::filtered_observer_for(std::shared_ptr<metrics> m) {
+  return [m = std::move(m)](std::string_view handler, const event&) {
+    try {
+      m->count_filtered(handler);
+    } catch (...) {  // an observer must not throw
+    }
+  };
+}
+
+void metrics::count_filtered(std::string_view handler) {
+  impl_->filtered_series.get(impl_->filtered, {{"handler", handler}}).Increment();
+}
+
+void metrics::count_unauthorized(std::string_view handler) {
+  impl_->unauthorized_series.get(impl_->unauthorized, {{"handler", handler}}).Increment();
+}
+
+void metrics::count_rate_limited(std::string_view handler, bool rejected) {
+  impl_->rate_limited_series.get(impl_->rate_limited, {{"handler", handler}, {"outcome", rejected ? "rejected" : "deferred"}})
+      .Increment();
 }
 
 void metrics::count_snapshot(std::string_view aggregate_type, std::string_view outcome) {

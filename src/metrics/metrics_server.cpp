@@ -4,6 +4,8 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <nlohmann/json.hpp>
+
 #include <charconv>
 #include <mutex>
 #include <sstream>
@@ -56,7 +58,7 @@ struct metrics_server::impl : CivetHandler {
     } catch (const CivetException& e) {
       throw exception(error(errc::invalid_argument, "cannot listen on " + listen + ": " + e.what(), "listen"));
     }
-    for (const char* uri : {"/metrics", "/healthz", "/readyz"}) server->addHandler(uri, this);
+    for (const char* uri : {"/metrics", "/healthz", "/readyz", "/handlers"}) server->addHandler(uri, this);
   }
 
   ~impl() override {
@@ -69,6 +71,8 @@ struct metrics_server::impl : CivetHandler {
       std::ostringstream out;
       prometheus::TextSerializer().Serialize(out, source->registry().Collect());
       reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.str());
+    } else if (uri == "/handlers") {
+      reply(conn, 200, "application/json", handlers_json());
     } else if (uri == "/healthz") {
       reply(conn, 200, "text/plain", "ok\n");
     } else {
@@ -92,7 +96,32 @@ struct metrics_server::impl : CivetHandler {
     return true;
   }
 
+  std::string handlers_json() {
+    auto rows = nlohmann::json::array();
+    std::vector<std::pair<std::string, std::function<std::vector<handler_info>()>>> sources;
+    {
+      const std::lock_guard lock(checks_mu);
+      sources = handler_sources;
+    }
+    auto errors = nlohmann::json::array();
+    for (const auto& [component, list] : sources) {
+      try {
+        for (const auto& h : list())
+          rows.push_back({{"component", component}, {"name", h.name},         {"patterns", h.patterns},
+                          {"condition", h.has_condition}, {"middleware", h.middleware}, {"in_flight", h.in_flight},
+                          {"calls", h.calls},           {"failures", h.failures}, {"filtered", h.filtered}});
+      } catch (const std::exception& e) {
+        errors.push_back({{"component", component}, {"error", e.what()}});
+      }
+    }
+    nlohmann::json page{{"handlers", std::move(rows)}};
+    if (!errors.empty()) page["errors"] = std::move(errors);
+    // Names and patterns are validated text, but a handler name may hold any bytes: never throw on them.
+    return page.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+
   std::shared_ptr<metrics> source;
+  std::vector<std::pair<std::string, std::function<std::vector<handler_info>()>>> handler_sources;
   std::mutex checks_mu;
   std::vector<std::pair<std::string, std::function<bool()>>> checks;
   std::unique_ptr<CivetServer> server;
@@ -111,6 +140,12 @@ std::uint16_t metrics_server::port() const noexcept {
 void metrics_server::add_readiness_check(std::string name, std::function<bool()> check) {
   const std::lock_guard lock(impl_->checks_mu);
   impl_->checks.emplace_back(std::move(name), std::move(check));
+}
+
+void metrics_server::add_handlers(std::string component, std::function<std::vector<handler_info>()> source) {
+  if (!source) throw exception(error(errc::invalid_argument, "needs a function listing handlers", "source"));
+  const std::lock_guard lock(impl_->checks_mu);
+  impl_->handler_sources.emplace_back(std::move(component), std::move(source));
 }
 
 }  // namespace eventbus

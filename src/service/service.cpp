@@ -60,7 +60,10 @@ result<service> service::start(const app_config& config, std::shared_ptr<eventbu
     auto producer = config.make_producer_options();
     producer.metrics = metrics;
     auto dispatch = config.make_dispatcher_options();
-    if (metrics) dispatch.observe_handler = metrics::handler_observer_for(metrics);
+    if (metrics) {
+      dispatch.observe_handler = metrics::handler_observer_for(metrics);
+      dispatch.observe_filtered = metrics::filtered_observer_for(metrics);
+    }
     dispatch.store = parts->store;
 
     parts->close_timeout = producer.close_timeout;

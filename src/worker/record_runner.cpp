@@ -85,28 +85,58 @@ void record_runner::run_due_handlers(record_job& job) noexcept {
   }
 }
 
-// One attempt through the middleware chain; the outcome decides the handler's state.
+// One attempt through the middleware chain; the outcome decides the handler's state. The
+// handler's condition is asked first, on every attempt: a rejected event is done for it.
 void record_runner::call_handler(const record_job& job, handler_progress& run) noexcept {
-  const detail::running_call call(*run.handler);
+  handler_entry& handler = *run.handler;
+  const detail::running_call call(handler);
   if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
     run.state = handler_state::succeeded;
     return;
   }
+  std::exception_ptr condition_error;
+  if (handler.when) {
+    try {
+      if (!handler.accepts(*job.ev)) {
+        if (options_.metrics) options_.metrics->count_filtered(handler.name);
+        run.state = handler_state::succeeded;
+        return;
+      }
+    } catch (...) {  // a condition that throws fails the attempt, as the handler would
+      condition_error = std::current_exception();
+    }
+  }
   ++run.attempts;
-  const attempt_context ctx{.ev = *job.ev, .handler = run.handler->name, .attempt = run.attempts,
+  handler.calls.fetch_add(1, std::memory_order_relaxed);
+  const attempt_context ctx{.ev = *job.ev, .handler = handler.name, .attempt = run.attempts,
                             .topic = job.topic, .partition = job.partition, .offset = job.offset};
   attempt_outcome outcome;
   const cause_scope cause(*job.ev);  // events made by the handler continue this one's chain
   try {
-    outcome = run_chain(chain_, run.handler->fn, ctx);
+    if (condition_error) {
+      const handler_fn rethrow = [&](const event&) { std::rethrow_exception(condition_error); };
+      outcome = run_chain(chain_, handler.pieces, rethrow, ctx);
+    } else {
+      outcome = run_chain(chain_, handler.pieces, handler.fn, ctx);
+    }
   } catch (const std::exception& e) {  // only the outer pieces can get here (out of memory)
     outcome = {.result = attempt_result::retry, .error = message_text(e.what()), .retry_after = options_.retry.max_backoff};
   }
+  if (outcome.result != attempt_result::succeeded && outcome.result != attempt_result::deferred)
+    handler.failures.fetch_add(1, std::memory_order_relaxed);
   run.last_error = std::move(outcome.error);
   switch (outcome.result) {
     case attempt_result::succeeded: run.state = handler_state::succeeded; break;
-    case attempt_result::dead_letter: run.state = handler_state::dead; break;
+    case attempt_result::dead_letter:
+      run.state = handler_state::dead;
+      run.dead_letter_reason = std::move(outcome.reason);
+      break;
     case attempt_result::retry: run.next_try = worker_clock::now() + outcome.retry_after; break;
+    case attempt_result::deferred:  // not an attempt: the same attempt again once it may run
+      --run.attempts;
+      handler.calls.fetch_sub(1, std::memory_order_relaxed);
+      run.next_try = worker_clock::now() + outcome.retry_after;
+      break;
   }
 }
 
@@ -114,7 +144,7 @@ void record_runner::call_handler(const record_job& job, handler_progress& run) n
 std::vector<middleware> record_runner::build_chain() {
   std::vector<middleware> pieces{middlewares::timing([this](const attempt_context& ctx, const attempt_outcome& outcome,
                                                             std::chrono::nanoseconds took) {
-                                   handler_calls_.fetch_add(1, std::memory_order_relaxed);
+                                   handler_calls_.fetch_add(1, std::memory_order_relaxed);  // timing skips deferrals
                                    if (ctx.attempt > 1) retries_.fetch_add(1, std::memory_order_relaxed);
                                    if (!options_.metrics) return;
                                    options_.metrics->observe_handler(ctx.handler, ctx.ev.event_type(),

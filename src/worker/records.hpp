@@ -63,6 +63,7 @@ struct handler_progress {
   handler_state state = handler_state::pending;
   int attempts = 0;
   std::string last_error{};
+  std::string dead_letter_reason{};  // the outcome's reason when dead; empty: "handler-error"
   worker_clock::time_point next_try{};
   bool dead_letter_sent = false;
 };

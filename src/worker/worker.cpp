@@ -251,7 +251,8 @@ struct worker::impl {
     for (auto& run : job->handlers) {
       if (run.state == handler_state::dead && !run.dead_letter_sent) {
         run.dead_letter_sent = true;
-        dead_letter(job, {"handler-error", run.last_error, run.handler->name, run.attempts});
+        dead_letter(job, {run.dead_letter_reason.empty() ? std::string_view("handler-error") : run.dead_letter_reason,
+                          run.last_error, run.handler->name, run.attempts});
       } else if (run.state == handler_state::pending) {
         next = next ? std::min(*next, run.next_try) : run.next_try;
       }
@@ -322,10 +323,14 @@ worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(
 
 worker::~worker() { stop(); }
 
-subscription worker::subscribe(std::string pattern, std::string handler_name, handler_fn fn) {
-  const auto id = impl_->side->runner.registry().add(std::move(pattern), std::move(handler_name), std::move(fn));
+subscription worker::subscribe(std::string pattern, std::string handler_name, handler_fn fn,
+                               handler_options options) {
+  const auto id = impl_->side->runner.registry().add(std::move(pattern), std::move(handler_name), std::move(fn),
+                                                     std::move(options));
   return subscription(impl_->side->runner.shared_registry(), id);
 }
+
+std::vector<handler_info> worker::handlers() const { return impl_->side->runner.registry().describe(); }
 
 void worker::start() {
   if (impl_->loop_thread.joinable()) throw exception(error(errc::invalid_argument, "worker already started"));

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "eventbus/handler.hpp"
+#include "eventbus/handler_options.hpp"
 #include "eventbus/kafka/options.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/middleware.hpp"
@@ -111,12 +112,19 @@ class worker {
   worker& operator=(const worker&) = delete;
 
   /// Same rules as dispatcher::subscribe. Subscribe before start(): records whose type has no
-  /// handler are committed without being handled.
-  [[nodiscard]] subscription subscribe(std::string pattern, std::string handler_name, handler_fn fn);
+  /// handler are committed without being handled. A record the handler's condition rejects is not
+  /// handled by it and is committed like a handled one; its middleware runs inside the worker's.
+  [[nodiscard]] subscription subscribe(std::string pattern, std::string handler_name, handler_fn fn,
+                                       handler_options options = {});
   template <typed_event T, class F>
-  [[nodiscard]] subscription subscribe(std::string handler_name, F fn) {
-    return subscribe(std::string(T::event_type), std::move(handler_name), make_typed_handler<T>(std::move(fn)));
+  [[nodiscard]] subscription subscribe(std::string handler_name, F fn, handler_options options = {}) {
+    return subscribe(std::string(T::event_type), std::move(handler_name), make_typed_handler<T>(std::move(fn)),
+                     std::move(options));
   }
+
+  /// Every handler name subscribed now, with its patterns, condition, middleware and counts (what
+  /// metrics_server's /handlers serves).
+  [[nodiscard]] std::vector<handler_info> handlers() const;
 
   /// Joins the group and starts consuming on background threads. Once only.
   void start();

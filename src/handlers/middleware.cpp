@@ -9,12 +9,21 @@ std::string_view to_string(attempt_result result) noexcept {
     case attempt_result::succeeded: return "succeeded";
     case attempt_result::retry: return "retry";
     case attempt_result::dead_letter: return "dead_letter";
+    case attempt_result::deferred: return "deferred";
   }
   return "unknown";
 }
 
+const std::vector<middleware>& next_step::no_pieces() noexcept {
+  static const std::vector<middleware> none;
+  return none;
+}
+
 attempt_outcome next_step::operator()(const attempt_context& ctx) const {
-  if (index_ < chain_->size()) return (*chain_)[index_](ctx, next_step(*chain_, *handler_, index_ + 1));
+  const std::size_t outer = outer_->size();
+  if (index_ < outer) return (*outer_)[index_](ctx, next_step(*outer_, *inner_, *handler_, index_ + 1));
+  if (index_ - outer < inner_->size())
+    return (*inner_)[index_ - outer](ctx, next_step(*outer_, *inner_, *handler_, index_ + 1));
   (*handler_)(ctx.ev);
   return {};
 }
@@ -22,7 +31,7 @@ attempt_outcome next_step::operator()(const attempt_context& ctx) const {
 namespace middlewares {
 
 middleware recover() {
-  return [](const attempt_context& ctx, const next_step& next) -> attempt_outcome {
+  return {"recover", [](const attempt_context& ctx, const next_step& next) -> attempt_outcome {
     try {
       return next(ctx);
     } catch (const permanent_error& e) {
@@ -32,12 +41,12 @@ middleware recover() {
     } catch (...) {
       return {.result = attempt_result::retry, .error = "unknown exception (not derived from std::exception)"};
     }
-  };
+  }};
 }
 
 middleware retry(retry_policy policy) {
   policy.validate();
-  return [policy](const attempt_context& ctx, const next_step& next) {
+  return {"retry", [policy](const attempt_context& ctx, const next_step& next) {
     auto outcome = next(ctx);
     if (outcome.result != attempt_result::retry) return outcome;
     if (ctx.attempt >= policy.max_attempts) {
@@ -47,19 +56,20 @@ middleware retry(retry_policy policy) {
     thread_local std::mt19937_64 gen{std::random_device{}()};
     outcome.retry_after = policy.backoff_before(ctx.attempt + 1, std::uniform_real_distribution<double>(0.0, 1.0)(gen));
     return outcome;
-  };
+  }};
 }
 
 middleware timing(attempt_observer observe) {
-  return [observe = std::move(observe)](const attempt_context& ctx, const next_step& next) {
+  return {"timing", [observe = std::move(observe)](const attempt_context& ctx, const next_step& next) {
     const auto start = std::chrono::steady_clock::now();
     auto outcome = next(ctx);
+    if (outcome.result == attempt_result::deferred) return outcome;  // not an attempt
     try {
       observe(ctx, outcome, std::chrono::steady_clock::now() - start);
     } catch (...) {  // an observer must not turn a handled record into a failed one
     }
     return outcome;
-  };
+  }};
 }
 
 }  // namespace middlewares
