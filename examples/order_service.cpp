@@ -34,14 +34,16 @@ int main(int argc, char** argv) {
   const long orders = argc > 3 ? std::max(1L, std::atol(argv[3])) : -1;  // -1: until stopped
 
   auto metrics = std::make_shared<eventbus::metrics>();
-  eventbus::metrics_server server(metrics, cfg->metrics_listen);
   auto svc = eventbus::service::start(*cfg, metrics);  // the store and its relay, or the mirror
   if (!svc) {
     std::fprintf(stderr, "order_service: %s\n", svc.error().to_string().c_str());
     return 2;
   }
+  // After the service: the server's checks and /handlers read it, so the server must go first.
+  eventbus::metrics_server server(metrics, cfg->metrics_listen);
   svc->add_readiness_checks(server);
   eventbus::dispatcher& bus = svc->bus();
+  server.add_handlers("dispatcher", [&] { return bus.handlers(); });  // GET /handlers, `eventbus handlers --url`
 
   // A local handler: in-process reactions run isolated from each other and from the publisher.
   std::atomic<long> revenue_cents{0};

@@ -28,10 +28,12 @@ int main(int argc, char** argv) {
   }
   eventbus::worker_options options = *made;
   auto metrics = std::make_shared<eventbus::metrics>();
-  eventbus::metrics_server server(metrics, cfg.value().metrics_listen);
   options.metrics = metrics;
   eventbus::worker w(options);
+  // After the worker: the server's checks and /handlers read it, so the server must go first.
+  eventbus::metrics_server server(metrics, cfg.value().metrics_listen);
   server.add_readiness_check("worker", [&] { return w.in_group(); });
+  server.add_handlers("worker " + options.group_id, [&] { return w.handlers(); });  // GET /handlers
 
   // Handlers must be idempotent: delivery is at-least-once. Throwing means "retry me".
   auto audit = w.subscribe("*", "audit", [](const eventbus::event& ev) {

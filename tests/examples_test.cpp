@@ -59,6 +59,9 @@ TEST_CASE("the example service publishes, the example worker handles, both expor
             .value_or(0) > 0);
   CHECK(sample_value(service_page, "eventbus_handler_duration_seconds_count", {{"handler", "revenue"}}).value_or(0) > 0);
   CHECK(http_get(service_port, "/readyz").status == 200);
+  // Both list their handlers on /handlers.
+  CHECK(http_get(service_port, "/handlers").body.find(R"("name":"revenue")") != std::string::npos);
+  CHECK(http_get(worker_port, "/handlers").body.find(R"("name":"invoice")") != std::string::npos);
 
   CHECK(service.stop(SIGTERM) == 0);
   CHECK(worker.stop(SIGINT) == 0);

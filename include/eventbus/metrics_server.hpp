@@ -51,6 +51,7 @@ class metrics_server {
 
   /// /handlers lists what `source` returns (dispatcher::handlers, worker::handlers) under
   /// `component`. Sources must be quick; one that throws is listed with its error. Thread-safe.
+  /// What a source reads must outlive the server: declare the server after it.
   void add_handlers(std::string component, std::function<std::vector<handler_info>()> source);
 
  private:
