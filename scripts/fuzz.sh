@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 jobs="${EVENTBUS_JOBS:-2}"
-targets=(decode_event worker_record config publish_line dead_letter_headers commit_metadata export_line)
+targets=(decode_event worker_record config publish_line dead_letter_headers commit_metadata export_line handlers_page)
 
 bash scripts/setup.sh
 dir=build/fuzz

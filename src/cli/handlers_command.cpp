@@ -16,6 +16,7 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "cli/handlers_page.hpp"
 #include "cli/printable.hpp"
 
 namespace eventbus::cli {
@@ -32,54 +33,6 @@ whether it has a condition, its own middleware, calls in flight and totals.
   --timeout SECONDS    how long to wait for the answer (default 5)
   --json               the page as it came
 )";
-
-struct http_url {
-  std::string host;
-  std::string port;
-  std::string path;
-};
-
-// "http://host:port[/path]"; the error names what is wrong.
-std::optional<http_url> parse_url(std::string_view url, std::string& problem) {
-  constexpr std::string_view scheme = "http://";
-  if (!url.starts_with(scheme)) {
-    problem = url.starts_with("https://") ? "https is not served by the metrics server: use http://"
-                                          : "must start with http://";
-    return std::nullopt;
-  }
-  std::string_view rest = url.substr(scheme.size());
-  const auto slash = rest.find('/');
-  const std::string_view authority = rest.substr(0, slash);
-  http_url parsed{.host = {}, .port = {}, .path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash))};
-  const auto colon = authority.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    problem = "needs host:port (the metrics server's metrics.listen, e.g. 127.0.0.1:9464)";
-    return std::nullopt;
-  }
-  parsed.host = std::string(authority.substr(0, colon));
-  parsed.port = std::string(authority.substr(colon + 1));
-  unsigned port = 0;
-  const auto [ptr, ec] = std::from_chars(parsed.port.data(), parsed.port.data() + parsed.port.size(), port);
-  if (ec != std::errc{} || ptr != parsed.port.data() + parsed.port.size() || port == 0 || port > 65535) {
-    problem = "port '" + printable(parsed.port) + "' is not a number from 1 to 65535";
-    return std::nullopt;
-  }
-  if (parsed.host.find_first_of(" \t\r\n@") != std::string::npos) {
-    problem = "host '" + printable(parsed.host) + "' is not a host name or address";
-    return std::nullopt;
-  }
-  if (parsed.path.find_first_of(" \t\r\n") != std::string::npos) {
-    problem = "the path holds white space";
-    return std::nullopt;
-  }
-  if (parsed.path == "/") parsed.path = "/handlers";
-  return parsed;
-}
-
-struct http_reply {
-  int status = 0;
-  std::string body;
-};
 
 // One HTTP/1.0 GET; the error says what failed (resolve, connect, read, reply).
 std::optional<http_reply> http_get(const http_url& url, std::chrono::seconds timeout, std::string& problem) {
@@ -117,34 +70,18 @@ std::optional<http_reply> http_get(const http_url& url, std::chrono::seconds tim
     for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) raw.append(buf, static_cast<std::size_t>(n));
   }
   close(fd);
-  const auto space = raw.find(' ');
-  const auto body = raw.find("\r\n\r\n");
-  if (!raw.starts_with("HTTP/") || space == std::string::npos || body == std::string::npos || space + 4 > raw.size()) {
-    problem = raw.empty() ? "no answer within " + std::to_string(timeout.count()) + " s" : "the answer is not HTTP";
+  if (raw.empty()) {
+    problem = "no answer within " + std::to_string(timeout.count()) + " s";
     return std::nullopt;
   }
-  http_reply reply;
-  const auto [ptr, ec] = std::from_chars(raw.data() + space + 1, raw.data() + space + 4, reply.status);
-  if (ec != std::errc{}) {
-    problem = "the answer has no status code";
-    return std::nullopt;
-  }
-  reply.body = raw.substr(body + 4);
-  return reply;
+  return parse_http_reply(raw, problem);
 }
 
-std::string joined(const nlohmann::json& list) {
-  std::string out;
-  if (!list.is_array()) return out;
-  for (const auto& item : list)
-    if (item.is_string()) out += (out.empty() ? "" : ",") + item.get<std::string>();
-  return out.empty() ? "-" : out;
-}
-
-std::string text_of(const nlohmann::json& row, const char* key) {
-  const auto it = row.find(key);
-  if (it == row.end()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
+// A string member of `value`, or "" (not an object, absent, another type).
+std::string string_field(const nlohmann::json& value, const char* key) {
+  if (!value.is_object()) return "";
+  const auto it = value.find(key);
+  return it != value.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 }  // namespace
@@ -190,20 +127,11 @@ int run_handlers(std::span<const std::string_view> args) {
     std::printf("%s\n", page.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return exit_ok;
   }
-  std::printf("%-22s %-24s %-28s %-9s %-22s %9s %10s %9s %9s\n", "COMPONENT", "HANDLER", "PATTERNS", "CONDITION",
-              "MIDDLEWARE", "IN_FLIGHT", "CALLS", "FAILURES", "FILTERED");
-  for (const auto& row : page["handlers"]) {
-    if (!row.is_object()) continue;
-    std::printf("%-22s %-24s %-28s %-9s %-22s %9s %10s %9s %9s\n", printable(text_of(row, "component")).c_str(),
-                printable(text_of(row, "name")).c_str(), printable(joined(row.value("patterns", nlohmann::json()))).c_str(),
-                row.value("condition", false) ? "yes" : "no",
-                printable(joined(row.value("middleware", nlohmann::json()))).c_str(), text_of(row, "in_flight").c_str(),
-                text_of(row, "calls").c_str(), text_of(row, "failures").c_str(), text_of(row, "filtered").c_str());
-  }
+  std::fputs(handlers_table(page).c_str(), stdout);
   if (page.contains("errors"))
     for (const auto& e : page["errors"])
       std::fprintf(stderr, "eventbus handlers: %s could not list its handlers: %s\n",
-                   printable(text_of(e, "component")).c_str(), printable(text_of(e, "error")).c_str());
+                   printable(string_field(e, "component")).c_str(), printable(string_field(e, "error")).c_str());
   std::fprintf(stderr, "%zu handler(s)\n", page["handlers"].size());
   return exit_ok;
 }
