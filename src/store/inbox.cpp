@@ -15,23 +15,57 @@ constexpr std::uint64_t prune_every = 1000;  // handled events between two prune
 
 std::int64_t now_millis() { return now_ms().time_since_epoch().count(); }
 
+constexpr const char* sqlite_record_sql =
+    "INSERT INTO eventbus_inbox (handler, event_id, handled_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+
+// record_first's SQLite insert, prepared once on the store's writer connection and reset after each
+// use (preparing it again for every event cost more than its execution). It is only used inside
+// run_in_transaction, under the store's writer lock, so handlers on other threads never share it
+// at once. Finalized before the inbox lets go of its store.
+class sqlite_record_statement {
+ public:
+  sqlite_record_statement() = default;
+  ~sqlite_record_statement() { sqlite3_finalize(stmt_); }
+  sqlite_record_statement(const sqlite_record_statement&) = delete;
+  sqlite_record_statement& operator=(const sqlite_record_statement&) = delete;
+
+  /// The statement on `db`, prepared when it is not yet (or was for another connection); null
+  /// when preparing fails (sqlite3_errmsg(db) says why; the next call tries again).
+  sqlite3_stmt* on(sqlite3* db) {
+    if (db_ != db || stmt_ == nullptr) {
+      sqlite3_finalize(stmt_);
+      stmt_ = nullptr;
+      db_ = db;
+      if (sqlite3_prepare_v2(db, sqlite_record_sql, -1, &stmt_, nullptr) != SQLITE_OK) {
+        sqlite3_finalize(stmt_);
+        stmt_ = nullptr;
+      }
+    }
+    return stmt_;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
 // Records (handler, event_id) in the open transaction: false when it was there already.
-result<bool> record_first(store_transaction& tx, const std::string& handler, const std::string& event_id) {
+result<bool> record_first(store_transaction& tx, sqlite_record_statement& sqlite_insert, const std::string& handler,
+                          const std::string& event_id) {
   if (tx.sqlite() != nullptr) {
-    sqlite3_stmt* insert = nullptr;
-    if (sqlite3_prepare_v2(tx.sqlite(),
-                           "INSERT INTO eventbus_inbox (handler, event_id, handled_at_ms) VALUES (?1, ?2, ?3) "
-                           "ON CONFLICT DO NOTHING",
-                           -1, &insert, nullptr) != SQLITE_OK)
+    sqlite3_stmt* insert = sqlite_insert.on(tx.sqlite());
+    if (insert == nullptr)
       return error(errc::store_failed, std::string("sqlite: recording in the inbox: ") + sqlite3_errmsg(tx.sqlite()));
     sqlite3_bind_text(insert, 1, handler.data(), static_cast<int>(handler.size()), SQLITE_STATIC);
     sqlite3_bind_text(insert, 2, event_id.data(), static_cast<int>(event_id.size()), SQLITE_STATIC);
     sqlite3_bind_int64(insert, 3, now_millis());
     const int rc = sqlite3_step(insert);
-    sqlite3_finalize(insert);
-    if (rc != SQLITE_DONE)
-      return error(errc::store_failed, std::string("sqlite: recording in the inbox: ") + sqlite3_errmsg(tx.sqlite()));
-    return sqlite3_changes(tx.sqlite()) == 1;
+    const bool inserted = rc == SQLITE_DONE && sqlite3_changes(tx.sqlite()) == 1;
+    std::string why = rc == SQLITE_DONE ? "" : sqlite3_errmsg(tx.sqlite());
+    sqlite3_reset(insert);  // ready for the next event, and no borrowed text left bound
+    sqlite3_clear_bindings(insert);
+    if (rc != SQLITE_DONE) return error(errc::store_failed, "sqlite: recording in the inbox: " + why);
+    return inserted;
   }
   // On PostgreSQL the insert also takes the row's lock: a duplicate delivered at the same time
   // waits for this transaction, then finds the record.
@@ -79,6 +113,7 @@ struct inbox::impl {
   inbox_options options;
   std::atomic<std::uint64_t> duplicates{0};
   std::atomic<std::uint64_t> handled{0};
+  sqlite_record_statement sqlite_insert;  // after `store`: finalized before the store may close
 
   result<std::uint64_t> prune() {
     std::uint64_t removed = 0;
@@ -112,7 +147,7 @@ handler_fn inbox::wrap(std::string handler_name, inbox_handler fn) {
   return [state = impl_.get(), name = std::move(handler_name), fn = std::move(fn)](const event& ev) {
     bool duplicate = false;
     auto done = state->backend->run_in_transaction([&](store_transaction& tx) -> result<bool> {
-      auto first = record_first(tx, name, ev.event_id());
+      auto first = record_first(tx, state->sqlite_insert, name, ev.event_id());
       if (!first) return first.error();
       if (!first.value()) {
         duplicate = true;
