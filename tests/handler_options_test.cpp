@@ -53,7 +53,7 @@ middleware tracer(std::string name, std::vector<std::string>& trace) {
 
 }  // namespace
 
-TEST_CASE("a condition keeps a handler to the events it accepts; rejected ones are counted as filtered") {
+TEST_CASE("a condition keeps a handler to the events it accepts and counts the rejected ones as filtered") {
   std::vector<std::string> filtered_seen;
   auto bus = inline_bus({.observe_filtered = [&](std::string_view handler, const event&) { filtered_seen.emplace_back(handler); }});
   std::vector<double> big, all;
