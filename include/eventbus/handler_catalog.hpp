@@ -19,7 +19,6 @@
 // refuses to subscribe nothing, so a dropped file is noticed at start.
 
 #include <concepts>
-#include <source_location>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,15 +30,24 @@
 
 namespace eventbus {
 
+/// Where a registration is written: the caller's file and line, taken by the default arguments at
+/// the call site. (Not std::source_location: clang before 15 cannot build it with libstdc++ 12.)
+struct code_location {
+  constexpr code_location(const char* in_file = __builtin_FILE(), unsigned at_line = __builtin_LINE()) noexcept
+      : file(in_file), line(at_line) {}
+  const char* file;
+  unsigned line;
+};
+
 /// One handler in the process's catalog. Declare it as a static (namespace-scope) object.
 class registered_handler {
  public:
   registered_handler(std::string name, std::string pattern, handler_fn fn, handler_options options = {},
-                     std::source_location where = std::source_location::current());
+                     code_location where = {});
   /// Typed: the handler of T::event_type, `fn(const T&)` or `fn(const T&, const event&)`.
   template <typed_event T, class F>
   [[nodiscard]] static registered_handler of(std::string name, F fn, handler_options options = {},
-                                             std::source_location where = std::source_location::current()) {
+                                             code_location where = {}) {
     return registered_handler(std::move(name), std::string(T::event_type), make_typed_handler<T>(std::move(fn)),
                               std::move(options), where);
   }

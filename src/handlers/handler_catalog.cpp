@@ -35,7 +35,7 @@ bool lies_within(const std::string& pattern, std::string_view only) {
 }  // namespace
 
 registered_handler::registered_handler(std::string name, std::string pattern, handler_fn fn, handler_options options,
-                                       std::source_location where) {
+                                       code_location where) {
   // No validation here: a throw during static initialisation would end the process before main
   // with no useful message. subscribe_all and subscribe check everything, naming the handler.
   auto& c = the_catalog();
@@ -44,7 +44,7 @@ registered_handler::registered_handler(std::string name, std::string pattern, ha
                        .pattern = std::move(pattern),
                        .fn = std::move(fn),
                        .options = std::move(options),
-                       .where = std::string(where.file_name()) + ":" + std::to_string(where.line())});
+                       .where = std::string(where.file) + ":" + std::to_string(where.line)});
 }
 
 std::vector<catalog_entry> registered_handlers() {
