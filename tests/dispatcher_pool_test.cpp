@@ -8,7 +8,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/log.hpp"
@@ -236,6 +239,47 @@ TEST_CASE("unusable options are refused, naming the option") {
   CHECK(options_error({.pool_size = 5000})->field() == "pool_size");
   CHECK(options_error({.queue_capacity = 0})->field() == "queue_capacity");
   CHECK(options_error({.enqueue_timeout = -1ms})->field() == "enqueue_timeout");
+  CHECK(options_error({.priority_levels = 0})->field() == "priority_levels");
+  CHECK(options_error({.priority_levels = 17})->message().find("got 17") != std::string::npos);
   CHECK_FALSE(options_error({.mode = dispatch_mode::caller_thread, .pool_size = 0}).has_value());
   CHECK_THROWS_AS(dispatcher({.pool_size = 0}), eventbus::exception);
+}
+
+TEST_CASE("a free thread starts the oldest call of the highest priority waiting, and each level keeps publish order") {
+  dispatcher bus({.pool_size = 1, .priority_levels = 3});
+  gate g;
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto blocker = bus.subscribe("gate.closed", "blocker", [&](const event&) { g.wait(); });
+  auto recorder = bus.subscribe("order.*", "recorder", [&](const event& ev) {
+    const std::lock_guard lock(mu);
+    order.push_back(ev.aggregate_id());
+  });
+  REQUIRE(bus.publish(make_test_event("gate.closed")).accepted());
+  REQUIRE(wait_until([&] { return g.waiting() == 1; }));  // the only thread is busy: the rest queues
+  for (const auto& [id, priority] : std::vector<std::pair<std::string, std::size_t>>{
+           {"low-1", 0}, {"high-1", 2}, {"mid-1", 1}, {"low-2", 0}, {"high-2", 2}, {"mid-2", 1}, {"low-3", 0}})
+    REQUIRE(bus.publish(make_test_event("order.created", id), {.priority = priority}).accepted());
+  g.open();
+  bus.shutdown();
+  CHECK(order == std::vector<std::string>{"high-1", "high-2", "mid-1", "mid-2", "low-1", "low-2", "low-3"});
+}
+
+TEST_CASE("a priority the dispatcher does not have is rejected, naming it, and nothing of the event runs") {
+  dispatcher bus({.pool_size = 1, .priority_levels = 2});
+  std::atomic<int> handled{0};
+  auto sub = bus.subscribe("order.created", "counter", [&](const event&) { handled.fetch_add(1); });
+  const auto refused = bus.publish(make_test_event(), {.priority = 2});
+  REQUIRE_FALSE(refused.accepted());
+  CHECK(refused.rejection().code() == errc::invalid_argument);
+  CHECK(refused.rejection().field() == "priority");
+  CHECK(refused.rejection().message().find("0..1") != std::string::npos);
+  CHECK(bus.stats().rejected == 1);
+  REQUIRE(bus.publish(make_test_event(), {.priority = 1}).accepted());
+  bus.shutdown();
+  CHECK(handled.load() == 1);
+  CHECK(bus.stats().published == 1);
+  // The range holds in caller_thread mode too (the default of one level takes only 0).
+  dispatcher inline_bus({.mode = dispatch_mode::caller_thread});
+  CHECK_FALSE(inline_bus.publish(make_test_event(), {.priority = 1}).accepted());
 }

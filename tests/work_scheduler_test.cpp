@@ -223,3 +223,82 @@ TEST_CASE("an idle key lane stays for the key's next record, and idle lanes are 
   u.release(*b.runs[0].owner);
   CHECK(q.lanes.empty());  // an unordered lane never comes back
 }
+
+namespace {
+
+job_ptr record_on(const std::string& topic, std::int64_t offset, std::string key) {
+  auto job = record(offset, std::move(key));
+  job->topic = topic;
+  return job;
+}
+
+// Two tiers: topics starting "urgent" are tier 0, the rest tier 1.
+work_scheduler tiered(std::size_t share_percent) {
+  work_scheduler s(processing_order::unordered, 4);
+  s.use_tiers({.count = 2,
+               .tier_of = [](const std::string& topic) -> std::size_t { return topic.starts_with("urgent") ? 0 : 1; },
+               .lower_share_percent = share_percent});
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("tiers: the most urgent ready records are taken first, and a busy lower tier keeps its share") {
+  auto s = tiered(20);
+  auto& low = s.partition("backlog", 0);
+  auto& high = s.partition("urgent", 0);
+  CHECK(low.tier == 1);
+  CHECK(high.tier == 0);
+  for (std::int64_t i = 0; i < 400; ++i) s.add(low, record_on("backlog", i, ""));
+  CHECK(s.unfinished_in_tier(1) == 400);
+  // Nothing urgent: the low tier is served alone, in offset order.
+  CHECK(offsets_of(s.take(1, 4)) == std::vector<std::int64_t>{0, 1, 2, 3});
+  for (std::int64_t i = 0; i < 400; ++i) s.add(high, record_on("urgent", i, ""));
+
+  // Both ready: urgent batches, with a low batch whenever the low tier is owed one record
+  // (20 %: one low record per four urgent ones).
+  std::size_t urgent = 0, lower = 0;
+  for (int turn = 0; turn < 50; ++turn) {
+    const auto batch = s.take(1, 4);
+    REQUIRE_FALSE(batch.jobs.empty());
+    for (const auto& job : batch.jobs) (job->topic == "urgent" ? urgent : lower) += 1;
+  }
+  CHECK(urgent >= 90);
+  CHECK(lower > 0);
+  const double share = static_cast<double>(lower) / static_cast<double>(urgent + lower);
+  CHECK(share == doctest::Approx(0.20).epsilon(0.25));  // 15..25 %
+  CHECK(lower <= 60);
+
+  // Low records still come in offset order.
+  auto t = tiered(50);
+  auto& l2 = t.partition("backlog", 0);
+  auto& h2 = t.partition("urgent", 0);
+  for (std::int64_t i = 0; i < 40; ++i) t.add(l2, record_on("backlog", i, ""));
+  for (std::int64_t i = 0; i < 40; ++i) t.add(h2, record_on("urgent", i, ""));
+  std::int64_t next_low = 0;
+  while (t.has_ready())
+    for (const auto& job : t.take(1, 4).jobs)
+      if (job->topic == "backlog") CHECK(job->offset == next_low++);
+  CHECK(next_low == 40);
+}
+
+TEST_CASE("tiers: finishing and forgetting records keep each tier's unfinished count") {
+  auto s = tiered(10);
+  auto& low = s.partition("backlog", 0);
+  auto& high = s.partition("urgent", 3);
+  std::vector<job_ptr> jobs;
+  for (std::int64_t i = 0; i < 3; ++i) {
+    jobs.push_back(record_on("urgent", i, ""));
+    s.add(high, jobs.back());
+  }
+  for (std::int64_t i = 0; i < 5; ++i) s.add(low, record_on("backlog", i, ""));
+  CHECK(s.unfinished_in_tier(0) == 3);
+  s.finish(high, *jobs[1]);
+  CHECK(s.unfinished_in_tier(0) == 2);
+  s.forget(std::set<partition_key>{{"urgent", 3}});
+  CHECK(s.unfinished_in_tier(0) == 0);
+  CHECK(s.unfinished_in_tier(1) == 5);
+  // The forgotten tier's lanes are gone: only low records are taken now.
+  while (s.has_ready())
+    for (const auto& job : s.take(2, 4).jobs) CHECK(job->topic == "backlog");
+}

@@ -15,6 +15,10 @@
 //    nothing of that event was scheduled or mirrored: retry, or slow down. A publish from inside a
 //    handler is never blocked (it could be waiting on itself): it may exceed the capacity.
 //    A handler may run concurrently with itself for different events.
+//    Priorities (priority_levels > 1): publish(ev, {.priority = p}) queues the event's handler calls
+//    at level p; a free pool thread starts the oldest call of the highest level waiting. Calls of
+//    one level start in publish order. Strict: lower levels wait while higher ones have calls
+//    queued (see docs/dispatcher.md for when that starves them).
 //  - dispatch_mode::caller_thread: handlers run inside publish(), one after another. A nested
 //    publish from a handler runs its handlers before the outer publish continues.
 //
@@ -48,6 +52,8 @@ struct dispatcher_options {
   std::size_t pool_size = 4;         // handler threads (thread_pool mode)
   std::size_t queue_capacity = 4096;  // scheduled handler calls not yet started
   std::chrono::milliseconds enqueue_timeout{1000};  // how long publish() waits for room
+  /// Priorities publish() accepts: 0 .. priority_levels - 1, higher first (thread_pool mode), 1..16.
+  std::size_t priority_levels = 1;
   /// Called after every handler call with its outcome and duration, e.g. with
   /// eventbus::metrics::handler_observer() for the latency histogram. Must not throw; none if empty.
   handler_observer observe_handler{};
@@ -68,6 +74,14 @@ struct dispatcher_options {
 
   /// Throws eventbus::exception (errc::invalid_argument, naming the option) when unusable.
   void validate() const;
+};
+
+/// How one event is published.
+struct publish_options {
+  /// 0 (the default and the lowest) .. dispatcher_options::priority_levels - 1; anything above is
+  /// rejected (errc::invalid_argument, field "priority"). caller_thread mode runs handlers inside
+  /// publish(), so there is nothing to order, but the range is still checked.
+  std::size_t priority = 0;
 };
 
 /// What dispatcher::run_handlers did with one event.
@@ -139,8 +153,9 @@ class dispatcher {
   /// Removes every subscription (their handles become inactive).
   void clear() noexcept;
 
-  /// Dispatches `ev` to its handlers, then to every sink. See the header comment for backpressure.
-  [[nodiscard]] publish_result publish(const event& ev);
+  /// Dispatches `ev` to its handlers, then to every sink. See the header comment for backpressure
+  /// and priorities.
+  [[nodiscard]] publish_result publish(const event& ev, publish_options how = {});
 
   /// Runs the handlers matching `ev` on the calling thread, one after another, and nothing else:
   /// the event is not stored, not handed to sinks and not counted as published. For replaying

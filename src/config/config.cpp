@@ -248,6 +248,9 @@ const std::vector<setting>& settings() {
     t.push_back(checked(count_setting("dispatcher.queue_capacity", "", "dispatcher_options::queue_capacity",
                                       [](app_config& c) -> std::size_t& { return c.dispatcher.queue_capacity; }),
                         "dispatcher", "queue_capacity"));
+    t.push_back(checked(count_setting("dispatcher.priority_levels", "", "dispatcher_options::priority_levels",
+                                      [](app_config& c) -> std::size_t& { return c.dispatcher.priority_levels; }),
+                        "dispatcher", "priority_levels"));
     t.push_back(checked(text_setting("worker.group", "EVENTBUS_GROUP_ID", "worker_options::group_id",
                                      [](app_config& c) -> std::string& { return c.worker.group_id; }, true),
                         "worker", "group_id"));
@@ -268,6 +271,25 @@ const std::vector<setting>& settings() {
                     },
                 .dump = [](const app_config& c) { return json(c.worker.topics); }},
         "worker", "topics"));
+    t.push_back(checked(
+        setting{.path = "worker.priority_tiers",
+                .env = {},
+                .option = "worker_options::priority_tiers",
+                .validator = {},
+                .option_field = {},
+                .read =
+                    [](const json& v, const std::string& where, app_config& c) {
+                      if (!v.is_array()) section::fail(where, "must be an array of tiers (arrays of topic names or '^regex'), got " + shown(v));
+                      c.worker.priority_tiers.clear();
+                      for (std::size_t i = 0; i < v.size(); ++i)
+                        c.worker.priority_tiers.push_back(read_strings(v[i], where + "[" + std::to_string(i) + "]"));
+                    },
+                .from_env = {},
+                .dump = [](const app_config& c) { return json(c.worker.priority_tiers); }},
+        "worker", "priority_tiers"));
+    t.push_back(checked(count_setting("worker.lower_tier_share_percent", "", "worker_options::lower_tier_share_percent",
+                                      [](app_config& c) -> std::size_t& { return c.worker.lower_tier_share_percent; }),
+                        "worker", "lower_tier_share_percent"));
     t.push_back(checked(choice_setting<processing_order>("worker.ordering", "EVENTBUS_WORKER_ORDERING", "worker_options::ordering",
                                                          [](app_config& c) -> processing_order& { return c.worker.ordering; },
                                                          parse_processing_order, ordering_name),

@@ -18,6 +18,9 @@ namespace {
   throw exception(error(errc::invalid_argument, std::move(message), std::move(field)));
 }
 
+// More levels would not make a pool fairer, only its idle scan longer.
+constexpr std::size_t max_priority_levels = 16;
+
 std::size_t type_hash_of(const event& ev) noexcept { return detail::event_access::data(ev).type_hash; }
 
 }  // namespace
@@ -28,6 +31,9 @@ void dispatcher_options::validate() const {
     if (pool_size > 1024) reject_option("pool_size", "must be at most 1024, got " + std::to_string(pool_size));
     if (queue_capacity == 0) reject_option("queue_capacity", "must be at least 1 in thread_pool mode");
   }
+  if (priority_levels == 0 || priority_levels > max_priority_levels)
+    reject_option("priority_levels", "must be 1.." + std::to_string(max_priority_levels) + ", got " +
+                                         std::to_string(priority_levels));
   if (enqueue_timeout.count() < 0) reject_option("enqueue_timeout", "must not be negative");
   for (std::size_t i = 0; i < middleware.size(); ++i)
     if (!middleware[i])
@@ -84,7 +90,7 @@ result<std::vector<delivery>> publish_result::wait() const {
 struct dispatcher::impl {
   explicit impl(dispatcher_options opts) : options(std::move(opts)) {
     if (options.mode == dispatch_mode::thread_pool)
-      pool = std::make_unique<detail::task_pool>(options.pool_size, options.queue_capacity);
+      pool = std::make_unique<detail::task_pool>(options.pool_size, options.queue_capacity, options.priority_levels);
     chain.push_back(middlewares::recover());
     chain.insert(chain.end(), options.middleware.begin(), options.middleware.end());
   }
@@ -185,13 +191,13 @@ struct dispatcher::impl {
     }
   }
 
-  result<void> schedule(const detail::registry_snapshot& handlers, const event& ev) {
+  result<void> schedule(const detail::registry_snapshot& handlers, const event& ev, std::size_t priority) {
     std::vector<detail::task_pool::task> tasks;
     handlers.for_each_match(ev.event_type(), type_hash_of(ev), [&](const detail::entry_ptr& handler) {
       // The task keeps the entry alive; invoke() skips it if it was removed meanwhile.
       tasks.emplace_back([this, handler, ev] { (void)invoke(*handler, ev); });
     });
-    switch (pool->push_all(tasks, options.enqueue_timeout)) {
+    switch (pool->push_all(tasks, options.enqueue_timeout, priority)) {
       case detail::task_pool::push_status::ok: return {};
       case detail::task_pool::push_status::closed: return error(errc::shut_down, "dispatcher is shut down");
       case detail::task_pool::push_status::full: break;
@@ -234,7 +240,7 @@ std::vector<handler_info> dispatcher::handlers() const { return impl_->registry-
 
 void dispatcher::clear() noexcept { impl_->registry->clear(); }
 
-publish_result dispatcher::publish(const event& ev) {
+publish_result dispatcher::publish(const event& ev, publish_options how) {
   auto& d = *impl_;
   // Every return returns this one object, so it is built in the caller's slot and never moved.
   publish_result outcome;
@@ -242,6 +248,13 @@ publish_result dispatcher::publish(const event& ev) {
     d.rejected.fetch_add(1, std::memory_order_relaxed);
     outcome.rejection_ = std::move(why);
   };
+  if (how.priority >= d.options.priority_levels) [[unlikely]] {
+    reject(error(errc::invalid_argument,
+                 "priority " + std::to_string(how.priority) + " is out of range: this dispatcher has priority_levels " +
+                     std::to_string(d.options.priority_levels) + " (0.." + std::to_string(d.options.priority_levels - 1) + ")",
+                 "priority"));
+    return outcome;
+  }
   const bool from_handler = d.pool && d.pool->on_pool_thread();
   if (d.closed.load(std::memory_order_acquire) && !from_handler) {
     reject(error(errc::shut_down, "dispatcher is shut down"));
@@ -270,7 +283,7 @@ publish_result dispatcher::publish(const event& ev) {
   std::shared_ptr<const detail::registry_snapshot> holder;
   const auto& handlers = d.registry->snapshot_for_publish(holder);
   if (d.pool) {
-    if (auto scheduled = d.schedule(handlers, ev); !scheduled) {
+    if (auto scheduled = d.schedule(handlers, ev, how.priority); !scheduled) {
       reject(scheduled.error());
       outcome.first_ = {};  // a stored event's delivery goes with the rejection (as before: none)
       return outcome;

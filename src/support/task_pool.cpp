@@ -1,16 +1,32 @@
 #include "support/task_pool.hpp"
 
+#include <algorithm>
+
 namespace eventbus::detail {
 
 struct task_pool::state {
-  state(std::size_t queue_capacity, std::size_t threads) : capacity(queue_capacity), exited(threads, false) {}
+  state(std::size_t queue_capacity, std::size_t threads, std::size_t levels)
+      : capacity(queue_capacity), queues(levels), exited(threads, false) {}
+
+  // The oldest task of the highest level that has one. Precondition: queued > 0.
+  task pop() {
+    for (auto level = queues.rbegin(); level != queues.rend(); ++level) {
+      if (level->empty()) continue;
+      task next = std::move(level->front());
+      level->pop_front();
+      --queued;
+      return next;
+    }
+    return {};
+  }
 
   const std::size_t capacity;
   std::mutex mu;
   std::condition_variable has_work;
   std::condition_variable has_room;
   std::condition_variable thread_exited;
-  std::deque<task> queue;
+  std::vector<std::deque<task>> queues;  // one per level, lowest first
+  std::size_t queued = 0;                // over every level
   bool closed = false;
   std::vector<bool> exited;  // per thread, under mu
 };
@@ -19,7 +35,8 @@ namespace {
 thread_local const void* t_current_pool = nullptr;  // the state of the pool this thread belongs to
 }
 
-task_pool::task_pool(std::size_t threads, std::size_t capacity) : state_(std::make_shared<state>(capacity, threads)) {
+task_pool::task_pool(std::size_t threads, std::size_t capacity, std::size_t levels)
+    : state_(std::make_shared<state>(capacity, threads, levels == 0 ? 1 : levels)) {
   threads_.reserve(threads);
   for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([s = state_, i] { run(s, i); });
 }
@@ -28,18 +45,21 @@ task_pool::~task_pool() { close_and_join(); }
 
 bool task_pool::on_pool_thread() const noexcept { return t_current_pool == state_.get(); }
 
-task_pool::push_status task_pool::push_all(std::vector<task>& tasks, std::chrono::milliseconds timeout) {
+task_pool::push_status task_pool::push_all(std::vector<task>& tasks, std::chrono::milliseconds timeout,
+                                           std::size_t level) {
   if (tasks.empty()) return push_status::ok;
   auto& s = *state_;
+  auto& queue = s.queues[std::min(level, s.queues.size() - 1)];
   std::unique_lock lock(s.mu);
   if (!on_pool_thread()) {
     if (s.closed) return push_status::closed;
     // A batch larger than the whole queue is admitted once the queue is empty, so it cannot starve.
-    const auto has_room = [&] { return s.closed || s.queue.empty() || s.queue.size() + tasks.size() <= s.capacity; };
+    const auto has_room = [&] { return s.closed || s.queued == 0 || s.queued + tasks.size() <= s.capacity; };
     if (!s.has_room.wait_for(lock, timeout, has_room)) return push_status::full;
     if (s.closed) return push_status::closed;
   }
-  for (auto& t : tasks) s.queue.push_back(std::move(t));
+  for (auto& t : tasks) queue.push_back(std::move(t));
+  s.queued += tasks.size();
   lock.unlock();
   if (tasks.size() == 1)
     s.has_work.notify_one();
@@ -83,10 +103,9 @@ void task_pool::run(const std::shared_ptr<state>& shared, std::size_t index) {
   t_current_pool = &s;
   std::unique_lock lock(s.mu);
   for (;;) {
-    s.has_work.wait(lock, [&] { return s.closed || !s.queue.empty(); });
-    if (s.queue.empty()) break;  // closed and drained
-    task next = std::move(s.queue.front());
-    s.queue.pop_front();
+    s.has_work.wait(lock, [&] { return s.closed || s.queued > 0; });
+    if (s.queued == 0) break;  // closed and drained
+    task next = s.pop();
     lock.unlock();
     s.has_room.notify_all();  // waiters want different amounts of room
     next();

@@ -1,5 +1,7 @@
 #pragma once
-// A fixed set of threads running tasks from one bounded FIFO queue.
+// A fixed set of threads running tasks from one bounded queue with priority levels: a thread takes
+// the oldest task of the highest level that has one (strict priority; FIFO within a level). The
+// capacity bounds all levels together.
 //
 // The queue and the threads' bookkeeping live in a shared state that every thread holds, so a
 // thread whose task never returns can be detached (close_and_join with a bound) and keeps only
@@ -23,15 +25,15 @@ class task_pool {
   using task = std::function<void()>;  // must not throw: callers wrap user code
   enum class push_status { ok, full, closed };
 
-  task_pool(std::size_t threads, std::size_t capacity);
+  task_pool(std::size_t threads, std::size_t capacity, std::size_t levels = 1);
   ~task_pool();  // close_and_join() without a bound
   task_pool(const task_pool&) = delete;
   task_pool& operator=(const task_pool&) = delete;
 
-  /// Queues all of `tasks` or none, waiting up to `timeout` for room. From one of the pool's own
-  /// threads the tasks are queued at once, past the capacity and even after close: such a thread
-  /// waiting for room could be waiting on itself.
-  push_status push_all(std::vector<task>& tasks, std::chrono::milliseconds timeout);
+  /// Queues all of `tasks` or none at `level` (0 is the lowest, below levels), waiting up to
+  /// `timeout` for room. From one of the pool's own threads the tasks are queued at once, past the
+  /// capacity and even after close: such a thread waiting for room could be waiting on itself.
+  push_status push_all(std::vector<task>& tasks, std::chrono::milliseconds timeout, std::size_t level = 0);
 
   /// Stops intake from other threads, runs everything queued, joins. Idempotent. From a pool
   /// thread it only stops intake (a thread cannot join itself). With a bound, threads still busy

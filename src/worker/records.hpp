@@ -127,6 +127,7 @@ struct partition_work {
   bool dirty = false;             // commit point or finished set not committed yet
   bool paused = false;
   bool revoking = false;  // being revoked: start nothing new
+  std::size_t tier = 0;   // its topic's priority tier: 0 is the most urgent (work_scheduler::tier_plan)
 };
 using partition_key = std::pair<std::string, std::int32_t>;
 

@@ -5,11 +5,18 @@
 
 namespace eventbus::detail {
 
+void work_scheduler::use_tiers(tier_plan plan) {
+  tiers_.assign(std::max<std::size_t>(plan.count, 1), tier_queue{});
+  tier_of_ = std::move(plan.tier_of);
+  lower_share_percent_ = std::clamp<std::size_t>(plan.lower_share_percent, 1, 90);
+}
+
 partition_work& work_scheduler::partition(const std::string& topic, std::int32_t partition) {
   auto [it, inserted] = partitions_.try_emplace({topic, partition});
   if (inserted) {
     it->second.topic = topic;
     it->second.partition = partition;
+    if (tier_of_) it->second.tier = std::min(tier_of_(topic), tiers_.size() - 1);
   }
   return it->second;
 }
@@ -34,35 +41,56 @@ void work_scheduler::add(partition_work& p, job_ptr job) {
     l.partition = &p;
   }
   job->owner = &l;
+  ++tiers_[p.tier].unfinished;
   if (l.current) job->own_bytes();  // behind a record in backoff: it may wait a while (see own_bytes)
   p.window.push_back(job);
   l.waiting.push_back(std::move(job));
   if (l.ready)
-    ++ready_records_;
+    ++tiers_[p.tier].ready_records;
   else if (!l.busy)
     make_ready(l);
 }
 
 void work_scheduler::make_ready(lane& l) {
   l.ready = true;
-  ready_.push_back(&l);
-  ready_records_ += l.waiting.size();
+  auto& t = tiers_[l.partition->tier];
+  t.ready.push_back(&l);
+  t.ready_records += l.waiting.size();
+  ++ready_lanes_;
+}
+
+// The most urgent tier with ready lanes, unless a lower one with ready lanes is owed a record.
+work_scheduler::tier_choice work_scheduler::tier_to_serve() {
+  std::size_t top = 0;
+  while (tiers_[top].ready.empty()) ++top;  // has_ready(): one has
+  std::size_t lower = top + 1;
+  while (lower < tiers_.size() && tiers_[lower].ready.empty()) ++lower;
+  if (lower == tiers_.size()) {
+    owed_to_lower_ = 0;  // nobody waits below: no debt carried into the next contention
+    return {.served = top, .lower_waits = false, .paying_debt = false};
+  }
+  if (owed_to_lower_ >= 1) return {.served = lower, .lower_waits = false, .paying_debt = true};
+  return {.served = top, .lower_waits = true, .paying_debt = false};
 }
 
 work_batch work_scheduler::take(std::size_t free_slots, std::size_t max_records) {
   work_batch batch;
-  if (ready_.empty() || free_slots == 0) return batch;
+  if (ready_lanes_ == 0 || free_slots == 0) return batch;
+  const tier_choice choice = tiers_.size() == 1 ? tier_choice{} : tier_to_serve();
+  auto& t = tiers_[choice.served];
   // Spread what is ready over the slots that can take it: few big batches when few lanes are
   // ready (one hand-off for many quick records), many small ones when many lanes are (slow
   // handlers of different keys side by side).
-  const std::size_t slots = std::min(free_slots, ready_.size());
-  const std::size_t target =
-      std::clamp<std::size_t>((ready_records_ + slots - 1) / slots, 1, std::clamp<std::size_t>(max_records, 1, max_batch_));
-  while (batch.jobs.size() < target && !ready_.empty()) {
-    lane& l = *ready_.front();
-    ready_.pop_front();
+  const std::size_t slots = std::min(free_slots, t.ready.size());
+  std::size_t limit = std::clamp<std::size_t>(max_records, 1, max_batch_);
+  if (choice.paying_debt) limit = std::min(limit, static_cast<std::size_t>(owed_to_lower_));
+  const std::size_t target = std::clamp<std::size_t>((t.ready_records + slots - 1) / slots, 1, std::max<std::size_t>(limit, 1));
+  while (batch.jobs.size() < target && !t.ready.empty()) {
+    lane& l = *t.ready.front();
+    t.ready.pop_front();
+    --ready_lanes_;
     l.ready = false;
-    ready_records_ -= l.waiting.size();
+    t.ready_records -= l.waiting.size();
     if (l.partition->revoking) continue;  // stays in its partition until forgotten
     const std::size_t n = std::min(l.waiting.size(), target - batch.jobs.size());
     const auto first = l.waiting.begin(), last = first + static_cast<std::ptrdiff_t>(n);
@@ -71,6 +99,12 @@ work_batch work_scheduler::take(std::size_t free_slots, std::size_t max_records)
     l.waiting.erase(first, last);
     l.busy = true;
     l.partition->on_pool += n;
+  }
+  if (choice.paying_debt) {
+    owed_to_lower_ -= static_cast<double>(batch.jobs.size());
+  } else if (choice.lower_waits && owed_to_lower_ < static_cast<double>(max_batch_)) {  // bounded: paid soon
+    owed_to_lower_ += static_cast<double>(batch.jobs.size()) * static_cast<double>(lower_share_percent_) /
+                      static_cast<double>(100 - lower_share_percent_);
   }
   return batch;
 }
@@ -98,6 +132,7 @@ void work_scheduler::release(lane& l) {
 
 void work_scheduler::finish(partition_work& p, record_job& job) {
   job.finished = true;
+  --tiers_[p.tier].unfinished;
   job.owner = nullptr;
   job.release_bytes();
   p.finished.add(job.offset);
@@ -184,10 +219,15 @@ void work_scheduler::advance_commit_point(partition_work& p) {
 
 void work_scheduler::forget(std::map<partition_key, partition_work>::iterator it) {
   partition_work& p = it->second;
-  for (auto& job : p.window) job->abandoned = true;
-  std::erase_if(ready_, [&](lane* l) {
+  auto& t = tiers_[p.tier];
+  for (auto& job : p.window) {
+    job->abandoned = true;
+    if (!job->finished) --t.unfinished;
+  }
+  std::erase_if(t.ready, [&](lane* l) {
     if (l->partition != &p) return false;
-    ready_records_ -= l->waiting.size();
+    t.ready_records -= l->waiting.size();
+    --ready_lanes_;
     return true;
   });
   partitions_.erase(it);

@@ -13,6 +13,11 @@
 // a record is finished, and forgetting revoked partitions. The worker only decides what becomes of
 // a record that needs more than a clean pass (retry, dead letter) and says when that is over.
 //
+// Priority tiers (worker_options::priority_tiers): each partition belongs to its topic's tier, and
+// ready lanes wait per tier. take() serves the most urgent tier that has ready lanes, except that
+// while a lower tier has ready lanes too, it is owed its share of the records taken
+// (lower_share_percent of them) and is served whenever that debt reaches a record.
+//
 // Used from one thread only (the worker's consumer thread).
 
 #include <cstddef>
@@ -41,6 +46,17 @@ class work_scheduler {
   work_scheduler(processing_order order, std::size_t max_batch, finished_hook on_finished = {})
       : order_(order), max_batch_(max_batch), on_finished_(std::move(on_finished)) {}
 
+  struct tier_plan {
+    std::size_t count = 1;
+    std::function<std::size_t(const std::string& topic)> tier_of{};  // 0 (most urgent) .. count - 1
+    std::size_t lower_share_percent = 10;                             // 1..90
+  };
+  /// Before the first partition: sorts partitions into tiers (one tier without a plan).
+  void use_tiers(tier_plan plan);
+  [[nodiscard]] std::size_t tier_count() const noexcept { return tiers_.size(); }
+  /// Records of the tier fetched and not finished (waiting, on the pool, retried, dead-lettered).
+  [[nodiscard]] std::size_t unfinished_in_tier(std::size_t tier) const noexcept { return tiers_[tier].unfinished; }
+
   /// The partition's bookkeeping, created on first use.
   partition_work& partition(const std::string& topic, std::int32_t partition);
   [[nodiscard]] std::map<partition_key, partition_work>& partitions() noexcept { return partitions_; }
@@ -52,7 +68,7 @@ class work_scheduler {
   /// list, sized so that the ready records spread over the slots, at most `max_records` (and
   /// max_batch). Empty when nothing is ready. The lanes taken are busy until release().
   [[nodiscard]] work_batch take(std::size_t free_slots, std::size_t max_records = SIZE_MAX);
-  [[nodiscard]] bool has_ready() const noexcept { return !ready_.empty(); }
+  [[nodiscard]] bool has_ready() const noexcept { return ready_lanes_ > 0; }
 
   /// The lane's in-flight work is over: it becomes ready again if records wait, else it idles for
   /// its key's next record (key and partition order; unordered lanes are dropped). A partition's
@@ -117,14 +133,29 @@ class work_scheduler {
   const std::string& lane_id(const record_job& job, std::string& scratch) const;
   void make_ready(lane& l);
   void advance_commit_point(partition_work& p);
+  struct tier_choice {
+    std::size_t served = 0;
+    bool lower_waits = false;  // a less urgent tier has ready lanes: it is owed its share of this batch
+    bool paying_debt = false;  // `served` is that lower tier, taking what it is owed
+  };
+  [[nodiscard]] tier_choice tier_to_serve();
   [[nodiscard]] static bool busy(const partition_work& p);
+
+  struct tier_queue {
+    std::deque<lane*> ready;        // idle lanes with waiting records, oldest first
+    std::size_t ready_records = 0;  // waiting records of the lanes in `ready`
+    std::size_t unfinished = 0;     // fetched, not finished
+  };
 
   processing_order order_;
   std::size_t max_batch_;
   finished_hook on_finished_;
   std::map<partition_key, partition_work> partitions_;
-  std::deque<lane*> ready_;        // idle lanes with waiting records, oldest first
-  std::size_t ready_records_ = 0;  // waiting records of the lanes in ready_
+  std::vector<tier_queue> tiers_ = std::vector<tier_queue>(1);
+  std::function<std::size_t(const std::string&)> tier_of_;
+  std::size_t lower_share_percent_ = 10;
+  double owed_to_lower_ = 0;  // records a lower tier with ready lanes is owed (see the header comment)
+  std::size_t ready_lanes_ = 0;
 };
 
 }  // namespace eventbus::detail

@@ -25,6 +25,7 @@
 #include "worker/partition_control.hpp"
 #include "worker/pool_handoff.hpp"
 #include "worker/timer_queue.hpp"
+#include "worker/topic_tiers.hpp"
 #include "worker/work_scheduler.hpp"
 
 namespace eventbus {
@@ -59,6 +60,13 @@ struct worker::impl {
     partitions.attach(config.conf.get());  // rebalances and commit results go to partition_control
     consumer = detail::make_handle(RD_KAFKA_CONSUMER, std::move(config.conf));
     rd_kafka_poll_set_consumer(consumer.get());
+    if (!options.priority_tiers.empty()) {
+      auto tiers = std::make_shared<detail::topic_tiers>(detail::topic_tiers::make(options.priority_tiers).value());
+      work.use_tiers({.count = tiers->count(),
+                      .tier_of = [tiers](const std::string& topic) { return tiers->of(topic); },
+                      .lower_share_percent = options.lower_tier_share_percent});
+      tier_last_record.assign(tiers->count(), clock_type::time_point{});
+    }
   }
 
   // --- threads
@@ -91,6 +99,7 @@ struct worker::impl {
   void run_loop() noexcept {
     try {
       while (!side->stop_requested.load()) {
+        if (!tier_last_record.empty()) turn_started = clock_type::now();
         side->completions.consumer_emptying();  // librdkafka wakes us again once the queue refills
         bool more = false;
         for (int taken = 0;; ++taken) {
@@ -192,7 +201,18 @@ struct worker::impl {
     job->message = detail::hold(std::move(msg));
     if (options.metrics) options.metrics->count_consumed(job->topic);
     work.add(p, std::move(job));
-    if (!p.paused && p.window.size() >= options.max_buffered_per_partition) partitions.set_paused(p, true);
+    if (!tier_last_record.empty()) tier_last_record[p.tier] = turn_started;
+    if (!p.paused && p.window.size() >= window_limit(p)) partitions.set_paused(p, true);
+  }
+
+  // A partition's window: the whole of max_buffered_per_partition, or only the tier share of it
+  // while a more urgent tier is busy (fetching records of this one would only queue them).
+  std::size_t window_limit(const partition_work& p) const {
+    if (p.tier == 0 || tier_last_record.empty()) return options.max_buffered_per_partition;
+    for (std::size_t more_urgent = 0; more_urgent < p.tier; ++more_urgent)
+      if (work.unfinished_in_tier(more_urgent) > 0 || turn_started - tier_last_record[more_urgent] < tier_busy_hold)
+        return std::max<std::size_t>(2, options.max_buffered_per_partition * options.lower_tier_share_percent / 100);
+    return options.max_buffered_per_partition;
   }
 
   // Starts what may start: due retries first, then batches of ready lanes, while slots are free.
@@ -270,7 +290,7 @@ struct worker::impl {
   // committed once the ones before it in its partition are finished too.
   void on_finished(partition_work& p) {
     handled.fetch_add(1, std::memory_order_relaxed);
-    if (p.paused && p.window.size() <= options.max_buffered_per_partition / 2) partitions.set_paused(p, false);
+    if (p.paused && p.window.size() <= window_limit(p) / 2) partitions.set_paused(p, false);
   }
 
   // --- dead letters
@@ -314,7 +334,12 @@ struct worker::impl {
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   detail::timer_queue timers;
   bool intake_closed = false;
-  bool counted_in_group = false;  // what publish_in_group last added (consumer thread only)
+  bool counted_in_group = false;
+  // Priority tiers (empty without): when each last fetched a record, as of the loop turn, and how
+  // long a tier counts as busy after that (a steady stream with gaps between records stays busy).
+  std::vector<clock_type::time_point> tier_last_record;
+  clock_type::time_point turn_started{};
+  static constexpr std::chrono::seconds tier_busy_hold{1};  // what publish_in_group last added (consumer thread only)
 
   std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
 };

@@ -5,6 +5,7 @@
 #include "support/utf8.hpp"
 #include "eventbus/topic.hpp"
 #include "eventbus/kafka/worker.hpp"
+#include "worker/topic_tiers.hpp"
 
 namespace eventbus {
 namespace {
@@ -49,6 +50,17 @@ void worker_options::validate() const {
   if (max_concurrency == 0 || max_concurrency > 1024) reject("max_concurrency", "must be between 1 and 1024");
   if (max_record_bytes == 0) reject("max_record_bytes", "must be at least 1");
   if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
+  if (auto tiers = detail::topic_tiers::make(priority_tiers); !tiers) reject(tiers.error().field(), tiers.error().message());
+  // A tier naming a topic the worker does not consume is a typo that would silently do nothing.
+  if (auto consumed = detail::topic_tiers::make({topics}); consumed)
+    for (std::size_t i = 0; i < priority_tiers.size(); ++i)
+      for (const auto& t : priority_tiers[i])
+        if (!t.starts_with('^') && consumed.value().of(t) != 0)
+          reject("priority_tiers[" + std::to_string(i) + "]",
+                 "names '" + detail::sanitize_utf8(t) + "', which is not among the topics this worker consumes");
+  if (lower_tier_share_percent < 1 || lower_tier_share_percent > 90)
+    reject("lower_tier_share_percent", "must be 1..90 (a less urgent tier is slowed, never stopped), got " +
+                                           std::to_string(lower_tier_share_percent));
   if (commit_interval.count() <= 0) reject("commit_interval", "must be positive");
   if (shutdown_timeout.count() < 0) reject("shutdown_timeout", "must not be negative");
   if (handler_timeout.count() < 0) reject("handler_timeout", "must not be negative (0: no limit)");

@@ -78,6 +78,17 @@ struct worker_options {
   /// moves on; the call cannot be interrupted, so its thread stays busy until it returns, its
   /// outcome ignored. A worker whose max_concurrency slots are all held so reports not ready.
   std::chrono::milliseconds handler_timeout{300'000};
+  /// Priority tiers, most urgent first: each a list of topic names or '^' regular expressions
+  /// (topics this worker consumes through `topics`). A record belongs to the first tier naming its
+  /// topic; topics no tier names form the least urgent tier. While a tier has records fetched and
+  /// not finished (or had one within the last second), every less urgent tier gets only
+  /// lower_tier_share_percent of the records handed to handler threads, and its partitions pause
+  /// once that share of max_buffered_per_partition is fetched. Empty: no priorities. Order holds
+  /// within a key (and a partition) as ever; see docs/worker.md, Priority tiers.
+  std::vector<std::vector<std::string>> priority_tiers{};
+  /// The minimum share (1..90 %) of handler starts a less urgent tier keeps while a more urgent
+  /// one is busy: it is slowed, never starved.
+  std::size_t lower_tier_share_percent = 10;
   /// Handler latency, retries, dead letters, consumed records and consumer lag; none if null.
   std::shared_ptr<eventbus::metrics> metrics{};
 
@@ -98,7 +109,7 @@ struct worker_stats {
   // Gauges, refreshed about every 200 ms:
   std::uint64_t in_flight = 0;          // records handed to handlers, not finished (running or queued for a handler thread, in backoff, dead-lettering)
   std::uint64_t waiting_on_key = 0;     // records held back by an earlier unfinished record of their key (or partition)
-  std::uint64_t paused_partitions = 0;  // partitions whose window is full
+  std::uint64_t paused_partitions = 0;  // partitions whose window is full (or its share of it, yielding to a more urgent tier)
   std::uint64_t hung_calls = 0;         // handler calls past handler_timeout that have not returned yet
 };
 
