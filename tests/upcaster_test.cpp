@@ -1,14 +1,17 @@
 // Upcasters: three schema versions of one event type, stored in a SQLite file as versions 1, 2
 // and 3, reach code written for version 3 as version 3 wherever typed events are read (payload_as,
 // a replay through a dispatcher, an aggregate, a worker); a version with no path is an error
-// naming the versions, a `validation` dead letter in a worker; bad registrations are refused.
+// naming the versions, a `validation` dead letter in a worker; bad registrations are refused; the
+// registry may be written while other threads read through it.
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "eventbus/dispatcher.hpp"
@@ -269,6 +272,27 @@ TEST_CASE("bad registrations are refused naming the problem, and the first step 
   CHECK(twice.field() == "from_version");
   CHECK(mentions(twice.message(), "'member.joined' from version 1 to 2 is already registered"));
   CHECK(payload_as<member_joined>(joined(1, {{"name", "Ada"}})).value() == member_joined{"Ada", "basic"});
+}
+
+TEST_CASE("reads of old versions on four threads while another thread registers steps all come out upcast") {
+  const auto v1 = joined(1, {{"name", "Ada"}});
+  std::atomic<bool> go{false};
+  std::atomic<int> right{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t)
+    readers.emplace_back([&] {
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 0; i < 2'000; ++i)
+        if (auto m = payload_as<member_joined>(v1); m && *m == member_joined{"Ada", "basic"}) right.fetch_add(1);
+    });
+  go.store(true);
+  // Steps of another type, registered while the readers look theirs up: the registry's writes.
+  for (int from = 1; from <= 200; ++from) register_upcaster("member.noted", from, [](nlohmann::json p) { return p; });
+  for (auto& reader : readers) reader.join();
+  CHECK(right.load() == 8'000);
+  const auto noted = make_event({.event_type = "member.noted", .aggregate_type = "member", .aggregate_id = "m-1",
+                                 .payload = {{"note", "hi"}}, .version = 1});
+  CHECK(payload_at_version(noted, 201).value() == nlohmann::json{{"note", "hi"}});
 }
 
 TEST_CASE("run_handler reports a version with no path as a validation dead letter after one attempt") {
