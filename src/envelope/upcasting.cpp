@@ -1,5 +1,6 @@
 // The process's upcasters (upcaster.hpp) and payload_at_version (event.hpp).
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -101,7 +102,7 @@ result<nlohmann::json> payload_at_version(const event& ev, int wanted) {
 
   // Every step first, so a missing one fails before any runs.
   std::vector<const upcaster_fn*> path;
-  path.reserve(static_cast<std::size_t>(wanted - stored));
+  path.reserve(std::min<std::size_t>(static_cast<std::size_t>(wanted - stored), 8));  // not 2^31 for a typo'd version
   {
     auto& r = the_registry();
     const std::shared_lock lock(r.mu);
