@@ -4,7 +4,6 @@
 
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/typed_event.hpp"
-#include "test_support.hpp"
 
 using namespace eventbus;
 
@@ -29,6 +28,17 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(order_shipped, carrier)
 
 }  // namespace shop
 
+namespace {
+
+// An order.created at order_created's schema version 2 with any payload: a payload of another
+// version would be a question for the upcasters (upcaster_test), answered before its fields are read.
+event created_v2(std::string id, nlohmann::json payload) {
+  return make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = std::move(id),
+                     .payload = std::move(payload), .version = 2});
+}
+
+}  // namespace
+
 static_assert(typed_event<shop::order_created>);
 static_assert(!typed_event<std::string>);
 
@@ -47,7 +57,7 @@ TEST_CASE("payload_as gives the struct back, or an error naming the payload") {
   const auto ev = make_event("o-42", shop::order_created{"ada", 99.5});
   CHECK(payload_as<shop::order_created>(ev).value() == shop::order_created{"ada", 99.5});
 
-  const auto wrong = testing::make_test_event("order.created", "o-1", {{"customer", 17}});
+  const auto wrong = created_v2("o-1", {{"customer", 17}});
   const auto decoded = payload_as<shop::order_created>(wrong);
   REQUIRE_FALSE(decoded.ok());
   CHECK(decoded.error().code() == errc::payload_mismatch);
@@ -65,7 +75,7 @@ TEST_CASE("result reads like std::expected: has_value, *r and r->, checked on an
   CHECK(same->total == 99.5);
   const auto moved = *std::move(good);
   CHECK(moved.customer == "ada");
-  const auto bad = payload_as<shop::order_created>(testing::make_test_event("order.created", "o-1", {{"customer", 17}}));
+  const auto bad = payload_as<shop::order_created>(created_v2("o-1", {{"customer", 17}}));
   CHECK_FALSE(bad.has_value());
   CHECK_THROWS_AS((void)bad->customer, eventbus::exception);
   CHECK_THROWS_AS((void)*bad, eventbus::exception);
@@ -83,7 +93,7 @@ TEST_CASE("a typed handler receives the struct, and a payload that does not fit 
   });
   const auto good = make_event("o-1", shop::order_created{"bob", 5});
   REQUIRE(bus.publish(good).accepted());
-  REQUIRE(bus.publish(testing::make_test_event("order.created", "o-2", {{"total", "lots"}})).accepted());
+  REQUIRE(bus.publish(created_v2("o-2", {{"total", "lots"}})).accepted());
 
   REQUIRE(seen.size() == 1);
   CHECK(seen[0] == shop::order_created{"bob", 5});

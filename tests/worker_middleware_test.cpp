@@ -43,6 +43,22 @@ TEST_CASE("recover turns exceptions into outcomes: permanent ones into dead lett
   CHECK(odd.error.find("unknown exception") != std::string::npos);
 }
 
+TEST_CASE("recover dead-letters a version with no upcaster path as validation, other eventbus errors are retried") {
+  const std::vector<middleware> chain{middlewares::retry({.max_attempts = 5}), middlewares::recover()};
+  const auto no_path =
+      exception(error(errc::payload_mismatch, "'order.created' is stored at version 4 and read as version 3", "version"));
+  const auto versioned = run_chain(chain, throwing(std::make_exception_ptr(no_path)), attempt_number(1));
+  CHECK(versioned.result == attempt_result::dead_letter);  // on the first of five attempts
+  CHECK(versioned.reason == "validation");
+  CHECK(versioned.error == "version: 'order.created' is stored at version 4 and read as version 3");
+
+  // The same code for another field (a payload that does not fit), or another code: retried as before.
+  const auto misfit = exception(error(errc::payload_mismatch, "does not decode", "payload"));
+  CHECK(run_chain(chain, throwing(std::make_exception_ptr(misfit)), attempt_number(1)).result == attempt_result::retry);
+  const auto other = exception(error(errc::invalid_argument, "no", "version"));
+  CHECK(run_chain(chain, throwing(std::make_exception_ptr(other)), attempt_number(1)).result == attempt_result::retry);
+}
+
 TEST_CASE("retry gives a failed attempt its backoff, and dead-letters it after the last attempt") {
   const retry_policy policy{.max_attempts = 3, .initial_backoff = 100ms, .multiplier = 2.0, .max_backoff = 1s, .jitter = 0.0};
   const std::vector<middleware> chain{middlewares::retry(policy), middlewares::recover()};

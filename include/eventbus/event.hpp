@@ -96,16 +96,47 @@ class event {
 /// The same rules for an already parsed JSON value.
 [[nodiscard]] result<event> event_from_json(const nlohmann::json& value);
 
+namespace detail {
+/// The schema version a typed struct declares (`static constexpr int version`), else 1. Here and
+/// not in typed_event.hpp (whose schema_version_of<T> returns it) because payload_as needs it.
+template <class T>
+constexpr int declared_schema_version() {
+  if constexpr (requires { T::version; })
+    return static_cast<int>(T::version);
+  else
+    return 1;
+}
+}  // namespace detail
+
+/// The payload of `ev` brought from ev.version() to schema version `wanted` by the upcasters
+/// registered for its event type (upcaster.hpp), one version at a time. The same version: the
+/// payload as it is. errc::payload_mismatch, field "version", naming the type, the stored and the
+/// wanted version, when there is no path (an older reader than the event, or a missing step); field
+/// "payload" when a step throws or returns something other than a JSON object.
+[[nodiscard]] result<nlohmann::json> payload_at_version(const event& ev, int wanted);
+
 /// Reads the payload as a T (with nlohmann from_json). errc::payload_mismatch naming the payload
-/// path when it does not fit.
+/// path when it does not fit. A typed event (T::event_type) of another schema version than T's is
+/// first upcast to T's (payload_at_version): the error names the versions when there is no path.
 template <class T>
 [[nodiscard]] result<T> payload_as(const event& ev) {
   try {
+    if constexpr (requires { T::event_type; }) {
+      // Only an event of another version pays for the registry: the common case reads in place.
+      if (constexpr int wanted = detail::declared_schema_version<T>(); ev.version() != wanted) {
+        auto upcast = payload_at_version(ev, wanted);
+        if (!upcast) return upcast.error();
+        return upcast.value().template get<T>();
+      }
+    }
     return ev.payload().template get<T>();
   } catch (const nlohmann::json::exception& e) {
-    return eventbus::error(errc::payload_mismatch,
-                           "payload of '" + ev.event_type() + "' does not decode: " + std::string(e.what()),
-                           "payload");
+    std::string what = "payload of '" + ev.event_type() + "'";
+    if constexpr (requires { T::event_type; })
+      if (ev.version() != detail::declared_schema_version<T>())
+        what += " (upcast from version " + std::to_string(ev.version()) + " to " +
+                std::to_string(detail::declared_schema_version<T>()) + ")";
+    return eventbus::error(errc::payload_mismatch, what + " does not decode: " + std::string(e.what()), "payload");
   }
 }
 

@@ -131,8 +131,10 @@ class next_step {
 
 namespace middlewares {
 
-/// Exceptions become outcomes: eventbus::permanent_error -> dead_letter ("permanent: <what>"); any
-/// other exception -> retry (its what()). Nothing escapes.
+/// Exceptions become outcomes: eventbus::permanent_error -> dead_letter ("permanent: <what>"); an
+/// eventbus::exception of errc::payload_mismatch with field "version" (a typed event of a schema
+/// version with no upcaster path to its handler's, upcaster.hpp) -> dead_letter with reason
+/// "validation"; any other exception -> retry (its what()). Nothing escapes.
 [[nodiscard]] middleware recover();
 
 /// A retry outcome becomes dead_letter once the call was the policy's last attempt; otherwise it

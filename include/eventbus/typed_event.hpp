@@ -41,10 +41,7 @@ struct event_options {
 /// The schema version of T: T::version when it declares one, else 1.
 template <typed_event T>
 constexpr int schema_version_of() {
-  if constexpr (requires { T::version; })
-    return static_cast<int>(T::version);
-  else
-    return 1;
+  return detail::declared_schema_version<T>();
 }
 
 /// Wraps a typed value in an envelope. Throws eventbus::exception like make_event(event_fields).

@@ -36,6 +36,12 @@ middleware recover() {
       return next(ctx);
     } catch (const permanent_error& e) {
       return {.result = attempt_result::dead_letter, .error = std::string("permanent: ") + e.what()};
+    } catch (const exception& e) {
+      // A typed event of a schema version its handler cannot be given (no upcaster path): every
+      // try would fail the same way until new code is deployed, so it is not retried.
+      if (e.error().code() == errc::payload_mismatch && e.error().field() == "version")
+        return {.result = attempt_result::dead_letter, .error = e.what(), .reason = "validation"};
+      return {.result = attempt_result::retry, .error = e.what()};
     } catch (const std::exception& e) {
       return {.result = attempt_result::retry, .error = e.what()};
     } catch (...) {

@@ -379,7 +379,7 @@ struct aggregate_access {
       return error(errc::payload_mismatch,
                    std::string(State::aggregate_type) + " " + a.id_ + " version " + std::to_string(e.version) +
                        " (event " + e.ev.event_id() + "): " + value.error().message(),
-                   "payload");
+                   value.error().field());  // "payload", or "version" when no upcaster reaches E's
     a.state_.apply(*value);
     return {};
   }
@@ -544,7 +544,8 @@ struct aggregate_access {
 /// snapshots_ignored() and the metrics, logged (warn).
 /// Streams the history (one page in memory). An aggregate with no events is a new one: version 0.
 /// Errors: errc::payload_mismatch naming the aggregate, version and event id when a payload does
-/// not decode into its typed event; errc::invalid_event naming the type (and version, event id)
+/// not decode into its typed event (field "payload"), or is of a schema version with no upcaster
+/// path to the typed event's (field "version", upcaster.hpp); errc::invalid_event naming the type (and version, event id)
 /// for an event type State does not know under unknown_event_policy::fail; the store's errors
 /// (errc::store_failed, errc::invalid_argument for an id holding a NUL byte); an
 /// eventbus::exception thrown by apply, as its error. Other exceptions from apply propagate.
