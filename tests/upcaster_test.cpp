@@ -77,6 +77,7 @@ const upcaster moved_v1{"member.moved", 1, [](nlohmann::json p) {
                           return nlohmann::json{{"city", p.at("town")}};
                         }};
 const upcaster paused_v1{"member.paused", 1, [](nlohmann::json) { return nlohmann::json::array(); }};
+const upcaster suspended_v1{"member.suspended", 1, [](nlohmann::json) -> nlohmann::json { throw 42; }};
 
 event joined(int version, nlohmann::json payload, std::string id = "m-1") {
   return make_event({.event_type = "member.joined", .aggregate_type = "member", .aggregate_id = std::move(id),
@@ -236,6 +237,14 @@ TEST_CASE("a step that throws or returns no object fails the read naming the ste
   REQUIRE_FALSE(paused.ok());
   CHECK(paused.error().field() == "payload");
   CHECK(mentions(paused.error().message(), "returned a JSON array, not an object"));
+
+  // Not even a std::exception: still a result, never an escape.
+  const auto banned_event = make_event({.event_type = "member.suspended", .aggregate_type = "member", .aggregate_id = "m-1"});
+  auto banned = payload_at_version(banned_event, 2);
+  REQUIRE_FALSE(banned.ok());
+  CHECK(banned.error().field() == "payload");
+  CHECK(mentions(banned.error().message(), "not derived from std::exception"));
+  CHECK(mentions(banned.error().message(), banned_event.event_id()));
 
   // A step's output that does not fit the struct names the upcast.
   auto misfit = payload_as<member_moved>(make_event({.event_type = "member.moved", .aggregate_type = "member",

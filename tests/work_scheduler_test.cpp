@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <map>
 #include <set>
 
 using namespace eventbus;
@@ -301,4 +302,23 @@ TEST_CASE("tiers: finishing and forgetting records keep each tier's unfinished c
   // The forgotten tier's lanes are gone: only low records are taken now.
   while (s.has_ready())
     for (const auto& job : s.take(2, 4).jobs) CHECK(job->topic == "backlog");
+}
+
+TEST_CASE("tiers: with three tiers busy, each less urgent one keeps its share, none starves") {
+  work_scheduler s(processing_order::unordered, 4);
+  s.use_tiers({.count = 3,
+               .tier_of = [](const std::string& topic) -> std::size_t { return topic == "t0" ? 0 : topic == "t1" ? 1 : 2; },
+               .lower_share_percent = 10});
+  for (const char* topic : {"t0", "t1", "t2"}) {
+    auto& p = s.partition(topic, 0);
+    for (std::int64_t i = 0; i < 2000; ++i) s.add(p, record_on(topic, i, ""));
+  }
+  std::map<std::string, std::size_t> taken;
+  for (int turn = 0; turn < 400; ++turn)
+    for (const auto& job : s.take(1, 4).jobs) ++taken[job->topic];
+  const double all = static_cast<double>(taken["t0"] + taken["t1"] + taken["t2"]);
+  MESSAGE("t0 " << taken["t0"] << ", t1 " << taken["t1"] << ", t2 " << taken["t2"]);
+  CHECK(static_cast<double>(taken["t1"]) / all >= 0.08);
+  CHECK(static_cast<double>(taken["t2"]) / all >= 0.08);
+  CHECK(taken["t0"] > taken["t1"] + taken["t2"]);
 }

@@ -15,6 +15,7 @@
 #include "eventbus/kafka/worker.hpp"
 #include "test_support.hpp"
 #include "worker_test_support.hpp"
+#include "worker/topic_tiers.hpp"
 
 using namespace eventbus;
 using namespace std::chrono_literals;
@@ -130,6 +131,20 @@ TEST_CASE("priority tiers that would do nothing are refused, naming the tier") {
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\..*"}, .priority_tiers = {{urgent_topic}}}).empty());  // matched by the regex
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {bulk_topic}, .priority_tiers = {{bulk_topic}, {}}}).starts_with("priority_tiers[1]: names no topic"));
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\..*"}, .priority_tiers = {{"^app\\.(payment"}}}).starts_with("priority_tiers[0]: '^app"));
+  // GNU extensions librdkafka's regcomp takes are taken here too; a topics regex regcomp refuses is named.
+  CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\..*"}, .priority_tiers = {{"^app\\.\\w+\\.payment"}}}).empty());
+  CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\.(x"}}).starts_with("topics: '^app"));
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {bulk_topic}, .lower_tier_share_percent = 0}).starts_with("lower_tier_share_percent"));
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {bulk_topic}, .lower_tier_share_percent = 95}).starts_with("lower_tier_share_percent"));
+}
+
+TEST_CASE("a topic's tier is the first naming it, by name or by regular expression, and the rest are last") {
+  const auto tiers = detail::topic_tiers::make({{"app.payment.payment.refunded"}, {"^app\\.payment\\.", "^app\\.fraud\\."}});
+  REQUIRE(tiers.ok());
+  CHECK(tiers.value().count() == 3);
+  CHECK(tiers.value().of("app.payment.payment.refunded") == 0);  // named by both: the first wins
+  CHECK(tiers.value().of("app.payment.payment.charged") == 1);
+  CHECK(tiers.value().of("app.fraud.case.opened") == 1);
+  CHECK(tiers.value().of("app.bulk.bulk.imported") == 2);
+  CHECK(tiers.value().of("xapp.payment.y") == 2);  // '^' anchors
 }

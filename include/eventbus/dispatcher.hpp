@@ -18,7 +18,7 @@
 //    Priorities (priority_levels > 1): publish(ev, {.priority = p}) queues the event's handler calls
 //    at level p; a free pool thread starts the oldest call of the highest level waiting. Calls of
 //    one level start in publish order. Strict: lower levels wait while higher ones have calls
-//    queued (see docs/dispatcher.md for when that starves them).
+//    queued (see docs/handlers.md, Priorities, for when that starves them).
 //  - dispatch_mode::caller_thread: handlers run inside publish(), one after another. A nested
 //    publish from a handler runs its handlers before the outer publish continues.
 //
@@ -92,7 +92,7 @@ struct handler_run {
 
 struct dispatcher_stats {
   std::uint64_t published = 0;         // events accepted
-  std::uint64_t rejected = 0;          // publishes refused (queue full, shut down)
+  std::uint64_t rejected = 0;          // publishes refused (queue full, shut down, a priority out of range)
   std::uint64_t handler_failures = 0;  // handler calls that threw
 };
 

@@ -32,7 +32,8 @@
 // payload_as uses).
 //
 // Register during start-up, before events are read: steps registered later apply from then on.
-// Registrations are never removed.
+// Registrations are never removed. A step runs on whichever thread reads, many at once: keep it a
+// pure function of its payload.
 
 #include <functional>
 #include <string>

@@ -127,13 +127,18 @@ result<nlohmann::json> payload_at_version(const event& ev, int wanted) {
       if (!payload.is_object())
         return error(errc::payload_mismatch,
                      "the upcaster of " + in_quotes(ev.event_type()) + " from version " + std::to_string(at - 1) +
-                         " returned a JSON " + payload.type_name() + ", not an object",
+                         " returned a JSON " + payload.type_name() + ", not an object, for event " + ev.event_id(),
                      "payload");
     }
   } catch (const std::exception& e) {
     return error(errc::payload_mismatch,
                  "the upcaster of " + in_quotes(ev.event_type()) + " from version " + std::to_string(at) + " to " +
                      std::to_string(at + 1) + " failed on event " + ev.event_id() + ": " + e.what(),
+                 "payload");
+  } catch (...) {  // a step that throws something else still gives a result, never an escape
+    return error(errc::payload_mismatch,
+                 "the upcaster of " + in_quotes(ev.event_type()) + " from version " + std::to_string(at) + " to " +
+                     std::to_string(at + 1) + " failed on event " + ev.event_id() + ": an exception not derived from std::exception",
                  "payload");
   }
   return payload;

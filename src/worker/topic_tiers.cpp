@@ -4,24 +4,26 @@
 
 namespace eventbus::detail {
 
-result<topic_tiers> topic_tiers::make(const std::vector<std::vector<std::string>>& tiers) {
+result<topic_tiers> topic_tiers::make(const std::vector<std::vector<std::string>>& tiers, const std::string& field) {
   topic_tiers made;
   for (std::size_t i = 0; i < tiers.size(); ++i) {
-    const std::string field = "priority_tiers[" + std::to_string(i) + "]";
-    if (tiers[i].empty()) return error(errc::invalid_argument, "names no topic (a tier needs a name or '^regex')", field);
+    const std::string where = field + "[" + std::to_string(i) + "]";
+    if (tiers[i].empty()) return error(errc::invalid_argument, "names no topic (a tier needs a name or '^regex')", where);
     auto& entries = made.tiers_.emplace_back();
     for (const auto& text : tiers[i]) {
-      if (text.empty()) return error(errc::invalid_argument, "has an empty topic name", field);
+      if (text.empty()) return error(errc::invalid_argument, "has an empty topic name", where);
       if (!text.starts_with('^')) {
-        entries.push_back({.name = text, .pattern = {}});
+        entries.push_back({.name = text, .pattern = nullptr});
         continue;
       }
-      try {
-        // POSIX extended, as librdkafka reads a '^' subscription.
-        entries.push_back({.name = {}, .pattern = std::regex(text, std::regex::extended | std::regex::nosubs)});
-      } catch (const std::regex_error& e) {
-        return error(errc::invalid_argument, "'" + sanitize_utf8(text) + "' is not a regular expression: " + e.what(), field);
+      auto compiled = std::make_shared<compiled_regex>();
+      if (const int err = regcomp(&compiled->re, text.c_str(), REG_EXTENDED | REG_NOSUB); err != 0) {
+        char why[256];
+        regerror(err, &compiled->re, why, sizeof why);
+        return error(errc::invalid_argument, "'" + sanitize_utf8(text) + "' is not a regular expression: " + why, where);
       }
+      compiled->compiled = true;
+      entries.push_back({.name = {}, .pattern = std::move(compiled)});
     }
   }
   return made;
@@ -30,7 +32,7 @@ result<topic_tiers> topic_tiers::make(const std::vector<std::vector<std::string>
 std::size_t topic_tiers::of(const std::string& topic) const {
   for (std::size_t i = 0; i < tiers_.size(); ++i)
     for (const auto& e : tiers_[i])
-      if (e.name.empty() ? std::regex_search(topic, e.pattern) : e.name == topic) return i;
+      if (e.pattern ? regexec(&e.pattern->re, topic.c_str(), 0, nullptr, 0) == 0 : e.name == topic) return i;
   return tiers_.size();
 }
 

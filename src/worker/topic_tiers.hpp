@@ -1,10 +1,14 @@
 #pragma once
 // Which priority tier a topic belongs to (worker_options::priority_tiers): the first tier with a
-// name equal to the topic or a '^' regular expression found in it, as librdkafka matches a
-// subscription; topics no tier names form the last, least urgent tier.
+// name equal to the topic or a '^' regular expression found in it. Expressions are POSIX extended,
+// compiled and matched by the C library exactly as librdkafka does for a '^' subscription (regcomp
+// with REG_EXTENDED | REG_NOSUB), so a tier accepts what a subscription accepts and means the same.
+// Topics no tier names form the last, least urgent tier.
+
+#include <regex.h>
 
 #include <cstddef>
-#include <regex>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,9 +18,10 @@ namespace eventbus::detail {
 
 class topic_tiers {
  public:
-  /// errc::invalid_argument (field "priority_tiers[i]") for an empty tier, an empty entry or a
-  /// regular expression that does not compile.
-  static result<topic_tiers> make(const std::vector<std::vector<std::string>>& tiers);
+  /// errc::invalid_argument (field "<field>[i]") for an empty tier, an empty entry or a regular
+  /// expression that does not compile.
+  static result<topic_tiers> make(const std::vector<std::vector<std::string>>& tiers,
+                                  const std::string& field = "priority_tiers");
 
   /// Tiers listed, plus one for the topics none names; 1 without tiers.
   [[nodiscard]] std::size_t count() const noexcept { return tiers_.size() + 1; }
@@ -24,9 +29,19 @@ class topic_tiers {
   [[nodiscard]] std::size_t of(const std::string& topic) const;
 
  private:
+  struct compiled_regex {
+    regex_t re{};
+    bool compiled = false;  // regfree only what regcomp built
+    compiled_regex() = default;
+    compiled_regex(const compiled_regex&) = delete;
+    compiled_regex& operator=(const compiled_regex&) = delete;
+    ~compiled_regex() {
+      if (compiled) regfree(&re);
+    }
+  };
   struct entry {
-    std::string name;  // exact, or empty when `pattern` is used
-    std::regex pattern;
+    std::string name;                         // exact, or empty when `pattern` is used
+    std::shared_ptr<compiled_regex> pattern;  // shared: regex_t cannot be copied
   };
   std::vector<std::vector<entry>> tiers_;
 };

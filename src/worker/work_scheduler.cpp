@@ -59,18 +59,18 @@ void work_scheduler::make_ready(lane& l) {
   ++ready_lanes_;
 }
 
-// The most urgent tier with ready lanes, unless a lower one with ready lanes is owed a record.
+// The most urgent tier with ready lanes, unless a less urgent one with ready lanes is owed at
+// least a record: then the one owed the most (so with three tiers, both lower ones get theirs).
 work_scheduler::tier_choice work_scheduler::tier_to_serve() {
   std::size_t top = 0;
   while (tiers_[top].ready.empty()) ++top;  // has_ready(): one has
-  std::size_t lower = top + 1;
-  while (lower < tiers_.size() && tiers_[lower].ready.empty()) ++lower;
-  if (lower == tiers_.size()) {
-    owed_to_lower_ = 0;  // nobody waits below: no debt carried into the next contention
-    return {.served = top, .lower_waits = false, .paying_debt = false};
+  std::size_t owed_most = top;
+  for (std::size_t t = top + 1; t < tiers_.size(); ++t) {
+    if (tiers_[t].unfinished == 0) tiers_[t].owed = 0;  // nothing of it waits: no debt carried over
+    if (!tiers_[t].ready.empty() && tiers_[t].owed >= 1 && (owed_most == top || tiers_[t].owed > tiers_[owed_most].owed))
+      owed_most = t;
   }
-  if (owed_to_lower_ >= 1) return {.served = lower, .lower_waits = false, .paying_debt = true};
-  return {.served = top, .lower_waits = true, .paying_debt = false};
+  return {.served = owed_most, .paying_debt = owed_most != top};
 }
 
 work_batch work_scheduler::take(std::size_t free_slots, std::size_t max_records) {
@@ -83,7 +83,7 @@ work_batch work_scheduler::take(std::size_t free_slots, std::size_t max_records)
   // handlers of different keys side by side).
   const std::size_t slots = std::min(free_slots, t.ready.size());
   std::size_t limit = std::clamp<std::size_t>(max_records, 1, max_batch_);
-  if (choice.paying_debt) limit = std::min(limit, static_cast<std::size_t>(owed_to_lower_));
+  if (choice.paying_debt) limit = std::min(limit, static_cast<std::size_t>(t.owed));
   const std::size_t target = std::clamp<std::size_t>((t.ready_records + slots - 1) / slots, 1, std::max<std::size_t>(limit, 1));
   while (batch.jobs.size() < target && !t.ready.empty()) {
     lane& l = *t.ready.front();
@@ -101,10 +101,15 @@ work_batch work_scheduler::take(std::size_t free_slots, std::size_t max_records)
     l.partition->on_pool += n;
   }
   if (choice.paying_debt) {
-    owed_to_lower_ -= static_cast<double>(batch.jobs.size());
-  } else if (choice.lower_waits && owed_to_lower_ < static_cast<double>(max_batch_)) {  // bounded: paid soon
-    owed_to_lower_ += static_cast<double>(batch.jobs.size()) * static_cast<double>(lower_share_percent_) /
-                      static_cast<double>(100 - lower_share_percent_);
+    t.owed -= static_cast<double>(batch.jobs.size());
+  } else {
+    // Every less urgent tier with work not done is owed its share of what was taken here; bounded,
+    // so a tier that could not take its share (its lanes busy) catches up by a batch at most.
+    const double share = static_cast<double>(batch.jobs.size()) * static_cast<double>(lower_share_percent_) /
+                         static_cast<double>(100 - lower_share_percent_);
+    for (std::size_t lower = choice.served + 1; lower < tiers_.size(); ++lower)
+      if (tiers_[lower].unfinished > 0)
+        tiers_[lower].owed = std::min(tiers_[lower].owed + share, static_cast<double>(max_batch_));
   }
   return batch;
 }

@@ -14,9 +14,9 @@
 // a record that needs more than a clean pass (retry, dead letter) and says when that is over.
 //
 // Priority tiers (worker_options::priority_tiers): each partition belongs to its topic's tier, and
-// ready lanes wait per tier. take() serves the most urgent tier that has ready lanes, except that
-// while a lower tier has ready lanes too, it is owed its share of the records taken
-// (lower_share_percent of them) and is served whenever that debt reaches a record.
+// ready lanes wait per tier. take() serves the most urgent tier that has ready lanes; every less
+// urgent tier with records not finished is owed lower_share_percent of the records taken so, and
+// a tier owed a record or more is served first (the one owed the most), with what it is owed.
 //
 // Used from one thread only (the worker's consumer thread).
 
@@ -135,8 +135,7 @@ class work_scheduler {
   void advance_commit_point(partition_work& p);
   struct tier_choice {
     std::size_t served = 0;
-    bool lower_waits = false;  // a less urgent tier has ready lanes: it is owed its share of this batch
-    bool paying_debt = false;  // `served` is that lower tier, taking what it is owed
+    bool paying_debt = false;  // `served` is a less urgent tier, taking what it is owed
   };
   [[nodiscard]] tier_choice tier_to_serve();
   [[nodiscard]] static bool busy(const partition_work& p);
@@ -145,6 +144,7 @@ class work_scheduler {
     std::deque<lane*> ready;        // idle lanes with waiting records, oldest first
     std::size_t ready_records = 0;  // waiting records of the lanes in `ready`
     std::size_t unfinished = 0;     // fetched, not finished
+    double owed = 0;                // records owed to it by more urgent tiers (its minimum share)
   };
 
   processing_order order_;
@@ -154,7 +154,6 @@ class work_scheduler {
   std::vector<tier_queue> tiers_ = std::vector<tier_queue>(1);
   std::function<std::size_t(const std::string&)> tier_of_;
   std::size_t lower_share_percent_ = 10;
-  double owed_to_lower_ = 0;  // records a lower tier with ready lanes is owed (see the header comment)
   std::size_t ready_lanes_ = 0;
 };
 

@@ -205,13 +205,19 @@ struct worker::impl {
     if (!p.paused && p.window.size() >= window_limit(p)) partitions.set_paused(p, true);
   }
 
+  // lower_tier_share_percent of n, without overflow for any n.
+  std::size_t share_of(std::size_t n) const {
+    const std::size_t share = options.lower_tier_share_percent;
+    return n / 100 * share + n % 100 * share / 100;
+  }
+
   // A partition's window: the whole of max_buffered_per_partition, or only the tier share of it
   // while a more urgent tier is busy (fetching records of this one would only queue them).
   std::size_t window_limit(const partition_work& p) const {
     if (p.tier == 0 || tier_last_record.empty()) return options.max_buffered_per_partition;
     for (std::size_t more_urgent = 0; more_urgent < p.tier; ++more_urgent)
       if (work.unfinished_in_tier(more_urgent) > 0 || turn_started - tier_last_record[more_urgent] < tier_busy_hold)
-        return std::max<std::size_t>(2, options.max_buffered_per_partition * options.lower_tier_share_percent / 100);
+        return std::max<std::size_t>(2, share_of(options.max_buffered_per_partition));
     return options.max_buffered_per_partition;
   }
 
@@ -334,12 +340,12 @@ struct worker::impl {
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   detail::timer_queue timers;
   bool intake_closed = false;
-  bool counted_in_group = false;
+  bool counted_in_group = false;  // what publish_in_group last added (consumer thread only)
   // Priority tiers (empty without): when each last fetched a record, as of the loop turn, and how
   // long a tier counts as busy after that (a steady stream with gaps between records stays busy).
   std::vector<clock_type::time_point> tier_last_record;
   clock_type::time_point turn_started{};
-  static constexpr std::chrono::seconds tier_busy_hold{1};  // what publish_in_group last added (consumer thread only)
+  static constexpr std::chrono::seconds tier_busy_hold{1};
 
   std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
 };

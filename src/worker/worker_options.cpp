@@ -52,12 +52,14 @@ void worker_options::validate() const {
   if (max_buffered_per_partition < 2) reject("max_buffered_per_partition", "must be at least 2");
   if (auto tiers = detail::topic_tiers::make(priority_tiers); !tiers) reject(tiers.error().field(), tiers.error().message());
   // A tier naming a topic the worker does not consume is a typo that would silently do nothing.
-  if (auto consumed = detail::topic_tiers::make({topics}); consumed)
-    for (std::size_t i = 0; i < priority_tiers.size(); ++i)
-      for (const auto& t : priority_tiers[i])
-        if (!t.starts_with('^') && consumed.value().of(t) != 0)
-          reject("priority_tiers[" + std::to_string(i) + "]",
-                 "names '" + detail::sanitize_utf8(t) + "', which is not among the topics this worker consumes");
+  // ('^' tiers cannot be checked here: what they match depends on the topics the cluster has.)
+  auto consumed = detail::topic_tiers::make({topics}, "topics");
+  if (!consumed) reject("topics", consumed.error().message());
+  for (std::size_t i = 0; i < priority_tiers.size(); ++i)
+    for (const auto& t : priority_tiers[i])
+      if (!t.starts_with('^') && consumed.value().of(t) != 0)
+        reject("priority_tiers[" + std::to_string(i) + "]",
+               "names '" + detail::sanitize_utf8(t) + "', which is not among the topics this worker consumes");
   if (lower_tier_share_percent < 1 || lower_tier_share_percent > 90)
     reject("lower_tier_share_percent", "must be 1..90 (a less urgent tier is slowed, never stopped), got " +
                                            std::to_string(lower_tier_share_percent));

@@ -79,15 +79,16 @@ struct worker_options {
   /// outcome ignored. A worker whose max_concurrency slots are all held so reports not ready.
   std::chrono::milliseconds handler_timeout{300'000};
   /// Priority tiers, most urgent first: each a list of topic names or '^' regular expressions
-  /// (topics this worker consumes through `topics`). A record belongs to the first tier naming its
-  /// topic; topics no tier names form the least urgent tier. While a tier has records fetched and
-  /// not finished (or had one within the last second), every less urgent tier gets only
-  /// lower_tier_share_percent of the records handed to handler threads, and its partitions pause
-  /// once that share of max_buffered_per_partition is fetched. Empty: no priorities. Order holds
-  /// within a key (and a partition) as ever; see docs/worker.md, Priority tiers.
+  /// (POSIX extended, as librdkafka reads a subscription). A record belongs to the first tier
+  /// naming its topic; topics no tier names form the least urgent tier. Handler threads take the
+  /// most urgent tier's ready records first, while every less urgent tier with records waiting is
+  /// owed lower_tier_share_percent of the records handed out that way and gets them. While a more
+  /// urgent tier has records not finished (or fetched one within the last second), a less urgent
+  /// partition's window shrinks to that share of max_buffered_per_partition (it pauses sooner).
+  /// Empty: no priorities. Order within a key (and a partition) holds as ever. docs/worker.md.
   std::vector<std::vector<std::string>> priority_tiers{};
-  /// The minimum share (1..90 %) of handler starts a less urgent tier keeps while a more urgent
-  /// one is busy: it is slowed, never starved.
+  /// The share (1..90 %) of handler starts each less urgent tier is owed while a more urgent one
+  /// has ready records: it is slowed, never starved.
   std::size_t lower_tier_share_percent = 10;
   /// Handler latency, retries, dead letters, consumed records and consumer lag; none if null.
   std::shared_ptr<eventbus::metrics> metrics{};
