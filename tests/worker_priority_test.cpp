@@ -133,7 +133,10 @@ TEST_CASE("priority tiers that would do nothing are refused, naming the tier") {
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\..*"}, .priority_tiers = {{"^app\\.(payment"}}}).starts_with("priority_tiers[0]: '^app"));
   // GNU extensions librdkafka's regcomp takes are taken here too; a topics regex regcomp refuses is named.
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\..*"}, .priority_tiers = {{"^app\\.\\w+\\.payment"}}}).empty());
-  CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\.(x"}}).starts_with("topics: '^app"));
+  CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\.(x"}, .priority_tiers = {{"^app"}}}).starts_with("topics: '^app"));
+  CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\.(x"}}).empty());  // no tiers: librdkafka's to judge
+  CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {"^app\\..*"}, .priority_tiers = {{"^((a{9}){9}){9}"}}})
+            .find("without counted repetition") != std::string::npos);
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {bulk_topic}, .lower_tier_share_percent = 0}).starts_with("lower_tier_share_percent"));
   CHECK(refusal({.kafka = {}, .group_id = "g", .topics = {bulk_topic}, .lower_tier_share_percent = 95}).starts_with("lower_tier_share_percent"));
 }

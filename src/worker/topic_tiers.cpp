@@ -1,8 +1,20 @@
 #include "worker/topic_tiers.hpp"
 
+#include <regex>
+
 #include "support/utf8.hpp"
 
 namespace eventbus::detail {
+namespace {
+
+constexpr std::size_t max_pattern_length = 255;
+
+const std::regex& counted_repetition() {
+  static const std::regex bound(R"(\{ *[0-9])");
+  return bound;
+}
+
+}  // namespace
 
 result<topic_tiers> topic_tiers::make(const std::vector<std::vector<std::string>>& tiers, const std::string& field) {
   topic_tiers made;
@@ -16,6 +28,13 @@ result<topic_tiers> topic_tiers::make(const std::vector<std::vector<std::string>
         entries.push_back({.name = text, .pattern = nullptr});
         continue;
       }
+      // One line of config must not build a matcher of millions of states (nested counted
+      // repetitions multiply): no {n} bounds, and a length a topic pattern never needs.
+      if (text.size() > max_pattern_length || std::regex_search(text, counted_repetition()))
+        return error(errc::invalid_argument,
+                     "'" + sanitize_utf8(text.substr(0, 80)) + "' is refused: tier matching takes expressions of at most " +
+                         std::to_string(max_pattern_length) + " characters without counted repetition ({n})",
+                     where);
       auto compiled = std::make_shared<compiled_regex>();
       if (const int err = regcomp(&compiled->re, text.c_str(), REG_EXTENDED | REG_NOSUB); err != 0) {
         char why[256];

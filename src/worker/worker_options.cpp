@@ -53,7 +53,8 @@ void worker_options::validate() const {
   if (auto tiers = detail::topic_tiers::make(priority_tiers); !tiers) reject(tiers.error().field(), tiers.error().message());
   // A tier naming a topic the worker does not consume is a typo that would silently do nothing.
   // ('^' tiers cannot be checked here: what they match depends on the topics the cluster has.)
-  auto consumed = detail::topic_tiers::make({topics}, "topics");
+  // (Only with tiers: the topics' own expressions are librdkafka's to compile.)
+  auto consumed = priority_tiers.empty() ? detail::topic_tiers::make({}) : detail::topic_tiers::make({topics}, "topics");
   if (!consumed) reject("topics", consumed.error().message());
   for (std::size_t i = 0; i < priority_tiers.size(); ++i)
     for (const auto& t : priority_tiers[i])
