@@ -297,8 +297,12 @@ TEST_CASE("stop() returns within shutdown_timeout while a handler hangs, and the
     REQUIRE(wait_until([&] { return entered->load(); }, 30s));
     auto stopped = std::async(std::launch::async, [&] { w->stop(); });
     REQUIRE(stopped.wait_for(10s) == std::future_status::ready);  // it used to wait for the handler forever
-    w.reset();     // the worker is gone while its handler still runs
+    // The worker is gone while its handler still runs: its destructor used to wait for the call too
+    // (destroying the consumer waits for the message the call holds) until the gate's own limit.
+    auto destroyed = std::async(std::launch::async, [&] { w.reset(); });
+    CHECK(destroyed.wait_for(10s) == std::future_status::ready);
     hang->open();  // the detached thread returns into memory that is still its own
+    destroyed.wait();
   }  // (the subscription waits for that call to return before it goes)
   CHECK(wait_until([&] { return committed_offset(bootstrap, "g-stuck", orders, 0) < 1; }, 1s));
 }

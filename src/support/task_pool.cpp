@@ -29,6 +29,7 @@ struct task_pool::state {
   std::size_t queued = 0;                // over every level
   bool closed = false;
   std::vector<bool> exited;  // per thread, under mu
+  std::vector<std::shared_ptr<void>> kept;  // freed with the state: after every thread and task
 };
 
 namespace {
@@ -44,6 +45,11 @@ task_pool::task_pool(std::size_t threads, std::size_t capacity, std::size_t leve
 task_pool::~task_pool() { close_and_join(); }
 
 bool task_pool::on_pool_thread() const noexcept { return t_current_pool == state_.get(); }
+
+void task_pool::keep_until_threads_exit(std::shared_ptr<void> what) {
+  const std::lock_guard lock(state_->mu);
+  state_->kept.push_back(std::move(what));
+}
 
 task_pool::push_status task_pool::push_all(std::vector<task>& tasks, std::chrono::milliseconds timeout,
                                            std::size_t level) {

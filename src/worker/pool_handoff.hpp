@@ -84,6 +84,8 @@ class pool_handoff {
   [[nodiscard]] bool on_pool_thread() const { return pool_.on_pool_thread(); }
   /// Closes the pool and waits up to `timeout` for its threads; returns how many were left running.
   [[nodiscard]] std::size_t close_and_join(std::chrono::milliseconds timeout) { return pool_.close_and_join(timeout); }
+  /// Frees `what` once the threads close_and_join left running have returned (task_pool).
+  void keep_until_threads_exit(std::shared_ptr<void> what) { pool_.keep_until_threads_exit(std::move(what)); }
 
  private:
   static void run_batch(pool_side& on, pool_handoff* self, const std::shared_ptr<work_batch>& batch);

@@ -150,10 +150,16 @@ struct worker::impl {
     rd_kafka_consumer_close(consumer.get());
     consumer_queue.reset();
     const auto left = std::max(clock_type::duration::zero(), deadline - clock_type::now());
-    if (const auto detached = handoff.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0)
+    if (const auto detached = handoff.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0) {
       detail::log(log_level::error, "worker: " + std::to_string(detached) +
                                         " handler call(s) still running after shutdown_timeout; their threads are "
                                         "left to finish on their own and their records will be redelivered");
+      // Their records hold librdkafka messages, and destroying a client waits for every message
+      // it handed out: the worker's destructor would wait for the hung calls after all. The
+      // (closed) consumer and the broker it talks to go when the last such thread returns.
+      handoff.keep_until_threads_exit(std::shared_ptr<rd_kafka_t>(consumer.release(), detail::kafka_handle_deleter{}));
+      handoff.keep_until_threads_exit(std::move(broker));
+    }
   }
 
   // Ready to handle: in the group, not stopping, and not every slot held by a call past its timeout.
