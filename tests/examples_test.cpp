@@ -198,7 +198,9 @@ TEST_CASE("the event-sourced example: commands on order aggregates, orders_by_st
   std::map<std::string, std::set<std::string>> stored_ids;  // by event type
   {
     auto store = eventbus::open_sqlite_store({.path = orders_db, .read_only = true});
-    for (const auto& [id, types] : expected_types) {
+    for (const auto& entry : expected_types) {  // no structured binding: CHECK_MESSAGE's lambda takes `id`
+      const auto& id = entry.first;
+      const auto& types = entry.second;
       std::vector<std::string> seen;
       REQUIRE(store->load("order", id, 1, [&](const eventbus::stored_event& e) {
         CHECK(e.version == static_cast<std::int64_t>(seen.size()) + 1);

@@ -107,7 +107,8 @@ TEST_CASE("metadata of other clients is ignored, and malformed metadata of ours 
       {"eb1:1:1+9223372036854775806", "overflow"},
       {"eb1:1:99999999999999999999+1", "<gap>+<count>"},
   };
-  for (const auto& [text, why] : bad) {
+  for (const auto& [bad_text, why] : bad) {
+    const auto& text = bad_text;  // CAPTURE takes a reference, and clang 14 cannot capture a binding
     CAPTURE(text);
     const auto d = decode_finished_offsets(1, text);
     CHECK(!d.offsets);

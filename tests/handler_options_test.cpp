@@ -20,14 +20,18 @@ using namespace std::chrono_literals;
 using eventbus::testing::http_get;
 using eventbus::testing::sample_value;
 
-namespace {
-
+// In a named namespace: its to_json is not used here, and in an anonymous one clang would say so.
+namespace handler_options_test_types {
 struct order_created {
   static constexpr std::string_view event_type = "order.created";
   static constexpr std::string_view aggregate_type = "order";
   double total = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(order_created, total)
+}  // namespace handler_options_test_types
+using handler_options_test_types::order_created;
+
+namespace {
 
 event order(double total, const std::string& id = "o-1", metadata_map metadata = {}) {
   return make_event({.event_type = "order.created", .aggregate_type = "order", .aggregate_id = id,
@@ -191,8 +195,8 @@ TEST_CASE("authorize lets through what the claims allow, refuses the rest with r
   CHECK(report.dead_letter_reason == "unauthorized");
   CHECK(report.attempts == 1);  // no retry: it would be refused again
 
-  CHECK_THROWS_AS(middlewares::authorize(metadata_map{}), exception);
-  CHECK_THROWS_AS(middlewares::authorize(middlewares::authorization{}), exception);
+  CHECK_THROWS_AS((void)middlewares::authorize(metadata_map{}), exception);
+  CHECK_THROWS_AS((void)middlewares::authorize(middlewares::authorization{}), exception);
 }
 
 TEST_CASE("/handlers lists every handler with patterns, condition, middleware and counts, as JSON") {
@@ -269,9 +273,9 @@ TEST_CASE("rate_limit rejects over the limit when told to, with one bucket per h
   CHECK(report.result == attempt_result::dead_letter);
   CHECK(report.dead_letter_reason == "rate-limited");
 
-  CHECK_THROWS_AS(middlewares::rate_limit({.per_second = 0}), exception);
-  CHECK_THROWS_AS(middlewares::rate_limit({.per_second = 10, .burst = 0.5}), exception);
-  CHECK_THROWS_AS(middlewares::rate_limit({.per_second = std::numeric_limits<double>::infinity()}), exception);
+  CHECK_THROWS_AS((void)middlewares::rate_limit({.per_second = 0}), exception);
+  CHECK_THROWS_AS((void)middlewares::rate_limit({.per_second = 10, .burst = 0.5}), exception);
+  CHECK_THROWS_AS((void)middlewares::rate_limit({.per_second = std::numeric_limits<double>::infinity()}), exception);
 }
 
 // The issue's measure: a limit of 1,000/s holds within 2 % over 10 s (waiting mode, four pool

@@ -177,7 +177,10 @@ TEST_CASE("workers SIGKILLed five times while moving money: balances equal the s
     CHECK(wait_until([&] { return skip_lines() > skipped_before_last; }, 60s));
     CHECK(last.stop(SIGTERM) == 0);
 
-    for (const auto& [account, balance] : expected) CHECK_MESSAGE(ledger.balance(account) == balance, account);
+    for (const auto& entry : expected) {  // no structured binding: CHECK_MESSAGE's lambda takes it
+      const auto& account = entry.first;
+      CHECK_MESSAGE(ledger.balance(account) == entry.second, account);
+    }
     CHECK(applied() == transfers);
     // Each restart was handed what the killed one had applied: the inbox skipped and reported them.
     std::ifstream reported(skips);

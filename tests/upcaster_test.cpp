@@ -30,7 +30,9 @@
 using namespace eventbus;
 using namespace std::chrono_literals;
 
-namespace {
+// The event types in a named namespace: their JSON functions are not all used here, and in an
+// anonymous one clang would say so.
+namespace upcaster_test_types {
 
 // Version 1 was {"name"}; version 2 renamed it to "full_name"; version 3 added "tier" ("basic"
 // for every member who joined before tiers existed).
@@ -78,6 +80,12 @@ const upcaster moved_v1{"member.moved", 1, [](nlohmann::json p) {
                         }};
 const upcaster paused_v1{"member.paused", 1, [](nlohmann::json) { return nlohmann::json::array(); }};
 const upcaster suspended_v1{"member.suspended", 1, [](nlohmann::json) -> nlohmann::json { throw 42; }};
+
+}  // namespace upcaster_test_types
+
+using namespace upcaster_test_types;
+
+namespace {
 
 event joined(int version, nlohmann::json payload, std::string id = "m-1") {
   return make_event({.event_type = "member.joined", .aggregate_type = "member", .aggregate_id = std::move(id),

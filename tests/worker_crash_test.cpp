@@ -163,7 +163,9 @@ TEST_CASE("a worker killed with SIGKILL mid-stream loses nothing and commits nev
   for (std::int32_t p = 0; p < 8; ++p)
     committed[p] = testing::committed_offset(broker.bootstrap_servers(), "g-crash", topic, p);
   int committed_records = 0;
-  for (const auto& [id, pos] : where) {
+  for (const auto& entry : where) {  // no structured binding: CHECK_MESSAGE's lambda takes `id`
+    const auto& id = entry.first;
+    const auto& pos = entry.second;
     if (pos.offset < committed[pos.partition]) {
       ++committed_records;
       CHECK_MESSAGE(handled_by_first.count(id) == 1, "committed but never handled: " << id);
@@ -196,7 +198,9 @@ TEST_CASE("a worker killed with SIGKILL mid-stream loses nothing and commits nev
   // (offset or metadata): only records in flight at the kill, or finished after that commit.
   const auto handled_by_second = lines_of(second_out);
   std::size_t redelivered = 0, covered_by_metadata = 0;
-  for (const auto& [id, pos] : where) {
+  for (const auto& entry : where) {  // no structured binding: CHECK_MESSAGE's lambda takes `id`
+    const auto& id = entry.first;
+    const auto& pos = entry.second;
     const auto& commit = at_kill.at(pos.partition);
     if (pos.offset >= commit.offset && commit.finished.contains(pos.offset)) ++covered_by_metadata;
     if (handled_by_first.count(id) == 0 || handled_by_second.count(id) == 0) continue;
@@ -214,7 +218,9 @@ TEST_CASE("after a SIGKILL, records that finished behind one in backoff are not 
   broker.create_topic(topic, 4);
   // The stuck record first: everything after it in its partition finishes while it waits for its
   // retry, and no commit offset can pass it.
-  const auto [stuck_id, stuck_at] = publish_one(broker, "stuck");
+  const auto stuck = publish_one(broker, "stuck");
+  const std::string stuck_id = stuck.first;  // a lambda below uses it: clang 14 cannot capture a binding
+  const auto stuck_at = stuck.second;
   constexpr int others = 2000;  // ~500 a partition: below the window (max_buffered_per_partition)
   const auto where = publish(broker, others);
   std::size_t held_back = 0;  // finished behind the stuck record: all redelivered before commit metadata

@@ -158,7 +158,8 @@ TEST_CASE("retries are per handler: a sibling that succeeded runs exactly once p
   CHECK(w.stats().dead_letters == 5);
   const std::lock_guard lock(mu);
   REQUIRE(audit_calls.size() == 5);
-  for (const auto& [seq, n] : audit_calls) {
+  for (const auto& [audited, n] : audit_calls) {
+    const auto& seq = audited;  // CAPTURE takes a reference, and clang 14 cannot capture a binding
     CAPTURE(seq);
     CHECK(n == 1);
   }

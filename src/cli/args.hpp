@@ -81,7 +81,7 @@ class arg_parser {
 
   /// nullopt to go on; otherwise the exit code to return (help printed, or a usage error).
   std::optional<int> parse(std::span<const std::string_view> args) const {
-    for (std::size_t i = 0; i < args.size(); ++i) {
+    for (std::size_t i = 0; i < args.size(); i += 2) {  // a flag and its value
       if (args[i] == "--help" || args[i] == "-h") {
         std::fwrite(usage_.data(), 1, usage_.size(), stdout);
         return exit_ok;
@@ -92,7 +92,6 @@ class arg_parser {
       if (match == nullptr) return usage_error("unknown option '" + std::string(args[i]) + "'");
       if (i + 1 >= args.size() || !match->apply(args[i + 1]))
         return usage_error(match->name + " needs " + match->wants);
-      ++i;
     }
     return std::nullopt;
   }

@@ -124,13 +124,3 @@ std::uint64_t checked_store::wait_for_append(std::uint64_t seen, std::chrono::mi
 }
 
 }  // namespace eventbus::detail
-
-namespace eventbus {
-
-// A store that cannot signal its appends: the caller's wait is a poll interval.
-std::uint64_t event_store::wait_for_append(std::uint64_t seen, std::chrono::milliseconds timeout) {
-  std::this_thread::sleep_for(timeout);
-  return seen;
-}
-
-}  // namespace eventbus

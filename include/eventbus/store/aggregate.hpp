@@ -388,9 +388,10 @@ struct aggregate_access {
   static result<void> apply_stored(aggregate<State>& a, const stored_event& e, unknown_event_policy policy,
                                    event_types<E...>) {
     std::optional<result<void>> applied;
-    ((e.ev.event_type() == std::string_view(E::event_type) ? (applied.emplace(apply_typed<State, E>(a, e)), true)
-                                                            : false) ||
-     ...);
+    // The first E whose type matches is applied; || stops there.
+    (void)((e.ev.event_type() == std::string_view(E::event_type) ? (applied.emplace(apply_typed<State, E>(a, e)), true)
+                                                                  : false) ||
+           ...);
     if (!applied) {
       if (policy == unknown_event_policy::fail)
         return error(errc::invalid_event,
