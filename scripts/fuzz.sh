@@ -14,13 +14,17 @@ jobs="${EVENTBUS_JOBS:-2}"
 targets=(decode_event worker_record config publish_line dead_letter_headers commit_metadata export_line handlers_page)
 
 bash scripts/setup.sh
-dir=build/fuzz
-# The configure log goes next to the build directory: on a fresh clone nothing has made build/ yet.
-mkdir -p build
-cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DEVENTBUS_FUZZ=ON -DEVENTBUS_SANITIZE="address,undefined" \
-  -DEVENTBUS_WERROR=ON -DEVENTBUS_BUILD_TESTS=OFF -DEVENTBUS_BUILD_CLI=OFF -DEVENTBUS_BUILD_EXAMPLES=OFF \
-  >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
+# EVENTBUS_FUZZ_DIR: a tree configured with EVENTBUS_FUZZ=ON and ASan+UBSan already (scripts/test.sh
+# passes its asan tree); otherwise build/fuzz, configured here for the fuzz targets alone.
+dir="${EVENTBUS_FUZZ_DIR:-build/fuzz}"
+if [ -z "${EVENTBUS_FUZZ_DIR:-}" ]; then
+  # The configure log goes next to the build directory: on a fresh clone nothing has made build/ yet.
+  mkdir -p build
+  cmake -S . -B "$dir" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DEVENTBUS_FUZZ=ON -DEVENTBUS_SANITIZE="address,undefined" \
+    -DEVENTBUS_WERROR=ON -DEVENTBUS_BUILD_TESTS=OFF -DEVENTBUS_BUILD_CLI=OFF -DEVENTBUS_BUILD_EXAMPLES=OFF \
+    >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
+fi
 cmake --build "$dir" -j "$jobs" --target "${targets[@]/#/fuzz_}"
 
 total=0

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config git
+  build-essential cmake ninja-build pkg-config git
   librdkafka-dev nlohmann-json3-dev prometheus-cpp-dev doctest-dev
   libsimdjson-dev  # the worker reads envelopes with it
   libsqlite3-dev libpq-dev postgresql  # the event store's backends; tests start a throwaway PostgreSQL
