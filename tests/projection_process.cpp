@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
                               if (!ok) throw std::runtime_error(PQerrorMessage(conn));
                             });
   copy.start();
+  std::puts("running");  // the test's SIGTERM waits for this: before main, it would kill us
+  std::fflush(stdout);
   eventbus::wait_for_stop_signal();
   copy.stop();
   return 0;
