@@ -9,6 +9,7 @@
 //   build/werror/bench/worker_bench [--events 1000000] [--rounds 3] [--partitions 128] [--max-concurrency 4]
 //   build/werror/bench/worker_bench --worker-only 1       # the worker run alone, for perf record
 //   build/werror/bench/worker_bench --envelope-only 1     # a handler that never reads the payload
+//   build/werror/bench/worker_bench --commit-interval-ms 1000  # the cost of commits: against the default
 
 #include <librdkafka/rdkafka.h>
 
@@ -45,6 +46,7 @@ struct settings {
   int worker_only = 0;   // 1: the clean worker run alone, for a profiler
   int window = 100'000;  // max_buffered_per_partition: large, so the window never pauses a partition
   int envelope_only = 0;  // 1: the handler reads only the envelope (its sequence number from the correlation id)
+  int commit_interval_ms = 0;  // 0: the worker's default
 };
 
 // "corr-<seq>", as produce_orders writes it.
@@ -99,7 +101,9 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
                                 .max_backoff = std::chrono::milliseconds(20),
                                 .jitter = 0.0},
                       .max_concurrency = static_cast<std::size_t>(s.max_concurrency),
-                      .max_buffered_per_partition = static_cast<std::size_t>(s.window)});
+                      .max_buffered_per_partition = static_cast<std::size_t>(s.window),
+                      .commit_interval = s.commit_interval_ms > 0 ? std::chrono::milliseconds(s.commit_interval_ms)
+                                                                  : eventbus::worker_options{}.commit_interval});
   const auto attempts = std::make_unique<std::atomic<std::uint8_t>[]>(static_cast<std::size_t>(s.events));
   std::atomic<bool> started{false};
   std::atomic<std::uint64_t> healthy{0};
@@ -128,6 +132,10 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
     std::printf("    worker process RSS: %ld MB after %d events, %ld MB after %d: ratio %.2f\n", rss_at_tenth / 1024,
                 s.events / 10, rss_kb() / 1024, s.events,
                 rss_at_tenth > 0 ? static_cast<double>(rss_kb()) / static_cast<double>(rss_at_tenth) : 0.0);
+  const double took = std::chrono::duration<double>(clock_type::now() - first).count();
+  std::printf("    worker %s: %llu commits in %.2f s (%.1f a second)\n", failing ? "failing" : "clean",
+              static_cast<unsigned long long>(w.stats().commits), took,
+              took > 0 ? static_cast<double>(w.stats().commits) / took : 0.0);
   w.stop();
   if (healthy.load() != healthy_total) {
     std::fprintf(stderr, "worker run %s: %llu of %llu healthy events handled\n", group.c_str(),
@@ -150,7 +158,8 @@ int main(int argc, char** argv) {
                                      {"--max-concurrency", &s.max_concurrency},
                                      {"--worker-only", &s.worker_only},
                                      {"--window", &s.window},
-                                     {"--envelope-only", &s.envelope_only}})) {
+                                     {"--envelope-only", &s.envelope_only},
+                                     {"--commit-interval-ms", &s.commit_interval_ms}})) {
     std::fprintf(stderr,
                  "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N] [--envelope-only 1]\n");
     return 2;

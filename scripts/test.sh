@@ -22,15 +22,18 @@ test_jobs="${EVENTBUS_TEST_JOBS:-4}"
 configs="${EVENTBUS_TEST_CONFIGS:-werror asan tsan}"
 
 # Line tables (-g1) are enough for backtraces and perf, and build a third faster than full debug
-# info; sanitizer builds use -O1, as the sanitizers recommend. Ninja: a build tree made by another
-# generator is made again.
+# info; sanitizer builds use -O1, as the sanitizers recommend.
 configure_and_test() {
   local name="$1" compiler="$2" sanitize="$3" flags="$4" ctest_args="$5" target="$6"
   shift 6
   local dir="build/$name"
-  if [ -f "$dir/CMakeCache.txt" ] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$dir/CMakeCache.txt"; then
+  # A tree made by another generator or compiler is made again: CMake would drop this command's
+  # -D settings while it resets the cache for a new compiler.
+  if [ -f "$dir/CMakeCache.txt" ] && { ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$dir/CMakeCache.txt" ||
+                                       [ "$(cat "$dir.compiler" 2>/dev/null)" != "$compiler" ]; }; then
     rm -rf "$dir"
   fi
+  echo "$compiler" >"$dir.compiler"
   echo "=== [$name] configure (at ${SECONDS}s)"
   cmake -G Ninja -S . -B "$dir" -DCMAKE_CXX_COMPILER="$compiler" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$flags" -DEVENTBUS_WERROR=ON -DEVENTBUS_SANITIZE="$sanitize" "$@" \

@@ -4,6 +4,10 @@
 // records of different keys finish out of offset order (the worker runs keys side by side).
 // With STUCK_KEY, the handler fails every call for events of that aggregate id, and the first
 // retry waits 60 s: such a record sits in backoff while everything after it finishes.
+// Environment: EVENTBUS_FAIL_EVERY=N makes events whose payload "seq" is a multiple of N fail their
+// first two calls (retried after 100 ms); EVENTBUS_COMMIT_INTERVAL_MS sets commit_interval (else
+// 100 ms), "default" leaves the worker's default; EVENTBUS_SESSION_TIMEOUT_MS the group session (else
+// 6 s: how long the group waits for a killed worker before its partitions move).
 //
 //   worker_process BOOTSTRAP GROUP TOPIC OUTPUT_FILE HANDLER_DELAY_US [STUCK_KEY]
 
@@ -11,6 +15,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -28,19 +35,33 @@ int main(int argc, char** argv) {
   if (out < 0) return 1;
   const auto delay = std::chrono::microseconds(std::stoi(argv[5]));
   const std::string stuck_key = argc == 7 ? argv[6] : "";
+  const char* fail_every_env = std::getenv("EVENTBUS_FAIL_EVERY");
+  const int fail_every = fail_every_env != nullptr ? std::atoi(fail_every_env) : 0;
+  const char* commit_env = std::getenv("EVENTBUS_COMMIT_INTERVAL_MS");
+  const std::string commit_interval = commit_env != nullptr ? commit_env : "100";
+  const char* session_env = std::getenv("EVENTBUS_SESSION_TIMEOUT_MS");
+  const std::string session_timeout = session_env != nullptr ? session_env : "6000";
+  std::mutex calls_mu;
+  std::map<std::string, int> failing_calls;  // per event id, for EVENTBUS_FAIL_EVERY
 
-  eventbus::worker w({.kafka = {.bootstrap_servers = argv[1],
-                                .properties = {{"session.timeout.ms", "6000"},
-                                               {"heartbeat.interval.ms", "500"},
-                                               {"fetch.wait.max.ms", "10"},
-                                               {"log_level", "3"}}},
-                      .group_id = argv[2],
-                      .topics = {argv[3]},
-                      .retry = {.initial_backoff = std::chrono::milliseconds(stuck_key.empty() ? 100 : 60'000),
-                                .max_backoff = std::chrono::milliseconds(60'000)},
-                      .commit_interval = std::chrono::milliseconds(100)});
+  eventbus::worker_options options{
+      .kafka = {.bootstrap_servers = argv[1],
+                .properties = {{"session.timeout.ms", session_timeout},
+                               {"heartbeat.interval.ms", "500"},
+                               {"fetch.wait.max.ms", "10"},
+                               {"log_level", "3"}}},
+      .group_id = argv[2],
+      .topics = {argv[3]},
+      .retry = {.initial_backoff = std::chrono::milliseconds(stuck_key.empty() ? 100 : 60'000),
+                .max_backoff = std::chrono::milliseconds(60'000)}};
+  if (commit_interval != "default") options.commit_interval = std::chrono::milliseconds(std::stoi(commit_interval));
+  eventbus::worker w(options);
   auto sub = w.subscribe("*", "record", [&](const eventbus::event& ev) {
     if (!stuck_key.empty() && ev.aggregate_id() == stuck_key) throw std::runtime_error("stuck");
+    if (fail_every > 0 && ev.payload().value("seq", -1) % fail_every == 0) {
+      const std::lock_guard lock(calls_mu);
+      if (++failing_calls[ev.event_id()] <= 2) throw std::runtime_error("fails twice");
+    }
     thread_local std::mt19937 rng(std::random_device{}());
     std::this_thread::sleep_for(delay * (rng() % 201) / 100);  // simulated work
     const std::string line = ev.event_id() + "\n";
