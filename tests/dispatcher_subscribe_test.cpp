@@ -83,6 +83,22 @@ TEST_CASE("handlers of one event start in subscription order, whatever their pat
   CHECK(r.calls == std::vector<std::string>{"a:order.created", "b:order.created", "c:order.created", "d:order.created"});
 }
 
+TEST_CASE("an exact type's handlers follow prefix and wildcard subscriptions made or removed after them") {
+  auto bus = inline_bus();
+  recorder r;
+  auto exact = bus.subscribe("order.created", "exact", r.as("exact"));
+  publish_all{bus}({"order.created"});
+  auto prefix = bus.subscribe("order.*", "prefix", r.as("prefix"));
+  auto other = bus.subscribe("payment.*", "other", r.as("other"));
+  auto all = bus.subscribe("*", "all", r.as("all"));
+  publish_all{bus}({"order.created"});
+  prefix.unsubscribe();
+  publish_all{bus}({"order.created"});
+  CHECK(r.calls == std::vector<std::string>{"exact:order.created",                                            //
+                                            "exact:order.created", "prefix:order.created", "all:order.created",  //
+                                            "exact:order.created", "all:order.created"});
+}
+
 TEST_CASE("a subscription unsubscribes when destroyed, explicitly, or by clear") {
   auto bus = inline_bus();
   int count = 0;

@@ -43,7 +43,7 @@ std::vector<entry_ptr>& exact_list_for(registry_snapshot& snapshot, const std::s
   const auto hash = event_type_hash(type);
   for (auto& e : snapshot.exact)
     if (e.type_hash == hash && e.type == type) return e.handlers;
-  return snapshot.exact.emplace_back(exact_handlers{hash, type, {}}).handlers;
+  return snapshot.exact.emplace_back(exact_handlers{hash, type, {}, {}}).handlers;
 }
 
 }  // namespace
@@ -186,6 +186,13 @@ void handler_registry::publish_snapshot_locked() {
       next->prefixed.emplace_back(e->pattern.substr(0, e->pattern.size() - 1), e);
     else
       exact_list_for(*next, e->pattern).push_back(e);
+  }
+  for (auto& type : next->exact) {
+    type.all = type.handlers;
+    for (const auto& [prefix, e] : next->prefixed)
+      if (type.type.starts_with(prefix)) type.all.push_back(e);
+    type.all.insert(type.all.end(), next->wildcard.begin(), next->wildcard.end());
+    std::sort(type.all.begin(), type.all.end(), [](const entry_ptr& a, const entry_ptr& b) { return a->id < b->id; });
   }
   std::sort(next->exact.begin(), next->exact.end(),
             [](const exact_handlers& a, const exact_handlers& b) { return a.type_hash < b.type_hash; });

@@ -115,7 +115,11 @@ inline running_call::~running_call() {
 struct exact_handlers {
   std::size_t type_hash = 0;
   std::string type;
-  std::vector<entry_ptr> handlers;
+  std::vector<entry_ptr> handlers;  // subscribed to exactly this type
+  // Every handler an event of this type reaches (these, the matching prefixes, the wildcards) in
+  // subscription order, merged when the snapshot is made: a publish then walks one flat list
+  // instead of merging three by id (a pointer chase per handler, a third of a dispatch).
+  std::vector<entry_ptr> all;
 };
 
 struct registry_snapshot {
@@ -129,6 +133,8 @@ struct registry_snapshot {
   template <class F>
   void for_each_match(std::string_view type, std::size_t type_hash, F&& f) const;
 
+  /// Every handler an event of `type` reaches (exact_handlers::all), or null when no handler is
+  /// subscribed to exactly that type.
   [[nodiscard]] const std::vector<entry_ptr>* find_exact(std::string_view type, std::size_t type_hash) const noexcept;
 };
 
@@ -177,15 +183,19 @@ inline const std::vector<entry_ptr>* registry_snapshot::find_exact(std::string_v
   auto it = std::lower_bound(exact.begin(), exact.end(), type_hash,
                              [](const exact_handlers& e, std::size_t h) { return e.type_hash < h; });
   for (; it != exact.end() && it->type_hash == type_hash; ++it)
-    if (it->type == type) return &it->handlers;
+    if (it->type == type) return &it->all;
   return nullptr;
 }
 
 template <class F>
 void registry_snapshot::for_each_match(std::string_view type, std::size_t type_hash, F&& f) const {
+  if (const std::vector<entry_ptr>* all = find_exact(type, type_hash)) {
+    for (const auto& h : *all) f(h);
+    return;
+  }
+  // A type without exact handlers: merge the prefixes and wildcards that match it.
   static const std::vector<entry_ptr> none;
-  const std::vector<entry_ptr>* exact_list = find_exact(type, type_hash);
-  if (exact_list == nullptr) exact_list = &none;
+  const std::vector<entry_ptr>* exact_list = &none;
   auto matches_prefix = [&](std::size_t i) { return type.starts_with(prefixed[i].first); };
 
   std::size_t e = 0, p = 0, w = 0;
