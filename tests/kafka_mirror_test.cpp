@@ -106,6 +106,26 @@ TEST_CASE("events land on their topics with key, headers and the envelope as val
   CHECK(sink->stats().delivered == 3);
 }
 
+// librdkafka looks up metadata for topics it does not know once a second: before the sink asked
+// for a new topic's metadata itself, the first event to each new topic waited about a second
+// (989 ms against 5 ms for the next one, measured).
+TEST_CASE("the first event to each new topic is delivered without waiting for librdkafka's topic scan") {
+  embedded_broker broker;
+  broker.create_topic("app.order.order.created", 2);
+  broker.create_topic("app.order.order.paid", 2);
+  broker.create_topic("app.invoice.invoice.sent", 2);
+  kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}}});
+  for (const auto& kind : {std::pair{"order", "order.created"}, {"order", "order.paid"}, {"invoice", "invoice.sent"}}) {
+    const std::string type = kind.second;  // not a structured binding: CHECK_MESSAGE's lambda takes it
+    const auto ev = make_event({.event_type = type, .aggregate_type = kind.first, .aggregate_id = "a-1"});
+    const auto sent = std::chrono::steady_clock::now();
+    const auto delivered = sink.accept(ev).get();
+    const auto took = std::chrono::steady_clock::now() - sent;
+    REQUIRE(delivered.ok());
+    CHECK_MESSAGE(took < 500ms, type << " took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  }
+}
+
 TEST_CASE("per-aggregate order is preserved across 10k events") {
   embedded_broker broker;
   broker.create_topic("app.order.order.updated", 8);

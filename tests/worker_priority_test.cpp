@@ -46,8 +46,8 @@ run_figures run(bool tiers, bool backlog, const std::string& group) {
   broker.create_topic(bulk_topic, 2);
   broker.create_topic(urgent_topic, 1);
   kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}}}});
-  // The producer learns the urgent topic's metadata first (a second on the first send), so the
-  // stream's latencies are the worker's alone. The handler ignores this record.
+  // The producer learns the urgent topic's metadata first (a round trip on the first send), so
+  // the stream's latencies are the worker's alone. The handler ignores this record.
   REQUIRE(sink.accept(make_event({.event_type = "payment.refunded", .aggregate_type = "payment",
                                   .aggregate_id = "warm-up", .payload = {{"warm_up", true}}})).get().ok());
   if (backlog) {

@@ -26,7 +26,8 @@ class topic_cache {
 
   /// The topic of `ev`, or errc::invalid_topic. The pointer is either the cache's own (stable for
   /// its lifetime) or `scratch`, when the cache is full. Thread-safe; a hit takes no lock.
-  [[nodiscard]] result<const std::string*> topic_of(const event& ev, std::string& scratch) const {
+  /// `added`, when given, is set when this call cached the name (the first time it was asked for).
+  [[nodiscard]] result<const std::string*> topic_of(const event& ev, std::string& scratch, bool* added = nullptr) const {
     const auto hash = event_access::data(ev).type_hash;
     if (const auto* hit = find(ev, hash)) return &hit->topic;
     auto topic = topic_for(ev, prefix_);
@@ -37,12 +38,13 @@ class topic_cache {
       scratch = std::move(topic).value();
       return &scratch;
     }
-    const entry& added = storage_.emplace_back(entry{hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value()});
+    const entry& cached = storage_.emplace_back(entry{hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value()});
+    if (added != nullptr) *added = true;
     // Half full at most (max_entries of 2 * max_entries slots): probing stays short and always ends.
     for (std::size_t i = hash % slots_.size();; i = (i + 1) % slots_.size()) {
       if (slots_[i].load(std::memory_order_relaxed) == nullptr) {
-        slots_[i].store(&added, std::memory_order_release);
-        return &added.topic;
+        slots_[i].store(&cached, std::memory_order_release);
+        return &cached.topic;
       }
     }
   }
