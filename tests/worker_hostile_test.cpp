@@ -307,6 +307,36 @@ TEST_CASE("stop() returns within shutdown_timeout while a handler hangs, and the
   CHECK(wait_until([&] { return committed_offset(bootstrap, "g-stuck", orders, 0) < 1; }, 1s));
 }
 
+TEST_CASE("a handler that returns after stop() gave up on it, before the worker goes, does not hold up the destructor") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  const auto& bootstrap = broker.bootstrap_servers();
+  for (int i = 0; i < 5; ++i) produce_raw(bootstrap, orders, "k", order("k", i));  // one key: one batch
+  auto options = hostile_worker(broker, "g-late");
+  options.handler_timeout = 0ms;
+  options.shutdown_timeout = 300ms;
+  auto hang = std::make_shared<gate>();
+  auto entered = std::make_shared<std::atomic<bool>>(false);
+  auto returned = std::make_shared<std::atomic<bool>>(false);
+  auto w = std::make_unique<worker>(options);
+  auto sub = w->subscribe("order.created", "h", [hang, entered, returned](const event&) {
+    if (entered->exchange(true)) return;
+    hang->wait();
+    returned->store(true);
+  });
+  w->start();
+  REQUIRE(wait_until([&] { return entered->load(); }, 30s));
+  w->stop();  // gives up on the call after 300 ms; its batch holds the records after it, unrun
+  CHECK_THROWS_WITH_AS(w->start(), doctest::Contains("cannot start again"), exception);
+  hang->open();  // the call returns while the worker still exists: its thread posts the batch back
+  REQUIRE(wait_until([&] { return returned->load(); }, 10s));
+  // Destroying the consumer waits for every message it handed out: one left in a batch no one
+  // frees (posted to a loop that no longer runs) used to hold the destructor forever.
+  auto destroyed = std::async(std::launch::async, [&] { w.reset(); });
+  CHECK(destroyed.wait_for(10s) == std::future_status::ready);
+  if (destroyed.wait_for(0s) != std::future_status::ready) std::_Exit(1);  // it would never return
+}
+
 TEST_CASE("stop() called from inside a handler asks and returns, and the worker then stops") {
   embedded_broker broker;
   broker.create_topic(orders, 1);

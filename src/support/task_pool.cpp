@@ -20,6 +20,8 @@ struct task_pool::state {
     return {};
   }
 
+  // First, so freed last: after the queues, whose dropped tasks may still hold what it keeps alive.
+  std::vector<std::shared_ptr<void>> kept;
   const std::size_t capacity;
   std::mutex mu;
   std::condition_variable has_work;
@@ -29,7 +31,6 @@ struct task_pool::state {
   std::size_t queued = 0;                // over every level
   bool closed = false;
   std::vector<bool> exited;  // per thread, under mu
-  std::vector<std::shared_ptr<void>> kept;  // freed with the state: after every thread and task
 };
 
 namespace {

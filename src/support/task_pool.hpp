@@ -43,9 +43,10 @@ class task_pool {
 
   [[nodiscard]] bool on_pool_thread() const noexcept;
 
-  /// Keeps `what` alive until the last of the pool's threads has exited, and frees it on that
-  /// thread: for what the task of a thread detached by close_and_join must not outlive (a consumed
-  /// Kafka message keeps its client from being destroyed, so the client goes after the message).
+  /// Keeps `what` alive until the pool and all its threads are gone, and frees it on whichever
+  /// goes last (a detached thread returning late, or the pool's destructor): for what the task of
+  /// a thread detached by close_and_join must not outlive (a consumed Kafka message keeps its
+  /// client from being destroyed, so the client goes after the message).
   void keep_until_threads_exit(std::shared_ptr<void> what);
 
  private:

@@ -16,13 +16,23 @@ namespace eventbus::detail {
 
 class completion_queue {
  public:
-  /// Any thread.
+  /// Any thread. After close(), `fn` is dropped (destroyed on the caller's thread).
   void post(std::function<void()> fn) {
     {
       const std::lock_guard lock(mu_);
-      posted_.push_back(std::move(fn));
+      if (!closed_) posted_.push_back(std::move(fn));
     }
     cv_.notify_one();
+  }
+
+  /// The consumer thread has stopped for good: drops what waits and whatever is posted later.
+  /// What they hold (batches, and the librdkafka messages in them) goes now: destroying the
+  /// consumer waits for every message it handed out, so none may sit here unrun.
+  void close() {
+    std::vector<std::function<void()>> dropped;
+    const std::lock_guard lock(mu_);
+    closed_ = true;
+    dropped.swap(posted_);
   }
 
   /// Consumer thread: runs what was posted so far, in order.
@@ -66,6 +76,7 @@ class completion_queue {
   std::condition_variable cv_;
   std::vector<std::function<void()>> posted_;  // run by the consumer thread, in order
   bool consumer_ready_ = false;  // librdkafka queued something since the loop last emptied its queue
+  bool closed_ = false;
 };
 
 }  // namespace eventbus::detail

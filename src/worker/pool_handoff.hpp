@@ -84,6 +84,9 @@ class pool_handoff {
   [[nodiscard]] bool on_pool_thread() const { return pool_.on_pool_thread(); }
   /// Closes the pool and waits up to `timeout` for its threads; returns how many were left running.
   [[nodiscard]] std::size_t close_and_join(std::chrono::milliseconds timeout) { return pool_.close_and_join(timeout); }
+  /// After close_and_join: lets go of the batches still counted as on the pool (a detached
+  /// thread's task keeps its own). Their messages must go before the consumer does.
+  void forget_batches() { batches_.clear(); }
   /// Frees `what` once the threads close_and_join left running have returned (task_pool).
   void keep_until_threads_exit(std::shared_ptr<void> what) { pool_.keep_until_threads_exit(std::move(what)); }
 

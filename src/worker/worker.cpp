@@ -150,15 +150,24 @@ struct worker::impl {
     rd_kafka_consumer_close(consumer.get());
     consumer_queue.reset();
     const auto left = std::max(clock_type::duration::zero(), deadline - clock_type::now());
-    if (const auto detached = handoff.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left)); detached > 0) {
+    const auto detached = handoff.close_and_join(std::chrono::duration_cast<std::chrono::milliseconds>(left));
+    // Destroying a client waits for every message it handed out, so none may be left where no one
+    // frees it: in batches this side still counts, or in completions no loop will run (a thread
+    // returning late posts its batch here; from now on that post is dropped on its own thread).
+    handoff.forget_batches();
+    side->completions.close();
+    if (detached > 0) {
       detail::log(log_level::error, "worker: " + std::to_string(detached) +
                                         " handler call(s) still running after shutdown_timeout; their threads are "
                                         "left to finish on their own and their records will be redelivered");
-      // Their records hold librdkafka messages, and destroying a client waits for every message
-      // it handed out: the worker's destructor would wait for the hung calls after all. The
-      // (closed) consumer and the broker it talks to go when the last such thread returns.
-      handoff.keep_until_threads_exit(std::shared_ptr<rd_kafka_t>(consumer.release(), detail::kafka_handle_deleter{}));
-      handoff.keep_until_threads_exit(std::move(broker));
+      // Their records hold messages too: the (closed) consumer, and the broker it talks to, go
+      // when the last such thread returns, or the worker's destructor would wait for the calls.
+      struct client_and_broker {  // members go in reverse order: the client before its broker
+        std::shared_ptr<embedded_broker> broker;
+        detail::kafka_handle consumer;
+      };
+      handoff.keep_until_threads_exit(
+          std::make_shared<client_and_broker>(client_and_broker{std::move(broker), std::move(consumer)}));
     }
   }
 
@@ -371,6 +380,8 @@ std::vector<handler_info> worker::handlers() const { return impl_->side->runner.
 
 void worker::start() {
   if (impl_->loop_thread.joinable()) throw exception(error(errc::invalid_argument, "worker already started"));
+  if (!impl_->consumer)  // handed to a handler thread that outlived stop(): this worker is done
+    throw exception(error(errc::invalid_argument, "worker was stopped and cannot start again: make a new one"));
   impl_->start();
 }
 
