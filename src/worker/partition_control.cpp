@@ -14,8 +14,8 @@
 namespace eventbus::detail {
 
 void partition_control::commit(bool synchronous) {
-  if (!synchronous && worker_clock::now() < next_commit_) return;
-  next_commit_ = worker_clock::now() + options_.commit_interval;
+  const auto now = worker_clock::now();
+  if (!synchronous && now < next_commit_) return;
   const auto offsets = make_partition_list(8);
   for (auto& [key, p] : work_.partitions()) {
     if (!p.dirty) continue;
@@ -29,6 +29,7 @@ void partition_control::commit(bool synchronous) {
     attach_metadata(*entry, p.finished.encode(at, metadata_limit_));
   }
   if (offsets->cnt > 0) {
+    next_commit_ = std::max(next_commit_, now + options_.commit_interval);  // a failure may have pushed it further
     const auto err = rd_kafka_commit(consumer_.get(), offsets.get(), synchronous ? 0 : 1);
     commits_.fetch_add(1, std::memory_order_relaxed);
     if (synchronous) on_commit_result(err, offsets.get());  // marks what failed before the caller forgets it
@@ -50,7 +51,18 @@ void partition_control::on_commit_result(rd_kafka_resp_err_t err, const rd_kafka
     const auto it = all.find({e.topic, e.partition});
     if (it != all.end()) it->second.dirty = true;
   }
-  if (failed) log(log_level::warn, "worker: offset commit failed, will retry: " + kafka_error_text(err));
+  if (failed) {
+    // Retried once a second, not every commit_interval: a coordinator that is away (or a group
+    // rebalancing) would otherwise get twenty failing commits a second, and the log twenty lines.
+    next_commit_ = std::max(next_commit_, worker_clock::now() + commit_retry_interval);
+    log(log_level::warn, "worker: offset commit failed, will retry in a second: " + kafka_error_text(err));
+  }
+}
+
+worker_clock::time_point partition_control::next_commit() const noexcept {
+  for (const auto& [key, p] : work_.partitions())
+    if (p.dirty) return next_commit_;
+  return worker_clock::time_point::max();  // nothing to commit: no reason to wake
 }
 
 std::size_t partition_control::resume(const rd_kafka_topic_partition_list_t& assigned) {

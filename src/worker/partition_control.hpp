@@ -33,8 +33,8 @@ class partition_control {
   /// Commits every partition whose commit point moved: synchronously (now, waiting for the
   /// answer), or asynchronously when the commit interval has passed since the last one.
   void commit(bool synchronous);
-  /// When the next asynchronous commit is due.
-  [[nodiscard]] worker_clock::time_point next_commit() const noexcept { return next_commit_; }
+  /// When the next asynchronous commit is due; never while no commit point moved.
+  [[nodiscard]] worker_clock::time_point next_commit() const noexcept;
   /// A commit's result (librdkafka's offset-commit callback): positions that failed are marked to
   /// go with the next commit.
   void on_commit_result(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
@@ -76,6 +76,7 @@ class partition_control {
   [[nodiscard]] bool every_other_paused(const partition_work& p) const;
   static void attach_metadata(rd_kafka_topic_partition_t& entry, const std::string& metadata);
   static constexpr int committed_timeout_ms = 10'000;
+  static constexpr std::chrono::seconds commit_retry_interval{1};
 
   const kafka_handle& consumer_;
   work_scheduler& work_;

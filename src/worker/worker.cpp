@@ -134,7 +134,7 @@ struct worker::impl {
   void wait_for_work() {
     auto until = clock_type::now() + std::chrono::milliseconds(100);
     if (const auto due = timers.next_due()) until = std::min(until, *due);
-    until = std::min(until, partitions.next_commit());  // a needless wake-up a second is cheaper than scanning partitions
+    until = std::min(until, partitions.next_commit());  // only while a commit point moved
     side->completions.wait_for_work(until, side->stop_requested);
   }
 
