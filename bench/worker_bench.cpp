@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
                                      {"--envelope-only", &s.envelope_only},
                                      {"--commit-interval-ms", &s.commit_interval_ms}})) {
     std::fprintf(stderr,
-                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N] [--envelope-only 1]\n");
+                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N] [--envelope-only 1] [--commit-interval-ms MS]\n");
     return 2;
   }
   eventbus::set_log_level(eventbus::log_level::error);

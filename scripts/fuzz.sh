@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes every outside input with libFuzzer: builds the targets of tests/fuzz/ with clang and
-# ASan+UBSan in build/fuzz, then runs each for SECONDS (default 60) on its seed corpus
-# (tests/fuzz/corpus/<target>, read only; new inputs go to build/fuzz/corpus/<target>). Prints each
-# target's executions and the total; exits non-zero on the first crash, leak or sanitizer report,
-# leaving the input that caused it in build/fuzz/ (crash-*, leak-*, timeout-*).
+# ASan+UBSan in build/fuzz (or in EVENTBUS_FUZZ_DIR, a tree already configured for them), then runs
+# each for SECONDS (default 60) on its seed corpus (tests/fuzz/corpus/<target>, read only; new
+# inputs go to <tree>/corpus/<target>). Prints each target's executions and the total; exits
+# non-zero on the first crash, leak or sanitizer report, leaving the input that caused it in the
+# tree (crash-*, leak-*, timeout-*).
 #
 #   scripts/fuzz.sh 600          # ten minutes a target
-#   scripts/fuzz.sh 15           # what scripts/test.sh runs: a quick regression pass
+#   scripts/fuzz.sh 10           # what scripts/test.sh runs (in build/asan): a quick regression pass
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -35,7 +36,7 @@ for target in "${targets[@]}"; do
   # -rss_limit_mb: a target that grows past it is a finding; -timeout: one input taking 10 s is one.
   if ! (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "./tests/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        "corpus/$target" "../../tests/fuzz/corpus/$target") >"$log" 2>&1; then
+        "corpus/$target" "$PWD/tests/fuzz/corpus/$target") >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "fuzz: $target FAILED (input and log in $dir)" >&2
     exit 1

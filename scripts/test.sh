@@ -4,12 +4,14 @@
 #   werror  g++ -O2, warnings as errors: the library, CLI, examples and benchmarks as they ship, and
 #           the checks that cannot run under a sanitizer (latency figures, compile-time refusals,
 #           the README and docs snippets, packaging);
-#   asan    clang, ASan+UBSan with libFuzzer's coverage: every test suite, then a short libFuzzer
-#           pass over every outside input (scripts/fuzz.sh, EVENTBUS_FUZZ_SECONDS a target) with
-#           the fuzz targets of the same tree;
+#   asan    clang, ASan+UBSan with libFuzzer's coverage, assertions on (no NDEBUG, as the fuzzers
+#           want): every test suite but the latency one, then a short libFuzzer pass over every
+#           outside input (scripts/fuzz.sh, EVENTBUS_FUZZ_SECONDS a target) with the fuzz
+#           targets of the same tree;
 #   tsan    g++, TSan: the suites labelled "concurrency" (building only those).
-# So every suite runs under a sanitizer, both compilers check every source with -Werror, and one
-# clang build serves both the tests and the fuzzers.
+# The library, CLI and examples are compiled by both compilers with -Werror, the concurrent test
+# suites too; the other suites by clang, the benchmarks by g++. One clang build serves both the
+# tests and the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

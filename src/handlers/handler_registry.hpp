@@ -193,22 +193,16 @@ void registry_snapshot::for_each_match(std::string_view type, std::size_t type_h
     for (const auto& h : *all) f(h);
     return;
   }
-  // A type without exact handlers: merge the prefixes and wildcards that match it.
-  static const std::vector<entry_ptr> none;
-  const std::vector<entry_ptr>* exact_list = &none;
+  // A type without exact handlers: merge the prefixes that match it with the wildcards, by id.
   auto matches_prefix = [&](std::size_t i) { return type.starts_with(prefixed[i].first); };
-
-  std::size_t e = 0, p = 0, w = 0;
+  std::size_t p = 0, w = 0;
   while (p < prefixed.size() && !matches_prefix(p)) ++p;
   constexpr auto end_id = ~std::uint64_t{0};
   for (;;) {
-    const std::uint64_t ide = e < exact_list->size() ? (*exact_list)[e]->id : end_id;
     const std::uint64_t idp = p < prefixed.size() ? prefixed[p].second->id : end_id;
     const std::uint64_t idw = w < wildcard.size() ? wildcard[w]->id : end_id;
-    if (ide == end_id && idp == end_id && idw == end_id) return;
-    if (ide < idp && ide < idw) {
-      f((*exact_list)[e++]);
-    } else if (idp < idw) {
+    if (idp == end_id && idw == end_id) return;
+    if (idp < idw) {
       f(prefixed[p++].second);
       while (p < prefixed.size() && !matches_prefix(p)) ++p;
     } else {
