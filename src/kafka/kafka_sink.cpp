@@ -144,11 +144,12 @@ struct kafka_sink::impl {
     }
   }
 
-  // The topic of `ev`; the first time a name is seen, its metadata is asked for at once (below).
-  result<const std::string*> topic_of(const event& ev, std::string& scratch) {
-    bool added = false;
-    auto topic = topics.topic_of(ev, scratch, &added);
-    if (added && topic) {
+  // The topic of `ev`, about to be produced to; the first time, its metadata is asked for at once
+  // (below). Not for check(): a name only validated is never looked up.
+  result<const std::string*> topic_to_send(const event& ev, std::string& scratch) {
+    bool first_send = false;
+    auto topic = topics.topic_of(ev, scratch, &first_send);
+    if (first_send) {
       {
         const std::lock_guard lock(lookup_mu);
         new_topics.push_back(*topic.value());
@@ -186,7 +187,7 @@ struct kafka_sink::impl {
   void produce(const std::shared_ptr<pending_record>& pending) {
     const event& ev = pending->ev;
     std::string uncached;
-    auto topic = topic_of(ev, uncached);
+    auto topic = topic_to_send(ev, uncached);
     if (!topic) return pending->complete(topic.error());
     const std::string& name = *topic.value();
     const auto& d = detail::event_access::data(ev);
@@ -324,7 +325,7 @@ kafka_sink::~kafka_sink() { impl_->close(); }
 
 result<void> kafka_sink::check(const event& ev) const {
   std::string uncached;
-  auto topic = impl_->topic_of(ev, uncached);
+  auto topic = impl_->topics.topic_of(ev, uncached);
   if (!topic) return topic.error();
   return {};
 }

@@ -26,36 +26,45 @@ class topic_cache {
 
   /// The topic of `ev`, or errc::invalid_topic. The pointer is either the cache's own (stable for
   /// its lifetime) or `scratch`, when the cache is full. Thread-safe; a hit takes no lock.
-  /// `added`, when given, is set when this call cached the name (the first time it was asked for).
-  [[nodiscard]] result<const std::string*> topic_of(const event& ev, std::string& scratch, bool* added = nullptr) const {
+  /// `first_send`, when given, is set the first time it is given for a cached name (a sink about to
+  /// produce to it); a hit costs one relaxed load more.
+  [[nodiscard]] result<const std::string*> topic_of(const event& ev, std::string& scratch,
+                                                    bool* first_send = nullptr) const {
     const auto hash = event_access::data(ev).type_hash;
-    if (const auto* hit = find(ev, hash)) return &hit->topic;
+    if (const auto* hit = find(ev, hash)) return first(*hit, first_send);
     auto topic = topic_for(ev, prefix_);
     if (!topic) return topic.error();
     const std::lock_guard lock(mu_);
-    if (const auto* hit = find(ev, hash)) return &hit->topic;
+    if (const auto* hit = find(ev, hash)) return first(*hit, first_send);
     if (storage_.size() >= max_entries) {
       scratch = std::move(topic).value();
       return &scratch;
     }
-    const entry& cached = storage_.emplace_back(entry{hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value()});
-    if (added != nullptr) *added = true;
+    const entry& cached = storage_.emplace_back(hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value());
     // Half full at most (max_entries of 2 * max_entries slots): probing stays short and always ends.
     for (std::size_t i = hash % slots_.size();; i = (i + 1) % slots_.size()) {
       if (slots_[i].load(std::memory_order_relaxed) == nullptr) {
         slots_[i].store(&cached, std::memory_order_release);
-        return &cached.topic;
+        return first(cached, first_send);
       }
     }
   }
 
  private:
   struct entry {
+    entry(std::size_t hash, std::string aggregate, std::string event, std::string name)
+        : type_hash(hash), aggregate_type(std::move(aggregate)), event_type(std::move(event)), topic(std::move(name)) {}
     std::size_t type_hash;
     std::string aggregate_type;
     std::string event_type;
     std::string topic;
+    mutable std::atomic<bool> sent{false};  // a first_send was reported for it
   };
+
+  static const std::string* first(const entry& e, bool* first_send) {
+    if (first_send != nullptr && !e.sent.load(std::memory_order_relaxed) && !e.sent.exchange(true)) *first_send = true;
+    return &e.topic;
+  }
 
   const entry* find(const event& ev, std::size_t hash) const {
     for (std::size_t i = hash % slots_.size();; i = (i + 1) % slots_.size()) {
