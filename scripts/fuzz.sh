@@ -10,6 +10,7 @@
 #   scripts/fuzz.sh 10           # what scripts/test.sh runs (in build/asan): a quick regression pass
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root="$PWD"  # the seed corpus is found from here, whatever the tree's depth
 seconds="${1:-60}"
 jobs="${EVENTBUS_JOBS:-2}"
 targets=(decode_event worker_record config publish_line dead_letter_headers commit_metadata export_line handlers_page)
@@ -36,7 +37,7 @@ for target in "${targets[@]}"; do
   # -rss_limit_mb: a target that grows past it is a finding; -timeout: one input taking 10 s is one.
   if ! (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "./tests/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        "corpus/$target" "$PWD/tests/fuzz/corpus/$target") >"$log" 2>&1; then
+        "corpus/$target" "$root/tests/fuzz/corpus/$target") >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "fuzz: $target FAILED (input and log in $dir)" >&2
     exit 1
