@@ -12,6 +12,7 @@ packages=(
   faketime  # the relay lease test runs processes whose wall clock is off
   clang libclang-rt-14-dev  # libFuzzer: scripts/fuzz.sh
   docker-compose prometheus  # validating docker-compose.yml; a real Prometheus scraping a worker
+  gdb  # a hung test prints its stacks (tests/test_main.cpp)
 )
 
 missing=()

@@ -44,7 +44,10 @@ configure_and_test() {
   cmake --build "$dir" -j "$jobs" --target "$target"
   echo "=== [$name] test (at ${SECONDS}s)"
   # shellcheck disable=SC2086
-  (cd "$dir" && ctest --output-on-failure -j "$test_jobs" $ctest_args)
+  # A test past 300 s fails (the longest takes about 80): a hang costs minutes, not the CI limit.
+  # Each test program's own watchdog (tests/test_main.cpp) goes off first, at 240 s, and prints
+  # the stacks of the hung program and of its child processes.
+  (cd "$dir" && ctest --output-on-failure --timeout 300 -j "$test_jobs" $ctest_args)
 }
 
 mkdir -p build
