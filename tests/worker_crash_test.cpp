@@ -3,6 +3,7 @@
 // and the finished records above it in its metadata) is never handled again by the next owner.
 
 #include <doctest/doctest.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +30,9 @@ using eventbus::testing::wait_until;
 namespace {
 
 constexpr const char* topic = "app.order.order.created";
+// How often a wait reads the workers' output files or asks the broker for commits: every
+// millisecond, under ASan, that took most of a core from the workers it waited for.
+constexpr auto reading = 50ms;
 
 struct position {
   std::int32_t partition;
@@ -80,8 +84,13 @@ pid_t spawn_worker(const embedded_broker& broker, const std::string& group, cons
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
+    // Dies with the test: a test that fails before it kills its worker would otherwise leave it
+    // running, holding CTest's output pipe open, and CTest waits for that pipe as for the test.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the test died before the line above
     execve(EVENTBUS_WORKER_PROCESS, argv.data(), envp.data());
     _exit(127);
   }
@@ -167,7 +176,7 @@ TEST_CASE("a worker killed with SIGKILL mid-stream loses nothing and commits nev
           if (testing::committed_offset(broker.bootstrap_servers(), "g-crash", topic, p) > 0) return true;
         return false;
       },
-      60s));
+      60s, reading));
   REQUIRE(kill(first, SIGKILL) == 0);
   REQUIRE(waitpid(first, nullptr, 0) == first);
   const auto handled_by_first = lines_of(first_out);
@@ -197,7 +206,7 @@ TEST_CASE("a worker killed with SIGKILL mid-stream loses nothing and commits nev
         handled.insert(handled_by_first.begin(), handled_by_first.end());
         return handled.size() == total;
       },
-      90s);
+      90s, reading);
   kill(second, SIGTERM);
   int status = 0;
   REQUIRE(waitpid(second, &status, 0) == second);
@@ -266,14 +275,14 @@ TEST_CASE("workers SIGKILLed five times over 20,000 records handle fewer than 2 
     const pid_t w = spawn_worker(broker, "g-five", outputs[kill_no], "50000", nullptr, env);
     REQUIRE(w > 0);
     // Killed mid-stream: once it handled 2,500 records of its own (about two seconds).
-    REQUIRE(wait_until([&] { return lines_of(outputs[kill_no]).size() >= 2500; }, 60s));
+    REQUIRE(wait_until([&] { return lines_of(outputs[kill_no]).size() >= 2500; }, 60s, reading));
     REQUIRE(kill(w, SIGKILL) == 0);
     REQUIRE(waitpid(w, nullptr, 0) == w);
   }
   CHECK(all_handled().first < total);  // the last one still has work
   const pid_t last = spawn_worker(broker, "g-five", outputs[5], "50000", nullptr, env);
   REQUIRE(last > 0);
-  CHECK(wait_until([&] { return all_handled().first == total; }, 90s));
+  CHECK(wait_until([&] { return all_handled().first == total; }, 90s, reading));
   kill(last, SIGTERM);
   int status = 0;
   REQUIRE(waitpid(last, &status, 0) == last);
@@ -315,7 +324,7 @@ TEST_CASE("after a SIGKILL, records that finished behind one in backoff are not 
       [&] {
         return lines_of(first_out).size() >= others && commits_cover(broker, "g-stuck", 4, where);
       },
-      60s);
+      60s, reading);
   REQUIRE(kill(first, SIGKILL) == 0);
   REQUIRE(waitpid(first, nullptr, 0) == first);
   REQUIRE(committed_all);
@@ -327,10 +336,10 @@ TEST_CASE("after a SIGKILL, records that finished behind one in backoff are not 
 
   const pid_t second = spawn_worker(broker, "g-stuck", second_out, "200");
   REQUIRE(second > 0);
-  const bool stuck_handled = wait_until([&] { return lines_of(second_out).count(stuck_id) == 1; }, 90s);
+  const bool stuck_handled = wait_until([&] { return lines_of(second_out).count(stuck_id) == 1; }, 90s, reading);
   // Then until its commit passes the end of every partition (the skipped records included).
   const bool committed_end =
-      wait_until([&] { return commits_cover(broker, "g-stuck", 4, where, /*offset_only=*/true); }, 30s);
+      wait_until([&] { return commits_cover(broker, "g-stuck", 4, where, /*offset_only=*/true); }, 30s, reading);
   kill(second, SIGTERM);
   int status = 0;
   REQUIRE(waitpid(second, &status, 0) == second);
@@ -442,7 +451,7 @@ TEST_CASE("a rebalance hands partitions over without handling again what finishe
       [&] {
         return handled() >= others && commits_cover(broker, "g-handover", 2, where);
       },
-      60s));
+      60s, reading));
   for (const auto p : stuck_partitions) CHECK(read_commit(broker, "g-handover", p).finished.size() > 0);
   stuck_fails = false;  // the next owner of a stuck record handles it
 
@@ -453,7 +462,7 @@ TEST_CASE("a rebalance hands partitions over without handling again what finishe
   const bool all = wait_until([&] { return handled() == others + stuck_ids.size(); }, 60s);
   // ... and committed to the end: the skipped records are behind the stuck ones.
   const bool committed_end =
-      wait_until([&] { return commits_cover(broker, "g-handover", 2, where, /*offset_only=*/true); }, 30s);
+      wait_until([&] { return commits_cover(broker, "g-handover", 2, where, /*offset_only=*/true); }, 30s, reading);
   first.stop();
   second.stop();
   CHECK(all);

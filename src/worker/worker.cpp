@@ -120,9 +120,16 @@ struct worker::impl {
         publish_in_group(in_group_now());
         if (!more) wait_for_work();
       }
-      shut_down();
     } catch (const std::exception& e) {
       detail::log(log_level::error, std::string("worker loop stopped: ") + e.what());
+      side->stop_requested.store(true);
+    }
+    // Also after a failure: a loop that only stopped would leave the pool running and messages
+    // held, and destroying the consumer would then wait for them forever.
+    try {
+      shut_down();
+    } catch (const std::exception& e) {
+      detail::log(log_level::error, std::string("worker shutdown failed: ") + e.what());
     }
   }
 
