@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
+
+#include "eventbus/retry.hpp"
 
 #include "handlers/call_slots.hpp"
 
@@ -86,18 +89,49 @@ std::uint64_t handler_registry::add(std::string pattern, std::string name, handl
       reject("handler '" + name + "': middleware " + std::to_string(i) + " ('" + options.middleware[i].name() +
                  "') has no function",
              "middleware");
-
-  const std::lock_guard lock(mu_);
-  for (const auto& e : entries_)
-    if (e->pattern == pattern && e->name == name)
-      reject("handler '" + name + "' is already subscribed to '" + pattern + "'", "handler_name");
   auto entry = std::make_shared<handler_entry>();
-  entry->id = next_id_++;
   entry->pattern = std::move(pattern);
   entry->name = std::move(name);
   entry->fn = std::move(fn);
   entry->when = std::move(options.when);
   entry->pieces = std::move(options.middleware);
+  return add_entry(std::move(entry));
+}
+
+std::uint64_t handler_registry::add_batch(std::string pattern, std::string name, batch_handler_fn fn,
+                                          batch_options options) {
+  validate_pattern(pattern);
+  if (name.empty()) reject("must not be empty", "handler_name");
+  if (!fn) reject("batch handler '" + name + "' has no function", "handler");
+  if (options.max_events < 1 || options.max_events > 256)
+    reject("batch handler '" + name + "': max_events must be 1..256, got " + std::to_string(options.max_events),
+           "max_events");
+  auto entry = std::make_shared<handler_entry>();
+  entry->pattern = std::move(pattern);
+  entry->name = std::move(name);
+  entry->when = std::move(options.when);
+  entry->batch_max = options.max_events;
+  entry->batch = std::move(fn);
+  // One event at a time (a retry, a worker with middleware): a batch of one whose outcome becomes
+  // what a handler of one event reports, so the middleware's recover and retry pieces apply.
+  entry->fn = [batch = entry->batch](const event& ev) {
+    event_batch one({ev});
+    batch(one);
+    switch (one.outcome_of(0)) {
+      case event_batch::outcome::succeeded: return;
+      case event_batch::outcome::failed: throw std::runtime_error(one.reason_of(0));
+      case event_batch::outcome::dead_letter: throw permanent_error(one.reason_of(0));
+    }
+  };
+  return add_entry(std::move(entry));
+}
+
+std::uint64_t handler_registry::add_entry(std::shared_ptr<handler_entry> entry) {
+  const std::lock_guard lock(mu_);
+  for (const auto& e : entries_)
+    if (e->pattern == entry->pattern && e->name == entry->name)
+      reject("handler '" + entry->name + "' is already subscribed to '" + entry->pattern + "'", "handler_name");
+  entry->id = next_id_++;
   entries_.push_back(std::move(entry));
   publish_snapshot_locked();
   return entries_.back()->id;
@@ -179,7 +213,9 @@ void handler_registry::deactivate_and_wait(handler_entry& entry) noexcept {
 void handler_registry::publish_snapshot_locked() {
   auto next = std::make_shared<registry_snapshot>();
   next->generation = g_next_generation.fetch_add(1, std::memory_order_relaxed);
+  std::size_t largest_batch = 0;
   for (const auto& e : entries_) {
+    largest_batch = std::max(largest_batch, e->batch_max);
     if (e->pattern == "*")
       next->wildcard.push_back(e);
     else if (e->pattern.ends_with(".*"))
@@ -203,6 +239,7 @@ void handler_registry::publish_snapshot_locked() {
     previous = std::exchange(current_, std::move(next));
   }
   current_generation_.store(generation, std::memory_order_release);
+  largest_batch_.store(largest_batch, std::memory_order_relaxed);
 }
 
 }  // namespace eventbus::detail

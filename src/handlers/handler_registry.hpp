@@ -14,6 +14,7 @@
 #include "handlers/call_slots.hpp"
 #include "eventbus/handler.hpp"
 #include "eventbus/handler_options.hpp"
+#include "eventbus/kafka/event_batch.hpp"
 
 namespace eventbus::detail {
 
@@ -24,6 +25,10 @@ struct handler_entry {
   handler_fn fn;
   event_filter when;                   // empty: every matching event
   std::vector<eventbus::middleware> pieces;  // its own middleware, inside the bus's
+  // A worker's batch handler (event_batch.hpp): `fn` calls it with a batch of one event, the
+  // worker's first pass with up to batch_max ready events at once. Empty for other handlers.
+  batch_handler_fn batch;
+  std::size_t batch_max = 0;
   std::atomic<bool> active{true};
   std::atomic<int> in_flight{0};  // calls counted instead of held in a call slot (call_slots.hpp)
   // For /handlers (handler_info). Relaxed: only read for display.
@@ -145,10 +150,14 @@ class handler_registry {
   /// Throws eventbus::exception (errc::invalid_argument) for a bad pattern, name or function, or
   /// a duplicate (pattern, name).
   std::uint64_t add(std::string pattern, std::string name, handler_fn fn, handler_options options = {});
+  /// A worker's batch handler (same rules; max_events 1..256).
+  std::uint64_t add_batch(std::string pattern, std::string name, batch_handler_fn fn, batch_options options);
   /// Removes and waits for running calls (other than the current thread's). False if unknown.
   bool remove(std::uint64_t id) noexcept;
   void clear() noexcept;
   [[nodiscard]] bool contains(std::uint64_t id) const noexcept;
+  /// The largest max_events of the batch handlers subscribed now; 0 without any.
+  [[nodiscard]] std::size_t largest_batch() const noexcept { return largest_batch_.load(std::memory_order_relaxed); }
   /// One row per handler name, in subscription order (what /handlers shows).
   [[nodiscard]] std::vector<handler_info> describe() const;
 
@@ -165,6 +174,7 @@ class handler_registry {
 
  private:
   void publish_snapshot_locked();
+  std::uint64_t add_entry(std::shared_ptr<handler_entry> entry);
   static void deactivate_and_wait(handler_entry& entry) noexcept;
 
   mutable std::mutex mu_;  // serialises writers
@@ -176,6 +186,7 @@ class handler_registry {
   mutable std::mutex current_mu_;
   std::shared_ptr<const registry_snapshot> current_;
   std::atomic<std::uint64_t> current_generation_{0};
+  std::atomic<std::size_t> largest_batch_{0};
 };
 
 inline const std::vector<entry_ptr>* registry_snapshot::find_exact(std::string_view type,

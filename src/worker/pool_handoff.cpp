@@ -56,6 +56,10 @@ void pool_handoff::attempt(const job_ptr& job) {
 void pool_handoff::run_batch(pool_side& on, pool_handoff* self, const std::shared_ptr<work_batch>& batch) {
   const auto start = worker_clock::now();
   auto last_report = start;
+  if (on.runner.batching() && on.runner.registry().largest_batch() > 1 && !call_batch_handlers(on, *batch)) {
+    on.completions.post([self] { self->hung_call_returned(); });  // overran handler_timeout: taken over
+    return;
+  }
   for (auto& run : batch->runs) {
     while (run.begin + run.done < run.end) {
       if (batch->stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) break;
@@ -82,6 +86,55 @@ void pool_handoff::run_batch(pool_side& on, pool_handoff* self, const std::share
   }
   batch->took = worker_clock::now() - start;
   on.completions.post([self, batch] { self->back_from_pool(batch); });
+}
+
+// On a pool thread, before the records' own passes: every batch handler gets the records of the
+// batch that it handles, up to its batch_max a call, each lane's in order. A run is prepared up to
+// its first record that cannot be handled (its pass reports it). What a batch call leaves pending
+// is called alone by the record's pass. False when a call overran handler_timeout and the consumer
+// thread took the batch over (nothing here may touch it then).
+bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
+  std::vector<std::pair<handler_entry*, std::vector<record_runner::batch_member>>> calls;
+  for (std::size_t r = 0; r < batch.runs.size(); ++r) {
+    const auto& run = batch.runs[r];
+    for (std::size_t k = run.begin + run.done; k < run.end; ++k) {
+      auto& job = *batch.jobs[k];
+      if (job.topic.ends_with(on.options.dlq_suffix) || !on.runner.prepare(job)) break;
+      for (auto& progress : job.handlers) {
+        handler_entry& h = *progress.handler;
+        if (h.batch_max < 2 || progress.state != handler_state::pending || progress.attempts > 0) continue;
+        auto it = std::find_if(calls.begin(), calls.end(), [&](const auto& c) { return c.first == &h; });
+        if (it == calls.end()) {
+          calls.emplace_back(&h, std::vector<record_runner::batch_member>{});
+          it = calls.end() - 1;
+        }
+        it->second.push_back({.job = &job, .progress = &progress, .lane = r});
+      }
+    }
+  }
+  for (auto& [handler, members] : calls) {
+    for (std::size_t from = 0; from < members.size(); from += handler->batch_max) {
+      const std::size_t to = std::min(members.size(), from + handler->batch_max);
+      if (to - from < 2) break;  // one event: its record's pass calls it, through the middleware
+      if (batch.stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) return true;
+      const std::vector<record_runner::batch_member> chunk(members.begin() + static_cast<std::ptrdiff_t>(from),
+                                                           members.begin() + static_cast<std::ptrdiff_t>(to));
+      // The claim names the chunk's first record: a call past handler_timeout dead-letters that
+      // one as a timeout, and the rest of the batch goes back to its lanes.
+      const std::size_t k = static_cast<std::size_t>(
+          std::find_if(batch.jobs.begin(), batch.jobs.end(), [&](const job_ptr& j) { return j.get() == chunk[0].job; }) -
+          batch.jobs.begin());
+      batch.begin(k);
+      const std::vector<bool> done = on.runner.call_batch(*handler, chunk);
+      if (!batch.end(k)) return false;
+      for (std::size_t i = 0; i < done.size(); ++i)
+        if (done[i]) {
+          chunk[i].progress->state = handler_state::succeeded;
+          chunk[i].progress->attempts = 1;
+        }
+    }
+  }
+  return true;
 }
 
 // Consumer thread: the pool is done with a batch or a retry attempt.

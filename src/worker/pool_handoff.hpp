@@ -92,6 +92,7 @@ class pool_handoff {
 
  private:
   static void run_batch(pool_side& on, pool_handoff* self, const std::shared_ptr<work_batch>& batch);
+  static bool call_batch_handlers(pool_side& on, work_batch& batch);
   template <class Body>
   void push(const std::shared_ptr<work_batch>& batch, Body body);
   void back_from_pool(const std::shared_ptr<work_batch>& batch);

@@ -3,6 +3,7 @@
 #include "worker/record_runner.hpp"
 
 #include <algorithm>
+#include <exception>
 
 #include "envelope/event_data.hpp"
 #include "eventbus/causation.hpp"
@@ -26,10 +27,10 @@ bool belongs_on(std::string_view topic, const event& ev) {
 
 record_runner::record_runner(const worker_options& options) : options_(options), chain_(build_chain()) {}
 
-// Decodes the record and runs each of its handlers once.
-bool record_runner::first_pass(record_job& job) noexcept {
+bool record_runner::prepare(record_job& job) noexcept {
+  if (job.ev) return true;
+  if (job.bad) return false;
   try {
-    if (job.topic.ends_with(options_.dlq_suffix)) return true;  // a dead-letter topic matched a regex
     if (job.value().size() > options_.max_record_bytes) {
       job.bad = detail::dead_letter_reason{"validation",
                                            "record is " + std::to_string(job.value().size()) +
@@ -65,15 +66,76 @@ bool record_runner::first_pass(record_job& job) noexcept {
                                if (!only || *only == h->name)
                                  job.handlers.push_back({.handler = h});
                              });
-    bool all_succeeded = true;
-    for (auto& run : job.handlers) {
-      call_handler(job, run);
-      all_succeeded = all_succeeded && run.state == handler_state::succeeded;
-    }
-    return all_succeeded;
+    return true;
   } catch (const std::exception& e) {  // out of memory while decoding: treat as a bad record
+    job.ev.reset();
+    job.handlers.clear();
     job.bad = detail::dead_letter_reason{"deserialization", message_text(e.what()), "", 0};
     return false;
+  }
+}
+
+bool record_runner::first_pass(record_job& job) noexcept {
+  if (job.topic.ends_with(options_.dlq_suffix)) return true;  // a dead-letter topic matched a regex
+  if (!prepare(job)) return false;
+  run_due_handlers(job);
+  return std::all_of(job.handlers.begin(), job.handlers.end(),
+                     [](const handler_progress& run) { return run.state == handler_state::succeeded; });
+}
+
+std::vector<bool> record_runner::call_batch(handler_entry& handler, const std::vector<batch_member>& members) noexcept {
+  try {
+    std::vector<bool> done(members.size(), false);
+    const detail::running_call call(handler);
+    if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
+      done.assign(members.size(), true);
+      return done;
+    }
+    std::vector<event> events;
+    std::vector<std::size_t> called;  // index into members of each event in the batch
+    events.reserve(members.size());
+    called.reserve(members.size());
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      const event& ev = *members[i].job->ev;
+      try {
+        if (!handler.accepts(ev)) {
+          if (options_.metrics) options_.metrics->count_filtered(handler.name);
+          done[i] = true;
+          continue;
+        }
+      } catch (...) {  // left pending: asked again alone, where the throw fails the attempt
+        continue;
+      }
+      events.push_back(ev);
+      called.push_back(i);
+    }
+    if (events.empty()) return done;
+    event_batch batch(std::move(events));
+    handler.calls.fetch_add(1, std::memory_order_relaxed);
+    handler_calls_.fetch_add(1, std::memory_order_relaxed);
+    const auto start = worker_clock::now();
+    bool threw = false;
+    try {
+      handler.batch(batch);
+    } catch (...) {  // the whole batch failed: each event is called again alone, where it counts
+      threw = true;
+    }
+    const auto took = worker_clock::now() - start;
+    std::vector<std::size_t> failed_lanes;  // a lane's later events come again after its failed one
+    for (std::size_t i = 0; i < called.size(); ++i) {
+      const std::size_t lane = members[called[i]].lane;
+      const bool lane_failed = std::find(failed_lanes.begin(), failed_lanes.end(), lane) != failed_lanes.end();
+      if (!threw && !lane_failed && batch.outcome_of(i) == event_batch::outcome::succeeded)
+        done[called[i]] = true;
+      else if (!lane_failed)
+        failed_lanes.push_back(lane);
+    }
+    if (!failed_lanes.empty()) handler.failures.fetch_add(1, std::memory_order_relaxed);
+    if (options_.metrics)
+      options_.metrics->observe_handler(handler.name, batch[0].event_type(), failed_lanes.empty(), took);
+    return done;
+  } catch (...) {  // out of memory building the batch: every member is called alone
+    return std::vector<bool>();
   }
 }
 

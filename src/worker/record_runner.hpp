@@ -30,12 +30,33 @@ class record_runner {
   record_runner(const record_runner&) = delete;
   record_runner& operator=(const record_runner&) = delete;
 
-  /// Decodes the record and runs each of its handlers once. True when the record is finished (every
-  /// handler succeeded, or none applies); false with job.bad set when it cannot be handled (the
-  /// dead-letter reason), or with handlers pending (a retry) or dead (a dead letter).
+  /// Decodes and checks the record and finds its handlers, once (later calls do nothing). False,
+  /// with job.bad set (the dead-letter reason), when it cannot be handled.
+  [[nodiscard]] bool prepare(record_job& job) noexcept;
+  /// Prepares the record and runs each of its handlers not run yet (a batch call may have run
+  /// some). True when the record is finished (every handler succeeded, or none applies); false
+  /// with job.bad set when it cannot be handled, or with handlers pending (a retry) or dead (a
+  /// dead letter).
   [[nodiscard]] bool first_pass(record_job& job) noexcept;
   /// Runs the record's pending handlers whose backoff is over (a retry attempt).
   void run_due_handlers(record_job& job) noexcept;
+
+  /// One prepared record's progress on a batch handler, and the lane it belongs to (an index the
+  /// caller picks: records of one lane are one key's, in order).
+  struct batch_member {
+    record_job* job;
+    handler_progress* progress;
+    std::size_t lane;
+  };
+  /// True when batch handlers may take several events a call: the worker has no middleware (which
+  /// wraps calls of one event).
+  [[nodiscard]] bool batching() const noexcept { return options_.middleware.empty(); }
+  /// One call of batch handler `handler` for `members` (its batch_max at most, in lane order).
+  /// Returns, per member, whether it is done with the handler (succeeded, or its condition
+  /// rejected it); the caller records that (it alone knows whether the records are still its
+  /// own). One that failed, and every later member of its lane, are not done: first_pass calls
+  /// them again, one at a time. Touches no record.
+  [[nodiscard]] std::vector<bool> call_batch(handler_entry& handler, const std::vector<batch_member>& members) noexcept;
 
   [[nodiscard]] handler_registry& registry() noexcept { return *registry_; }
   [[nodiscard]] const std::shared_ptr<handler_registry>& shared_registry() const noexcept { return registry_; }

@@ -251,8 +251,13 @@ struct worker::impl {
       due_retries.pop_front();
       if (!job->abandoned && !job->owner->partition->revoking) handoff.attempt(job);
     }
+    // Batch handlers want what is ready in few hand-offs (a call takes only its hand-off's
+    // records): one at a time, as large as the largest batch handler takes.
+    const std::size_t batch_handler_max = side->runner.batching() ? side->runner.registry().largest_batch() : 0;
     while (handoff.free_slots() > 0 && work.has_ready()) {
-      auto batch = work.take(handoff.free_slots(), handoff.batch_limit());
+      auto batch = batch_handler_max > 1
+                       ? work.take(1, std::max(handoff.batch_limit(), batch_handler_max))
+                       : work.take(handoff.free_slots(), handoff.batch_limit());
       if (!batch.jobs.empty()) handoff.run(std::move(batch));  // else it skipped revoking lanes only
     }
   }
@@ -380,6 +385,13 @@ subscription worker::subscribe(std::string pattern, std::string handler_name, ha
                                handler_options options) {
   const auto id = impl_->side->runner.registry().add(std::move(pattern), std::move(handler_name), std::move(fn),
                                                      std::move(options));
+  return subscription(impl_->side->runner.shared_registry(), id);
+}
+
+subscription worker::subscribe_batch(std::string pattern, std::string handler_name, batch_handler_fn fn,
+                                     batch_options options) {
+  const auto id = impl_->side->runner.registry().add_batch(std::move(pattern), std::move(handler_name), std::move(fn),
+                                                           std::move(options));
   return subscription(impl_->side->runner.shared_registry(), id);
 }
 

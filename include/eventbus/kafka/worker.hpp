@@ -25,6 +25,7 @@
 
 #include "eventbus/handler.hpp"
 #include "eventbus/handler_options.hpp"
+#include "eventbus/kafka/event_batch.hpp"
 #include "eventbus/kafka/options.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/middleware.hpp"
@@ -137,6 +138,12 @@ class worker {
     return subscribe(std::string(T::event_type), std::move(handler_name), make_typed_handler<T>(std::move(fn)),
                      std::move(options));
   }
+
+  /// A batch handler (eventbus/kafka/event_batch.hpp): one call for up to options.max_events
+  /// ready events it handles, each key's in order; what fails is called again alone and retried.
+  /// Same rules for patterns and names as subscribe.
+  [[nodiscard]] subscription subscribe_batch(std::string pattern, std::string handler_name, batch_handler_fn fn,
+                                             batch_options options = {});
 
   /// Every handler name subscribed now, with its patterns, condition, middleware and counts (what
   /// metrics_server's /handlers serves).
