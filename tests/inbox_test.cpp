@@ -5,11 +5,16 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/kafka/kafka_sink.hpp"
+#include "eventbus/kafka/worker.hpp"
 #include "ledger_support.hpp"
 #include "process_support.hpp"
 #include "store_support.hpp"
@@ -189,5 +194,131 @@ TEST_CASE("workers SIGKILLed five times while moving money: balances equal the s
     CHECK(skipped >= 100);
     MESSAGE(backend << ": " << skipped << " redeliveries skipped");
     std::remove(skips.c_str());
+  }
+}
+
+TEST_CASE("a batch inbox applies a batch in one transaction, hands over only what is new, and forgets what failed") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    const std::string name = "inbox_batch_" + backend;
+    auto store = testing::fresh_store(backend, name);
+    const ledger_db ledger{backend, name};
+    ledger.open_accounts(2);
+    inbox once(store);
+    std::vector<std::size_t> fresh_sizes;
+    std::string fail_id, poison_id;
+    bool throw_once = false;
+    const auto apply = once.wrap_batch("ledger", [&](event_batch& fresh, store_transaction& tx) {
+      fresh_sizes.push_back(fresh.size());
+      if (std::exchange(throw_once, false)) {
+        testing::apply_transfer(fresh[0], tx);  // written, then rolled back with the records
+        throw std::runtime_error("deadlock detected");
+      }
+      for (std::size_t i = 0; i < fresh.size(); ++i) {
+        if (fresh[i].event_id() == fail_id) {
+          fresh.fail(i, "account locked");  // writes nothing for it
+          continue;
+        }
+        if (fresh[i].event_id() == poison_id) {
+          fresh.dead_letter(i, "amount is negative");
+          continue;
+        }
+        testing::apply_transfer(fresh[i], tx);
+      }
+    });
+    const auto t1 = transfer(0, 1, 10), t2 = transfer(0, 1, 20), t3 = transfer(1, 0, 5);
+    event_batch first({t1, t2, t3});
+    apply(first);
+    CHECK(ledger.balance("a-1") == 25);
+    CHECK(ledger.number("SELECT COUNT(*) FROM eventbus_inbox") == 3);
+
+    // Redelivered with a new one: only the new one reaches the handler.
+    const auto t4 = transfer(0, 1, 100);
+    event_batch again({t2, t4, t1});
+    apply(again);
+    CHECK(fresh_sizes.back() == 1);
+    CHECK(once.duplicates() == 2);
+    CHECK(ledger.balance("a-1") == 125);
+    for (std::size_t i = 0; i < again.size(); ++i) CHECK(again.outcome_of(i) == event_batch::outcome::succeeded);
+
+    // A failed and a dead-lettered event: not recorded, their outcomes in the worker's batch.
+    const auto t5 = transfer(0, 1, 1000), t6 = transfer(0, 1, 1), t7 = transfer(0, 1, -3);
+    fail_id = t5.event_id();
+    poison_id = t7.event_id();
+    event_batch mixed({t5, t6, t7});
+    apply(mixed);
+    CHECK(mixed.outcome_of(0) == event_batch::outcome::failed);
+    CHECK(mixed.reason_of(0) == "account locked");
+    CHECK(mixed.outcome_of(1) == event_batch::outcome::succeeded);
+    CHECK(mixed.outcome_of(2) == event_batch::outcome::dead_letter);
+    CHECK(ledger.balance("a-1") == 126);
+    CHECK(ledger.number("SELECT COUNT(*) FROM eventbus_inbox") == 5);
+    fail_id.clear();
+    event_batch retried({t5});  // the worker calls it again alone
+    apply(retried);
+    CHECK(ledger.balance("a-1") == 1126);
+
+    // A batch that throws: nothing of it stays, and the exception reaches the worker.
+    const auto t8 = transfer(1, 0, 7);
+    throw_once = true;
+    event_batch failing({t8});
+    CHECK_THROWS_WITH(apply(failing), "deadlock detected");
+    CHECK(ledger.balance("a-0") == -1126);
+    CHECK(ledger.number("SELECT COUNT(*) FROM eventbus_inbox") == 6);
+    apply(failing);
+    CHECK(ledger.balance("a-0") == -1119);
+    CHECK_THROWS_AS((void)once.wrap_batch("", [](event_batch&, store_transaction&) {}), exception);
+    CHECK_THROWS_AS((void)once.wrap_batch("ledger", nullptr), exception);
+  }
+}
+
+TEST_CASE("a worker's batch handler through the inbox applies every transfer once, redelivered ones skipped") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    const std::string name = "inbox_batch_worker_" + backend;
+    auto store = testing::fresh_store(backend, name);
+    const ledger_db ledger{backend, name};
+    constexpr int accounts = 10, transfers = 500, redelivered = 100;
+    ledger.open_accounts(accounts);
+    embedded_broker broker;
+    const std::string topic = "app.transfer.transfer.made";
+    broker.create_topic(topic, 2);
+    std::map<std::string, std::int64_t> expected;
+    {
+      kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "0"}}}});
+      std::vector<event> sent;
+      for (int i = 0; i < transfers; ++i) {
+        const int from = i % accounts, to = (i * 7 + 3) % accounts, amount = 1 + i % 97;
+        sent.push_back(transfer(from, to, amount));
+        (void)sink.accept(sent.back());
+        expected["a-" + std::to_string(from)] -= amount;
+        expected["a-" + std::to_string(to)] += amount;
+      }
+      for (int i = 0; i < redelivered; ++i) (void)sink.accept(sent[static_cast<std::size_t>(i * 3)]);  // a relay that resent
+      REQUIRE(sink.flush(30s).ok());
+    }
+    inbox once(store);
+    std::atomic<int> calls{0};
+    worker w({.kafka = {.bootstrap_servers = broker.bootstrap_servers(),
+                        .properties = {{"fetch.wait.max.ms", "10"}, {"log_level", "3"}}},
+              .group_id = "ledger-batch-" + backend,
+              .topics = {topic}});
+    auto sub = w.subscribe_batch("transfer.made", "ledger",
+                                 once.wrap_batch("ledger", [&](event_batch& fresh, store_transaction& tx) {
+                                   calls.fetch_add(1);
+                                   for (const auto& ev : fresh) testing::apply_transfer(ev, tx);
+                                 }),
+                                 {.max_events = 100});
+    w.start();
+    REQUIRE(wait_until([&] { return w.stats().handled == transfers + redelivered; }, 60s));
+    w.stop();
+    for (const auto& entry : expected) {  // no structured binding: CHECK_MESSAGE's lambda takes it
+      const auto& account = entry.first;
+      CHECK_MESSAGE(ledger.balance(account) == entry.second, account);
+    }
+    CHECK(ledger.number("SELECT COUNT(*) FROM eventbus_inbox") == transfers);
+    CHECK(once.duplicates() == redelivered);
+    MESSAGE(backend << ": " << calls.load() << " transactions for " << transfers + redelivered << " deliveries");
+    CHECK(calls.load() < transfers / 5);
   }
 }

@@ -4,6 +4,8 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <optional>
+#include <vector>
 
 #include "support/log.hpp"
 #include "store/append_rules.hpp"
@@ -80,6 +82,31 @@ result<bool> record_first(store_transaction& tx, sqlite_record_statement& sqlite
   PQclear(r);
   if (!ok) return error(errc::store_failed, "postgresql: recording in the inbox: " + why);
   return inserted;
+}
+
+// Deletes the record of (handler, event_id) in the open transaction: an event a batch handler
+// marked failed was not applied.
+result<void> forget(store_transaction& tx, const std::string& handler, const std::string& event_id) {
+  if (tx.sqlite() != nullptr) {
+    sqlite3_stmt* drop = nullptr;
+    const bool ok =
+        sqlite3_prepare_v2(tx.sqlite(), "DELETE FROM eventbus_inbox WHERE handler = ?1 AND event_id = ?2", -1, &drop,
+                           nullptr) == SQLITE_OK &&
+        sqlite3_bind_text(drop, 1, handler.data(), static_cast<int>(handler.size()), SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(drop, 2, event_id.data(), static_cast<int>(event_id.size()), SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(drop) == SQLITE_DONE;
+    sqlite3_finalize(drop);
+    if (!ok) return error(errc::store_failed, std::string("sqlite: forgetting an inbox record: ") + sqlite3_errmsg(tx.sqlite()));
+    return {};
+  }
+  auto* conn = reinterpret_cast<PGconn*>(tx.postgres());
+  const char* values[] = {handler.c_str(), event_id.c_str()};
+  PGresult* r = PQexecParams(conn, "DELETE FROM eventbus_inbox WHERE handler = $1 AND event_id = $2", 2, nullptr, values,
+                             nullptr, nullptr, 0);
+  const bool ok = r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok) return error(errc::store_failed, std::string("postgresql: forgetting an inbox record: ") + PQerrorMessage(conn));
+  return {};
 }
 
 // Deletes the records handled before `cutoff_ms` in the open transaction; how many.
@@ -165,6 +192,55 @@ handler_fn inbox::wrap(std::string handler_name, inbox_handler fn) {
     }
     if (state->handled.fetch_add(1, std::memory_order_relaxed) % prune_every == prune_every - 1) {
       // Pruning is housekeeping: a failure is logged, never the handler's.
+      auto pruned = state->prune();
+      if (!pruned) detail::log(log_level::warn, "inbox: " + pruned.error().to_string());
+    }
+  };
+}
+
+batch_handler_fn inbox::wrap_batch(std::string handler_name, inbox_batch_handler fn) {
+  if (handler_name.empty()) throw exception(error(errc::invalid_argument, "must not be empty", "handler_name"));
+  if (!fn) throw exception(error(errc::invalid_argument, "must not be empty", "fn"));
+  if (impl_->options.metrics) impl_->options.metrics->count_inbox_duplicates(handler_name, 0);
+  return [state = impl_.get(), name = std::move(handler_name), fn = std::move(fn)](event_batch& batch) {
+    std::optional<event_batch> fresh;
+    std::vector<std::size_t> fresh_at;  // the index in `batch` of each fresh event
+    std::uint64_t duplicates = 0;
+    auto done = state->backend->run_in_transaction([&](store_transaction& tx) -> result<bool> {
+      fresh.reset();
+      fresh_at.clear();
+      duplicates = 0;
+      std::vector<event> events;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        auto first = record_first(tx, state->sqlite_insert, name, batch[i].event_id());
+        if (!first) return first.error();
+        if (!first.value()) {
+          ++duplicates;
+          continue;
+        }
+        events.push_back(batch[i]);
+        fresh_at.push_back(i);
+      }
+      if (events.empty()) return false;  // nothing to write: roll back
+      fresh.emplace(std::move(events));
+      fn(*fresh, tx);  // throws: rolled back, and the worker calls each event again alone
+      for (std::size_t j = 0; j < fresh->size(); ++j)
+        if (fresh->outcome_of(j) != event_batch::outcome::succeeded)
+          if (auto forgotten = forget(tx, name, (*fresh)[j].event_id()); !forgotten) return forgotten.error();
+      return true;
+    });
+    if (!done) throw exception(done.error());  // the store failed: the whole batch failed
+    if (duplicates > 0) {
+      state->duplicates.fetch_add(duplicates, std::memory_order_relaxed);
+      if (state->options.metrics) state->options.metrics->count_inbox_duplicates(name, duplicates);
+    }
+    if (!fresh) return;
+    for (std::size_t j = 0; j < fresh->size(); ++j) {
+      if (fresh->outcome_of(j) == event_batch::outcome::failed) batch.fail(fresh_at[j], fresh->reason_of(j));
+      if (fresh->outcome_of(j) == event_batch::outcome::dead_letter) batch.dead_letter(fresh_at[j], fresh->reason_of(j));
+    }
+    const auto before = state->handled.fetch_add(fresh->size(), std::memory_order_relaxed);
+    if (before / prune_every != (before + fresh->size()) / prune_every) {
       auto pruned = state->prune();
       if (!pruned) detail::log(log_level::warn, "inbox: " + pruned.error().to_string());
     }

@@ -46,6 +46,7 @@
 #include "eventbus/error.hpp"
 #include "eventbus/event.hpp"
 #include "eventbus/handler.hpp"
+#include "eventbus/kafka/event_batch.hpp"
 #include "eventbus/metrics.hpp"
 #include "eventbus/store/event_store.hpp"
 
@@ -70,6 +71,11 @@ class store_transaction {
 
 /// Receives the event and the transaction to write with; throwing rolls everything back.
 using inbox_handler = std::function<void(const event&, store_transaction&)>;
+/// The batch form: receives the events of a batch not applied before (duplicates are taken out)
+/// and the one transaction to write them all with. Throwing rolls everything back (the whole batch
+/// failed); an event it marks with fail(i) or dead_letter(i) is not recorded, so it must have
+/// written nothing either.
+using inbox_batch_handler = std::function<void(event_batch& fresh, store_transaction&)>;
 
 struct inbox_options {
   /// Records older than this are deleted (every 1,000 handled events, and by prune()).
@@ -92,6 +98,11 @@ class inbox {
   /// Throws eventbus::exception (errc::invalid_argument) for an empty name or fn. The inbox must
   /// outlive the handler.
   [[nodiscard]] handler_fn wrap(std::string handler_name, inbox_handler fn);
+
+  /// A worker's batch handler (worker::subscribe_batch) that runs `fn` once per batch, in one
+  /// transaction, for the events not applied before by `handler_name`; duplicates are skipped
+  /// and counted. Outcomes `fn` marks go back to the worker's batch. Same rules as wrap.
+  [[nodiscard]] batch_handler_fn wrap_batch(std::string handler_name, inbox_batch_handler fn);
 
   /// Deletes records older than the retention; how many.
   [[nodiscard]] result<std::uint64_t> prune();
