@@ -10,6 +10,8 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "eventbus/kafka/embedded_broker.hpp"
@@ -245,6 +247,52 @@ TEST_CASE("on a worker with middleware a batch handler is called one event at a 
   CHECK(through_middleware.load() == total);
 }
 
+// Events trickling in one every 10 ms: with max_wait a call waits for more (up to the wait), without
+// it each call takes what is there.
+TEST_CASE("max_wait lets a call gather what arrives within it, and no event waits much longer") {
+  const auto calls_for = [&](std::chrono::milliseconds max_wait, const std::string& group) {
+    embedded_broker broker;  // one each: the group reads from the earliest record
+    broker.create_topic(orders, 1);
+    worker w(batch_worker(broker, group));
+    std::mutex mu;
+    std::vector<std::size_t> sizes;
+    std::int64_t longest_wait_ms = 0;
+    auto sub = w.subscribe_batch(
+        "order.created", "rows",
+        [&](event_batch& batch) {
+          const std::lock_guard lock(mu);
+          sizes.push_back(batch.size());
+          const auto waited = now_ms() - batch[0].timestamp();
+          longest_wait_ms = std::max<std::int64_t>(longest_wait_ms, waited.count());
+        },
+        {.max_events = 100, .max_wait = max_wait});
+    w.start();
+    REQUIRE(wait_until([&] { return w.in_group(); }, 30s));
+    const auto before = w.stats().handled;
+    {
+      kafka_sink sink({.kafka = {.bootstrap_servers = broker.bootstrap_servers(), .properties = {{"log_level", "3"}, {"linger.ms", "0"}}}});
+      for (int i = 0; i < 60; ++i) {
+        REQUIRE(sink.accept(make_event({.event_type = "order.created", .aggregate_type = "order",
+                                        .aggregate_id = "o-" + std::to_string(i % 3), .payload = {{"seq", i}}}))
+                    .get()
+                    .ok());
+        std::this_thread::sleep_for(10ms);  // pacing the stream, not synchronising
+      }
+    }
+    REQUIRE(wait_until([&] { return w.stats().handled >= before + 60; }, 30s));
+    w.stop();
+    const std::lock_guard lock(mu);
+    MESSAGE("max_wait " << max_wait.count() << " ms: " << sizes.size() << " calls, longest wait " << longest_wait_ms << " ms");
+    return std::pair{sizes.size(), longest_wait_ms};
+  };
+  const auto [lingering_calls, lingering_wait] = calls_for(300ms, "g-linger");
+  const auto [eager_calls, eager_wait] = calls_for(0ms, "g-eager");
+  CHECK(lingering_calls <= 10);            // about 700 ms of events in 300 ms windows
+  CHECK(eager_calls >= 2 * lingering_calls);
+  CHECK(lingering_wait < 300 + 1000);     // the wait, plus delivery on a loaded machine
+  CHECK(eager_wait < lingering_wait + 1000);
+}
+
 TEST_CASE("batch handler options are checked, naming the option") {
   embedded_broker broker;
   worker w(batch_worker(broker, "g-batch-bad"));
@@ -259,5 +307,7 @@ TEST_CASE("batch handler options are checked, naming the option") {
   CHECK(refused({.max_events = 0}).find("max_events") == 0);
   CHECK(refused({.max_events = 257}).find("257") != std::string::npos);
   CHECK(refused({}, nullptr).find("handler") == 0);
-  CHECK(refused({.max_events = 256}) == "accepted");
+  CHECK(refused({.max_wait = -1ms}).find("max_wait") == 0);
+  CHECK(refused({.max_wait = 61s}).find("60000") != std::string::npos);
+  CHECK(refused({.max_events = 256, .max_wait = 60s}) == "accepted");
 }

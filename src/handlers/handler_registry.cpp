@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -106,11 +107,16 @@ std::uint64_t handler_registry::add_batch(std::string pattern, std::string name,
   if (options.max_events < 1 || options.max_events > 256)
     reject("batch handler '" + name + "': max_events must be 1..256, got " + std::to_string(options.max_events),
            "max_events");
+  if (options.max_wait.count() < 0 || options.max_wait > std::chrono::minutes(1))
+    reject("batch handler '" + name + "': max_wait must be 0..60000 ms, got " + std::to_string(options.max_wait.count()) +
+               " ms",
+           "max_wait");
   auto entry = std::make_shared<handler_entry>();
   entry->pattern = std::move(pattern);
   entry->name = std::move(name);
   entry->when = std::move(options.when);
   entry->batch_max = options.max_events;
+  entry->batch_wait = options.max_wait;
   entry->batch = std::move(fn);
   // One event at a time (a retry, a worker with middleware): a batch of one whose outcome becomes
   // what a handler of one event reports, so the middleware's recover and retry pieces apply.
@@ -214,8 +220,10 @@ void handler_registry::publish_snapshot_locked() {
   auto next = std::make_shared<registry_snapshot>();
   next->generation = g_next_generation.fetch_add(1, std::memory_order_relaxed);
   std::size_t largest_batch = 0;
+  std::optional<std::chrono::milliseconds> shortest_wait;
   for (const auto& e : entries_) {
     largest_batch = std::max(largest_batch, e->batch_max);
+    if (e->batch) shortest_wait = std::min(shortest_wait.value_or(e->batch_wait), e->batch_wait);
     if (e->pattern == "*")
       next->wildcard.push_back(e);
     else if (e->pattern.ends_with(".*"))
@@ -240,6 +248,7 @@ void handler_registry::publish_snapshot_locked() {
   }
   current_generation_.store(generation, std::memory_order_release);
   largest_batch_.store(largest_batch, std::memory_order_relaxed);
+  batch_wait_ms_.store(shortest_wait.value_or(std::chrono::milliseconds(0)).count(), std::memory_order_relaxed);
 }
 
 }  // namespace eventbus::detail

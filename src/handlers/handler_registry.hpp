@@ -3,6 +3,7 @@
 // reference to the current snapshot and never waits for a subscriber, subscribing builds the next one.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -29,6 +30,7 @@ struct handler_entry {
   // worker's first pass with up to batch_max ready events at once. Empty for other handlers.
   batch_handler_fn batch;
   std::size_t batch_max = 0;
+  std::chrono::milliseconds batch_wait{0};
   std::atomic<bool> active{true};
   std::atomic<int> in_flight{0};  // calls counted instead of held in a call slot (call_slots.hpp)
   // For /handlers (handler_info). Relaxed: only read for display.
@@ -158,6 +160,10 @@ class handler_registry {
   [[nodiscard]] bool contains(std::uint64_t id) const noexcept;
   /// The largest max_events of the batch handlers subscribed now; 0 without any.
   [[nodiscard]] std::size_t largest_batch() const noexcept { return largest_batch_.load(std::memory_order_relaxed); }
+  /// The shortest max_wait of the batch handlers subscribed now; 0 without any, or when one has none.
+  [[nodiscard]] std::chrono::milliseconds batch_wait() const noexcept {
+    return std::chrono::milliseconds(batch_wait_ms_.load(std::memory_order_relaxed));
+  }
   /// One row per handler name, in subscription order (what /handlers shows).
   [[nodiscard]] std::vector<handler_info> describe() const;
 
@@ -187,6 +193,7 @@ class handler_registry {
   std::shared_ptr<const registry_snapshot> current_;
   std::atomic<std::uint64_t> current_generation_{0};
   std::atomic<std::size_t> largest_batch_{0};
+  std::atomic<std::int64_t> batch_wait_ms_{0};
 };
 
 inline const std::vector<entry_ptr>* registry_snapshot::find_exact(std::string_view type,

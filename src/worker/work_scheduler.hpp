@@ -69,6 +69,12 @@ class work_scheduler {
   /// max_batch). Empty when nothing is ready. The lanes taken are busy until release().
   [[nodiscard]] work_batch take(std::size_t free_slots, std::size_t max_records = SIZE_MAX);
   [[nodiscard]] bool has_ready() const noexcept { return ready_lanes_ > 0; }
+  /// Records waiting in ready lanes, over every tier.
+  [[nodiscard]] std::size_t ready_records() const noexcept {
+    std::size_t n = 0;
+    for (const auto& t : tiers_) n += t.ready_records;
+    return n;
+  }
 
   /// The lane's in-flight work is over: it becomes ready again if records wait, else it idles for
   /// its key's next record (key and partition order; unordered lanes are dropped). A partition's

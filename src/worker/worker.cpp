@@ -142,6 +142,7 @@ struct worker::impl {
     auto until = clock_type::now() + std::chrono::milliseconds(100);
     if (const auto due = timers.next_due()) until = std::min(until, *due);
     until = std::min(until, partitions.next_commit());  // only while a commit point moved
+    if (lingering_until) until = std::min(until, *lingering_until);
     side->completions.wait_for_work(until, side->stop_requested);
   }
 
@@ -254,7 +255,21 @@ struct worker::impl {
     // Batch handlers want what is ready in few hand-offs (a call takes only its hand-off's
     // records): one at a time, as large as the largest batch handler takes.
     const std::size_t batch_handler_max = side->runner.batching() ? side->runner.registry().largest_batch() : 0;
+    lingering_until.reset();
+    if (!work.has_ready()) {
+      filling_since.reset();
+    } else if (batch_handler_max > 1 && work.ready_records() < batch_handler_max) {
+      // Fewer ready than a batch takes: let more arrive, up to the batch handlers' max_wait.
+      const auto wait = side->runner.registry().batch_wait();
+      const auto now = clock_type::now();
+      if (!filling_since) filling_since = now;
+      if (wait.count() > 0 && now < *filling_since + wait) {
+        lingering_until = *filling_since + wait;  // wait_for_work wakes the loop then
+        return;
+      }
+    }
     while (handoff.free_slots() > 0 && work.has_ready()) {
+      filling_since.reset();
       auto batch = batch_handler_max > 1
                        ? work.take(1, std::max(handoff.batch_limit(), batch_handler_max))
                        : work.take(handoff.free_slots(), handoff.batch_limit());
@@ -371,6 +386,9 @@ struct worker::impl {
   // Priority tiers (empty without): when each last fetched a record, as of the loop turn, and how
   // long a tier counts as busy after that (a steady stream with gaps between records stays busy).
   std::vector<clock_type::time_point> tier_last_record;
+  // Batch handlers with max_wait: since when fewer records than a batch takes are ready, and
+  // until when dispatch() lets them wait for more.
+  std::optional<clock_type::time_point> filling_since, lingering_until;
   clock_type::time_point turn_started{};
   static constexpr std::chrono::seconds tier_busy_hold{1};
 

@@ -74,6 +74,10 @@ using batch_handler_fn = std::function<void(event_batch& batch)>;
 struct batch_options {
   /// Events one call takes at most: 1..256.
   std::size_t max_events = 100;
+  /// How long ready events may wait for more to fill a call, when fewer than max_events are
+  /// ready: 0 (the default) hands over what is there at once; at most a minute. With several batch
+  /// handlers the shortest wait applies, and single-event handlers of the worker wait with them.
+  std::chrono::milliseconds max_wait{0};
   /// When set, the handler takes only the events this accepts (as handler_options::when).
   event_filter when{};
 };
