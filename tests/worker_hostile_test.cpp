@@ -409,3 +409,35 @@ TEST_CASE("a fatal error in the dead-letter producer: the next try goes through 
   CHECK(w.stats().dead_letters == 5);
   CHECK(w.stats().dlq_write_failures >= 1);
 }
+
+TEST_CASE("a batch call that never returns: its first event is dead-lettered as a timeout, the rest handled again") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  const auto& bootstrap = broker.bootstrap_servers();
+  for (int i = 0; i < 20; ++i) produce_raw(bootstrap, orders, "k", order("k", i));
+  auto options = hostile_worker(broker, "g-hung-batch");
+  options.handler_timeout = 300ms;
+  auto hang = std::make_shared<gate>();  // shared: the hung thread may outlive this scope's locals
+  auto handled = std::make_shared<std::atomic<int>>(0);
+  {
+    worker w(options);
+    auto sub = w.subscribe_batch(
+        "order.created", "rows",
+        [hang, handled](event_batch& batch) {
+          if (batch[0].payload().at("seq") == 0) hang->wait();  // the batch holding the first event hangs
+          handled->fetch_add(static_cast<int>(batch.size()));
+        },
+        {.max_events = 50});
+    w.start();
+    REQUIRE(wait_until([&] { return w.stats().dead_letters == 1; }, 30s));
+    REQUIRE(wait_until([&] { return committed_offset(bootstrap, "g-hung-batch", orders, 0) == 20; }, 30s));
+    CHECK(handled->load() == 19);  // the others, in a call of their own after the timeout
+    hang->open();
+    w.stop();
+    CHECK(w.stats().handled == 20);
+  }
+  const auto dead = read_topic(bootstrap, orders_dlq, 1);
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].headers.at("x-eventbus-dlq-reason") == "timeout");
+  CHECK(dead[0].value.find("\"seq\":0") != std::string::npos);
+}
