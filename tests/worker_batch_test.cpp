@@ -111,6 +111,7 @@ TEST_CASE("a batch handler gets up to max_events events a call, each key's in or
   }
   const auto info = w.handlers();
   REQUIRE(info.size() == 1);
+  CHECK(info[0].max_events == 50);
   CHECK(info[0].calls == seen.sizes.size());
   CHECK(info[0].failures == 0);
 }

@@ -18,6 +18,7 @@
 //   }
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <functional>
@@ -60,6 +61,7 @@ struct handler_info {
   std::string name{};
   std::vector<std::string> patterns{};   // every pattern subscribed under this name
   bool has_condition = false;            // a handler_options::when on any of them
+  std::size_t max_events = 0;            // a worker's batch handler: its batch_options::max_events; else 0
   std::vector<std::string> middleware{};  // names of its own pieces (handler_options::middleware)
   std::uint64_t in_flight = 0;           // calls running now
   std::uint64_t calls = 0;               // calls made (attempts, in a worker), failed ones included

@@ -180,6 +180,7 @@ std::vector<handler_info> handler_registry::describe() const {
     if (row == rows.end()) row = rows.insert(rows.end(), handler_info{.name = e->name});
     row->patterns.push_back(e->pattern);
     row->has_condition = row->has_condition || static_cast<bool>(e->when);
+    row->max_events = std::max(row->max_events, e->batch_max);
     for (const auto& piece : e->pieces)
       if (std::find(row->middleware.begin(), row->middleware.end(), piece.name()) == row->middleware.end())
         row->middleware.push_back(piece.name());

@@ -108,7 +108,7 @@ struct metrics_server::impl : CivetHandler {
       try {
         for (const auto& h : list())
           rows.push_back({{"component", component}, {"name", h.name},         {"patterns", h.patterns},
-                          {"condition", h.has_condition}, {"middleware", h.middleware}, {"in_flight", h.in_flight},
+                          {"condition", h.has_condition}, {"max_events", h.max_events}, {"middleware", h.middleware}, {"in_flight", h.in_flight},
                           {"calls", h.calls},           {"failures", h.failures}, {"filtered", h.filtered}});
       } catch (const std::exception& e) {
         errors.push_back({{"component", component}, {"error", e.what()}});
