@@ -10,6 +10,7 @@
 //   build/werror/bench/worker_bench --worker-only 1       # the worker run alone, for perf record
 //   build/werror/bench/worker_bench --envelope-only 1     # a handler that never reads the payload
 //   build/werror/bench/worker_bench --commit-interval-ms 1000  # the cost of commits: against the default
+//   build/werror/bench/worker_bench --batch 100          # a batch handler (up to 100 events a call)
 
 #include <librdkafka/rdkafka.h>
 
@@ -47,6 +48,7 @@ struct settings {
   int window = 100'000;  // max_buffered_per_partition: large, so the window never pauses a partition
   int envelope_only = 0;  // 1: the handler reads only the envelope (its sequence number from the correlation id)
   int commit_interval_ms = 0;  // 0: the worker's default
+  int batch = 0;  // > 1: a batch handler taking up to this many events a call (worker::subscribe_batch)
 };
 
 // "corr-<seq>", as produce_orders writes it.
@@ -110,17 +112,34 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
   clock_type::time_point first{}, last_healthy{};
   const std::uint64_t healthy_total = static_cast<std::uint64_t>(s.events) -
                                       (failing ? static_cast<std::uint64_t>((s.events + s.fail_every - 1) / s.fail_every) : 0);
-  auto sub = w.subscribe("order.created", "bench", [&](const eventbus::event& ev) {
+  // A batch handler may see a healthy event again (after a failed one of its key in the same
+  // batch): count each once.
+  const auto counted = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(s.events));
+  // True when the event is done; false for a failing event's first two attempts.
+  const auto handle = [&](const eventbus::event& ev) {
     if (!started.exchange(true, std::memory_order_relaxed)) first = clock_type::now();
     const auto seq = s.envelope_only == 0 ? ev.payload()["seq"].get<std::int64_t>()
                                          : seq_of_correlation(ev.correlation_id().value_or("corr-0"));
-    if (failing && seq % s.fail_every == 0) {
-      if (attempts[static_cast<std::size_t>(seq)].fetch_add(1, std::memory_order_relaxed) < 2)
-        throw std::runtime_error("transient");
-      return;
-    }
+    if (failing && seq % s.fail_every == 0)
+      return attempts[static_cast<std::size_t>(seq)].fetch_add(1, std::memory_order_relaxed) >= 2;
+    if (s.batch > 1 && counted[static_cast<std::size_t>(seq)].exchange(true, std::memory_order_relaxed)) return true;
     if (healthy.fetch_add(1, std::memory_order_relaxed) + 1 == healthy_total) last_healthy = clock_type::now();
-  });
+    return true;
+  };
+  eventbus::subscription sub;
+  if (s.batch > 1) {
+    sub = w.subscribe_batch(
+        "order.created", "bench",
+        [&](eventbus::event_batch& batch) {
+          for (std::size_t i = 0; i < batch.size(); ++i)
+            if (!handle(batch[i])) batch.fail(i, "transient");
+        },
+        {.max_events = static_cast<std::size_t>(s.batch)});
+  } else {
+    sub = w.subscribe("order.created", "bench", [&](const eventbus::event& ev) {
+      if (!handle(ev)) throw std::runtime_error("transient");
+    });
+  }
   w.start();
   const auto give_up = clock_type::now() + std::chrono::minutes(5);
   long rss_at_tenth = 0;
@@ -142,7 +161,7 @@ run_result run_worker(const std::string& bootstrap, const settings& s, const std
                  static_cast<unsigned long long>(healthy.load()), static_cast<unsigned long long>(healthy_total));
     return {std::chrono::duration<double>(clock_type::now() - first).count(), healthy.load()};
   }
-  if (failing && w.stats().retries != 2 * (healthy_total == 0 ? 0 : static_cast<std::uint64_t>(s.events) - healthy_total))
+  if (failing && s.batch <= 1 && w.stats().retries != 2 * (healthy_total == 0 ? 0 : static_cast<std::uint64_t>(s.events) - healthy_total))
     std::fprintf(stderr, "worker run %s: %llu retries\n", group.c_str(), static_cast<unsigned long long>(w.stats().retries));
   return {std::chrono::duration<double>(last_healthy - first).count(), healthy_total};
 }
@@ -159,9 +178,11 @@ int main(int argc, char** argv) {
                                      {"--worker-only", &s.worker_only},
                                      {"--window", &s.window},
                                      {"--envelope-only", &s.envelope_only},
-                                     {"--commit-interval-ms", &s.commit_interval_ms}})) {
+                                     {"--commit-interval-ms", &s.commit_interval_ms},
+                                     {"--batch", &s.batch}}) ||
+      s.batch > 256) {
     std::fprintf(stderr,
-                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N] [--envelope-only 1] [--commit-interval-ms MS]\n");
+                 "usage: worker_bench [--events N] [--rounds R] [--partitions P] [--max-concurrency C] [--worker-only 1] [--window N] [--envelope-only 1] [--commit-interval-ms MS] [--batch 2..256]\n");
     return 2;
   }
   eventbus::set_log_level(eventbus::log_level::error);
