@@ -4,11 +4,13 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include "eventbus/admin/dead_letters.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
@@ -410,28 +412,42 @@ TEST_CASE("a fatal error in the dead-letter producer: the next try goes through 
   CHECK(w.stats().dlq_write_failures >= 1);
 }
 
-TEST_CASE("a batch call that never returns: its first event is dead-lettered as a timeout, the rest handled again") {
+TEST_CASE("a batch call that never returns: its events are called alone, and the one that hangs is dead-lettered as a timeout") {
   embedded_broker broker;
   broker.create_topic(orders, 1);
   const auto& bootstrap = broker.bootstrap_servers();
   for (int i = 0; i < 20; ++i) produce_raw(bootstrap, orders, "k", order("k", i));
   auto options = hostile_worker(broker, "g-hung-batch");
   options.handler_timeout = 300ms;
-  auto hang = std::make_shared<gate>();  // shared: the hung thread may outlive this scope's locals
-  auto handled = std::make_shared<std::atomic<int>>(0);
+  auto hang = std::make_shared<gate>();  // shared: the hung threads may outlive this scope's locals
+  auto seen = std::make_shared<std::mutex>();
+  auto handled = std::make_shared<std::set<int>>();
+  auto sizes = std::make_shared<std::vector<std::size_t>>();
   {
     worker w(options);
     auto sub = w.subscribe_batch(
         "order.created", "rows",
-        [hang, handled](event_batch& batch) {
-          if (batch[0].payload().at("seq") == 0) hang->wait();  // the batch holding the first event hangs
-          handled->fetch_add(static_cast<int>(batch.size()));
+        [hang, seen, handled, sizes](event_batch& batch) {
+          {
+            const std::lock_guard lock(*seen);
+            sizes->push_back(batch.size());
+          }
+          for (const auto& ev : batch)
+            if (ev.payload().at("seq") == 5) hang->wait();  // not the first: any call holding it hangs
+          const std::lock_guard lock(*seen);
+          for (const auto& ev : batch) handled->insert(ev.payload().at("seq").get<int>());
         },
         {.max_events = 50});
     w.start();
     REQUIRE(wait_until([&] { return w.stats().dead_letters == 1; }, 30s));
     REQUIRE(wait_until([&] { return committed_offset(bootstrap, "g-hung-batch", orders, 0) == 20; }, 30s));
-    CHECK(handled->load() == 19);  // the others, in a call of their own after the timeout
+    {
+      const std::lock_guard lock(*seen);
+      CHECK(handled->size() == 19);  // every other event, called alone after the batch call hung
+      CHECK(handled->count(5) == 0);
+      CHECK(std::count(sizes->begin(), sizes->end(), std::size_t{1}) >= 6);  // 0..5 at least, alone
+    }
+    CHECK(w.stats().hung_calls >= 1);
     hang->open();
     w.stop();
     CHECK(w.stats().handled == 20);
@@ -439,5 +455,5 @@ TEST_CASE("a batch call that never returns: its first event is dead-lettered as 
   const auto dead = read_topic(bootstrap, orders_dlq, 1);
   REQUIRE(dead.size() == 1);
   CHECK(dead[0].headers.at("x-eventbus-dlq-reason") == "timeout");
-  CHECK(dead[0].value.find("\"seq\":0") != std::string::npos);
+  CHECK(dead[0].value.find("\"seq\":5") != std::string::npos);
 }

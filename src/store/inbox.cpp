@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <optional>
+#include <stdexcept>
 #include <vector>
 
 #include "support/log.hpp"
@@ -224,9 +225,16 @@ batch_handler_fn inbox::wrap_batch(std::string handler_name, inbox_batch_handler
       if (events.empty()) return false;  // nothing to write: roll back
       fresh.emplace(std::move(events));
       fn(*fresh, tx);  // throws: rolled back, and the worker calls each event again alone
-      for (std::size_t j = 0; j < fresh->size(); ++j)
-        if (fresh->outcome_of(j) != event_batch::outcome::succeeded)
+      for (std::size_t j = 0; j < fresh->size(); ++j) {
+        // A failed event: the later events of its key were written in this transaction, and must
+        // not stay applied before it. Everything goes back; the worker calls each event alone.
+        if (fresh->outcome_of(j) == event_batch::outcome::failed)
+          throw std::runtime_error("event " + (*fresh)[j].event_id() + " failed in a batch (" + fresh->reason_of(j) +
+                                   "): the batch is rolled back");
+        // A dead-lettered one is not applied: a replay of its dead letter must run it.
+        if (fresh->outcome_of(j) == event_batch::outcome::dead_letter)
           if (auto forgotten = forget(tx, name, (*fresh)[j].event_id()); !forgotten) return forgotten.error();
+      }
       return true;
     });
     if (!done) throw exception(done.error());  // the store failed: the whole batch failed
@@ -235,12 +243,15 @@ batch_handler_fn inbox::wrap_batch(std::string handler_name, inbox_batch_handler
       if (state->options.metrics) state->options.metrics->count_inbox_duplicates(name, duplicates);
     }
     if (!fresh) return;
+    std::size_t applied = 0;
     for (std::size_t j = 0; j < fresh->size(); ++j) {
-      if (fresh->outcome_of(j) == event_batch::outcome::failed) batch.fail(fresh_at[j], fresh->reason_of(j));
-      if (fresh->outcome_of(j) == event_batch::outcome::dead_letter) batch.dead_letter(fresh_at[j], fresh->reason_of(j));
+      if (fresh->outcome_of(j) == event_batch::outcome::dead_letter)
+        batch.dead_letter(fresh_at[j], fresh->reason_of(j));
+      else
+        ++applied;
     }
-    const auto before = state->handled.fetch_add(fresh->size(), std::memory_order_relaxed);
-    if (before / prune_every != (before + fresh->size()) / prune_every) {
+    const auto before = state->handled.fetch_add(applied, std::memory_order_relaxed);
+    if (before / prune_every != (before + applied) / prune_every) {
       auto pruned = state->prune();
       if (!pruned) detail::log(log_level::warn, "inbox: " + pruned.error().to_string());
     }

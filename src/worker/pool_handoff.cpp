@@ -91,15 +91,18 @@ void pool_handoff::run_batch(pool_side& on, pool_handoff* self, const std::share
 // On a pool thread, before the records' own passes: every batch handler gets the records of the
 // batch that it handles, up to its batch_max a call, each lane's in order. A run is prepared up to
 // its first record that cannot be handled (its pass reports it). What a batch call leaves pending
-// is called alone by the record's pass. False when a call overran handler_timeout and the consumer
-// thread took the batch over (nothing here may touch it then).
+// is called alone by the record's pass, and so is every later record of its lane in this batch
+// (later calls leave them out), so the handler sees a lane's records in order. False when a call
+// overran handler_timeout and the consumer thread took the batch over (nothing here may touch it
+// then).
 bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
+  using kind = record_runner::batch_result::kind;
   std::vector<std::pair<handler_entry*, std::vector<record_runner::batch_member>>> calls;
   for (std::size_t r = 0; r < batch.runs.size(); ++r) {
     const auto& run = batch.runs[r];
     for (std::size_t k = run.begin + run.done; k < run.end; ++k) {
       auto& job = *batch.jobs[k];
-      if (job.topic.ends_with(on.options.dlq_suffix) || !on.runner.prepare(job)) break;
+      if (job.call_alone || job.topic.ends_with(on.options.dlq_suffix) || !on.runner.prepare(job)) break;
       for (auto& progress : job.handlers) {
         handler_entry& h = *progress.handler;
         if (h.batch_max < 2 || progress.state != handler_state::pending || progress.attempts > 0) continue;
@@ -113,25 +116,39 @@ bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
     }
   }
   for (auto& [handler, members] : calls) {
-    for (std::size_t from = 0; from < members.size(); from += handler->batch_max) {
-      const std::size_t to = std::min(members.size(), from + handler->batch_max);
-      if (to - from < 2) break;  // one event: its record's pass calls it, through the middleware
+    std::vector<std::size_t> blocked;  // lanes with a member not done: their later members wait
+    const auto is_blocked = [&](std::size_t lane) { return std::find(blocked.begin(), blocked.end(), lane) != blocked.end(); };
+    std::size_t next = 0;
+    while (next < members.size()) {
+      std::vector<record_runner::batch_member> chunk;
+      for (; next < members.size() && chunk.size() < handler->batch_max; ++next)
+        if (!is_blocked(members[next].lane)) chunk.push_back(members[next]);
+      if (chunk.size() < 2) break;  // one event: its record's pass calls it, through the middleware
       if (batch.stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) return true;
-      const std::vector<record_runner::batch_member> chunk(members.begin() + static_cast<std::ptrdiff_t>(from),
-                                                           members.begin() + static_cast<std::ptrdiff_t>(to));
-      // The claim names the chunk's first record: a call past handler_timeout dead-letters that
-      // one as a timeout, and the rest of the batch goes back to its lanes.
+      // The claim names the chunk's first record; `batch_call` tells the consumer thread that a
+      // call past handler_timeout holds several records, none of which can be blamed alone.
       const std::size_t k = static_cast<std::size_t>(
           std::find_if(batch.jobs.begin(), batch.jobs.end(), [&](const job_ptr& j) { return j.get() == chunk[0].job; }) -
           batch.jobs.begin());
+      batch.batch_call.store(true, std::memory_order_relaxed);
       batch.begin(k);
-      const std::vector<bool> done = on.runner.call_batch(*handler, chunk);
+      const auto results = on.runner.call_batch(*handler, chunk);
       if (!batch.end(k)) return false;
-      for (std::size_t i = 0; i < done.size(); ++i)
-        if (done[i]) {
-          chunk[i].progress->state = handler_state::succeeded;
-          chunk[i].progress->attempts = 1;
+      batch.batch_call.store(false, std::memory_order_relaxed);
+      for (std::size_t i = 0; i < chunk.size(); ++i) {
+        handler_progress& progress = *chunk[i].progress;
+        const auto what = results.size() == chunk.size() ? results[i].what : kind::again;
+        if (what == kind::done) {
+          progress.state = handler_state::succeeded;
+          progress.attempts = 1;
+        } else if (what == kind::dead) {
+          progress.state = handler_state::dead;
+          progress.attempts = 1;
+          progress.last_error = results[i].error;
+        } else if (!is_blocked(chunk[i].lane)) {
+          blocked.push_back(chunk[i].lane);
         }
+      }
     }
   }
   return true;

@@ -83,33 +83,41 @@ bool record_runner::first_pass(record_job& job) noexcept {
                      [](const handler_progress& run) { return run.state == handler_state::succeeded; });
 }
 
-std::vector<bool> record_runner::call_batch(handler_entry& handler, const std::vector<batch_member>& members) noexcept {
+std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry& handler,
+                                                                  const std::vector<batch_member>& members) noexcept {
+  using kind = batch_result::kind;
   try {
-    std::vector<bool> done(members.size(), false);
+    std::vector<batch_result> results(members.size());
     const detail::running_call call(handler);
     if (!call.admitted()) {  // unsubscribed meanwhile: nothing left to run
-      done.assign(members.size(), true);
-      return done;
+      for (auto& r : results) r.what = kind::done;
+      return results;
     }
+    std::vector<std::size_t> failed_lanes;  // a lane's later events come again after its failed one
+    const auto lane_failed = [&](std::size_t lane) {
+      return std::find(failed_lanes.begin(), failed_lanes.end(), lane) != failed_lanes.end();
+    };
     std::vector<event> events;
     std::vector<std::size_t> called;  // index into members of each event in the batch
     events.reserve(members.size());
     called.reserve(members.size());
     for (std::size_t i = 0; i < members.size(); ++i) {
+      if (lane_failed(members[i].lane)) continue;
       const event& ev = *members[i].job->ev;
       try {
         if (!handler.accepts(ev)) {
           if (options_.metrics) options_.metrics->count_filtered(handler.name);
-          done[i] = true;
+          results[i].what = kind::done;
           continue;
         }
-      } catch (...) {  // left pending: asked again alone, where the throw fails the attempt
+      } catch (...) {  // asked again alone, where the throw fails the attempt; its lane waits for it
+        failed_lanes.push_back(members[i].lane);
         continue;
       }
       events.push_back(ev);
       called.push_back(i);
     }
-    if (events.empty()) return done;
+    if (events.empty()) return results;
     event_batch batch(std::move(events));
     handler.calls.fetch_add(1, std::memory_order_relaxed);
     handler_calls_.fetch_add(1, std::memory_order_relaxed);
@@ -121,21 +129,26 @@ std::vector<bool> record_runner::call_batch(handler_entry& handler, const std::v
       threw = true;
     }
     const auto took = worker_clock::now() - start;
-    std::vector<std::size_t> failed_lanes;  // a lane's later events come again after its failed one
+    bool all_succeeded = !threw;
     for (std::size_t i = 0; i < called.size(); ++i) {
       const std::size_t lane = members[called[i]].lane;
-      const bool lane_failed = std::find(failed_lanes.begin(), failed_lanes.end(), lane) != failed_lanes.end();
-      if (!threw && !lane_failed && batch.outcome_of(i) == event_batch::outcome::succeeded)
-        done[called[i]] = true;
-      else if (!lane_failed)
+      if (lane_failed(lane)) continue;  // after a failed event of its lane: again
+      const auto outcome = threw ? event_batch::outcome::failed : batch.outcome_of(i);
+      if (outcome == event_batch::outcome::succeeded) {
+        results[called[i]].what = kind::done;
+      } else if (outcome == event_batch::outcome::dead_letter) {  // final: its lane goes on
+        results[called[i]] = {kind::dead, "permanent: " + batch.reason_of(i)};
+        all_succeeded = false;
+      } else {
         failed_lanes.push_back(lane);
+        all_succeeded = false;
+      }
     }
-    if (!failed_lanes.empty()) handler.failures.fetch_add(1, std::memory_order_relaxed);
-    if (options_.metrics)
-      options_.metrics->observe_handler(handler.name, batch[0].event_type(), failed_lanes.empty(), took);
-    return done;
-  } catch (...) {  // out of memory building the batch: every member is called alone
-    return std::vector<bool>();
+    if (!all_succeeded) handler.failures.fetch_add(1, std::memory_order_relaxed);
+    if (options_.metrics) options_.metrics->observe_handler(handler.name, batch[0].event_type(), all_succeeded, took);
+    return results;
+  } catch (...) {  // out of memory building the batch: no result, every member is called alone
+    return {};
   }
 }
 

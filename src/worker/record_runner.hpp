@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -51,12 +52,18 @@ class record_runner {
   /// True when batch handlers may take several events a call: the worker has no middleware (which
   /// wraps calls of one event).
   [[nodiscard]] bool batching() const noexcept { return options_.middleware.empty(); }
+  /// What a batch call left for one member: `again` (not done: its record's pass calls it alone),
+  /// `done` (succeeded, or its condition rejected it), `dead` (dead_letter(i): `error` says why).
+  struct batch_result {
+    enum class kind : unsigned char { again, done, dead } what = kind::again;
+    std::string error{};
+  };
   /// One call of batch handler `handler` for `members` (its batch_max at most, in lane order).
-  /// Returns, per member, whether it is done with the handler (succeeded, or its condition
-  /// rejected it); the caller records that (it alone knows whether the records are still its
-  /// own). One that failed, and every later member of its lane, are not done: first_pass calls
-  /// them again, one at a time. Touches no record.
-  [[nodiscard]] std::vector<bool> call_batch(handler_entry& handler, const std::vector<batch_member>& members) noexcept;
+  /// Returns each member's result; the caller records them (it alone knows whether the records
+  /// are still its own). A member that failed, and every later member of its lane, come back
+  /// `again`, so a lane's events reach the handler in order. Touches no record.
+  [[nodiscard]] std::vector<batch_result> call_batch(handler_entry& handler,
+                                                     const std::vector<batch_member>& members) noexcept;
 
   [[nodiscard]] handler_registry& registry() noexcept { return *registry_; }
   [[nodiscard]] const std::shared_ptr<handler_registry>& shared_registry() const noexcept { return registry_; }

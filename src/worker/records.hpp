@@ -87,6 +87,9 @@ struct record_job : consumed_record {
   /// dead-lettered (reason timeout) without waiting, and nothing here may touch what that thread
   /// still reads (event, handlers, bytes). Freed when that thread lets go of it.
   bool hung = false;
+  /// Its batch handlers are called with it alone: a batch call holding it overran
+  /// handler_timeout, and only a call of one record can say which record hangs.
+  bool call_alone = false;
   int dead_letters_outstanding = 0;
   lane* owner = nullptr;  // valid until finished or abandoned
 

@@ -44,6 +44,10 @@ struct work_batch {
   std::atomic<std::uint64_t> claim{0};
   std::atomic<std::int64_t> started_ns{0};  // steady clock, when the claimed record started
   std::atomic<bool> stop{false};            // consumer: stop before the next record (stop, revocation)
+  /// Set by the pool while the claimed record is the first of a batch handler's call (of several
+  /// records): read by the consumer thread once it took the claim (acquire), when the pool thread
+  /// is still in that call.
+  std::atomic<bool> batch_call{false};
 
   /// Pool thread: record k starts.
   void begin(std::size_t k) noexcept {

@@ -286,6 +286,13 @@ struct worker::impl {
       job->running = false;
       return time_out(job);
     }
+    if (hung && batch.batch_call.load(std::memory_order_relaxed)) {
+      // A batch handler's call of several records overran handler_timeout: no one record can be
+      // blamed. They all go back to their lanes, to be called one at a time, where the one that
+      // hangs is timed out alone.
+      for (const auto& job : batch.jobs) job->call_alone = true;
+      hung.reset();
+    }
     std::vector<detail::work_scheduler::held_record> held;
     work.settle(batch, hung, held);
     for (const auto& [job, overran] : held) {

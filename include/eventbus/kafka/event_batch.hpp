@@ -7,10 +7,11 @@
 // partition's, under processing_order::partition). The whole batch succeeds when the call returns;
 // a call that throws fails it whole. A handler that knows which events failed says so with
 // fail(i) (retried) or dead_letter(i) (never retried): the others succeed. Whatever failed in a
-// batch, and every later event of its key in that batch, is called again one event at a time
-// (at once, as a batch of one, through the worker's middleware); from there the retry policy
-// counts attempts, backs off and dead-letters as for any handler, and the key's later events wait
-// for it. So a key's events still reach the handler in order, and a poison event ends up alone.
+// batch, and every later event of its key in the worker's hand-off, is called again one event at
+// a time (at once, as a batch of one, through the worker's middleware); from there the retry
+// policy counts attempts, backs off and dead-letters as for any handler, and the key's later
+// events wait for it. So a key's events still reach the handler in order (order is per handler:
+// a record's other handlers do not wait for this one), and a poison event ends up alone.
 //
 //   #include <eventbus/kafka/worker.hpp>
 //   eventbus::worker w({.group_id = "ledger", .topics = {"^app\\.order\\..*"}});
@@ -43,6 +44,11 @@ class event_batch {
 
   explicit event_batch(std::vector<event> events)
       : events_(std::move(events)), outcomes_(events_.size(), outcome::succeeded), reasons_(events_.size()) {}
+  // Marks on a copy would be lost: a batch is handed by reference, and only moved.
+  event_batch(const event_batch&) = delete;
+  event_batch& operator=(const event_batch&) = delete;
+  event_batch(event_batch&&) noexcept = default;
+  event_batch& operator=(event_batch&&) noexcept = default;
 
   [[nodiscard]] std::size_t size() const noexcept { return events_.size(); }
   [[nodiscard]] const event& operator[](std::size_t i) const { return events_.at(i); }
@@ -50,9 +56,13 @@ class event_batch {
   [[nodiscard]] auto end() const noexcept { return events_.cend(); }
 
   /// Event `i` failed (`why` is its error): it is called again, alone, and retried per the
-  /// worker's retry policy. Throws std::out_of_range for an index past the batch.
-  void fail(std::size_t i, std::string why) { mark(i, outcome::failed, std::move(why)); }
-  /// Event `i` can never succeed: dead-lettered (as eventbus::permanent_error would be).
+  /// worker's retry policy. A dead_letter mark on it stays. Both throw std::out_of_range for an
+  /// index past the batch (which fails the whole batch).
+  void fail(std::size_t i, std::string why) {
+    if (outcomes_.at(i) != outcome::dead_letter) mark(i, outcome::failed, std::move(why));
+  }
+  /// Event `i` can never succeed: dead-lettered without another call (as eventbus::permanent_error
+  /// would be, with `why` as its error).
   void dead_letter(std::size_t i, std::string why) { mark(i, outcome::dead_letter, std::move(why)); }
 
   [[nodiscard]] outcome outcome_of(std::size_t i) const { return outcomes_.at(i); }

@@ -73,8 +73,8 @@ class store_transaction {
 using inbox_handler = std::function<void(const event&, store_transaction&)>;
 /// The batch form: receives the events of a batch not applied before (duplicates are taken out)
 /// and the one transaction to write them all with. Throwing rolls everything back (the whole batch
-/// failed); an event it marks with fail(i) or dead_letter(i) is not recorded, so it must have
-/// written nothing either.
+/// failed), and so does marking an event with fail(i) (later events of its key may be written
+/// already); an event marked dead_letter(i) is not recorded, so it must have written nothing.
 using inbox_batch_handler = std::function<void(event_batch& fresh, store_transaction&)>;
 
 struct inbox_options {
