@@ -271,6 +271,49 @@ TEST_CASE("a batch that throws is called again event by event, and dead_letter(i
   CHECK(handled == total - 1);  // every event but the poison one
 }
 
+TEST_CASE("a bad record amid a key's events is dead-lettered, a throwing condition holds its key, and each event is handled once in order") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  broker.create_topic(std::string(orders) + ".dlq", 1);
+  const auto event_bytes = [](int seq) {
+    return encode_event(make_event(
+        {.event_type = "order.created", .aggregate_type = "order", .aggregate_id = "k", .payload = {{"seq", seq}}}));
+  };
+  for (int seq = 0; seq < 40; ++seq) {
+    if (seq == 15) testing::produce_raw(broker.bootstrap_servers(), orders, "k", "{not json");
+    testing::produce_raw(broker.bootstrap_servers(), orders, "k", event_bytes(seq));
+  }
+  worker w(batch_worker(broker, "g-batch-bad"));
+  std::mutex mu;
+  std::vector<int> handled;
+  std::atomic<bool> condition_threw{false};
+  auto sub = w.subscribe_batch(
+      "order.created", "rows",
+      [&](event_batch& batch) {
+        const std::lock_guard lock(mu);
+        for (const auto& ev : batch) handled.push_back(seq_of(ev));
+      },
+      {.max_events = 100, .when = [&](const event& ev) {
+         if (seq_of(ev) == 30 && !condition_threw.exchange(true)) throw std::runtime_error("lookup failed");
+         return true;
+       }});
+  w.start();
+  REQUIRE(wait_until([&] { return w.stats().handled == 41; }, 30s));
+  CHECK(wait_until([&] { return committed_offset(broker.bootstrap_servers(), "g-batch-bad", orders, 0) == 41; }, 10s, 50ms));
+  w.stop();
+  CHECK(condition_threw.load());
+  CHECK(w.stats().dead_letters == 1);
+  const auto dead = testing::read_topic(broker.bootstrap_servers(), std::string(orders) + ".dlq", 1);
+  REQUIRE(dead.size() == 1);
+  CHECK(dead[0].headers.at("x-eventbus-dlq-reason") == "deserialization");
+  const std::lock_guard lock(mu);
+  std::vector<int> in_order(40);
+  for (std::size_t i = 0; i < in_order.size(); ++i) in_order[i] = static_cast<int>(i);
+  std::string seen;
+  for (const int seq : handled) seen += std::to_string(seq) + " ";
+  CHECK_MESSAGE(handled == in_order, seen);
+}
+
 TEST_CASE("on a worker with middleware a batch handler is called one event at a time, through it") {
   embedded_broker broker;
   broker.create_topic(orders, 1);

@@ -93,16 +93,21 @@ std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry
       for (auto& r : results) r.what = kind::done;
       return results;
     }
-    std::vector<std::size_t> failed_lanes;  // a lane's later events come again after its failed one
-    const auto lane_failed = [&](std::size_t lane) {
-      return std::find(failed_lanes.begin(), failed_lanes.end(), lane) != failed_lanes.end();
+    // Per lane, the member where it failed: the lane's later members come again after it.
+    std::vector<std::pair<std::size_t, std::size_t>> failed_at;  // (lane, member index)
+    const auto failed_before = [&](std::size_t lane, std::size_t member) {
+      return std::any_of(failed_at.begin(), failed_at.end(),
+                         [&](const auto& f) { return f.first == lane && f.second < member; });
+    };
+    const auto fail_lane = [&](std::size_t lane, std::size_t member) {
+      if (!failed_before(lane, member + 1)) failed_at.emplace_back(lane, member);
     };
     std::vector<event> events;
     std::vector<std::size_t> called;  // index into members of each event in the batch
     events.reserve(members.size());
     called.reserve(members.size());
     for (std::size_t i = 0; i < members.size(); ++i) {
-      if (lane_failed(members[i].lane)) continue;
+      if (failed_before(members[i].lane, i)) continue;
       const event& ev = *members[i].job->ev;
       try {
         if (!handler.accepts(ev)) {
@@ -111,7 +116,7 @@ std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry
           continue;
         }
       } catch (...) {  // asked again alone, where the throw fails the attempt; its lane waits for it
-        failed_lanes.push_back(members[i].lane);
+        fail_lane(members[i].lane, i);
         continue;
       }
       events.push_back(ev);
@@ -132,7 +137,10 @@ std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry
     bool all_succeeded = !threw;
     for (std::size_t i = 0; i < called.size(); ++i) {
       const std::size_t lane = members[called[i]].lane;
-      if (lane_failed(lane)) continue;  // after a failed event of its lane: again
+      if (failed_before(lane, called[i])) {  // after a failed event of its lane: again
+        all_succeeded = false;
+        continue;
+      }
       const auto outcome = threw ? event_batch::outcome::failed : batch.outcome_of(i);
       if (outcome == event_batch::outcome::succeeded) {
         results[called[i]].what = kind::done;
@@ -140,7 +148,7 @@ std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry
         results[called[i]] = {kind::dead, "permanent: " + batch.reason_of(i)};
         all_succeeded = false;
       } else {
-        failed_lanes.push_back(lane);
+        fail_lane(lane, called[i]);
         all_succeeded = false;
       }
     }
