@@ -322,3 +322,23 @@ TEST_CASE("tiers: with three tiers busy, each less urgent one keeps its share, n
   CHECK(static_cast<double>(taken["t2"]) / all >= 0.08);
   CHECK(taken["t0"] > taken["t1"] + taken["t2"]);
 }
+
+TEST_CASE("partition() finds each partition by topic and number, remembered or not, and a forgotten one anew") {
+  work_scheduler s(processing_order::key, 256);
+  auto& a0 = s.partition("app.order.order.created", 0);
+  auto& a1 = s.partition("app.order.order.created", 1);
+  auto& b0 = s.partition(std::string("app.order.order.paid"), 0);
+  CHECK(&a0 != &a1);
+  CHECK(&a0 != &b0);
+  CHECK(&s.partition("app.order.order.created", 0) == &a0);  // after another: found in the map
+  CHECK(&s.partition("app.order.order.created", 0) == &a0);  // twice in a row: remembered
+  CHECK(&s.partition("app.order.order.paid", 0) == &b0);
+  CHECK(b0.topic == "app.order.order.paid");
+  CHECK(b0.partition == 0);
+  s.add(a1, record(7, "k"));
+  s.forget(std::set<partition_key>{{"app.order.order.created", 1}});
+  auto& again = s.partition("app.order.order.created", 1);  // the last one found was forgotten
+  CHECK(again.window.empty());
+  CHECK(again.first_seen == -1);
+  CHECK(s.partitions().size() == 3);
+}

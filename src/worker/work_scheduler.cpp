@@ -11,13 +11,15 @@ void work_scheduler::use_tiers(tier_plan plan) {
   lower_share_percent_ = std::clamp<std::size_t>(plan.lower_share_percent, 1, 90);
 }
 
-partition_work& work_scheduler::partition(const std::string& topic, std::int32_t partition) {
-  auto [it, inserted] = partitions_.try_emplace({topic, partition});
+partition_work& work_scheduler::partition(std::string_view topic, std::int32_t partition) {
+  if (last_found_ != nullptr && last_found_->partition == partition && last_found_->topic == topic) return *last_found_;
+  auto [it, inserted] = partitions_.try_emplace({std::string(topic), partition});
   if (inserted) {
     it->second.topic = topic;
     it->second.partition = partition;
-    if (tier_of_) it->second.tier = std::min(tier_of_(topic), tiers_.size() - 1);
+    if (tier_of_) it->second.tier = std::min(tier_of_(it->second.topic), tiers_.size() - 1);
   }
+  last_found_ = &it->second;
   return it->second;
 }
 
@@ -224,6 +226,7 @@ void work_scheduler::advance_commit_point(partition_work& p) {
 
 void work_scheduler::forget(std::map<partition_key, partition_work>::iterator it) {
   partition_work& p = it->second;
+  last_found_ = nullptr;
   auto& t = tiers_[p.tier];
   for (auto& job : p.window) {
     job->abandoned = true;

@@ -28,6 +28,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "eventbus/metrics.hpp"
@@ -57,8 +58,10 @@ class work_scheduler {
   /// Records of the tier fetched and not finished (waiting, on the pool, retried, dead-lettered).
   [[nodiscard]] std::size_t unfinished_in_tier(std::size_t tier) const noexcept { return tiers_[tier].unfinished; }
 
-  /// The partition's bookkeeping, created on first use.
-  partition_work& partition(const std::string& topic, std::int32_t partition);
+  /// The partition's bookkeeping, created on first use. Records come in runs of one partition (a
+  /// fetch response each): the last one found is remembered, so a run looks up no map and builds
+  /// no string.
+  partition_work& partition(std::string_view topic, std::int32_t partition);
   [[nodiscard]] std::map<partition_key, partition_work>& partitions() noexcept { return partitions_; }
 
   /// A fetched record joins its partition's window and its lane (and may make the lane ready).
@@ -161,6 +164,7 @@ class work_scheduler {
   std::function<std::size_t(const std::string&)> tier_of_;
   std::size_t lower_share_percent_ = 10;
   std::size_t ready_lanes_ = 0;
+  partition_work* last_found_ = nullptr;  // partition()'s memory; forgetting any partition clears it
 };
 
 }  // namespace eventbus::detail
