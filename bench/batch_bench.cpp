@@ -162,20 +162,8 @@ double run_worker(const std::string& bootstrap, const settings& s, const std::st
 
 double run_raw(const std::string& bootstrap, const settings& s, const std::string& group, const std::filesystem::path& file) {
   rows_db db(file, s.durability);
-  char why[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why);
-  rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", why, sizeof why);
-  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);
-  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-  rd_kafka_poll_set_consumer(rk);
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
+  // Offsets stored only once their rows are committed: at least once, as the worker.
+  rd_kafka_t* rk = eventbus::bench::raw_group_consumer(bootstrap, topic, group, {{"enable.auto.offset.store", "false"}});
 
   progress done;
   std::vector<rd_kafka_message_t*> pending;

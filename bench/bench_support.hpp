@@ -74,6 +74,27 @@ struct raw_run {
   std::uint64_t records = 0;
 };
 
+/// A hand-written consumer in group `group`, subscribed to `topic`, from the earliest offset, with
+/// `extra` properties on top (the mock broker does not wake an empty fetch: fetch.wait.max.ms 10).
+inline rd_kafka_t* raw_group_consumer(const std::string& bootstrap, const char* topic, const std::string& group,
+                                      std::initializer_list<std::pair<const char*, std::string>> extra = {}) {
+  char why[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
+  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why);
+  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);
+  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
+  for (const auto& [name, value] : extra) rd_kafka_conf_set(conf, name, value.c_str(), why, sizeof why);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  return rk;
+}
+
 /// The baseline the Kafka benchmarks compare with: a hand-written `rd_kafka_consumer_poll` loop in
 /// consumer group `group` (auto-commit on, from the earliest offset) that calls `on_record` on each
 /// record of `topic` until `records` were read (or 10 minutes passed).
@@ -81,19 +102,7 @@ template <class OnRecord>
 raw_run raw_consume(const std::string& bootstrap, const char* topic, const std::string& group, std::uint64_t records,
                     OnRecord&& on_record) {
   using clock_type = std::chrono::steady_clock;
-  char why[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
-  rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why);
-  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", why, sizeof why);  // the mock does not wake an empty fetch
-  rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-  rd_kafka_poll_set_consumer(rk);
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
-  rd_kafka_subscribe(rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
+  rd_kafka_t* rk = raw_group_consumer(bootstrap, topic, group);
 
   std::uint64_t count = 0;
   clock_type::time_point first{};

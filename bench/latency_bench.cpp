@@ -134,19 +134,8 @@ percentiles run_raw(const std::string& bootstrap, const settings& s, const std::
   samples seen;
   std::atomic<bool> assigned{false}, stop{false};
   std::thread consumer([&] {
-    char why[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);
-    rd_kafka_conf_set(conf, "group.id", group.c_str(), why, sizeof why);
-    rd_kafka_conf_set(conf, "auto.offset.reset", "latest", why, sizeof why);
-    rd_kafka_conf_set(conf, "fetch.wait.max.ms", fetch_wait(s).c_str(), why, sizeof why);
-    rd_kafka_conf_set(conf, "log_level", "3", why, sizeof why);
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(rk, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
+    rd_kafka_t* rk = eventbus::bench::raw_group_consumer(
+        bootstrap, topic, group, {{"auto.offset.reset", "latest"}, {"fetch.wait.max.ms", fetch_wait(s)}});
     while (!stop.load()) {
       rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 10);
       if (!assigned.load()) {

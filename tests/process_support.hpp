@@ -97,12 +97,12 @@ struct child_process {
   }
 };
 
-/// Starts args[0] with `args`, plus `env` set in its environment. Its stdout is captured when
-/// `capture_stdout`, else discarded; stderr is inherited (so a failing test shows it). The child
-/// dies with the test (PR_SET_PDEATHSIG): a test that fails before stopping it must not leave it
-/// holding CTest's output pipe, which CTest waits on as on the test itself.
-inline child_process spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
-                           bool capture_stdout = true) {
+/// Forks and runs args[0] with `args`, this process's environment plus `env`, and its stdout on
+/// `stdout_fd` (-1: this process's). Returns the child's pid, or -1 when fork failed. The child dies
+/// with the thread that started it (PR_SET_PDEATHSIG): a test that fails before stopping it must
+/// not leave it holding CTest's output pipe, which CTest waits on as on the test itself.
+inline pid_t fork_exec(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+                       int stdout_fd = -1) {
   // Everything is made before the fork: between fork and exec only async-signal-safe calls (the
   // test has other threads, and an allocation or setenv may need a lock one of them held).
   std::vector<std::string> variables;
@@ -118,22 +118,30 @@ inline child_process spawn(const std::vector<std::string>& args, const std::map<
   std::vector<char*> argv;
   for (auto& a : arguments) argv.push_back(a.data());
   argv.push_back(nullptr);
-  const int null_fd = capture_stdout ? -1 : open("/dev/null", O_WRONLY | O_CLOEXEC);
-  int fds[2];
-  REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
   const pid_t parent = getpid();
-  child_process child;
-  child.pid = fork();
-  REQUIRE(child.pid >= 0);
-  if (child.pid == 0) {
+  const pid_t pid = fork();
+  if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the test died before the line above
-    dup2(capture_stdout ? fds[1] : null_fd, STDOUT_FILENO);  // dup2 clears close-on-exec
+    if (stdout_fd >= 0) dup2(stdout_fd, STDOUT_FILENO);  // dup2 clears close-on-exec
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
+  return pid;
+}
+
+/// Starts args[0] with `args`, plus `env` set in its environment (fork_exec). Its stdout is
+/// captured when `capture_stdout`, else discarded; stderr is inherited (so a failing test shows it).
+inline child_process spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
+                           bool capture_stdout = true) {
+  const int null_fd = capture_stdout ? -1 : open("/dev/null", O_WRONLY | O_CLOEXEC);
+  int fds[2];
+  REQUIRE(pipe2(fds, O_CLOEXEC) == 0);
+  child_process child;
+  child.pid = fork_exec(args, env, capture_stdout ? fds[1] : null_fd);
   close(fds[1]);
   if (null_fd >= 0) close(null_fd);
+  REQUIRE(child.pid >= 0);
   if (capture_stdout)
     child.out = fds[0];
   else

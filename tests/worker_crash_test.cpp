@@ -3,7 +3,6 @@
 // and the finished records above it in its metadata) is never handled again by the next owner.
 
 #include <doctest/doctest.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +18,7 @@
 #include "eventbus/kafka/kafka_sink.hpp"
 #include "eventbus/kafka/worker.hpp"
 #include "kafka_test_support.hpp"
+#include "process_support.hpp"
 #include "test_support.hpp"
 #include "worker/finished_offsets.hpp"
 #include "worker_test_support.hpp"
@@ -68,33 +68,9 @@ std::set<std::string> lines_of(const std::string& path) {
 pid_t spawn_worker(const embedded_broker& broker, const std::string& group, const std::string& out,
                    const char* delay_us = "5000", const char* stuck_key = nullptr,
                    const std::map<std::string, std::string>& env = {}) {
-  // The environment is made before the fork: between fork and exec only async-signal-safe calls
-  // (this process has the broker's threads, and setenv may need a lock one of them held).
-  std::vector<std::string> variables;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string_view variable(*e);
-    if (!env.contains(std::string(variable.substr(0, variable.find('='))))) variables.emplace_back(variable);
-  }
-  for (const auto& [name, value] : env) variables.push_back(name + "=" + value);
-  std::vector<char*> envp;
-  for (auto& v : variables) envp.push_back(v.data());
-  envp.push_back(nullptr);
   std::vector<std::string> args{EVENTBUS_WORKER_PROCESS, broker.bootstrap_servers(), group, topic, out, delay_us};
   if (stuck_key != nullptr) args.emplace_back(stuck_key);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    // Dies with the test: a test that fails before it kills its worker would otherwise leave it
-    // running, holding CTest's output pipe open, and CTest waits for that pipe as for the test.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // the test died before the line above
-    execve(EVENTBUS_WORKER_PROCESS, argv.data(), envp.data());
-    _exit(127);
-  }
-  return pid;
+  return testing::fork_exec(args, env);
 }
 
 // What the group's commit of one partition says is done: below its offset, or named finished in
