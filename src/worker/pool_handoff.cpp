@@ -45,7 +45,7 @@ void pool_handoff::attempt(const job_ptr& job) {
   push(batch, [](pool_side& on, pool_handoff* self, const std::shared_ptr<work_batch>& b) {
     b->begin(0);
     on.runner.run_due_handlers(*b->jobs[0]);
-    if (!b->end(0)) return on.completions.post([self] { self->hung_call_returned(); });
+    if (!b->end()) return on.completions.post([self] { self->hung_call_returned(); });
     on.completions.post([self, b] { self->back_from_pool(b); });
   });
 }
@@ -68,7 +68,7 @@ void pool_handoff::run_batch(pool_side& on, pool_handoff* self, const std::share
       batch->begin(k);
       ++batch->passes;
       const bool finished = on.runner.first_pass(job);
-      if (!batch->end(k)) {  // it overran handler_timeout: the consumer thread took it (and the batch) over
+      if (!batch->end()) {  // it overran handler_timeout: the consumer thread took it (and the batch) over
         on.completions.post([self] { self->hung_call_returned(); });
         return;
       }
@@ -97,7 +97,12 @@ void pool_handoff::run_batch(pool_side& on, pool_handoff* self, const std::share
 // then).
 bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
   using kind = record_runner::batch_result::kind;
-  std::vector<std::pair<handler_entry*, std::vector<record_runner::batch_member>>> calls;
+  struct member {
+    record_job* job;
+    handler_progress* progress;
+    std::size_t lane;
+  };
+  std::vector<std::pair<handler_entry*, std::vector<member>>> calls;
   for (std::size_t r = 0; r < batch.runs.size(); ++r) {
     const auto& run = batch.runs[r];
     for (std::size_t k = run.begin + run.done; k < run.end; ++k) {
@@ -108,7 +113,7 @@ bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
         if (h.batch_max < 2 || progress.state != handler_state::pending || progress.attempts > 0) continue;
         auto it = std::find_if(calls.begin(), calls.end(), [&](const auto& c) { return c.first == &h; });
         if (it == calls.end()) {
-          calls.emplace_back(&h, std::vector<record_runner::batch_member>{});
+          calls.emplace_back(&h, std::vector<member>{});
           it = calls.end() - 1;
         }
         it->second.push_back({.job = &job, .progress = &progress, .lane = r});
@@ -120,11 +125,21 @@ bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
     const auto is_blocked = [&](std::size_t lane) { return std::find(blocked.begin(), blocked.end(), lane) != blocked.end(); };
     std::size_t next = 0;
     while (next < members.size()) {
-      std::vector<record_runner::batch_member> chunk;
+      std::vector<member> chunk;
       for (; next < members.size() && chunk.size() < handler->batch_max; ++next)
         if (!is_blocked(members[next].lane)) chunk.push_back(members[next]);
       if (chunk.size() < 2) break;  // one event: its record's pass calls it, through the middleware
       if (batch.stop.load(std::memory_order_relaxed) || on.stop_requested.load(std::memory_order_relaxed)) return true;
+      // Everything the call reads is copied before the claim: once the consumer thread takes it
+      // (handler_timeout), the records go back to their lanes and may be finished and freed while
+      // this call still runs.
+      std::vector<record_runner::batch_member> call;
+      call.reserve(chunk.size());
+      batch.call_members.clear();
+      for (const auto& m : chunk) {
+        call.push_back({.ev = *m.job->ev, .lane = m.lane});
+        batch.call_members.push_back(m.job);
+      }
       // The claim names the chunk's first record; `batch_call` tells the consumer thread that a
       // call past handler_timeout holds several records, none of which can be blamed alone.
       const std::size_t k = static_cast<std::size_t>(
@@ -132,8 +147,8 @@ bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
           batch.jobs.begin());
       batch.batch_call.store(true, std::memory_order_relaxed);
       batch.begin(k);
-      const auto results = on.runner.call_batch(*handler, chunk);
-      if (!batch.end(k)) return false;
+      const auto results = on.runner.call_batch(*handler, call);
+      if (!batch.end()) return false;
       batch.batch_call.store(false, std::memory_order_relaxed);
       for (std::size_t i = 0; i < chunk.size(); ++i) {
         handler_progress& progress = *chunk[i].progress;

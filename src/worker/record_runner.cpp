@@ -108,7 +108,7 @@ std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry
     called.reserve(members.size());
     for (std::size_t i = 0; i < members.size(); ++i) {
       if (failed_before(members[i].lane, i)) continue;
-      const event& ev = *members[i].job->ev;
+      const event& ev = members[i].ev;
       try {
         if (!handler.accepts(ev)) {
           if (options_.metrics) options_.metrics->count_filtered(handler.name);

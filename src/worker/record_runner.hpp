@@ -42,11 +42,10 @@ class record_runner {
   /// Runs the record's pending handlers whose backoff is over (a retry attempt).
   void run_due_handlers(record_job& job) noexcept;
 
-  /// One prepared record's progress on a batch handler, and the lane it belongs to (an index the
-  /// caller picks: records of one lane are one key's, in order).
+  /// One event of a batch call (a copy: the call touches no record), and the lane its record
+  /// belongs to (an index the caller picks: records of one lane are one key's, in order).
   struct batch_member {
-    record_job* job;
-    handler_progress* progress;
+    event ev;
     std::size_t lane;
   };
   /// True when batch handlers may take several events a call: the worker has no middleware (which

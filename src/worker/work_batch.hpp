@@ -15,10 +15,12 @@ namespace eventbus::detail {
 // Each lane's records side by side, in offset order. The pool runs a lane's records until one needs
 // more than a clean pass and records how many finished.
 //
-// A pool thread claims each record before it runs it (`claim` = 2k+1 while record k runs, 2k+2
-// once it is over), so the consumer thread can take a record whose handlers overran
-// handler_timeout away from it: it swaps the odd claim for `cancelled`, and the pool thread, finding
-// its claim gone when the call returns, leaves that record (and the rest of the batch) alone.
+// A pool thread claims each record before it runs it (`claim` = 2n+1 while its n-th claim runs,
+// 2n+2 once it is over; `claimed` names the record), so the consumer thread can take a record
+// whose handlers overran handler_timeout away from it: it swaps the odd claim for `cancelled`, and
+// the pool thread, finding its claim gone when the call returns, leaves that record (and the rest
+// of the batch) alone. Claims are numbered, not named by record: a record is claimed twice (a
+// batch handler's call, then its own pass), and a stale look at the first must not take the second.
 struct work_batch {
   struct run {
     lane* owner;
@@ -44,20 +46,24 @@ struct work_batch {
   std::atomic<std::uint64_t> claim{0};
   std::atomic<std::int64_t> started_ns{0};  // steady clock, when the claimed record started
   std::atomic<bool> stop{false};            // consumer: stop before the next record (stop, revocation)
-  /// Set by the pool while the claimed record is the first of a batch handler's call (of several
-  /// records): read by the consumer thread once it took the claim (acquire), when the pool thread
-  /// is still in that call.
+  std::atomic<std::size_t> claimed{0};     // the record the current claim names
+  /// Set by the pool, before it claims, while the claim is a batch handler's call of several
+  /// records, with those records in `call_members`: read by the consumer thread once it took the
+  /// claim (acquire), when the pool thread is still in that call.
   std::atomic<bool> batch_call{false};
+  std::vector<record_job*> call_members;
 
-  /// Pool thread: record k starts.
+  /// Pool thread: record k starts (its handlers, or a batch call it heads).
   void begin(std::size_t k) noexcept {
+    ++claims_;
+    claimed.store(k, std::memory_order_relaxed);
     started_ns.store(worker_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-    claim.store(2 * k + 1, std::memory_order_release);
+    claim.store(2 * claims_ + 1, std::memory_order_release);
   }
-  /// Pool thread: record k is over. False when the consumer took it away meanwhile.
-  [[nodiscard]] bool end(std::size_t k) noexcept {
-    std::uint64_t running = 2 * k + 1;
-    return claim.compare_exchange_strong(running, 2 * k + 2, std::memory_order_acq_rel);
+  /// Pool thread: what begin() started is over. False when the consumer took it away meanwhile.
+  [[nodiscard]] bool end() noexcept {
+    std::uint64_t running = 2 * claims_ + 1;
+    return claim.compare_exchange_strong(running, 2 * claims_ + 2, std::memory_order_acq_rel);
   }
   /// Consumer thread: the record running for longer than `limit`, taken away from the pool thread.
   [[nodiscard]] std::optional<std::size_t> cancel_overdue(worker_clock::duration limit) noexcept {
@@ -66,8 +72,11 @@ struct work_batch {
     const auto started = worker_clock::time_point(worker_clock::duration(started_ns.load(std::memory_order_relaxed)));
     if (worker_clock::now() - started < limit) return std::nullopt;
     if (!claim.compare_exchange_strong(seen, cancelled, std::memory_order_acq_rel)) return std::nullopt;
-    return static_cast<std::size_t>((seen - 1) / 2);
+    return claimed.load(std::memory_order_relaxed);  // stored before `seen` was released
   }
+
+ private:
+  std::uint64_t claims_ = 0;  // pool thread only
 };
 
 }  // namespace eventbus::detail

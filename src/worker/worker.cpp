@@ -290,7 +290,7 @@ struct worker::impl {
       // A batch handler's call of several records overran handler_timeout: no one record can be
       // blamed. They all go back to their lanes, to be called one at a time, where the one that
       // hangs is timed out alone.
-      for (const auto& job : batch.jobs) job->call_alone = true;
+      for (record_job* job : batch.call_members) job->call_alone = true;
       hung.reset();
     }
     std::vector<detail::work_scheduler::held_record> held;
