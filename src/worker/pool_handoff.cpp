@@ -98,7 +98,7 @@ void pool_handoff::run_batch(pool_side& on, pool_handoff* self, const std::share
 bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
   using kind = record_runner::batch_result::kind;
   struct member {
-    record_job* job;
+    std::size_t record;  // its index in batch.jobs
     handler_progress* progress;
     std::size_t lane;
   };
@@ -116,7 +116,7 @@ bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
           calls.emplace_back(&h, std::vector<member>{});
           it = calls.end() - 1;
         }
-        it->second.push_back({.job = &job, .progress = &progress, .lane = r});
+        it->second.push_back({.record = k, .progress = &progress, .lane = r});
       }
     }
   }
@@ -137,16 +137,14 @@ bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
       call.reserve(chunk.size());
       batch.call_members.clear();
       for (const auto& m : chunk) {
-        call.push_back({.ev = *m.job->ev, .lane = m.lane});
-        batch.call_members.push_back(m.job);
+        record_job& job = *batch.jobs[m.record];
+        call.push_back({.ev = *job.ev, .lane = m.lane});
+        batch.call_members.push_back(&job);
       }
       // The claim names the chunk's first record; `batch_call` tells the consumer thread that a
       // call past handler_timeout holds several records, none of which can be blamed alone.
-      const std::size_t k = static_cast<std::size_t>(
-          std::find_if(batch.jobs.begin(), batch.jobs.end(), [&](const job_ptr& j) { return j.get() == chunk[0].job; }) -
-          batch.jobs.begin());
       batch.batch_call.store(true, std::memory_order_relaxed);
-      batch.begin(k);
+      batch.begin(chunk[0].record);
       const auto results = on.runner.call_batch(*handler, call);
       if (!batch.end()) return false;
       batch.batch_call.store(false, std::memory_order_relaxed);
