@@ -24,33 +24,7 @@ using eventbus::testing::wait_until;
 
 namespace {
 
-// A gate handlers block on until the test opens it.
-class gate {
- public:
-  void wait() {
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    cv_.wait(lock, [&] { return open_; });
-    --waiting_;
-  }
-  void open() {
-    {
-      const std::lock_guard lock(mu_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-  int waiting() {
-    const std::lock_guard lock(mu_);
-    return waiting_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  int waiting_ = 0;
-};
+using eventbus::testing::gate;
 
 std::optional<error> options_error(dispatcher_options options) {
   try {

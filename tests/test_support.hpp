@@ -2,7 +2,9 @@
 // Helpers shared by the test suites: waiting on conditions with a deadline, and small event factories.
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -24,6 +26,35 @@ inline bool wait_until(const std::function<bool()>& condition,
   }
   return true;
 }
+
+/// A gate handlers wait at until the test opens it, or give up after `limit` (so a failing test
+/// never leaves a thread blocked for good); waiting() counts who waits now.
+class gate {
+ public:
+  void wait(std::chrono::milliseconds limit = std::chrono::seconds(60)) {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    cv_.wait_for(lock, limit, [&] { return open_; });
+    --waiting_;
+  }
+  void open() {
+    {
+      const std::lock_guard lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  int waiting() {
+    const std::lock_guard lock(mu_);
+    return waiting_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int waiting_ = 0;
+};
 
 inline event make_test_event(std::string type = "order.created", std::string aggregate_id = "o-1",
                              nlohmann::json payload = nlohmann::json::object()) {

@@ -46,27 +46,7 @@ std::string order(const std::string& aggregate, int seq) {
       {.event_type = "order.created", .aggregate_type = "order", .aggregate_id = aggregate, .payload = {{"seq", seq}}}));
 }
 
-// A gate a handler waits at until the test opens it (or gives up after `limit`, so a failing test
-// never leaves a thread blocked for good).
-class gate {
- public:
-  void wait(std::chrono::milliseconds limit = 60s) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, limit, [&] { return open_; });
-  }
-  void open() {
-    {
-      const std::lock_guard lock(mu_);
-      open_ = true;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-};
+using eventbus::testing::gate;
 
 }  // namespace
 
