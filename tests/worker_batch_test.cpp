@@ -316,6 +316,49 @@ TEST_CASE("a bad record amid a key's events is dead-lettered, a throwing conditi
   CHECK_MESSAGE(handled == in_order, seen);
 }
 
+TEST_CASE("a second worker joining while batch calls run (a rebalance) loses nothing") {
+  embedded_broker broker;
+  broker.create_topic(orders, 4);
+  constexpr int total = 4000;
+  publish(broker, total, 200);
+  std::mutex mu;
+  std::set<std::string> handled;
+  const auto rows = [&](event_batch& batch) {
+    std::this_thread::sleep_for(20ms);  // simulated work: one transaction a call
+    const std::lock_guard lock(mu);
+    for (const auto& ev : batch) handled.insert(ev.event_id());
+  };
+  auto options = batch_worker(broker, "g-batch-rebalance");
+  options.max_concurrency = 4;  // calls still in flight when the second joins
+  options.max_buffered_per_partition = 100;  // partitions paused when the rebalance comes
+  worker first(options);
+  auto s1 = first.subscribe_batch("order.created", "rows", rows, {.max_events = 20});
+  first.start();
+  REQUIRE(wait_until([&] {
+    const std::lock_guard lock(mu);
+    return handled.size() >= 200;
+  }, 30s));
+  worker second(options);
+  auto s2 = second.subscribe_batch("order.created", "rows", rows, {.max_events = 20});
+  second.start();
+  REQUIRE(wait_until([&] { return second.assigned_partitions() > 0; }, 30s));  // the rebalance happened
+  {
+    const std::lock_guard lock(mu);
+    CHECK(handled.size() < total);  // ... mid-stream
+  }
+  const bool all = wait_until(
+      [&] {
+        const std::lock_guard lock(mu);
+        return handled.size() == total;
+      },
+      60s);
+  first.stop();
+  second.stop();
+  CHECK(all);
+  CHECK(first.stats().handled + second.stats().handled >= total);
+  CHECK(committed_total(broker, "g-batch-rebalance", 4) <= total);  // never past the end
+}
+
 TEST_CASE("on a worker with middleware a batch handler is called one event at a time, through it") {
   embedded_broker broker;
   broker.create_topic(orders, 1);
