@@ -252,6 +252,8 @@ TEST_CASE("a batch inbox applies a batch in one transaction, hands over only wha
     CHECK(ledger.number("SELECT COUNT(*) FROM eventbus_inbox") == 4);
     // A dead-lettered event is not recorded (a replay of its dead letter runs it), and its mark
     // reaches the worker's batch.
+    event_batch alone({t5});  // called alone, its failure is its own error
+    CHECK_THROWS_WITH(apply(alone), "account locked");
     fail_id.clear();
     event_batch retried({t5, t6, t7});
     apply(retried);

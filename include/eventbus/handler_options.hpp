@@ -64,7 +64,7 @@ struct handler_info {
   std::size_t max_events = 0;            // a worker's batch handler: its batch_options::max_events; else 0
   std::vector<std::string> middleware{};  // names of its own pieces (handler_options::middleware)
   std::uint64_t in_flight = 0;           // calls running now
-  std::uint64_t calls = 0;               // calls made (attempts, in a worker), failed ones included
+  std::uint64_t calls = 0;               // calls made (attempts and batch calls, in a worker), failed ones included
   std::uint64_t failures = 0;            // calls that did not succeed
   std::uint64_t filtered = 0;            // events its condition rejected
 };

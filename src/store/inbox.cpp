@@ -228,9 +228,11 @@ batch_handler_fn inbox::wrap_batch(std::string handler_name, inbox_batch_handler
       for (std::size_t j = 0; j < fresh->size(); ++j) {
         // A failed event: the later events of its key were written in this transaction, and must
         // not stay applied before it. Everything goes back; the worker calls each event alone.
-        if (fresh->outcome_of(j) == event_batch::outcome::failed)
+        if (fresh->outcome_of(j) == event_batch::outcome::failed) {
+          if (fresh->size() == 1) throw std::runtime_error(fresh->reason_of(j));  // alone: its own error
           throw std::runtime_error("event " + (*fresh)[j].event_id() + " failed in a batch (" + fresh->reason_of(j) +
                                    "): the batch is rolled back");
+        }
         // A dead-lettered one is not applied: a replay of its dead letter must run it.
         if (fresh->outcome_of(j) == event_batch::outcome::dead_letter)
           if (auto forgotten = forget(tx, name, (*fresh)[j].event_id()); !forgotten) return forgotten.error();

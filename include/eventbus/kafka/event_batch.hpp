@@ -21,10 +21,11 @@
 //       if (batch[i].aggregate_id().empty()) batch.dead_letter(i, "no aggregate id");
 //   }, {.max_events = 100});
 //
-// What differs from a handler of one event: middleware (the worker's and the handler's own)
-// wraps calls of one event only, so a batch handler on a worker with middleware is called one
-// event at a time (batching would skip authorization or rate limits); events a batch handler
-// publishes have no cause unless it opens an eventbus::cause_scope for the event at hand.
+// What differs from a handler of one event: the worker's middleware wraps calls of one event only,
+// so a batch handler on a worker with middleware is called one event at a time (batching would
+// skip authorization or rate limits); events published in a call of several have no cause unless
+// the handler opens an eventbus::cause_scope for the event at hand; a call past handler_timeout
+// dead-letters none of its events (they are called again alone). docs/worker.md has the rest.
 
 #include <chrono>
 #include <cstddef>

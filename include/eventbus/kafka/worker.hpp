@@ -4,7 +4,8 @@
 //  - at-least-once: a record's offset is committed only when every handler for it succeeded or its
 //    failure is acknowledged by the dead-letter topic, and never past an unfinished record; a
 //    failed dead-letter write is retried, and nothing past that record is committed meanwhile;
-//  - retries per handler (handlers that already succeeded on a record are not run again), with
+//  - retries per handler (handlers that already succeeded on a record are not run again; a batch
+//    handler may get an event again after a failed earlier one of its key), with
 //    backoff that holds back only the records that must wait for that one (see processing_order);
 //  - up to `max_concurrency` handler calls at once, on as many threads, whatever the partition count;
 //  - bad records (not JSON, invalid envelope, too large) are dead-lettered with reason
@@ -82,6 +83,8 @@ struct worker_options {
   /// Past it the record is dead-lettered with reason "timeout" (for every handler) and its key
   /// moves on; the call cannot be interrupted, so its thread stays busy until it returns, its
   /// outcome ignored. A worker whose max_concurrency slots are all held so reports not ready.
+  /// (A batch handler's call of several events is not dead-lettered: its events are called again
+  /// one at a time.)
   std::chrono::milliseconds handler_timeout{300'000};
   /// Priority tiers, most urgent first: each a list of topic names or '^' regular expressions
   /// (POSIX extended, as librdkafka reads a subscription). A record belongs to the first tier
@@ -106,7 +109,7 @@ struct worker_stats {
   std::uint64_t records = 0;        // records taken from Kafka
   std::uint64_t handled = 0;        // records finished (every handler succeeded or dead-lettered)
   std::uint64_t skipped = 0;        // records not run: their last owner finished them (docs/worker.md)
-  std::uint64_t handler_calls = 0;  // attempts, first ones included
+  std::uint64_t handler_calls = 0;  // attempts, first ones included, and batch handlers' calls
   std::uint64_t retries = 0;        // attempts after the first
   std::uint64_t dead_letters = 0;   // dead-letter records acknowledged
   std::uint64_t dlq_write_failures = 0;  // dead-letter writes that failed (and were retried)
