@@ -9,7 +9,6 @@ packages=(
   libsimdjson-dev  # the worker reads envelopes with it
   libsqlite3-dev libpq-dev postgresql  # the event store's backends; tests start a throwaway PostgreSQL
   libbenchmark-dev kcat
-  faketime  # the relay lease test runs processes whose wall clock is off
   clang libclang-rt-14-dev  # libFuzzer: scripts/fuzz.sh
   docker-compose prometheus  # validating docker-compose.yml; a real Prometheus scraping a worker
   gdb  # a hung test prints its stacks (tests/test_main.cpp)

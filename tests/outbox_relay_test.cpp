@@ -375,13 +375,22 @@ TEST_CASE("the relay refuses a record timeout, and an aggregate's first deliveri
 }
 
 TEST_CASE("the relay lease: a hung holder loses it after lease_ttl, and wall clocks play no part (both backends)") {
-  // Debian's libfaketime, preloaded straight into the child (the faketime wrapper would fork, and
-  // the signals below would stop the wrapper instead). ASan must not insist on coming first.
+  // The children's wall clock runs an hour ahead (clock_ahead.cpp, preloaded; the sanitizer
+  // runtimes must not insist on coming first). Each child's first line shows the clock it has.
   const char* asan = std::getenv("ASAN_OPTIONS");
   const std::map<std::string, std::string> env{
-      {"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"},
-      {"FAKETIME", "+1h"},
+      {"LD_PRELOAD", EVENTBUS_CLOCK_AHEAD_LIBRARY},
+      {"EVENTBUS_CLOCK_AHEAD_SECONDS", "3600"},
       {"ASAN_OPTIONS", std::string(asan ? asan : "") + ":verify_asan_link_order=0"}};
+  const auto runs_an_hour_ahead = [](testing::child_process& child) {
+    const std::string line = child.read_line();
+    REQUIRE(line.starts_with("clock "));
+    const auto here = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    const auto ahead = std::stoll(line.substr(6)) - here.count();
+    CHECK(ahead > 3500);
+    CHECK(ahead <= 3600);
+  };
   constexpr auto ttl = 500ms;
   const std::string ttl_ms = std::to_string(ttl.count());
   for (const std::string backend : backends) {
@@ -393,6 +402,7 @@ TEST_CASE("the relay lease: a hung holder loses it after lease_ttl, and wall clo
     // A leader whose wall clock runs an hour ahead takes the lease, then hangs (SIGSTOP: its
     // connection stays open). The standby takes over once the lease went unrenewed for ttl.
     auto leader = testing::spawn({EVENTBUS_STORE_PROCESS, where, "-", "lease", "ahead", ttl_ms}, env);
+    runs_an_hour_ahead(leader);
     REQUIRE(leader.read_line() == "held");
     CHECK_FALSE(store->hold_relay_lease("standby", ttl).value());
     kill(leader.pid, SIGSTOP);
@@ -407,6 +417,7 @@ TEST_CASE("the relay lease: a hung holder loses it after lease_ttl, and wall clo
 
     // A standby whose wall clock runs an hour ahead never takes the lease from a live holder.
     auto standby = testing::spawn({EVENTBUS_STORE_PROCESS, where, "-", "lease", "ahead", ttl_ms}, env);
+    runs_an_hour_ahead(standby);
     for (int i = 0; i < 40; ++i) {  // 4 lease ttls of renewals at a relay's pace
       REQUIRE(store->hold_relay_lease("standby", ttl).value());
       std::this_thread::sleep_for(50ms);

@@ -8,7 +8,8 @@
 //       (1 if it is not empty within 60 s).
 //   store_process STORE - lease OWNER TTL_MS                   asks for the relay lease every 50 ms, as
 //       a relay would, and prints "held" each time it starts holding it and "lost" when it stops;
-//       until SIGTERM. No Kafka.
+//       until SIGTERM. No Kafka. Its first line is "clock SECONDS": its wall clock, seconds since
+//       the epoch (so a test can check the clock it gave the process).
 // STORE is sqlite:PATH or postgresql:DSN.
 
 #include <fcntl.h>
@@ -33,6 +34,9 @@ int main(int argc, char** argv) {
   auto store = where.starts_with("sqlite:") ? eventbus::open_sqlite_store({.path = where.substr(7)})
                                             : eventbus::open_postgres_store({.dsn = where.substr(11)});
   if (mode == "lease" && argc == 6) {
+    const auto wall = std::chrono::system_clock::now().time_since_epoch();
+    std::printf("clock %lld\n", static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(wall).count()));
+    std::fflush(stdout);
     bool held = false;
     while (!eventbus::stop_requested()) {
       auto now_held = store->hold_relay_lease(argv[4], std::chrono::milliseconds(std::stoi(argv[5])));
