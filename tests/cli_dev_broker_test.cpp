@@ -21,6 +21,7 @@
 #include "eventbus/admin/topics.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "kafka/record_producer.hpp"
+#include "store/parked_records.hpp"
 #include "kafka_test_support.hpp"
 #include "http_support.hpp"
 #include "process_support.hpp"
@@ -870,4 +871,46 @@ TEST_CASE("eventbus handlers prints a running service's handlers as a table, and
   const auto nobody = run_cli("handlers --timeout 2 --url http://127.0.0.1:" + std::to_string(testing::free_port()), code, true);
   CHECK(code == 1);
   CHECK(nobody.find("cannot connect") != std::string::npos);
+}
+
+TEST_CASE("eventbus dlq parked lists a group's parked records from its store, reads only, and names groups for a typo") {
+  const std::string path = "cli_parked.db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  auto rows = detail::parked_records::open(open_sqlite_store({.path = path})).value();
+  const std::vector<detail::parked_record> parked{
+      {.group = "shipping", .topic = "app.order.placed", .partition = 1, .offset = 40, .key = "o-1", .value = "{}",
+       .stage = 2, .due_ms = 1'800'000'000'000, .pending = {"ship"}, .attempts = 4, .reason = "carrier down"},
+      {.group = "shipping", .topic = "app.order.placed", .partition = 1, .offset = 41, .key = "o-1", .value = "{}"},
+      {.group = "billing", .topic = "app.order.placed", .partition = 0, .offset = 7, .key = "o-2", .value = "{}",
+       .stage = 1, .due_ms = 1'800'000'000'000, .attempts = 3, .reason = "ledger locked"}};
+  REQUIRE(rows->add(parked).ok());
+
+  int code = -1;
+  const auto listed = run_cli("dlq parked --group shipping --sqlite " + path, code, true);
+  CHECK(code == 0);
+  CHECK(listed.find("app.order.placed[1]@40  key=o-1  stage 2  due 2027-01-15T08:00:00.000Z  handlers=ship  attempts=4") != std::string::npos);
+  CHECK(listed.find("carrier down") != std::string::npos);
+  CHECK(listed.find("[1]@41  key=o-1  stage 0  due behind its key  handlers=all") != std::string::npos);
+  CHECK(listed.find("ledger locked") == std::string::npos);  // another group's
+  CHECK(listed.find("2 parked record(s) of group shipping") != std::string::npos);
+
+  const auto json = run_cli("dlq parked --group billing --sqlite " + path + " --json", code);
+  CHECK(code == 0);
+  const auto line = nlohmann::json::parse(json);
+  CHECK(line.at("offset") == 7);
+  CHECK(line.at("stage") == 1);
+  CHECK(line.at("error") == "ledger locked");
+
+  const auto typo = run_cli("dlq parked --group shiping --sqlite " + path, code, true);
+  CHECK(code == 0);
+  CHECK(typo.find("no parked records for group 'shiping'; groups with parked records: billing, shipping") != std::string::npos);
+
+  const auto missing = run_cli("dlq parked --group shipping --sqlite no_such_store.db", code, true);
+  CHECK(code == 1);
+  CHECK(missing.find("does not exist") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists("no_such_store.db"));  // a typo creates nothing
+  run_cli("dlq parked --sqlite " + path, code);
+  CHECK(code == 2);  // no group
+  run_cli("dlq parked --group shipping", code);
+  CHECK(code == 2);  // no store
 }

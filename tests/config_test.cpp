@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -284,6 +285,26 @@ TEST_CASE("the store section: backend, path, a redacted dsn, and mistakes named"
   const auto opened = unopenable.value().open_store();
   REQUIRE_FALSE(opened.ok());
   CHECK(opened.error().code() == errc::store_failed);
+}
+
+TEST_CASE("durable stages in the file: delays in ms, parked in the store section's store, mistakes named") {
+  std::remove("config_parking.db");
+  const auto good = parse_config(json::parse(R"({"worker": {"group": "g", "retry": {"durable_stages_ms": [1000, 60000]}},
+                                                "store": {"backend": "sqlite", "path": "config_parking.db"}})"));
+  REQUIRE(good.ok());
+  const auto options = good.value().make_worker_options();
+  REQUIRE(options.ok());
+  CHECK(options.value().retry.durable_stages == std::vector<std::chrono::milliseconds>{std::chrono::seconds(1), std::chrono::minutes(1)});
+  CHECK(options.value().parking_store != nullptr);
+  CHECK_NOTHROW(options.value().validate());
+  CHECK(good.value().redacted_json()["worker"]["retry"]["durable_stages_ms"] == json::array({1000, 60000}));
+  // No store to park in, a delay of 0, a word, another order: each named by its key.
+  const auto field = [](const char* text) { return error_field(parse_config(json::parse(text))); };
+  CHECK(field(R"({"worker": {"retry": {"durable_stages_ms": [1000]}}})") == "worker.retry.durable_stages_ms");
+  CHECK(field(R"({"worker": {"retry": {"durable_stages_ms": [0]}}, "store": {"backend": "sqlite"}})") == "worker.retry.durable_stages_ms");
+  CHECK(field(R"({"worker": {"retry": {"durable_stages_ms": "1h"}}, "store": {"backend": "sqlite"}})") == "worker.retry.durable_stages_ms");
+  CHECK(field(R"({"worker": {"ordering": "partition", "retry": {"durable_stages_ms": [10]}}, "store": {"backend": "sqlite"}})") ==
+        "worker.retry.durable_stages_ms");
 }
 
 TEST_CASE("every field of every option struct has a config key, or is listed as set in code") {

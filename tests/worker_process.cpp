@@ -8,6 +8,9 @@
 // first two calls (retried after 100 ms); EVENTBUS_COMMIT_INTERVAL_MS sets commit_interval (else
 // 100 ms), "default" leaves the worker's default; EVENTBUS_SESSION_TIMEOUT_MS the group session (else
 // 6 s: how long the group waits for a killed worker before its partitions move).
+// Durable stages: EVENTBUS_PARKING_STORE=PATH (a SQLite file) with EVENTBUS_DURABLE_STAGES_MS=a,b,...
+// parks records whose two in-memory attempts (10 ms apart) failed; EVENTBUS_DOWN_FILE=PATH fails
+// every call while that file exists (a dependency that is down).
 //
 //   worker_process BOOTSTRAP GROUP TOPIC OUTPUT_FILE HANDLER_DELAY_US [STUCK_KEY]
 
@@ -24,6 +27,7 @@
 
 #include "eventbus/stop_signal.hpp"
 #include "eventbus/kafka/worker.hpp"
+#include "eventbus/store/sqlite_store.hpp"
 
 int main(int argc, char** argv) {
   eventbus::watch_stop_signals();  // from here on, SIGINT/SIGTERM ask for a clean stop
@@ -55,9 +59,22 @@ int main(int argc, char** argv) {
       .retry = {.initial_backoff = std::chrono::milliseconds(stuck_key.empty() ? 100 : 60'000),
                 .max_backoff = std::chrono::milliseconds(60'000)}};
   if (commit_interval != "default") options.commit_interval = std::chrono::milliseconds(std::stoi(commit_interval));
+  if (const char* parking = std::getenv("EVENTBUS_PARKING_STORE")) {
+    options.parking_store = eventbus::open_sqlite_store({.path = parking});
+    options.retry.max_attempts = 2;
+    options.retry.initial_backoff = options.retry.max_backoff = std::chrono::milliseconds(10);
+    std::string stages = std::getenv("EVENTBUS_DURABLE_STAGES_MS") ? std::getenv("EVENTBUS_DURABLE_STAGES_MS") : "";
+    for (std::size_t at = 0; at < stages.size();) {
+      const auto comma = std::min(stages.find(',', at), stages.size());
+      options.retry.durable_stages.emplace_back(std::stoi(stages.substr(at, comma - at)));
+      at = comma + 1;
+    }
+  }
+  const char* down_file = std::getenv("EVENTBUS_DOWN_FILE");
   eventbus::worker w(options);
   auto sub = w.subscribe("*", "record", [&](const eventbus::event& ev) {
     if (!stuck_key.empty() && ev.aggregate_id() == stuck_key) throw std::runtime_error("stuck");
+    if (down_file != nullptr && access(down_file, F_OK) == 0) throw std::runtime_error("dependency down");
     if (fail_every > 0 && ev.payload().value("seq", -1) % fail_every == 0) {
       const std::lock_guard lock(calls_mu);
       if (++failing_calls[ev.event_id()] <= 2) throw std::runtime_error("fails twice");

@@ -99,6 +99,11 @@ class metrics {
   void count_parked(std::string_view store, std::uint64_t events);
   /// eventbus_outbox_parked_events{store}: events parked in the store (what backlog().parked says).
   void set_outbox_parked(std::string_view store, std::int64_t events);
+  /// A worker's durable stages, per consumed topic: eventbus_worker_parked_records{group, topic},
+  /// eventbus_worker_parked_keys{group, topic}, and eventbus_worker_parked_oldest_due_seconds{group,
+  /// topic} (how long ago the earliest parked record became due; 0 while none is due).
+  void set_worker_parked(std::string_view group, std::string_view topic, std::int64_t records, std::int64_t keys,
+                         double oldest_due_seconds);
   /// eventbus_event_age_seconds{stage, event_type}: `seconds` from an event's timestamp to `stage`
   /// ("handled": a worker starts its handlers; "relayed": Kafka acknowledged it for the relay).
   void observe_event_age(std::string_view stage, std::string_view event_type, double seconds);

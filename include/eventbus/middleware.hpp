@@ -64,6 +64,9 @@ struct attempt_outcome {
   /// With attempt_result::dead_letter: the dead letter's reason (x-eventbus-dlq-reason); empty
   /// means "handler-error". Shipped pieces use "unauthorized" and "rate-limited".
   std::string reason{};
+  /// Set by the retry piece when it turned a failure into a dead letter because the policy's
+  /// attempts were spent (a worker with durable stages parks such a record instead).
+  bool retries_exhausted = false;
 };
 
 [[nodiscard]] std::string_view to_string(attempt_result result) noexcept;

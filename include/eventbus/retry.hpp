@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace eventbus {
 
@@ -31,6 +32,14 @@ struct retry_policy {
   double multiplier = 2.0;
   std::chrono::milliseconds max_backoff{30'000};
   double jitter = 0.2;  // 0 = exact delays; 0.2 = each delay varies by up to 20 % either way
+  /// A worker's durable stages after the in-memory attempts (e.g. 1 min, 10 min, 1 h): a record
+  /// whose handler spent max_attempts is parked in the worker's parking_store and tried once more
+  /// after each delay, its partition moving on meanwhile, and every later record of its key is
+  /// parked behind it (key order holds). Dead-lettered after the last. Empty: no parking (the
+  /// default). At most 16 stages, each 1 ms .. max_duration. docs/worker.md "Durable retries".
+  std::vector<std::chrono::milliseconds> durable_stages{};
+
+  static constexpr std::size_t max_durable_stages = 16;
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the field.
   void validate() const;

@@ -1,9 +1,11 @@
-// `eventbus dlq list|replay`: inspect dead letters and put them back on their original topics.
+// `eventbus dlq list|replay|parked`: inspect dead letters and put them back on their original
+// topics; list what a worker group parked for a durable retry stage.
 
 #include <cstdio>
 #include <algorithm>
 #include <limits>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,18 +14,26 @@
 #include "cli/commands.hpp"
 #include "cli/printable.hpp"
 #include "eventbus/admin/dead_letters.hpp"
+#include "eventbus/store/postgres_store.hpp"
+#include "eventbus/store/sqlite_store.hpp"
+#include "eventbus/time.hpp"
+#include "store/parked_records.hpp"
 
 namespace eventbus::cli {
 namespace {
 
 constexpr std::string_view dlq_usage = R"(usage: eventbus dlq list <dlq-topic> [--bootstrap SERVERS] [--limit N] [--json]
        eventbus dlq replay <dlq-topic> [--bootstrap SERVERS] [--handler NAME] [--limit N]
+       eventbus dlq parked --group GROUP (--sqlite PATH | --postgresql DSN) [--topic TOPIC] [--limit N] [--json]
 
 list     prints every dead letter: position, reason, handler, attempts, original position, error
 replay   produces dead letters back to their original topic (key, value and original headers, with
          x-eventbus-replay-count); with --handler, only that handler's dead letters, and workers then
          run only that handler on them (a handler no dead letter names is an error listing those
          that do). The dead-letter topic itself is left unchanged.
+parked   prints the records a worker group parked for a durable retry stage (retry.durable_stages),
+         from the group's parking store: position, key, stage, when due, handlers left, attempts,
+         last error; records waiting behind an earlier one of their key show stage 0. Reads only.
 
 <dlq-topic> must end in the suffix and exist: neither command creates a topic.
 
@@ -57,6 +67,83 @@ void print_dead_letter(const dead_letter& d, bool as_json) {
 int fail(const error& err) {
   std::fprintf(stderr, "eventbus dlq: %s\n", err.to_string().c_str());
   return exit_failure;
+}
+
+void print_parked(const detail::parked_record& r, bool as_json) {
+  const std::string due = r.stage == 0 ? std::string("behind its key") : format_timestamp(time_point(std::chrono::milliseconds(r.due_ms)));
+  if (as_json) {
+    const nlohmann::json line{{"group", r.group}, {"topic", r.topic}, {"partition", r.partition}, {"offset", r.offset},
+                              {"key", r.null_key ? nlohmann::json(nullptr) : nlohmann::json(r.key)},
+                              {"stage", r.stage}, {"due_ms", r.stage == 0 ? nlohmann::json(nullptr) : nlohmann::json(r.due_ms)},
+                              {"pending", r.pending}, {"attempts", r.attempts}, {"error", r.reason},
+                              {"parked_ms", r.parked_ms}};
+    std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return;
+  }
+  std::string handlers;
+  for (const auto& h : r.pending) handlers += (handlers.empty() ? "" : ",") + h;
+  std::printf("%s[%d]@%lld  key=%s  stage %d  due %s  handlers=%s  attempts=%d\n    %s\n", printable(r.topic).c_str(),
+              r.partition, static_cast<long long>(r.offset), r.null_key ? "(null)" : printable(r.key).c_str(), r.stage,
+              due.c_str(), handlers.empty() ? "all" : printable(handlers).c_str(), r.attempts, printable(r.reason).c_str());
+}
+
+// eventbus dlq parked: the store is opened read-only first, so a mistyped path or database is
+// refused and never created; then for reading the table (which an older store gets on that open).
+int run_parked(std::span<const std::string_view> args) {
+  std::string group, sqlite_path, dsn, topic;
+  int limit = 0;
+  arg_parser parser("dlq", dlq_usage);
+  parser.add_string("--group", group);
+  parser.add_string("--sqlite", sqlite_path);
+  parser.add_string("--postgresql", dsn);
+  parser.add_string("--topic", topic);
+  parser.add_int("--limit", limit);
+  std::vector<std::string_view> rest(args.begin() + 1, args.end());
+  const bool json = take_switch(rest, "--json");
+  if (const auto exit_code = parser.parse(rest)) return *exit_code;
+  if (group.empty()) {
+    std::fprintf(stderr, "eventbus dlq parked: name the worker group (--group)\n\n%s", dlq_usage.data());
+    return exit_usage;
+  }
+  if (sqlite_path.empty() == dsn.empty()) {
+    std::fprintf(stderr, "eventbus dlq parked: name the group's parking store: --sqlite PATH or --postgresql DSN (one)\n\n%s",
+                 dlq_usage.data());
+    return exit_usage;
+  }
+  if (limit < 0) {
+    std::fprintf(stderr, "eventbus dlq parked: --limit must be a positive number\n");
+    return exit_usage;
+  }
+  std::shared_ptr<detail::parked_records> rows;
+  try {
+    (void)(sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = true})
+                               : open_sqlite_store({.path = sqlite_path, .read_only = true}));
+    auto store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn}) : open_sqlite_store({.path = sqlite_path});
+    auto opened = detail::parked_records::open(std::move(store));
+    if (!opened) return fail(opened.error());
+    rows = std::move(opened).value();
+  } catch (const exception& e) {
+    return fail(e.error());
+  }
+  const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
+  const auto listed = rows->list(group, topic, max);
+  if (!listed) return fail(listed.error());
+  for (const auto& r : listed.value()) print_parked(r, json);
+  if (listed.value().empty()) {
+    // A mistyped group lists nothing: say which groups have parked records.
+    const auto any = rows->list("", topic, 1000);
+    std::set<std::string> groups;
+    if (any)
+      for (const auto& r : any.value()) groups.insert(r.group);
+    std::string named;
+    for (const auto& g : groups) named += (named.empty() ? "" : ", ") + printable(g);
+    std::fprintf(stderr, "no parked records for group '%s'%s%s%s\n", printable(group).c_str(), topic.empty() ? "" : " on ",
+                 topic.empty() ? "" : printable(topic).c_str(),
+                 groups.empty() ? " (no group has any here)" : ("; groups with parked records: " + named).c_str());
+    return exit_ok;
+  }
+  if (!json) std::fprintf(stderr, "%zu parked record(s) of group %s\n", listed.value().size(), printable(group).c_str());
+  return exit_ok;
 }
 
 // Refuses a topic that is not a dead-letter topic (usage, 2) or is not in the cluster (1), naming
@@ -99,6 +186,7 @@ int run_dlq(std::span<const std::string_view> args) {
     return args.empty() ? exit_usage : exit_ok;
   }
   const std::string_view action = args[0];
+  if (action == "parked") return run_parked(args);
   if (action != "list" && action != "replay") {
     std::fprintf(stderr, "eventbus dlq: unknown action '%s'\n\n%s", std::string(action).c_str(), dlq_usage.data());
     return exit_usage;

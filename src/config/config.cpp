@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 #include "support/utf8.hpp"
 #include "eventbus/store/postgres_store.hpp"
@@ -327,6 +328,27 @@ const std::vector<setting>& settings() {
     t.push_back(checked(number_setting("worker.retry.jitter", "retry_policy::jitter",
                                        [](app_config& c) -> double& { return c.worker.retry.jitter; }),
                         "worker", "retry.jitter"));
+    t.push_back(checked(
+        setting{.path = "worker.retry.durable_stages_ms",
+                .env = {},
+                .option = "retry_policy::durable_stages",
+                .validator = {},
+                .option_field = {},
+                .read =
+                    [](const json& v, const std::string& where, app_config& c) {
+                      if (!v.is_array()) section::fail(where, "must be an array of delays in ms (e.g. [60000, 600000]), got " + shown(v));
+                      c.worker.retry.durable_stages.clear();
+                      for (std::size_t i = 0; i < v.size(); ++i)
+                        c.worker.retry.durable_stages.push_back(read_millis(v[i], where + "[" + std::to_string(i) + "]"));
+                    },
+                .from_env = {},
+                .dump =
+                    [](const app_config& c) {
+                      json stages = json::array();
+                      for (const auto& d : c.worker.retry.durable_stages) stages.push_back(d.count());
+                      return stages;
+                    }},
+        "worker", "retry.durable_stages"));
     t.push_back(choice_setting<store_backend>("store.backend", "EVENTBUS_STORE_BACKEND", "app_config::store.backend",
                                               [](app_config& c) -> store_backend& { return c.store.backend; },
                                               parse_store_backend, backend_name));
@@ -374,6 +396,7 @@ constexpr std::string_view code_only[] = {
     "postgres_store_options::connect_timeout", "postgres_store_options::metrics", "postgres_store_options::read_only",
     "producer_options::kafka",        "producer_options::enqueue_timeout",  "producer_options::close_timeout",
     "producer_options::metrics",      "dispatcher_options::middleware",     "dispatcher_options::observe_filtered",
+    "worker_options::parking_store",  // the store section's, with worker.retry.durable_stages_ms (make_worker_options)
 };
 
 bool is_section_of(const std::string& prefix, const std::string& path) {
@@ -485,7 +508,19 @@ void validate(const app_config& c) {
   run_validator("worker", "worker", [&] {
     auto w = worker_options_of(c);
     if (w.group_id.empty()) w.group_id = "unset";  // a service config needs no group
+    // Durable stages park records in the store section's store, which make_worker_options opens:
+    // here the stages are checked on their own, and the store section for being there.
+    const auto stages = std::exchange(w.retry.durable_stages, {});
     w.validate();
+    if (stages.empty()) return;
+    w.retry.durable_stages = stages;
+    w.retry.validate();
+    if (w.ordering != processing_order::key)
+      throw exception(error(errc::invalid_argument, "needs worker.ordering key (a parked record holds back its key's later records)",
+                            "retry.durable_stages"));
+    if (c.store.backend == store_backend::none)
+      throw exception(error(errc::invalid_argument, "needs a store to park records in: set store.backend to sqlite or postgresql",
+                            "retry.durable_stages"));
   });
   if (c.store.backend == store_backend::postgresql && c.store.postgres.dsn.empty())
     section::fail("store.dsn", "must be set for the postgresql backend (or EVENTBUS_STORE_DSN)");
@@ -559,7 +594,13 @@ relay_options app_config::make_relay_options() const { return store.relay; }
 result<worker_options> app_config::make_worker_options() const {
   if (worker.group_id.empty())
     return error(errc::invalid_argument, "must not be empty to run a worker (or set EVENTBUS_GROUP_ID)", "worker.group");
-  return worker_options_of(*this);
+  auto options = worker_options_of(*this);
+  if (!options.retry.durable_stages.empty()) {  // parked in the store section's store
+    auto opened = open_store();
+    if (!opened) return opened.error();
+    options.parking_store = std::move(opened).value();
+  }
+  return options;
 }
 
 bool is_secret_property(std::string_view name) noexcept {

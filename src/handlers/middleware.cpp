@@ -57,6 +57,7 @@ middleware retry(retry_policy policy) {
     if (outcome.result != attempt_result::retry) return outcome;
     if (ctx.attempt >= policy.max_attempts) {
       outcome.result = attempt_result::dead_letter;
+      outcome.retries_exhausted = true;
       return outcome;
     }
     thread_local std::mt19937_64 gen{std::random_device{}()};

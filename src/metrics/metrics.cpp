@@ -190,6 +190,21 @@ struct metrics::impl {
           .Name("eventbus_outbox_parked_events")
           .Help("Events Kafka refused for good (the record itself), parked in the store with the reason")
           .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& worker_parked_records =
+      prometheus::BuildGauge()
+          .Name("eventbus_worker_parked_records")
+          .Help("Records a worker group parked for a durable retry stage, or behind one of their key, per topic (this worker's partitions)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& worker_parked_keys =
+      prometheus::BuildGauge()
+          .Name("eventbus_worker_parked_keys")
+          .Help("Keys with parked records, per topic (this worker's partitions)")
+          .Register(*registry);
+  prometheus::Family<prometheus::Gauge>& worker_parked_overdue =
+      prometheus::BuildGauge()
+          .Name("eventbus_worker_parked_oldest_due_seconds")
+          .Help("How long ago the earliest parked record became due (0 while none is due): growing means parked records are not being run")
+          .Register(*registry);
   prometheus::Family<prometheus::Gauge>& relay_leading =
       prometheus::BuildGauge()
           .Name("eventbus_outbox_relay_leading")
@@ -253,6 +268,7 @@ struct metrics::impl {
   series_cache<prometheus::Counter> retry_series, dead_letter_series, dropped_series, published_series, consumed_series;
   series_cache<prometheus::Counter> append_series, relayed_series;
   series_cache<prometheus::Gauge> backlog_series, oldest_series, parked_series, leading_series, projection_lag_series;
+  series_cache<prometheus::Gauge> worker_parked_series, worker_parked_keys_series, worker_parked_overdue_series;
   series_cache<prometheus::Counter> projection_error_series, inbox_duplicate_series, snapshot_series;
   series_cache<prometheus::Counter> filtered_series, unauthorized_series, rate_limited_series;
   series_cache<prometheus::Gauge> lag_series, in_flight_series, waiting_series, paused_series;
@@ -387,6 +403,16 @@ void metrics::count_projection_errors(std::string_view projection, std::uint64_t
 
 void metrics::set_relay_leading(std::string_view store, bool leading) {
   impl_->leading_series.get(impl_->relay_leading, {{"store", store}}).Set(leading ? 1.0 : 0.0);
+}
+
+void metrics::set_worker_parked(std::string_view group, std::string_view topic, std::int64_t records, std::int64_t keys,
+                                double oldest_due_seconds) {
+  impl_->worker_parked_series.get(impl_->worker_parked_records, {{"group", group}, {"topic", topic}})
+      .Set(static_cast<double>(records));
+  impl_->worker_parked_keys_series.get(impl_->worker_parked_keys, {{"group", group}, {"topic", topic}})
+      .Set(static_cast<double>(keys));
+  impl_->worker_parked_overdue_series.get(impl_->worker_parked_overdue, {{"group", group}, {"topic", topic}})
+      .Set(oldest_due_seconds);
 }
 
 void metrics::set_outbox_parked(std::string_view store, std::int64_t events) {

@@ -136,6 +136,26 @@ CREATE TABLE eventbus_snapshots (
   PRIMARY KEY (aggregate_type, aggregate_id)
 );
 )sql",
+    // Workers' records parked for a durable retry stage (worker/parking.hpp): each key's in
+    // source-offset order, by group and partition.
+    R"sql(
+CREATE TABLE eventbus_parked (
+  group_id      TEXT        NOT NULL,
+  topic         TEXT        NOT NULL,
+  partition     INTEGER     NOT NULL,
+  source_offset BIGINT      NOT NULL,
+  record_key    BYTEA,                  -- NULL: Kafka's null key
+  value         BYTEA,                  -- NULL: a tombstone
+  headers       BYTEA       NOT NULL,
+  stage         INTEGER     NOT NULL,   -- 0: behind an earlier record of its key; n: in durable stage n
+  due_at_ms     BIGINT      NOT NULL,
+  pending       TEXT        NOT NULL,   -- JSON array of handler names; [] = every matching handler
+  attempts      INTEGER     NOT NULL,
+  reason        TEXT        NOT NULL,
+  parked_at_ms  BIGINT      NOT NULL,
+  PRIMARY KEY (group_id, topic, partition, source_offset)
+);
+)sql",
 };
 
 struct result_deleter {

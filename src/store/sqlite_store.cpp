@@ -91,6 +91,26 @@ CREATE TABLE eventbus_snapshots (
   PRIMARY KEY (aggregate_type, aggregate_id)
 );
 )sql",
+    // Workers' records parked for a durable retry stage (worker/parking.hpp): each key's in
+    // source-offset order, by group and partition.
+    R"sql(
+CREATE TABLE eventbus_parked (
+  group_id      TEXT    NOT NULL,
+  topic         TEXT    NOT NULL,
+  partition     INTEGER NOT NULL,
+  source_offset INTEGER NOT NULL,
+  record_key    BLOB,                -- NULL: Kafka's null key
+  value         BLOB,                -- NULL: a tombstone
+  headers       BLOB    NOT NULL,
+  stage         INTEGER NOT NULL,    -- 0: behind an earlier record of its key; n: in durable stage n
+  due_at_ms     INTEGER NOT NULL,
+  pending       TEXT    NOT NULL,    -- JSON array of handler names; [] = every matching handler
+  attempts      INTEGER NOT NULL,
+  reason        TEXT    NOT NULL,
+  parked_at_ms  INTEGER NOT NULL,
+  PRIMARY KEY (group_id, topic, partition, source_offset)
+);
+)sql",
 };
 
 std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 
@@ -44,6 +45,11 @@ class partition_control {
   /// the records an earlier owner finished above them (skipped when they arrive). Returns how many.
   /// A failed read costs only redeliveries: those records run again.
   std::size_t resume(const rd_kafka_topic_partition_list_t& assigned);
+
+  /// Told of each assigned partition before its records are fetched (parking loads its parked
+  /// records), and of partitions forgotten (`nullptr`: every one).
+  std::function<void(const std::string& topic, std::int32_t partition)> on_assigned;
+  std::function<void(const std::set<partition_key>* forgotten)> on_forgotten;
 
   /// Pauses or resumes fetching the partition.
   void set_paused(partition_work& p, bool pause);

@@ -42,6 +42,8 @@ void partition_control::assign(rd_kafka_t* rk, const rd_kafka_topic_partition_li
     log(log_level::info, "worker: " + std::to_string(skippable) +
                              " records above the committed offsets were finished by their last owner;"
                              " they will be skipped");
+  if (on_assigned)
+    for (int i = 0; i < list.cnt; ++i) on_assigned(list.elems[i].topic, list.elems[i].partition);
   rd_kafka_assign(rk, &list);  // nothing paused: revoke() resumed what this worker had paused
   declare_failure_series(list);
   assigned_.store(static_cast<std::size_t>(list.cnt));
@@ -66,12 +68,14 @@ void partition_control::revoke(const rd_kafka_topic_partition_list_t& list, bool
   else
     commit(true);
   work_.forget(revoked);
+  if (on_forgotten) on_forgotten(&revoked);
 }
 
 void partition_control::release_all(worker_clock::time_point deadline) {
   wait_until_settled(nullptr, deadline);
   commit(true);
   work_.forget_all();
+  if (on_forgotten) on_forgotten(nullptr);
   update_gauges(true);
 }
 

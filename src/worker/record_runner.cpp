@@ -213,6 +213,7 @@ void record_runner::call_handler(const record_job& job, handler_progress& run) n
     case attempt_result::dead_letter:
       run.state = handler_state::dead;
       run.dead_letter_reason = std::move(outcome.reason);
+      run.retries_exhausted = outcome.retries_exhausted;
       break;
     case attempt_result::retry: run.next_try = worker_clock::now() + outcome.retry_after; break;
     case attempt_result::deferred:  // not an attempt: the same attempt again once it may run

@@ -55,7 +55,9 @@ struct consumed_record {
   void own_bytes();
 };
 
-enum class handler_state { pending, succeeded, dead };
+// parked: its in-memory attempts are spent and the worker has durable stages: the record is
+// parked for it (worker/parking.hpp) rather than dead-lettered.
+enum class handler_state { pending, succeeded, dead, parked };
 
 // One handler's progress on one record: the state it reached, its attempts, when it may try again.
 struct handler_progress {
@@ -64,6 +66,7 @@ struct handler_progress {
   int attempts = 0;
   std::string last_error{};
   std::string dead_letter_reason{};  // the outcome's reason when dead; empty: "handler-error"
+  bool retries_exhausted = false;    // dead because its attempts were spent (attempt_outcome)
   worker_clock::time_point next_try{};
   bool dead_letter_sent = false;
 };
@@ -92,6 +95,9 @@ struct record_job : consumed_record {
   bool call_alone = false;
   int dead_letters_outstanding = 0;
   lane* owner = nullptr;  // valid until finished or abandoned
+  /// A parked record run from the store (worker/parking.hpp): no lane, no window; its durable
+  /// stage (0: released from behind another, n: stage n).
+  std::optional<int> parked_stage;
 
   /// Once finished, a record needs neither its event nor its bytes (no retry, no dead letter).
   void release_bytes() noexcept {

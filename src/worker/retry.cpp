@@ -21,6 +21,12 @@ void retry_policy::validate() const {
   if (max_backoff < initial_backoff) reject("max_backoff", "must not be below initial_backoff");
   if (max_backoff > max_duration) reject("max_backoff", "must be at most a year (" + std::to_string(max_duration.count()) + " ms)");
   if (!(jitter >= 0.0 && jitter <= 1.0)) reject("jitter", "must be between 0 and 1");
+  if (durable_stages.size() > max_durable_stages)
+    reject("durable_stages", "at most " + std::to_string(max_durable_stages) + " stages, got " + std::to_string(durable_stages.size()));
+  for (std::size_t i = 0; i < durable_stages.size(); ++i)
+    if (durable_stages[i].count() < 1 || durable_stages[i] > max_duration)
+      reject("durable_stages", "stage " + std::to_string(i + 1) + " is " + std::to_string(durable_stages[i].count()) +
+                                   " ms: each must be 1 ms .. a year");
 }
 
 std::chrono::milliseconds retry_policy::backoff_before(int next_attempt, double unit_random) const noexcept {

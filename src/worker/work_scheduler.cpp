@@ -201,6 +201,23 @@ void work_scheduler::finish_held(job_ptr job) {
   release(l);
 }
 
+void work_scheduler::add_unlaned(partition_work& p, job_ptr job) {
+  if (p.first_seen < 0) p.first_seen = job->offset;
+  job->owner = nullptr;
+  ++tiers_[p.tier].unfinished;
+  p.window.push_back(std::move(job));
+}
+
+std::vector<job_ptr> work_scheduler::take_waiting(lane& l) {
+  std::vector<job_ptr> taken(std::make_move_iterator(l.waiting.begin()), std::make_move_iterator(l.waiting.end()));
+  l.waiting.clear();
+  if (l.ready) {  // not while it holds a record, but kept exact in any case
+    tiers_[l.partition->tier].ready_records -= taken.size();
+  }
+  for (auto& job : taken) job->owner = nullptr;
+  return taken;
+}
+
 void work_scheduler::add_finished(partition_work& p, std::int64_t offset) {
   if (p.first_seen < 0) p.first_seen = offset;
   auto job = std::make_shared<record_job>();

@@ -118,6 +118,14 @@ class work_scheduler {
   /// finished, runs nothing, and the commit point moves over it.
   void add_finished(partition_work& p, std::int64_t offset);
 
+  /// A fetched record that joins the window unfinished but no lane: it runs nothing here (it is
+  /// being parked behind its key's parked records); finish() it once it is.
+  void add_unlaned(partition_work& p, job_ptr job);
+
+  /// The records waiting behind the lane's held record, taken out of the lane (they stay in the
+  /// window, unfinished): they are parked with it. finish() each once it is.
+  [[nodiscard]] std::vector<job_ptr> take_waiting(lane& l);
+
   /// Forgets the partition; its unfinished records are marked abandoned.
   void forget(std::map<partition_key, partition_work>::iterator it);
   /// Forgets every partition in `keys`.

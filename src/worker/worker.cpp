@@ -16,12 +16,14 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "kafka/kafka_client.hpp"
 #include "support/log.hpp"
 #include "worker/dead_letter_writer.hpp"
+#include "worker/parking.hpp"
 #include "worker/partition_control.hpp"
 #include "worker/pool_handoff.hpp"
 #include "worker/timer_queue.hpp"
@@ -67,6 +69,13 @@ struct worker::impl {
                       .lower_share_percent = options.lower_tier_share_percent});
       tier_last_record.assign(tiers->count(), clock_type::time_point{});
     }
+    if (!options.retry.durable_stages.empty()) {
+      auto rows = detail::parked_records::open(options.parking_store);
+      if (!rows) throw exception(rows.error());
+      parked = std::make_unique<detail::parking>(std::move(rows).value(), options.group_id, options.retry.durable_stages);
+      partitions.on_assigned = [this](const std::string& topic, std::int32_t partition) { load_parked(topic, partition); };
+      partitions.on_forgotten = [this](const std::set<detail::partition_key>* forgotten) { forget_parked(forgotten); };
+    }
   }
 
   // --- threads
@@ -111,12 +120,15 @@ struct worker::impl {
           if (msg == nullptr) break;
           on_message(msg);
         }
+        park_waiting();
         drain_completions();
         handoff.take_back_overdue();
         run_due_timers();
+        run_parked_due();
         dispatch();
         partitions.commit(false);
         partitions.update_gauges();
+        publish_parked_counts();
         publish_in_group(in_group_now());
         if (!more) wait_for_work();
       }
@@ -143,6 +155,9 @@ struct worker::impl {
     if (const auto due = timers.next_due()) until = std::min(until, *due);
     until = std::min(until, partitions.next_commit());  // only while a commit point moved
     if (lingering_until) until = std::min(until, *lingering_until);
+    if (parked && !intake_closed)
+      if (const auto due = parked->next_due())
+        until = std::min(until, clock_type::now() + std::chrono::milliseconds(std::max<std::int64_t>(0, *due - wall_ms())));
     side->completions.wait_for_work(until, side->stop_requested);
   }
 
@@ -223,6 +238,20 @@ struct worker::impl {
     // and headers are parsed only if someone asks (a replay's handler, a dead letter).
     job->message = detail::hold(std::move(msg));
     if (options.metrics) options.metrics->count_consumed(job->topic);
+    if (parked) {
+      const detail::partition_key where{p.topic, p.partition};
+      switch (parked->on_arrival(where, job->key, job->offset)) {
+        case detail::parking::arrival::finished_before:  // parked already, or finished before its key was
+          work.add_finished(p, job->offset);
+          skipped.fetch_add(1, std::memory_order_relaxed);
+          return;
+        case detail::parking::arrival::park_behind:  // written with the turn's others (park_waiting)
+          work.add_unlaned(p, job);
+          to_park_behind.push_back(std::move(job));
+          return;
+        case detail::parking::arrival::runs: break;
+      }
+    }
     work.add(p, std::move(job));
     if (!tier_last_record.empty()) tier_last_record[p.tier] = turn_started;
     if (!p.paused && p.window.size() >= window_limit(p)) partitions.set_paused(p, true);
@@ -250,7 +279,7 @@ struct worker::impl {
     while (handoff.free_slots() > 0 && !due_retries.empty()) {
       auto job = std::move(due_retries.front());
       due_retries.pop_front();
-      if (!job->abandoned && !job->owner->partition->revoking) handoff.attempt(job);
+      if (!job->abandoned && (job->parked_stage || !job->owner->partition->revoking)) handoff.attempt(job);
     }
     // Batch handlers want what is ready in few hand-offs (a call takes only its hand-off's
     // records): one at a time, as large as the largest batch handler takes.
@@ -322,9 +351,14 @@ struct worker::impl {
   void after_attempt(const job_ptr& job) {
     job->running = false;
     if (job->abandoned) return;
+    // A parked record in its last stage, or a worker without stages: spent attempts dead-letter.
+    const bool may_park =
+        parked && (!job->parked_stage || static_cast<std::size_t>(*job->parked_stage) < parked->stage_count());
     std::optional<clock_type::time_point> next;
     for (auto& run : job->handlers) {
-      if (run.state == handler_state::dead && !run.dead_letter_sent) {
+      if (run.state == handler_state::dead && !run.dead_letter_sent && run.retries_exhausted && may_park) {
+        run.state = handler_state::parked;  // parked once no other handler of it is pending (held_done)
+      } else if (run.state == handler_state::dead && !run.dead_letter_sent) {
         run.dead_letter_sent = true;
         dead_letter(job, {run.dead_letter_reason.empty() ? std::string_view("handler-error") : run.dead_letter_reason,
                           run.last_error, run.handler->name, run.attempts});
@@ -337,8 +371,22 @@ struct worker::impl {
         if (!job->abandoned) due_retries.push_back(job);  // started by dispatch() when a slot is free
       });
     } else {
-      work.finish_held(job);
+      held_done(job);
     }
+  }
+
+  // A held record's retries and dead letters may be over: finished, or parked when a handler of it
+  // spent its attempts (durable stages), or (a parked record run from the store) settled there.
+  void held_done(const job_ptr& job) {
+    if (job->parked_stage) return parked_settle(job);
+    const bool to_park = parked && std::any_of(job->handlers.begin(), job->handlers.end(), [](const auto& run) {
+                           return run.state == handler_state::parked;
+                         });
+    if (!to_park) return work.finish_held(job);
+    if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
+    for (const auto& run : job->handlers)
+      if (run.state == handler_state::pending) return;
+    park_head(job);
   }
 
   // Every handler succeeded or was dead-lettered (told by the scheduler): the record may be
@@ -346,6 +394,211 @@ struct worker::impl {
   void on_finished(partition_work& p) {
     handled.fetch_add(1, std::memory_order_relaxed);
     if (p.paused && p.window.size() <= window_limit(p) / 2) partitions.set_paused(p, false);
+  }
+
+  // --- durable stages (worker/parking.hpp): parking, and running what is parked
+
+  static std::int64_t wall_ms() { return now_ms().time_since_epoch().count(); }
+  static constexpr std::int64_t store_retry_ms = 1000;  // a failed write to the parking store is tried again after
+
+  // Before any record of the partition is looked at. Without its parked keys, a record of a
+  // parked key would overtake the ones parked before it; so this waits for the store.
+  void load_parked(const std::string& topic, std::int32_t partition) {
+    for (int tries = 1;; ++tries) {
+      auto loaded = parked->load(topic, partition);
+      if (loaded) return;
+      detail::log(log_level::error, "worker: cannot read the records parked for " + topic + "[" + std::to_string(partition) +
+                                        "] (" + loaded.error().to_string() + "); trying again");
+      if (side->stop_requested.load()) throw exception(loaded.error());
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(store_retry_ms, 100LL * tries)));
+    }
+  }
+
+  void forget_parked(const std::set<detail::partition_key>* forgotten) {
+    std::erase_if(running_parked, [&](const job_ptr& job) {
+      if (forgotten && !forgotten->contains({job->topic, job->partition})) return false;
+      job->abandoned = true;  // its outcome is the next owner's to decide: it reads the store
+      return true;
+    });
+    if (!forgotten) return;
+    for (const auto& p : *forgotten) parked->forget(p);
+  }
+
+  detail::parked_record row_of(const record_job& job, int stage, std::int64_t due_ms) const {
+    detail::parked_record row;
+    row.group = options.group_id;
+    row.topic = job.topic;
+    row.partition = job.partition;
+    row.offset = job.offset;
+    row.key = job.key;
+    row.null_key = job.null_key;
+    row.value = std::string(job.value());
+    row.null_value = job.null_value;
+    row.headers = job.headers();
+    row.stage = stage;
+    row.due_ms = due_ms;
+    row.parked_ms = wall_ms();
+    return row;
+  }
+
+  // The turn's records of keys with parked records: written behind them in one transaction, then
+  // finished in their partitions. Until the store takes them nothing else runs on this thread: a
+  // record of such a key must not run (or be noted as parked) before the ones parked ahead of it.
+  void park_waiting() {
+    if (to_park_behind.empty()) return;
+    std::vector<detail::parked_record> rows;
+    rows.reserve(to_park_behind.size());
+    for (const auto& job : to_park_behind) rows.push_back(row_of(*job, 0, 0));
+    for (int tries = 1;; ++tries) {
+      auto written = parked->rows().add(rows);
+      if (written) break;
+      detail::log(log_level::error, "worker: cannot park " + std::to_string(rows.size()) + " record(s) behind their key's (" +
+                                        written.error().to_string() + "); trying again");
+      if (side->stop_requested.load()) {  // left unfinished: redelivered to the next owner
+        to_park_behind.clear();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(store_retry_ms, 100LL * tries)));
+    }
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& job = to_park_behind[i];
+      parked->note({job->topic, job->partition}, rows[i]);
+      work.finish(*work_partition(*job), *job);
+    }
+    to_park_behind.clear();
+  }
+
+  detail::partition_work* work_partition(const record_job& job) { return &work.partition(job.topic, job.partition); }
+
+  // A record whose handlers (those not done) spent their in-memory attempts: parked at stage 1
+  // with the records waiting behind it in its lane (stage 0), then all finished in the partition.
+  void park_head(const job_ptr& job) {
+    auto head = row_of(*job, 1, wall_ms() + parked->delay_of(1).count());
+    for (const auto& run : job->handlers) {
+      if (run.state != handler_state::parked) continue;
+      head.pending.push_back(run.handler->name);
+      head.attempts = std::max(head.attempts, run.attempts);
+      head.reason = run.last_error;
+    }
+    std::vector<detail::parked_record> rows{head};
+    for (const auto& waiting : job->owner->waiting) rows.push_back(row_of(*waiting, 0, 0));
+    if (auto written = parked->rows().add(rows); !written) {
+      detail::log(log_level::warn, "worker: cannot park " + job->topic + "[" + std::to_string(job->partition) + "]@" +
+                                       std::to_string(job->offset) + " (" + written.error().to_string() + "); trying again");
+      return at(clock_type::now() + std::chrono::milliseconds(store_retry_ms), [this, job] { held_done(job); });
+    }
+    const detail::partition_key where{job->topic, job->partition};
+    for (const auto& row : rows) parked->note(where, row);
+    auto& p = *job->owner->partition;
+    for (const auto& behind : work.take_waiting(*job->owner)) work.finish(p, *behind);
+    work.finish_held(job);
+  }
+
+  void run_parked_due() {
+    if (!parked || intake_closed) return;
+    for (auto& head : parked->take_due(wall_ms())) start_parked(std::move(head));
+  }
+
+  // A parked record whose time came: read from the store and run like a retry attempt, with only
+  // the handlers it is parked for, as their last in-memory attempt (one call; failing it is the
+  // stage failing).
+  void start_parked(detail::parking::head head) {
+    const auto& [topic, partition] = head.partition;
+    auto read = parked->rows().one(options.group_id, topic, partition, head.offset);
+    if (!read) {
+      detail::log(log_level::warn, "worker: cannot read parked record " + topic + "[" + std::to_string(partition) + "]@" +
+                                       std::to_string(head.offset) + " (" + read.error().to_string() + "); trying again");
+      return parked->head_retry_at(head.partition, head.key, wall_ms() + store_retry_ms);
+    }
+    if (!read.value()) return parked->head_done(head.partition, head.key);  // gone from the store: nothing to run
+    auto& row = *read.value();
+    auto job = std::make_shared<record_job>();
+    job->topic = row.topic;
+    job->partition = row.partition;
+    job->offset = row.offset;
+    job->key = row.key;
+    job->null_key = row.null_key;
+    job->owned_value = std::move(row.value);
+    job->null_value = row.null_value;
+    job->owned_headers = std::move(row.headers);
+    job->parked_stage = head.stage;
+    running_parked.push_back(job);
+    if (!side->runner.prepare(*job)) return dead_letter(job, *job->bad);
+    if (!head.pending.empty())
+      std::erase_if(job->handlers, [&](const detail::handler_progress& run) {
+        return std::find(head.pending.begin(), head.pending.end(), run.handler->name) == head.pending.end();
+      });
+    for (auto& run : job->handlers) run.attempts = std::max(row.attempts, options.retry.max_attempts - 1);
+    if (job->handlers.empty()) return parked_settle(job);  // its handlers were unsubscribed
+    due_retries.push_back(job);
+  }
+
+  // A parked record's run is over (handlers done, dead letters written): its row is deleted and
+  // its key's next parked record runs, or it moves on to the next stage.
+  void parked_settle(const job_ptr& job) {
+    if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
+    std::vector<std::string> failed;
+    int attempts = 0;
+    std::string reason;
+    if (!job->hung) {
+      for (const auto& run : job->handlers) {
+        if (run.state == handler_state::pending) return;
+        if (run.state != handler_state::parked) continue;
+        failed.push_back(run.handler->name);
+        attempts = std::max(attempts, run.attempts);
+        reason = run.last_error;
+      }
+    }
+    const detail::partition_key where{job->topic, job->partition};
+    result<void> stored;
+    detail::parked_record row;
+    if (failed.empty()) {
+      stored = parked->rows().remove(options.group_id, job->topic, job->partition, job->offset);
+    } else {
+      row.group = options.group_id;
+      row.topic = job->topic;
+      row.partition = job->partition;
+      row.offset = job->offset;
+      row.key = job->key;
+      row.stage = *job->parked_stage + 1;
+      row.due_ms = wall_ms() + parked->delay_of(row.stage).count();
+      row.pending = std::move(failed);
+      row.attempts = attempts;
+      row.reason = std::move(reason);
+      stored = parked->rows().reschedule(row);
+    }
+    if (!stored) {
+      detail::log(log_level::warn, "worker: cannot update parked record " + job->topic + "[" + std::to_string(job->partition) +
+                                       "]@" + std::to_string(job->offset) + " (" + stored.error().to_string() + "); trying again");
+      return at(clock_type::now() + std::chrono::milliseconds(store_retry_ms), [this, job] { parked_settle(job); });
+    }
+    std::erase(running_parked, job);
+    if (row.stage == 0)
+      parked->head_done(where, job->key);
+    else
+      parked->head_again(where, job->key, row);
+  }
+
+  // Every 200 ms, as the load gauges: worker_stats and the eventbus_worker_parked_* series of every
+  // topic held (a topic whose partitions went elsewhere drops to 0 here).
+  void publish_parked_counts() {
+    if (!parked) return;
+    const auto now = clock_type::now();
+    if (now < next_parked_update) return;
+    next_parked_update = now + std::chrono::milliseconds(200);
+    const auto all = parked->count();
+    parked_records.store(all.records, std::memory_order_relaxed);
+    parked_keys.store(all.keys, std::memory_order_relaxed);
+    if (!options.metrics) return;
+    std::set<std::string> topics = std::exchange(parked_topics_reported, {});
+    for (const auto& [key, p] : work.partitions()) topics.insert(key.first);
+    for (const auto& topic : topics) {
+      const auto c = parked->count(topic);
+      const double overdue = c.oldest_due_ms == 0 ? 0.0 : std::max<double>(0.0, static_cast<double>(wall_ms() - c.oldest_due_ms) / 1000.0);
+      options.metrics->set_worker_parked(options.group_id, topic, static_cast<std::int64_t>(c.records),
+                                         static_cast<std::int64_t>(c.keys), overdue);
+      if (c.records > 0) parked_topics_reported.insert(topic);
+    }
   }
 
   // --- dead letters
@@ -362,7 +615,7 @@ struct worker::impl {
               options.metrics->count_dead_letter(job->topic, handler, reason);
           }
           --job->dead_letters_outstanding;
-          work.finish_held(job);
+          held_done(job);
         });
   }
 
@@ -387,6 +640,11 @@ struct worker::impl {
   detail::work_scheduler work{options.ordering, detail::pool_handoff::max_batch, [this](partition_work& p) { on_finished(p); }};
   detail::partition_control partitions{consumer, work, handoff, *side};
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
+  std::unique_ptr<detail::parking> parked;  // with durable stages only
+  std::vector<job_ptr> running_parked;      // parked records being run (forgotten with their partition)
+  std::vector<job_ptr> to_park_behind;      // this turn's records of parked keys (park_waiting)
+  std::set<std::string> parked_topics_reported;  // topics last reported with parked records
+  clock_type::time_point next_parked_update{};
   detail::timer_queue timers;
   bool intake_closed = false;
   bool counted_in_group = false;  // what publish_in_group last added (consumer thread only)
@@ -400,6 +658,7 @@ struct worker::impl {
   static constexpr std::chrono::seconds tier_busy_hold{1};
 
   std::atomic<std::uint64_t> records{0}, handled{0}, skipped{0};
+  std::atomic<std::uint64_t> parked_records{0}, parked_keys{0};
 };
 
 worker::worker(worker_options options) : impl_(std::make_unique<impl>(std::move(options))) {}
@@ -449,7 +708,9 @@ worker_stats worker::stats() const noexcept {
           .in_flight = d.partitions.in_flight(),
           .waiting_on_key = d.partitions.waiting_on_key(),
           .paused_partitions = d.partitions.paused_partitions(),
-          .hung_calls = d.handoff.hung_calls()};
+          .hung_calls = d.handoff.hung_calls(),
+          .parked_records = d.parked_records.load(std::memory_order_relaxed),
+          .parked_keys = d.parked_keys.load(std::memory_order_relaxed)};
 }
 
 }  // namespace eventbus

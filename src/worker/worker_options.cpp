@@ -64,6 +64,12 @@ void worker_options::validate() const {
   if (lower_tier_share_percent < 1 || lower_tier_share_percent > 90)
     reject("lower_tier_share_percent", "must be 1..90 (a less urgent tier is slowed, never stopped), got " +
                                            std::to_string(lower_tier_share_percent));
+  if (!retry.durable_stages.empty() && !parking_store)
+    reject("parking_store", "retry.durable_stages needs a store to park records in (open_sqlite_store or open_postgres_store)");
+  if (retry.durable_stages.empty() && parking_store)
+    reject("parking_store", "is set but retry.durable_stages is empty: nothing would ever be parked");
+  if (!retry.durable_stages.empty() && ordering != processing_order::key)
+    reject("retry.durable_stages", "needs ordering key (a parked record holds back its key's later records, not a partition's)");
   if (commit_interval.count() <= 0) reject("commit_interval", "must be positive");
   if (shutdown_timeout.count() < 0) reject("shutdown_timeout", "must not be negative");
   if (handler_timeout.count() < 0) reject("handler_timeout", "must not be negative (0: no limit)");

@@ -36,6 +36,8 @@
 
 namespace eventbus {
 
+class outbox_store;
+
 /// Which records of a worker's partitions run one after another.
 enum class processing_order {
   /// Records with the same Kafka key (the aggregate id) in offset order; different keys in
@@ -100,6 +102,10 @@ struct worker_options {
   std::size_t lower_tier_share_percent = 10;
   /// Handler latency, retries, dead letters, consumed records and consumer lag; none if null.
   std::shared_ptr<eventbus::metrics> metrics{};
+  /// Where records in retry.durable_stages are parked (a store from open_sqlite_store or
+  /// open_postgres_store; table eventbus_parked). Required with durable stages, refused without.
+  /// Every worker of the group must use the same database: a partition's next owner reads it.
+  std::shared_ptr<outbox_store> parking_store{};
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the option.
   void validate() const;
@@ -107,7 +113,7 @@ struct worker_options {
 
 struct worker_stats {
   std::uint64_t records = 0;        // records taken from Kafka
-  std::uint64_t handled = 0;        // records finished (every handler succeeded or dead-lettered)
+  std::uint64_t handled = 0;        // records finished (every handler succeeded or dead-lettered, or the record was parked)
   std::uint64_t skipped = 0;        // records not run: their last owner finished them (docs/worker.md)
   std::uint64_t handler_calls = 0;  // attempts, first ones included, and batch handlers' calls
   std::uint64_t retries = 0;        // attempts after the first
@@ -120,6 +126,8 @@ struct worker_stats {
   std::uint64_t waiting_on_key = 0;     // records held back by an earlier unfinished record of their key (or partition)
   std::uint64_t paused_partitions = 0;  // partitions whose window is full (or its share of it, yielding to a more urgent tier)
   std::uint64_t hung_calls = 0;         // handler calls past handler_timeout that have not returned yet
+  std::uint64_t parked_records = 0;     // records parked for a durable stage or behind one (retry_policy::durable_stages), of this worker's partitions
+  std::uint64_t parked_keys = 0;        // keys with parked records
 };
 
 class worker {

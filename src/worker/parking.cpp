@@ -1,0 +1,118 @@
+// The worker's memory of its parked records (parking.hpp).
+
+#include "worker/parking.hpp"
+
+namespace eventbus::detail {
+
+result<void> parking::load(const std::string& topic, std::int32_t partition) {
+  auto rows = rows_->of_partition(group_, topic, partition, false);
+  if (!rows) return rows.error();
+  const partition_key p{topic, partition};
+  partitions_[p].clear();
+  for (const auto& row : rows.value()) note(p, row);
+  return {};
+}
+
+void parking::forget(const partition_key& p) { partitions_.erase(p); }
+
+parking::arrival parking::on_arrival(const partition_key& p, const std::string& key, std::int64_t offset) const {
+  const auto part = partitions_.find(p);
+  if (part == partitions_.end()) return arrival::runs;
+  const auto k = part->second.find(key);
+  if (k == part->second.end() || k->second.entries.empty()) return arrival::runs;
+  const auto& entries = k->second.entries;
+  if (offset <= entries.back().offset) return arrival::finished_before;  // parked already, or done before the first
+  return arrival::park_behind;
+}
+
+void parking::note(const partition_key& p, const parked_record& row) {
+  auto& k = partitions_[p][row.key];
+  if (!k.entries.empty() && row.offset <= k.entries.back().offset) return;  // already noted
+  k.entries.push_back({.offset = row.offset, .stage = row.stage, .due_ms = row.due_ms, .attempts = row.attempts,
+                       .pending = row.pending});
+  if (k.entries.size() == 1 && !k.running) schedule(p, row.key, row.stage == 0 ? 0 : row.due_ms);
+}
+
+void parking::schedule(const partition_key& p, const std::string& key, std::int64_t due_ms) {
+  due_.emplace(due_ms, std::make_pair(p, key));
+}
+
+std::vector<parking::head> parking::take_due(std::int64_t now_ms) {
+  std::vector<head> due;
+  while (!due_.empty() && due_.begin()->first <= now_ms) {
+    auto [p, key] = std::move(due_.begin()->second);
+    due_.erase(due_.begin());
+    const auto part = partitions_.find(p);
+    if (part == partitions_.end()) continue;
+    const auto k = part->second.find(key);
+    if (k == part->second.end() || k->second.entries.empty() || k->second.running) continue;
+    const entry& first = k->second.entries.front();
+    if (first.stage > 0 && first.due_ms > now_ms) continue;  // an older due time: its own entry comes later
+    k->second.running = true;
+    due.push_back({.partition = p, .key = key, .offset = first.offset, .stage = first.stage, .attempts = first.attempts,
+                   .pending = first.pending});
+  }
+  return due;
+}
+
+std::optional<std::int64_t> parking::next_due() const {
+  if (due_.empty()) return std::nullopt;
+  return due_.begin()->first;
+}
+
+void parking::head_done(const partition_key& p, const std::string& key) {
+  const auto part = partitions_.find(p);
+  if (part == partitions_.end()) return;
+  const auto k = part->second.find(key);
+  if (k == part->second.end()) return;
+  k->second.running = false;
+  if (!k->second.entries.empty()) k->second.entries.pop_front();
+  if (k->second.entries.empty()) {
+    part->second.erase(k);
+    return;
+  }
+  k->second.entries.front().stage = 0;  // a follower: one attempt now, whatever it was before
+  schedule(p, key, 0);
+}
+
+void parking::head_again(const partition_key& p, const std::string& key, const parked_record& row) {
+  const auto part = partitions_.find(p);
+  if (part == partitions_.end()) return;
+  const auto k = part->second.find(key);
+  if (k == part->second.end() || k->second.entries.empty()) return;
+  k->second.running = false;
+  auto& first = k->second.entries.front();
+  first.stage = row.stage;
+  first.due_ms = row.due_ms;
+  first.attempts = row.attempts;
+  first.pending = row.pending;
+  schedule(p, key, row.due_ms);
+}
+
+void parking::head_retry_at(const partition_key& p, const std::string& key, std::int64_t due_ms) {
+  const auto part = partitions_.find(p);
+  if (part == partitions_.end()) return;
+  const auto k = part->second.find(key);
+  if (k == part->second.end() || k->second.entries.empty()) return;
+  k->second.running = false;
+  k->second.entries.front().due_ms = due_ms;
+  schedule(p, key, due_ms);
+}
+
+parking::counts parking::count(const std::string& topic) const {
+  counts c;
+  for (const auto& [p, ks] : partitions_) {
+    if (!topic.empty() && p.first != topic) continue;
+    for (const auto& [key, k] : ks) {
+      if (k.entries.empty()) continue;
+      ++c.keys;
+      c.records += k.entries.size();
+      const auto& first = k.entries.front();
+      if (first.stage == 0) continue;  // released from behind another: it runs now
+      if (c.oldest_due_ms == 0 || first.due_ms < c.oldest_due_ms) c.oldest_due_ms = first.due_ms;
+    }
+  }
+  return c;
+}
+
+}  // namespace eventbus::detail
