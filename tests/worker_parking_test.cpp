@@ -26,6 +26,7 @@
 #include "eventbus/store/postgres_store.hpp"
 #include "eventbus/store/sqlite_store.hpp"
 #include "eventbus/topic.hpp"
+#include <sqlite3.h>
 #include "kafka_test_support.hpp"
 #include "process_support.hpp"
 #include "store/parked_records.hpp"
@@ -206,7 +207,7 @@ TEST_CASE("durable stages: a record failing every stage is dead-lettered after t
   CHECK(rows_left(store, "g-park-dead") == 0);
 }
 
-TEST_CASE("durable stages: parked records outlive their worker; the group's next worker runs them, in order") {
+TEST_CASE("durable stages: parked records outlive their worker, and the group's next worker runs them, in order") {
   embedded_broker broker;
   broker.create_topic(orders, partitions);
   auto store = testing::fresh_store("sqlite", "parking_restart");
@@ -275,6 +276,62 @@ TEST_CASE("durable stages: refused without a store, a store without stages, othe
   auto many = good;
   many.retry.durable_stages.assign(17, 1ms);
   fails_on(many, "retry.durable_stages");
+}
+
+TEST_CASE("durable stages: a store that cannot take rows is refused when the worker is made, naming parking_store") {
+  embedded_broker broker;
+  auto writable = testing::fresh_store("sqlite", "parking_read_only");  // the file exists, with the schema
+  auto options = parking_worker(broker, "g", open_sqlite_store({.path = "parking_read_only.db", .read_only = true}), {100ms});
+  try {
+    worker w(options);
+    FAIL("a read-only parking store was accepted");
+  } catch (const exception& e) {
+    CHECK(e.error().field() == "parking_store");
+    CHECK(std::string(e.what()).find("read-only") != std::string::npos);
+  }
+}
+
+TEST_CASE("durable stages: while the store is locked the worker goes on with other keys, then parks what waited, in order") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  const std::string path = testing::fresh_sqlite_path("parking_locked");
+  auto store = open_sqlite_store({.path = path, .busy_timeout = 20ms});
+  worker w(parking_worker(broker, "g-park-locked", store, {200ms, 400ms, 800ms, 1600ms, 3200ms}));
+  std::atomic<bool> failing{true};
+  completed done;
+  auto sub = w.subscribe("order.created", "ship", [&](const event& ev) {
+    if (ev.aggregate_id() == "o-0" && failing.load()) throw std::runtime_error("o-0's dependency is down");
+    done.add(ev);
+  });
+  w.start();
+  auto produced = stream(broker, 1, 1, 1);  // o-0 seq 0: fails, parked
+  REQUIRE(wait_until([&] { return w.stats().parked_records == 1; }, 30s, 5ms));
+
+  sqlite3* locker = nullptr;  // another process's writer, as far as the worker can tell
+  REQUIRE(sqlite3_open(path.c_str(), &locker) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(locker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  stream(broker, 40, 2, 40, produced);  // o-0 seq 1..20 and o-1 seq 0..19
+  // o-1 is handled meanwhile; o-0's records wait for the store (not run, not committed).
+  const bool others_ran = wait_until([&] {
+    const std::lock_guard lock(done.mu);
+    return done.per_key["o-1"].size() == 20;
+  }, 30s, 5ms);
+  const auto committed_while_locked = committed_total(broker, "g-park-locked");
+  std::this_thread::sleep_for(300ms);  // the lock lasts past a due stage and several write tries
+  sqlite3_exec(locker, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(locker);
+  CHECK(others_ran);
+  CHECK(committed_while_locked < 41);  // the locked-out records of o-0 held the commit point
+  failing = false;
+  REQUIRE(wait_until([&] { return done.count() == 41 && w.stats().parked_records == 0; }, 30s));
+  CHECK(wait_until([&] { return committed_total(broker, "g-park-locked") == 41; }, 10s, 20ms));
+  w.stop();
+  const std::lock_guard lock(done.mu);
+  std::vector<int> all(20);
+  for (int i = 0; i < 20; ++i) all[static_cast<std::size_t>(i)] = i;
+  CHECK(done.per_key["o-1"] == all);
+  all.push_back(20);
+  CHECK(done.per_key["o-0"] == all);
 }
 
 TEST_CASE("parked records round-trip on both backends: binary keys, values and headers, nulls, one row per position") {

@@ -87,8 +87,8 @@ void print_parked(const detail::parked_record& r, bool as_json) {
               due.c_str(), handlers.empty() ? "all" : printable(handlers).c_str(), r.attempts, printable(r.reason).c_str());
 }
 
-// eventbus dlq parked: the store is opened read-only first, so a mistyped path or database is
-// refused and never created; then for reading the table (which an older store gets on that open).
+// eventbus dlq parked: the store is opened read-only, so a mistyped path or database is refused
+// and never created, and nothing is migrated.
 int run_parked(std::span<const std::string_view> args) {
   std::string group, sqlite_path, dsn, topic;
   int limit = 0;
@@ -116,10 +116,9 @@ int run_parked(std::span<const std::string_view> args) {
   }
   std::shared_ptr<detail::parked_records> rows;
   try {
-    (void)(sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = true})
-                               : open_sqlite_store({.path = sqlite_path, .read_only = true}));
-    auto store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn}) : open_sqlite_store({.path = sqlite_path});
-    auto opened = detail::parked_records::open(std::move(store));
+    auto store = sqlite_path.empty() ? open_postgres_store({.dsn = dsn, .read_only = true})
+                                     : open_sqlite_store({.path = sqlite_path, .read_only = true});
+    auto opened = detail::parked_records::open(std::move(store), false);
     if (!opened) return fail(opened.error());
     rows = std::move(opened).value();
   } catch (const exception& e) {

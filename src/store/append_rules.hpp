@@ -79,6 +79,9 @@ class checked_store : public outbox_store {
   /// committed when they return true; rolled back when they return false or an error (returned)
   /// or throw (rethrown). The store's writes wait meanwhile: `steps` must not call this store.
   virtual result<bool> run_in_transaction(const std::function<result<bool>(store_transaction&)>& steps) = 0;
+  /// Runs `steps` on this store's reading connection (it writes nothing): what works on a store
+  /// opened read-only. The store's reads wait meanwhile.
+  virtual result<void> run_read(const std::function<result<void>(store_transaction&)>& steps) = 0;
 
   /// The migrations applied to this database, and how many this build has (a read-only open of an
   /// older store sees fewer: `eventbus store health` says so).

@@ -28,7 +28,9 @@ bool get_u32(std::string_view& in, std::size_t& n) {
   return true;
 }
 
-std::string pending_json(const std::vector<std::string>& names) { return nlohmann::json(names).dump(); }
+std::string pending_json(const std::vector<std::string>& names) {
+  return nlohmann::json(names).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 std::vector<std::string> pending_of(std::string_view text) {
   const auto parsed = nlohmann::json::parse(text, nullptr, false);
@@ -210,13 +212,29 @@ std::optional<record_headers> decode_headers(std::string_view bytes) {
   return headers;
 }
 
-result<std::shared_ptr<parked_records>> parked_records::open(std::shared_ptr<outbox_store> store) {
+result<std::shared_ptr<parked_records>> parked_records::open(std::shared_ptr<outbox_store> store, bool for_writing) {
   if (!store) return error(errc::invalid_argument, "must not be null", "parking_store");
   auto* backend = dynamic_cast<checked_store*>(store.get());
   if (backend == nullptr)
     return error(errc::invalid_argument, "must be a store opened by open_sqlite_store or open_postgres_store",
                  "parking_store");
-  return std::make_shared<parked_records>(std::move(store), backend);
+  auto rows = std::make_shared<parked_records>(std::move(store), backend);
+  // A store that cannot take the rows (opened read-only, a read-only PostgreSQL role, a schema
+  // without the table) is refused now, not at the first record to park.
+  auto probe = for_writing ? backend->run_in_transaction([](store_transaction& tx) -> result<bool> {
+    if (tx.sqlite() != nullptr) {
+      sqlite_step probe_write(tx.sqlite(), "DELETE FROM eventbus_parked WHERE 0");
+      if (!probe_write.ok() || probe_write.step() != SQLITE_DONE) return probe_write.failure("writing parked records");
+      return false;  // nothing to keep
+    }
+    auto r = pg_exec(tx, "writing parked records", "DELETE FROM eventbus_parked WHERE false", {});
+    if (!r) return r.error();
+    return false;
+  })
+                           : result<bool>(false);
+  if (!probe)
+    return error(errc::invalid_argument, "cannot park records there: " + probe.error().message(), "parking_store");
+  return rows;
 }
 
 result<void> parked_records::add(std::span<const parked_record> rows) {
@@ -261,7 +279,7 @@ result<void> parked_records::add(std::span<const parked_record> rows) {
 result<std::vector<parked_record>> parked_records::of_partition(std::string_view group, std::string_view topic,
                                                                 std::int32_t partition, bool with_bytes) {
   std::vector<parked_record> rows;
-  auto done = backend_->run_in_transaction([&](store_transaction& tx) -> result<bool> {
+  auto done = backend_->run_read([&](store_transaction& tx) -> result<void> {
     if (tx.sqlite() != nullptr) {
       const std::string sql = std::string("SELECT ") + columns + (with_bytes ? byte_columns : "") +
                               " FROM eventbus_parked WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 "
@@ -272,7 +290,7 @@ result<std::vector<parked_record>> parked_records::of_partition(std::string_view
       int rc = 0;
       while ((rc = select.step()) == SQLITE_ROW) rows.push_back(sqlite_row(select, with_bytes));
       if (rc != SQLITE_DONE) return select.failure("reading parked records");
-      return false;  // nothing written: roll back
+      return {};
     }
     const std::string sql = std::string("SELECT ") + pg_columns + (with_bytes ? pg_byte_columns : "") +
                             " FROM eventbus_parked WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
@@ -280,7 +298,7 @@ result<std::vector<parked_record>> parked_records::of_partition(std::string_view
     auto r = pg_exec(tx, "reading parked records", sql.c_str(), {std::string(group), std::string(topic), std::to_string(partition)});
     if (!r) return r.error();
     for (int i = 0; i < PQntuples(r.value().get()); ++i) rows.push_back(pg_row(r.value().get(), i, with_bytes));
-    return false;
+    return {};
   });
   if (!done) return done.error();
   return rows;
@@ -289,7 +307,7 @@ result<std::vector<parked_record>> parked_records::of_partition(std::string_view
 result<std::optional<parked_record>> parked_records::one(std::string_view group, std::string_view topic,
                                                          std::int32_t partition, std::int64_t offset) {
   std::optional<parked_record> row;
-  auto done = backend_->run_in_transaction([&](store_transaction& tx) -> result<bool> {
+  auto done = backend_->run_read([&](store_transaction& tx) -> result<void> {
     if (tx.sqlite() != nullptr) {
       const std::string sql = std::string("SELECT ") + columns + byte_columns +
                               " FROM eventbus_parked WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 "
@@ -300,7 +318,7 @@ result<std::optional<parked_record>> parked_records::one(std::string_view group,
       const int rc = select.step();
       if (rc == SQLITE_ROW) row = sqlite_row(select, true);
       else if (rc != SQLITE_DONE) return select.failure("reading a parked record");
-      return false;
+      return {};
     }
     const std::string sql = std::string("SELECT ") + pg_columns + pg_byte_columns +
                             " FROM eventbus_parked WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
@@ -309,7 +327,7 @@ result<std::optional<parked_record>> parked_records::one(std::string_view group,
                      {std::string(group), std::string(topic), std::to_string(partition), std::to_string(offset)});
     if (!r) return r.error();
     if (PQntuples(r.value().get()) == 1) row = pg_row(r.value().get(), 0, true);
-    return false;
+    return {};
   });
   if (!done) return done.error();
   return row;
@@ -366,7 +384,7 @@ result<std::vector<parked_record>> parked_records::list(std::string_view group, 
                                                         std::size_t limit) {
   std::vector<parked_record> rows;
   const auto max_rows = static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX));
-  auto done = backend_->run_in_transaction([&](store_transaction& tx) -> result<bool> {
+  auto done = backend_->run_read([&](store_transaction& tx) -> result<void> {
     if (tx.sqlite() != nullptr) {
       const std::string sql = std::string("SELECT ") + columns +
                               " FROM eventbus_parked WHERE (?1 = '' OR group_id = ?1) AND (?2 = '' OR topic = ?2) "
@@ -377,7 +395,7 @@ result<std::vector<parked_record>> parked_records::list(std::string_view group, 
       int rc = 0;
       while ((rc = select.step()) == SQLITE_ROW) rows.push_back(sqlite_row(select, false));
       if (rc != SQLITE_DONE) return select.failure("listing parked records");
-      return false;
+      return {};
     }
     const std::string sql = std::string("SELECT ") + pg_columns +
                             " FROM eventbus_parked WHERE ($1 = '' OR group_id = $1) AND ($2 = '' OR topic = $2) "
@@ -385,7 +403,7 @@ result<std::vector<parked_record>> parked_records::list(std::string_view group, 
     auto r = pg_exec(tx, "listing parked records", sql.c_str(), {std::string(group), std::string(topic), std::to_string(max_rows)});
     if (!r) return r.error();
     for (int i = 0; i < PQntuples(r.value().get()); ++i) rows.push_back(pg_row(r.value().get(), i, false));
-    return false;
+    return {};
   });
   if (!done) return done.error();
   return rows;

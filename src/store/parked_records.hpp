@@ -4,8 +4,8 @@
 // which handlers still have to run it, and why it failed. A row is written before the source
 // record's offset may be committed, and deleted once the record succeeded or was dead-lettered,
 // so a parked record survives the death of every worker. Keyed by (group, topic, partition,
-// source offset): writing a record twice (a redelivery) writes nothing. Thread-safe (each call
-// is one transaction on the store's write connection).
+// source offset): writing a record twice (a redelivery) writes nothing. Thread-safe (each write is
+// one transaction on the store's write connection; reads use its reading connection).
 
 #include <cstdint>
 #include <memory>
@@ -48,8 +48,10 @@ struct parked_record {
 
 class parked_records {
  public:
-  /// `store` must be one opened by open_sqlite_store or open_postgres_store (errc::invalid_argument).
-  static result<std::shared_ptr<parked_records>> open(std::shared_ptr<outbox_store> store);
+  /// `store` must be one opened by open_sqlite_store or open_postgres_store, and with
+  /// `for_writing` one that can take rows (not read-only, its schema migrated): errc::invalid_argument
+  /// (field parking_store) naming the problem. Reads work on a store opened read-only.
+  static result<std::shared_ptr<parked_records>> open(std::shared_ptr<outbox_store> store, bool for_writing = true);
 
   /// Writes `rows` in one transaction; a row already there (same position) is left as it is.
   [[nodiscard]] result<void> add(std::span<const parked_record> rows);

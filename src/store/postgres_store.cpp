@@ -536,6 +536,14 @@ class postgres_event_store final : public detail::checked_store {
     return true;
   }
 
+  result<void> run_read(const std::function<result<void>(store_transaction&)>& steps) override {
+    const std::lock_guard lock(reader_.mu);
+    auto got = reader_.get();
+    if (!got) return got.error();
+    store_transaction tx(nullptr, got.value());
+    return steps(tx);
+  }
+
   result<int> schema_version() override {
     const std::lock_guard lock(reader_.mu);
     auto r = reader_.query("reading the schema version", "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");

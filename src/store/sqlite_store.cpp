@@ -496,6 +496,12 @@ class sqlite_event_store final : public detail::checked_store {
     return true;
   }
 
+  result<void> run_read(const std::function<result<void>(store_transaction&)>& steps) override {
+    const std::lock_guard lock(reader_mu_);
+    store_transaction tx(reader_, nullptr);
+    return steps(tx);
+  }
+
   result<int> schema_version() override {
     const std::lock_guard lock(reader_mu_);
     statement version(reader_, "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");

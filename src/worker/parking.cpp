@@ -8,7 +8,7 @@ result<void> parking::load(const std::string& topic, std::int32_t partition) {
   auto rows = rows_->of_partition(group_, topic, partition, false);
   if (!rows) return rows.error();
   const partition_key p{topic, partition};
-  partitions_[p].clear();
+  partitions_[p].clear();  // held from here on
   for (const auto& row : rows.value()) note(p, row);
   return {};
 }
@@ -25,21 +25,37 @@ parking::arrival parking::on_arrival(const partition_key& p, const std::string& 
   return arrival::park_behind;
 }
 
-void parking::note(const partition_key& p, const parked_record& row) {
-  auto& k = partitions_[p][row.key];
+void parking::note(const partition_key& p, const parked_record& row, bool written) {
+  const auto part = partitions_.find(p);
+  if (part == partitions_.end()) return;  // not ours (any more): its next owner reads the rows
+  auto& k = part->second[row.key];
   if (!k.entries.empty() && row.offset <= k.entries.back().offset) return;  // already noted
   k.entries.push_back({.offset = row.offset, .stage = row.stage, .due_ms = row.due_ms, .attempts = row.attempts,
-                       .pending = row.pending});
-  if (k.entries.size() == 1 && !k.running) schedule(p, row.key, row.stage == 0 ? 0 : row.due_ms);
+                       .pending = row.pending, .written = written});
+  if (written && k.entries.size() == 1 && !k.running) schedule(p, row.key, row.stage == 0 ? 0 : row.due_ms);
+}
+
+void parking::written(const partition_key& p, const std::string& key, std::int64_t offset) {
+  const auto part = partitions_.find(p);
+  if (part == partitions_.end()) return;
+  const auto k = part->second.find(key);
+  if (k == part->second.end()) return;
+  auto& entries = k->second.entries;
+  for (auto e = entries.rbegin(); e != entries.rend(); ++e) {  // the newest are last: written in order
+    if (e->offset != offset) continue;
+    e->written = true;
+    if (&*e == &entries.front() && !k->second.running) schedule(p, key, e->stage == 0 ? 0 : e->due_ms);
+    return;
+  }
 }
 
 void parking::schedule(const partition_key& p, const std::string& key, std::int64_t due_ms) {
   due_.emplace(due_ms, std::make_pair(p, key));
 }
 
-std::vector<parking::head> parking::take_due(std::int64_t now_ms) {
+std::vector<parking::head> parking::take_due(std::int64_t now_ms, std::size_t at_most) {
   std::vector<head> due;
-  while (!due_.empty() && due_.begin()->first <= now_ms) {
+  while (due.size() < at_most && !due_.empty() && due_.begin()->first <= now_ms) {
     auto [p, key] = std::move(due_.begin()->second);
     due_.erase(due_.begin());
     const auto part = partitions_.find(p);
@@ -47,6 +63,7 @@ std::vector<parking::head> parking::take_due(std::int64_t now_ms) {
     const auto k = part->second.find(key);
     if (k == part->second.end() || k->second.entries.empty() || k->second.running) continue;
     const entry& first = k->second.entries.front();
+    if (!first.written) continue;  // scheduled again once its row is in the store
     if (first.stage > 0 && first.due_ms > now_ms) continue;  // an older due time: its own entry comes later
     k->second.running = true;
     due.push_back({.partition = p, .key = key, .offset = first.offset, .stage = first.stage, .attempts = first.attempts,
@@ -71,8 +88,9 @@ void parking::head_done(const partition_key& p, const std::string& key) {
     part->second.erase(k);
     return;
   }
-  k->second.entries.front().stage = 0;  // a follower: one attempt now, whatever it was before
-  schedule(p, key, 0);
+  auto& next = k->second.entries.front();
+  next.stage = 0;  // a follower: one attempt now, whatever it was before
+  if (next.written) schedule(p, key, 0);
 }
 
 void parking::head_again(const partition_key& p, const std::string& key, const parked_record& row) {
@@ -108,7 +126,7 @@ parking::counts parking::count(const std::string& topic) const {
       ++c.keys;
       c.records += k.entries.size();
       const auto& first = k.entries.front();
-      if (first.stage == 0) continue;  // released from behind another: it runs now
+      if (first.stage == 0 || k.running) continue;  // running now, or released from behind another: runs now
       if (c.oldest_due_ms == 0 || first.due_ms < c.oldest_due_ms) c.oldest_due_ms = first.due_ms;
     }
   }

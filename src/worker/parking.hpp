@@ -47,6 +47,7 @@ class parking {
   [[nodiscard]] result<void> load(const std::string& topic, std::int32_t partition);
   /// The partition is no longer ours: forget its parked keys (their rows stay for the next owner).
   void forget(const partition_key& p);
+  void forget_all() { partitions_.clear(); }
 
   /// What becomes of a fetched record: it runs, it is parked behind its key's parked records, or
   /// it is one of them already (a redelivery) or was finished before the key's first parked
@@ -54,8 +55,12 @@ class parking {
   enum class arrival { runs, park_behind, finished_before };
   [[nodiscard]] arrival on_arrival(const partition_key& p, const std::string& key, std::int64_t offset) const;
 
-  /// A record parked (its row written): noted as its key's last parked record.
-  void note(const partition_key& p, const parked_record& row);
+  /// A record parked: noted as its key's last parked record, so the key's later records park
+  /// behind it. `written` false: its row is not in the store yet; it does not run until
+  /// written() says it is. Does nothing for a partition this worker does not hold.
+  void note(const partition_key& p, const parked_record& row, bool written = true);
+  /// The row of a record noted unwritten is in the store now.
+  void written(const partition_key& p, const std::string& key, std::int64_t offset);
 
   /// Heads that are due (wall clock `now_ms`) and not running: marked running and returned.
   struct head {
@@ -66,7 +71,7 @@ class parking {
     int attempts = 0;
     std::vector<std::string> pending;
   };
-  [[nodiscard]] std::vector<head> take_due(std::int64_t now_ms);
+  [[nodiscard]] std::vector<head> take_due(std::int64_t now_ms, std::size_t at_most);
   /// When the next head is due (wall clock ms); nullopt when none waits.
   [[nodiscard]] std::optional<std::int64_t> next_due() const;
 
@@ -79,7 +84,8 @@ class parking {
   void head_retry_at(const partition_key& p, const std::string& key, std::int64_t due_ms);
 
   [[nodiscard]] bool holds(const partition_key& p) const { return partitions_.contains(p); }
-  /// Parked records and keys of `topic` (all topics if empty), and the earliest due time (0: none).
+  /// Parked records and keys of `topic` (all topics if empty), and the earliest due time of a head
+  /// that waits (0: none).
   struct counts {
     std::size_t records = 0, keys = 0;
     std::int64_t oldest_due_ms = 0;
@@ -93,6 +99,7 @@ class parking {
     std::int64_t due_ms = 0;
     int attempts = 0;
     std::vector<std::string> pending;
+    bool written = true;  // its row is in the store (it may run)
   };
   struct parked_key {
     std::deque<entry> entries;  // source-offset order; the first is the head

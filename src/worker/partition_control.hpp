@@ -50,6 +50,9 @@ class partition_control {
   /// records), and of partitions forgotten (`nullptr`: every one).
   std::function<void(const std::string& topic, std::int32_t partition)> on_assigned;
   std::function<void(const std::set<partition_key>* forgotten)> on_forgotten;
+  /// Work outside the scheduler that a revocation (or stop) waits for, as for records on the pool:
+  /// true while some of it, of the partitions in `only` (any, with nullptr), runs.
+  std::function<bool(const std::set<partition_key>* only)> also_busy;
 
   /// Pauses or resumes fetching the partition.
   void set_paused(partition_work& p, bool pause);

@@ -85,7 +85,7 @@ void partition_control::release_all(worker_clock::time_point deadline) {
 void partition_control::wait_until_settled(const std::set<partition_key>* only, worker_clock::time_point deadline) {
   for (;;) {
     side_.completions.drain();
-    if (!(only ? work_.busy(*only) : work_.busy())) return;
+    if (!(only ? work_.busy(*only) : work_.busy()) && !(also_busy && also_busy(only))) return;
     if (!side_.completions.wait_for_post(deadline)) {
       log(log_level::warn, "worker: in-flight work did not finish within shutdown_timeout; "
                            "it is left uncommitted and will be redelivered");

@@ -98,6 +98,7 @@ struct record_job : consumed_record {
   /// A parked record run from the store (worker/parking.hpp): no lane, no window; its durable
   /// stage (0: released from behind another, n: stage n).
   std::optional<int> parked_stage;
+  int parked_attempts_added = 0;  // what its handlers' attempt counts were raised by for its run
 
   /// Once finished, a record needs neither its event nor its bytes (no retry, no dead letter).
   void release_bytes() noexcept {

@@ -22,6 +22,7 @@
 
 #include "kafka/kafka_client.hpp"
 #include "support/log.hpp"
+#include "support/utf8.hpp"
 #include "worker/dead_letter_writer.hpp"
 #include "worker/parking.hpp"
 #include "worker/partition_control.hpp"
@@ -75,6 +76,14 @@ struct worker::impl {
       parked = std::make_unique<detail::parking>(std::move(rows).value(), options.group_id, options.retry.durable_stages);
       partitions.on_assigned = [this](const std::string& topic, std::int32_t partition) { load_parked(topic, partition); };
       partitions.on_forgotten = [this](const std::set<detail::partition_key>* forgotten) { forget_parked(forgotten); };
+      // A revocation waits for parked records running on the pool, as for any record started:
+      // their outcome is written before the next owner reads the rows.
+      partitions.also_busy = [this](const std::set<detail::partition_key>* only) {
+        return std::any_of(running_parked.begin(), running_parked.end(), [&](const job_ptr& job) {
+          return (job->running || job->dead_letters_outstanding > 0) &&
+                 (only == nullptr || only->contains({job->topic, job->partition}));
+        });
+      };
     }
   }
 
@@ -169,6 +178,7 @@ struct worker::impl {
     const auto deadline = clock_type::now() + options.shutdown_timeout;
     handoff.stop_all();  // finish the record at hand, start no other
     partitions.release_all(deadline);
+    publish_parked_counts(true);  // 0: a stopped worker holds nothing parked
     rd_kafka_queue_cb_event_enable(consumer_queue.get(), nullptr, nullptr);
     rd_kafka_consumer_close(consumer.get());
     consumer_queue.reset();
@@ -245,10 +255,13 @@ struct worker::impl {
           work.add_finished(p, job->offset);
           skipped.fetch_add(1, std::memory_order_relaxed);
           return;
-        case detail::parking::arrival::park_behind:  // written with the turn's others (park_waiting)
+        case detail::parking::arrival::park_behind: {  // written with the turn's others (park_waiting)
           work.add_unlaned(p, job);
-          to_park_behind.push_back(std::move(job));
+          auto row = row_of(*job, 0, 0);
+          parked->note(where, row, false);  // the key's next records park behind it, written or not
+          to_park_behind.emplace_back(std::move(job), std::move(row));
           return;
+        }
         case detail::parking::arrival::runs: break;
       }
     }
@@ -361,7 +374,7 @@ struct worker::impl {
       } else if (run.state == handler_state::dead && !run.dead_letter_sent) {
         run.dead_letter_sent = true;
         dead_letter(job, {run.dead_letter_reason.empty() ? std::string_view("handler-error") : run.dead_letter_reason,
-                          run.last_error, run.handler->name, run.attempts});
+                          run.last_error, run.handler->name, run.attempts - job->parked_attempts_added});
       } else if (run.state == handler_state::pending) {
         next = next ? std::min(*next, run.next_try) : run.next_try;
       }
@@ -379,6 +392,8 @@ struct worker::impl {
   // spent its attempts (durable stages), or (a parked record run from the store) settled there.
   void held_done(const job_ptr& job) {
     if (job->parked_stage) return parked_settle(job);
+    // Timed out: its dead letter covered every handler, and its handlers belong to its thread.
+    if (job->hung) return work.finish_held(job);
     const bool to_park = parked && std::any_of(job->handlers.begin(), job->handlers.end(), [](const auto& run) {
                            return run.state == handler_state::parked;
                          });
@@ -420,7 +435,7 @@ struct worker::impl {
       job->abandoned = true;  // its outcome is the next owner's to decide: it reads the store
       return true;
     });
-    if (!forgotten) return;
+    if (!forgotten) return parked->forget_all();
     for (const auto& p : *forgotten) parked->forget(p);
   }
 
@@ -441,28 +456,28 @@ struct worker::impl {
     return row;
   }
 
-  // The turn's records of keys with parked records: written behind them in one transaction, then
-  // finished in their partitions. Until the store takes them nothing else runs on this thread: a
-  // record of such a key must not run (or be noted as parked) before the ones parked ahead of it.
+  // The turn's records of keys with parked records (noted unwritten as they came): written behind
+  // them in one transaction, then finished in their partitions. A failed write is tried again
+  // later with whatever came meanwhile; the loop goes on (those records hold their partitions'
+  // commits and windows, and their keys' parked records do not run before them).
   void park_waiting() {
-    if (to_park_behind.empty()) return;
+    std::erase_if(to_park_behind, [](const auto& waiting) { return waiting.first->abandoned; });  // revoked meanwhile
+    if (to_park_behind.empty() || park_retry_at) return;
     std::vector<detail::parked_record> rows;
     rows.reserve(to_park_behind.size());
-    for (const auto& job : to_park_behind) rows.push_back(row_of(*job, 0, 0));
-    for (int tries = 1;; ++tries) {
-      auto written = parked->rows().add(rows);
-      if (written) break;
-      detail::log(log_level::error, "worker: cannot park " + std::to_string(rows.size()) + " record(s) behind their key's (" +
-                                        written.error().to_string() + "); trying again");
-      if (side->stop_requested.load()) {  // left unfinished: redelivered to the next owner
-        to_park_behind.clear();
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<std::int64_t>(store_retry_ms, 100LL * tries)));
+    for (const auto& waiting : to_park_behind) rows.push_back(waiting.second);
+    if (auto written = parked->rows().add(rows); !written) {
+      detail::log(log_level::error, "worker: cannot park " + std::to_string(rows.size()) +
+                                        " record(s) behind their key's parked ones (" + written.error().to_string() +
+                                        "); trying again in " + std::to_string(store_retry_ms) + " ms");
+      park_retry_at = clock_type::now() + std::chrono::milliseconds(store_retry_ms);
+      return at(*park_retry_at, [this] {
+        park_retry_at.reset();
+        park_waiting();
+      });
     }
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      const auto& job = to_park_behind[i];
-      parked->note({job->topic, job->partition}, rows[i]);
+    for (auto& [job, row] : to_park_behind) {
+      parked->written({job->topic, job->partition}, row.key, row.offset);
       work.finish(*work_partition(*job), *job);
     }
     to_park_behind.clear();
@@ -478,10 +493,18 @@ struct worker::impl {
       if (run.state != handler_state::parked) continue;
       head.pending.push_back(run.handler->name);
       head.attempts = std::max(head.attempts, run.attempts);
-      head.reason = run.last_error;
+      head.reason = failure_text(run.last_error);
     }
     std::vector<detail::parked_record> rows{head};
-    for (const auto& waiting : job->owner->waiting) rows.push_back(row_of(*waiting, 0, 0));
+    for (const auto& waiting : job->owner->waiting) {
+      auto row = row_of(*waiting, 0, 0);
+      // A batch handler may have run it ahead of its pass: what succeeded does not run again.
+      // (Not prepared yet: every handler, the empty list.)
+      for (const auto& run : waiting->handlers)
+        if (run.state != handler_state::succeeded) row.pending.push_back(run.handler->name);
+      const bool nothing_left = waiting->ev.has_value() && !waiting->handlers.empty() && row.pending.empty();
+      if (!nothing_left) rows.push_back(std::move(row));  // else it is finished below with the others
+    }
     if (auto written = parked->rows().add(rows); !written) {
       detail::log(log_level::warn, "worker: cannot park " + job->topic + "[" + std::to_string(job->partition) + "]@" +
                                        std::to_string(job->offset) + " (" + written.error().to_string() + "); trying again");
@@ -494,23 +517,42 @@ struct worker::impl {
     work.finish_held(job);
   }
 
+  // A parked record's failure as a row keeps it: valid UTF-8 (PostgreSQL's TEXT refuses anything
+  // else) and bounded, as a dead letter's error header.
+  static std::string failure_text(std::string_view error) {
+    return detail::truncate_utf8(detail::sanitize_utf8(error), detail::max_dlq_error_bytes);
+  }
+
+  // Due parked records, as many as handler slots are free; the rest wait for the next turn. A
+  // store that cannot be read stops this turn's starts (each would wait for it again).
   void run_parked_due() {
-    if (!parked || intake_closed) return;
-    for (auto& head : parked->take_due(wall_ms())) start_parked(std::move(head));
+    if (!parked || intake_closed || handoff.free_slots() <= due_retries.size()) return;
+    auto due = parked->take_due(wall_ms(), handoff.free_slots() - due_retries.size());
+    for (std::size_t i = 0; i < due.size(); ++i) {
+      if (start_parked(due[i])) continue;
+      for (std::size_t later = i + 1; later < due.size(); ++later)
+        parked->head_retry_at(due[later].partition, due[later].key, wall_ms() + store_retry_ms);
+      return;
+    }
   }
 
   // A parked record whose time came: read from the store and run like a retry attempt, with only
   // the handlers it is parked for, as their last in-memory attempt (one call; failing it is the
   // stage failing).
-  void start_parked(detail::parking::head head) {
+  // False when the store could not be read (the head is due again a little later).
+  bool start_parked(const detail::parking::head& head) {
     const auto& [topic, partition] = head.partition;
     auto read = parked->rows().one(options.group_id, topic, partition, head.offset);
     if (!read) {
       detail::log(log_level::warn, "worker: cannot read parked record " + topic + "[" + std::to_string(partition) + "]@" +
                                        std::to_string(head.offset) + " (" + read.error().to_string() + "); trying again");
-      return parked->head_retry_at(head.partition, head.key, wall_ms() + store_retry_ms);
+      parked->head_retry_at(head.partition, head.key, wall_ms() + store_retry_ms);
+      return false;
     }
-    if (!read.value()) return parked->head_done(head.partition, head.key);  // gone from the store: nothing to run
+    if (!read.value()) {  // gone from the store (deleted by hand): nothing to run
+      parked->head_done(head.partition, head.key);
+      return true;
+    }
     auto& row = *read.value();
     auto job = std::make_shared<record_job>();
     job->topic = row.topic;
@@ -523,14 +565,25 @@ struct worker::impl {
     job->owned_headers = std::move(row.headers);
     job->parked_stage = head.stage;
     running_parked.push_back(job);
-    if (!side->runner.prepare(*job)) return dead_letter(job, *job->bad);
+    if (!side->runner.prepare(*job)) {
+      dead_letter(job, *job->bad);
+      return true;
+    }
     if (!head.pending.empty())
       std::erase_if(job->handlers, [&](const detail::handler_progress& run) {
         return std::find(head.pending.begin(), head.pending.end(), run.handler->name) == head.pending.end();
       });
-    for (auto& run : job->handlers) run.attempts = std::max(row.attempts, options.retry.max_attempts - 1);
-    if (job->handlers.empty()) return parked_settle(job);  // its handlers were unsubscribed
+    // One call, as the policy's last attempt (the retry piece then reports a failure as spent);
+    // dead letters and rows count the calls really made.
+    const int shown = std::max(row.attempts, options.retry.max_attempts - 1);
+    job->parked_attempts_added = shown - row.attempts;
+    for (auto& run : job->handlers) run.attempts = shown;
+    if (job->handlers.empty()) {  // its handlers were unsubscribed
+      parked_settle(job);
+      return true;
+    }
     due_retries.push_back(job);
+    return true;
   }
 
   // A parked record's run is over (handlers done, dead letters written): its row is deleted and
@@ -545,8 +598,8 @@ struct worker::impl {
         if (run.state == handler_state::pending) return;
         if (run.state != handler_state::parked) continue;
         failed.push_back(run.handler->name);
-        attempts = std::max(attempts, run.attempts);
-        reason = run.last_error;
+        attempts = std::max(attempts, run.attempts - job->parked_attempts_added);
+        reason = failure_text(run.last_error);
       }
     }
     const detail::partition_key where{job->topic, job->partition};
@@ -581,10 +634,10 @@ struct worker::impl {
 
   // Every 200 ms, as the load gauges: worker_stats and the eventbus_worker_parked_* series of every
   // topic held (a topic whose partitions went elsewhere drops to 0 here).
-  void publish_parked_counts() {
+  void publish_parked_counts(bool now_anyway = false) {
     if (!parked) return;
     const auto now = clock_type::now();
-    if (now < next_parked_update) return;
+    if (now < next_parked_update && !now_anyway) return;
     next_parked_update = now + std::chrono::milliseconds(200);
     const auto all = parked->count();
     parked_records.store(all.records, std::memory_order_relaxed);
@@ -642,7 +695,8 @@ struct worker::impl {
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   std::unique_ptr<detail::parking> parked;  // with durable stages only
   std::vector<job_ptr> running_parked;      // parked records being run (forgotten with their partition)
-  std::vector<job_ptr> to_park_behind;      // this turn's records of parked keys (park_waiting)
+  std::vector<std::pair<job_ptr, detail::parked_record>> to_park_behind;  // records of parked keys, rows not written yet
+  std::optional<clock_type::time_point> park_retry_at;                   // when park_waiting tries again after a failure
   std::set<std::string> parked_topics_reported;  // topics last reported with parked records
   clock_type::time_point next_parked_update{};
   detail::timer_queue timers;
