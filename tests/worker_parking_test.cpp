@@ -287,7 +287,7 @@ TEST_CASE("durable stages: a store that cannot take rows is refused when the wor
     FAIL("a read-only parking store was accepted");
   } catch (const exception& e) {
     CHECK(e.error().field() == "parking_store");
-    CHECK(std::string(e.what()).find("read-only") != std::string::npos);
+    CHECK_MESSAGE(std::string(e.what()).find("read-only") != std::string::npos, std::string(e.what()));
   }
 }
 

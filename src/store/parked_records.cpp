@@ -233,7 +233,10 @@ result<std::shared_ptr<parked_records>> parked_records::open(std::shared_ptr<out
   })
                            : result<bool>(false);
   if (!probe)
-    return error(errc::invalid_argument, "cannot park records there: " + probe.error().message(), "parking_store");
+    return error(errc::invalid_argument,
+                 "must be a store this process can write (not opened read-only, nor a read-only database role): " +
+                     probe.error().message(),
+                 "parking_store");
   return rows;
 }
 
