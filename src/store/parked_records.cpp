@@ -240,43 +240,110 @@ result<std::shared_ptr<parked_records>> parked_records::open(std::shared_ptr<out
   return rows;
 }
 
-result<void> parked_records::add(std::span<const parked_record> rows) {
+namespace {
+
+result<void> insert_rows(store_transaction& tx, std::span<const parked_record> rows) {
   if (rows.empty()) return {};
-  auto done = backend_->run_in_transaction([&](store_transaction& tx) -> result<bool> {
-    if (tx.sqlite() != nullptr) {
-      sqlite_step insert(tx.sqlite(),
-                         "INSERT INTO eventbus_parked (group_id, topic, partition, source_offset, record_key, value, headers, "
-                         "stage, due_at_ms, pending, attempts, reason, parked_at_ms) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING");
-      if (!insert.ok()) return insert.failure("parking records");
-      for (const auto& r : rows) {
-        const std::string headers = encode_headers(r.headers);
-        insert.text(1, r.group).text(2, r.topic).integer(3, r.partition).integer(4, r.offset);
-        insert.blob(5, r.key, r.null_key).blob(6, r.value, r.null_value).blob(7, headers, false);
-        insert.integer(8, r.stage).integer(9, r.due_ms).text(10, pending_json(r.pending)).integer(11, r.attempts);
-        insert.text(12, r.reason).integer(13, r.parked_ms);
-        if (insert.step() != SQLITE_DONE) return insert.failure("parking a record");
-        insert.reset();
-      }
-      return true;
-    }
+  if (tx.sqlite() != nullptr) {
+    sqlite_step insert(tx.sqlite(),
+                       "INSERT INTO eventbus_parked (group_id, topic, partition, source_offset, record_key, value, headers, "
+                       "stage, due_at_ms, pending, attempts, reason, parked_at_ms) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING");
+    if (!insert.ok()) return insert.failure("parking records");
     for (const auto& r : rows) {
-      auto inserted = pg_exec(
-          tx, "parking a record",
-          "INSERT INTO eventbus_parked (group_id, topic, partition, source_offset, record_key, value, headers, stage, "
-          "due_at_ms, pending, attempts, reason, parked_at_ms) VALUES ($1, $2, $3::integer, $4::bigint, decode($5, 'hex'), "
-          "decode($6, 'hex'), decode($7, 'hex'), $8::integer, $9::bigint, $10, $11::integer, $12, $13::bigint) "
-          "ON CONFLICT DO NOTHING",
-          {r.group, r.topic, std::to_string(r.partition), std::to_string(r.offset), to_hex(r.key), to_hex(r.value),
-           to_hex(encode_headers(r.headers)), std::to_string(r.stage), std::to_string(r.due_ms), pending_json(r.pending),
-           std::to_string(r.attempts), r.reason, std::to_string(r.parked_ms)},
-          {false, false, false, false, r.null_key, r.null_value});
-      if (!inserted) return inserted.error();
+      const std::string headers = encode_headers(r.headers);
+      insert.text(1, r.group).text(2, r.topic).integer(3, r.partition).integer(4, r.offset);
+      insert.blob(5, r.key, r.null_key).blob(6, r.value, r.null_value).blob(7, headers, false);
+      insert.integer(8, r.stage).integer(9, r.due_ms).text(10, pending_json(r.pending)).integer(11, r.attempts);
+      insert.text(12, r.reason).integer(13, r.parked_ms);
+      if (insert.step() != SQLITE_DONE) return insert.failure("parking a record");
+      insert.reset();
     }
+    return {};
+  }
+  for (const auto& r : rows) {
+    auto inserted = pg_exec(
+        tx, "parking a record",
+        "INSERT INTO eventbus_parked (group_id, topic, partition, source_offset, record_key, value, headers, stage, "
+        "due_at_ms, pending, attempts, reason, parked_at_ms) VALUES ($1, $2, $3::integer, $4::bigint, decode($5, 'hex'), "
+        "decode($6, 'hex'), decode($7, 'hex'), $8::integer, $9::bigint, $10, $11::integer, $12, $13::bigint) "
+        "ON CONFLICT DO NOTHING",
+        {r.group, r.topic, std::to_string(r.partition), std::to_string(r.offset), to_hex(r.key), to_hex(r.value),
+         to_hex(encode_headers(r.headers)), std::to_string(r.stage), std::to_string(r.due_ms), pending_json(r.pending),
+         std::to_string(r.attempts), r.reason, std::to_string(r.parked_ms)},
+        {false, false, false, false, r.null_key, r.null_value});
+    if (!inserted) return inserted.error();
+  }
+  return {};
+}
+
+result<void> update_rows(store_transaction& tx, std::span<const parked_record> rows) {
+  if (rows.empty()) return {};
+  if (tx.sqlite() != nullptr) {
+    sqlite_step update(tx.sqlite(),
+                       "UPDATE eventbus_parked SET stage = ?5, due_at_ms = ?6, pending = ?7, attempts = ?8, reason = ?9 "
+                       "WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 AND source_offset = ?4");
+    if (!update.ok()) return update.failure("rescheduling a parked record");
+    for (const auto& p : rows) {
+      update.text(1, p.group).text(2, p.topic).integer(3, p.partition).integer(4, p.offset);
+      update.integer(5, p.stage).integer(6, p.due_ms).text(7, pending_json(p.pending)).integer(8, p.attempts).text(9, p.reason);
+      if (update.step() != SQLITE_DONE) return update.failure("rescheduling a parked record");
+      update.reset();
+    }
+    return {};
+  }
+  for (const auto& p : rows) {
+    auto r = pg_exec(tx, "rescheduling a parked record",
+                     "UPDATE eventbus_parked SET stage = $5::integer, due_at_ms = $6::bigint, pending = $7, "
+                     "attempts = $8::integer, reason = $9 WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
+                     "AND source_offset = $4::bigint",
+                     {p.group, p.topic, std::to_string(p.partition), std::to_string(p.offset), std::to_string(p.stage),
+                      std::to_string(p.due_ms), pending_json(p.pending), std::to_string(p.attempts), p.reason});
+    if (!r) return r.error();
+  }
+  return {};
+}
+
+result<void> delete_rows(store_transaction& tx, std::string_view group, std::span<const parked_records::position> rows) {
+  if (rows.empty()) return {};
+  if (tx.sqlite() != nullptr) {
+    sqlite_step drop(tx.sqlite(),
+                     "DELETE FROM eventbus_parked WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 AND source_offset = ?4");
+    if (!drop.ok()) return drop.failure("deleting a parked record");
+    for (const auto& p : rows) {
+      drop.text(1, group).text(2, p.topic).integer(3, p.partition).integer(4, p.offset);
+      if (drop.step() != SQLITE_DONE) return drop.failure("deleting a parked record");
+      drop.reset();
+    }
+    return {};
+  }
+  for (const auto& p : rows) {
+    auto r = pg_exec(tx, "deleting a parked record",
+                     "DELETE FROM eventbus_parked WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
+                     "AND source_offset = $4::bigint",
+                     {std::string(group), p.topic, std::to_string(p.partition), std::to_string(p.offset)});
+    if (!r) return r.error();
+  }
+  return {};
+}
+
+}  // namespace
+
+result<void> parked_records::apply(std::string_view group, std::span<const parked_record> added,
+                                   std::span<const parked_record> rescheduled, std::span<const position> removed) {
+  if (added.empty() && rescheduled.empty() && removed.empty()) return {};
+  auto done = backend_->run_in_transaction([&](store_transaction& tx) -> result<bool> {
+    if (auto ok = insert_rows(tx, added); !ok) return ok.error();
+    if (auto ok = update_rows(tx, rescheduled); !ok) return ok.error();
+    if (auto ok = delete_rows(tx, group, removed); !ok) return ok.error();
     return true;
   });
   if (!done) return done.error();
   return {};
+}
+
+result<void> parked_records::add(std::span<const parked_record> rows) {
+  return apply(rows.empty() ? std::string_view() : std::string_view(rows.front().group), rows, {}, {});
 }
 
 result<std::vector<parked_record>> parked_records::of_partition(std::string_view group, std::string_view topic,
@@ -336,51 +403,12 @@ result<std::optional<parked_record>> parked_records::one(std::string_view group,
   return row;
 }
 
-result<void> parked_records::reschedule(const parked_record& p) {
-  auto done = backend_->run_in_transaction([&](store_transaction& tx) -> result<bool> {
-    if (tx.sqlite() != nullptr) {
-      sqlite_step update(tx.sqlite(),
-                         "UPDATE eventbus_parked SET stage = ?5, due_at_ms = ?6, pending = ?7, attempts = ?8, reason = ?9 "
-                         "WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 AND source_offset = ?4");
-      if (!update.ok()) return update.failure("rescheduling a parked record");
-      update.text(1, p.group).text(2, p.topic).integer(3, p.partition).integer(4, p.offset);
-      update.integer(5, p.stage).integer(6, p.due_ms).text(7, pending_json(p.pending)).integer(8, p.attempts).text(9, p.reason);
-      if (update.step() != SQLITE_DONE) return update.failure("rescheduling a parked record");
-      return true;
-    }
-    auto r = pg_exec(tx, "rescheduling a parked record",
-                     "UPDATE eventbus_parked SET stage = $5::integer, due_at_ms = $6::bigint, pending = $7, "
-                     "attempts = $8::integer, reason = $9 WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
-                     "AND source_offset = $4::bigint",
-                     {p.group, p.topic, std::to_string(p.partition), std::to_string(p.offset), std::to_string(p.stage),
-                      std::to_string(p.due_ms), pending_json(p.pending), std::to_string(p.attempts), p.reason});
-    if (!r) return r.error();
-    return true;
-  });
-  if (!done) return done.error();
-  return {};
-}
+result<void> parked_records::reschedule(const parked_record& p) { return apply(p.group, {}, std::span(&p, 1), {}); }
 
 result<void> parked_records::remove(std::string_view group, std::string_view topic, std::int32_t partition,
                                     std::int64_t offset) {
-  auto done = backend_->run_in_transaction([&](store_transaction& tx) -> result<bool> {
-    if (tx.sqlite() != nullptr) {
-      sqlite_step drop(tx.sqlite(),
-                       "DELETE FROM eventbus_parked WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 AND source_offset = ?4");
-      if (!drop.ok()) return drop.failure("deleting a parked record");
-      drop.text(1, group).text(2, topic).integer(3, partition).integer(4, offset);
-      if (drop.step() != SQLITE_DONE) return drop.failure("deleting a parked record");
-      return true;
-    }
-    auto r = pg_exec(tx, "deleting a parked record",
-                     "DELETE FROM eventbus_parked WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
-                     "AND source_offset = $4::bigint",
-                     {std::string(group), std::string(topic), std::to_string(partition), std::to_string(offset)});
-    if (!r) return r.error();
-    return true;
-  });
-  if (!done) return done.error();
-  return {};
+  const position at{std::string(topic), partition, offset};
+  return apply(group, {}, {}, std::span(&at, 1));
 }
 
 result<std::vector<parked_record>> parked_records::list(std::string_view group, std::string_view topic,

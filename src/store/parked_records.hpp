@@ -64,6 +64,17 @@ class parked_records {
                                                          std::int32_t partition, std::int64_t offset);
   /// Sets stage, due time, pending handlers, attempts and reason of the row at `r`'s position.
   [[nodiscard]] result<void> reschedule(const parked_record& r);
+  /// A position in the table.
+  struct position {
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+  };
+  /// In one transaction: writes `added` (as add), sets stage, due time, pending handlers, attempts
+  /// and reason of the rows at `rescheduled`'s positions (as reschedule), deletes `removed` (rows
+  /// of `group`). What a worker changes in one loop turn: one commit (one fsync) for all of it.
+  [[nodiscard]] result<void> apply(std::string_view group, std::span<const parked_record> added,
+                                   std::span<const parked_record> rescheduled, std::span<const position> removed);
   /// Deletes the row at that position (done: succeeded or dead-lettered).
   [[nodiscard]] result<void> remove(std::string_view group, std::string_view topic, std::int32_t partition,
                                     std::int64_t offset);

@@ -99,6 +99,7 @@ struct record_job : consumed_record {
   /// stage (0: released from behind another, n: stage n).
   std::optional<int> parked_stage;
   int parked_attempts_added = 0;  // what its handlers' attempt counts were raised by for its run
+  bool park_queued = false;       // parked, its row not written yet (worker.cpp flush_parking)
 
   /// Once finished, a record needs neither its event nor its bytes (no retry, no dead letter).
   void release_bytes() noexcept {

@@ -129,11 +129,11 @@ struct worker::impl {
           if (msg == nullptr) break;
           on_message(msg);
         }
-        park_waiting();
         drain_completions();
         handoff.take_back_overdue();
         run_due_timers();
         run_parked_due();
+        flush_parking();  // this turn's parking changes, one transaction
         dispatch();
         partitions.commit(false);
         partitions.update_gauges();
@@ -255,7 +255,7 @@ struct worker::impl {
           work.add_finished(p, job->offset);
           skipped.fetch_add(1, std::memory_order_relaxed);
           return;
-        case detail::parking::arrival::park_behind: {  // written with the turn's others (park_waiting)
+        case detail::parking::arrival::park_behind: {  // written with the turn's others (flush_parking)
           work.add_unlaned(p, job);
           auto row = row_of(*job, 0, 0);
           parked->note(where, row, false);  // the key's next records park behind it, written or not
@@ -398,7 +398,7 @@ struct worker::impl {
                            return run.state == handler_state::parked;
                          });
     if (!to_park) return work.finish_held(job);
-    if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
+    if (job->abandoned || job->running || job->dead_letters_outstanding > 0 || job->park_queued) return;
     for (const auto& run : job->handlers)
       if (run.state == handler_state::pending) return;
     park_head(job);
@@ -430,6 +430,7 @@ struct worker::impl {
   }
 
   void forget_parked(const std::set<detail::partition_key>* forgotten) {
+    flush_parking(true);  // what ran before the revocation is in the store for the next owner
     std::erase_if(running_parked, [&](const job_ptr& job) {
       if (forgotten && !forgotten->contains({job->topic, job->partition})) return false;
       job->abandoned = true;  // its outcome is the next owner's to decide: it reads the store
@@ -456,24 +457,39 @@ struct worker::impl {
     return row;
   }
 
-  // The turn's records of keys with parked records (noted unwritten as they came): written behind
-  // them in one transaction, then finished in their partitions. A failed write is tried again
-  // later with whatever came meanwhile; the loop goes on (those records hold their partitions'
-  // commits and windows, and their keys' parked records do not run before them).
-  void park_waiting() {
+  // The turn's parking changes in one transaction (one commit, one fsync): records of parked keys
+  // (noted unwritten as they came), records parked with the ones waiting behind them, parked
+  // records that ran (deleted, or moved to their next stage). Only once it is written does any of
+  // it take effect: records finish in their partitions, parked records become due, a key's next
+  // record runs. A failed write is tried again a second later with whatever came meanwhile; the
+  // loop goes on (the records wait unfinished, holding their partitions' commit points and
+  // windows, and their keys' parked records do not run before them). `now_anyway`: also while
+  // waiting for that retry (a revocation writes what it can first).
+  void flush_parking(bool now_anyway = false) {
+    if (!parked || (park_retry_at && !now_anyway)) return;
     std::erase_if(to_park_behind, [](const auto& waiting) { return waiting.first->abandoned; });  // revoked meanwhile
-    if (to_park_behind.empty() || park_retry_at) return;
-    std::vector<detail::parked_record> rows;
-    rows.reserve(to_park_behind.size());
-    for (const auto& waiting : to_park_behind) rows.push_back(waiting.second);
-    if (auto written = parked->rows().add(rows); !written) {
-      detail::log(log_level::error, "worker: cannot park " + std::to_string(rows.size()) +
-                                        " record(s) behind their key's parked ones (" + written.error().to_string() +
+    std::erase_if(heads_to_park, [](const head_to_park& h) { return h.head->abandoned; });
+    std::erase_if(settling, [](const settled_run& r) { return r.job->abandoned; });
+    if (to_park_behind.empty() && heads_to_park.empty() && settling.empty()) return;
+    std::vector<detail::parked_record> added, rescheduled;
+    std::vector<detail::parked_records::position> removed;
+    for (const auto& waiting : to_park_behind) added.push_back(waiting.second);
+    for (const auto& h : heads_to_park) added.insert(added.end(), h.rows.begin(), h.rows.end());
+    for (const auto& r : settling) {
+      if (r.next_stage)
+        rescheduled.push_back(*r.next_stage);
+      else
+        removed.push_back({r.job->topic, r.job->partition, r.job->offset});
+    }
+    if (auto written = parked->rows().apply(options.group_id, added, rescheduled, removed); !written) {
+      detail::log(log_level::error, "worker: cannot write " + std::to_string(added.size() + rescheduled.size() + removed.size()) +
+                                        " change(s) to the parked records (" + written.error().to_string() +
                                         "); trying again in " + std::to_string(store_retry_ms) + " ms");
+      if (park_retry_at) return;
       park_retry_at = clock_type::now() + std::chrono::milliseconds(store_retry_ms);
       return at(*park_retry_at, [this] {
         park_retry_at.reset();
-        park_waiting();
+        flush_parking();
       });
     }
     for (auto& [job, row] : to_park_behind) {
@@ -481,6 +497,22 @@ struct worker::impl {
       work.finish(*work_partition(*job), *job);
     }
     to_park_behind.clear();
+    for (auto& h : heads_to_park) {
+      const detail::partition_key where{h.head->topic, h.head->partition};
+      for (const auto& row : h.rows) parked->written(where, row.key, row.offset);
+      auto& p = *h.head->owner->partition;
+      for (const auto& behind : h.behind) work.finish(p, *behind);
+      work.finish_held(h.head);
+    }
+    heads_to_park.clear();
+    for (auto& r : settling) {
+      const detail::partition_key where{r.job->topic, r.job->partition};
+      if (r.next_stage)
+        parked->head_again(where, r.job->key, *r.next_stage);
+      else
+        parked->head_done(where, r.job->key);
+    }
+    settling.clear();
   }
 
   detail::partition_work* work_partition(const record_job& job) { return &work.partition(job.topic, job.partition); }
@@ -505,16 +537,11 @@ struct worker::impl {
       const bool nothing_left = waiting->ev.has_value() && !waiting->handlers.empty() && row.pending.empty();
       if (!nothing_left) rows.push_back(std::move(row));  // else it is finished below with the others
     }
-    if (auto written = parked->rows().add(rows); !written) {
-      detail::log(log_level::warn, "worker: cannot park " + job->topic + "[" + std::to_string(job->partition) + "]@" +
-                                       std::to_string(job->offset) + " (" + written.error().to_string() + "); trying again");
-      return at(clock_type::now() + std::chrono::milliseconds(store_retry_ms), [this, job] { held_done(job); });
-    }
+    // Noted now (the key's next records park behind these), in effect once written (flush_parking).
     const detail::partition_key where{job->topic, job->partition};
-    for (const auto& row : rows) parked->note(where, row);
-    auto& p = *job->owner->partition;
-    for (const auto& behind : work.take_waiting(*job->owner)) work.finish(p, *behind);
-    work.finish_held(job);
+    for (const auto& row : rows) parked->note(where, row, false);
+    job->park_queued = true;
+    heads_to_park.push_back({job, std::move(rows), work.take_waiting(*job->owner)});
   }
 
   // A parked record's failure as a row keeps it: valid UTF-8 (PostgreSQL's TEXT refuses anything
@@ -590,6 +617,7 @@ struct worker::impl {
   // its key's next parked record runs, or it moves on to the next stage.
   void parked_settle(const job_ptr& job) {
     if (job->abandoned || job->running || job->dead_letters_outstanding > 0) return;
+    if (std::find(running_parked.begin(), running_parked.end(), job) == running_parked.end()) return;  // settled already
     std::vector<std::string> failed;
     int attempts = 0;
     std::string reason;
@@ -602,12 +630,9 @@ struct worker::impl {
         reason = failure_text(run.last_error);
       }
     }
-    const detail::partition_key where{job->topic, job->partition};
-    result<void> stored;
-    detail::parked_record row;
-    if (failed.empty()) {
-      stored = parked->rows().remove(options.group_id, job->topic, job->partition, job->offset);
-    } else {
+    std::optional<detail::parked_record> next_stage;
+    if (!failed.empty()) {
+      detail::parked_record row;
       row.group = options.group_id;
       row.topic = job->topic;
       row.partition = job->partition;
@@ -618,18 +643,10 @@ struct worker::impl {
       row.pending = std::move(failed);
       row.attempts = attempts;
       row.reason = std::move(reason);
-      stored = parked->rows().reschedule(row);
-    }
-    if (!stored) {
-      detail::log(log_level::warn, "worker: cannot update parked record " + job->topic + "[" + std::to_string(job->partition) +
-                                       "]@" + std::to_string(job->offset) + " (" + stored.error().to_string() + "); trying again");
-      return at(clock_type::now() + std::chrono::milliseconds(store_retry_ms), [this, job] { parked_settle(job); });
+      next_stage = std::move(row);
     }
     std::erase(running_parked, job);
-    if (row.stage == 0)
-      parked->head_done(where, job->key);
-    else
-      parked->head_again(where, job->key, row);
+    settling.push_back({job, std::move(next_stage)});  // written, then in effect, by flush_parking
   }
 
   // Every 200 ms, as the load gauges: worker_stats and the eventbus_worker_parked_* series of every
@@ -695,8 +712,21 @@ struct worker::impl {
   std::deque<job_ptr> due_retries;    // backoff over, waiting for a free slot
   std::unique_ptr<detail::parking> parked;  // with durable stages only
   std::vector<job_ptr> running_parked;      // parked records being run (forgotten with their partition)
-  std::vector<std::pair<job_ptr, detail::parked_record>> to_park_behind;  // records of parked keys, rows not written yet
-  std::optional<clock_type::time_point> park_retry_at;                   // when park_waiting tries again after a failure
+  // Parking changes not written yet (flush_parking): records of parked keys; records parked with
+  // those waiting behind them in their lane; parked records that ran (nullopt: done, deleted).
+  std::vector<std::pair<job_ptr, detail::parked_record>> to_park_behind;
+  struct head_to_park {
+    job_ptr head;
+    std::vector<detail::parked_record> rows;  // the head's, then those behind it that still have handlers to run
+    std::vector<job_ptr> behind;              // taken from its lane: finished once written
+  };
+  std::vector<head_to_park> heads_to_park;
+  struct settled_run {
+    job_ptr job;
+    std::optional<detail::parked_record> next_stage;
+  };
+  std::vector<settled_run> settling;
+  std::optional<clock_type::time_point> park_retry_at;  // when flush_parking tries again after a failure
   std::set<std::string> parked_topics_reported;  // topics last reported with parked records
   clock_type::time_point next_parked_update{};
   detail::timer_queue timers;
