@@ -13,6 +13,7 @@
 #include <fstream>
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -307,8 +308,12 @@ TEST_CASE("durable stages: while the store is locked the worker goes on with oth
   auto produced = stream(broker, 1, 1, 1);  // o-0 seq 0: fails, parked
   REQUIRE(wait_until([&] { return w.stats().parked_records == 1; }, 30s, 5ms));
 
-  sqlite3* locker = nullptr;  // another process's writer, as far as the worker can tell
-  REQUIRE(sqlite3_open(path.c_str(), &locker) == SQLITE_OK);
+  sqlite3* raw_locker = nullptr;  // another process's writer, as far as the worker can tell
+  const int opened = sqlite3_open(path.c_str(), &raw_locker);
+  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> locker_handle(raw_locker, &sqlite3_close);
+  sqlite3* locker = locker_handle.get();
+  REQUIRE(opened == SQLITE_OK);
+  sqlite3_busy_timeout(locker, 10'000);  // the worker may be writing at this moment
   REQUIRE(sqlite3_exec(locker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
   stream(broker, 40, 2, 40, produced);  // o-0 seq 1..20 and o-1 seq 0..19
   // o-1 is handled meanwhile; o-0's records wait for the store (not run, not committed).
@@ -319,7 +324,6 @@ TEST_CASE("durable stages: while the store is locked the worker goes on with oth
   const auto committed_while_locked = committed_total(broker, "g-park-locked");
   std::this_thread::sleep_for(300ms);  // the lock lasts past a due stage and several write tries
   sqlite3_exec(locker, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(locker);
   CHECK(others_ran);
   CHECK(committed_while_locked < 41);  // the locked-out records of o-0 held the commit point
   failing = false;

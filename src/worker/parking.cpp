@@ -77,29 +77,35 @@ std::optional<std::int64_t> parking::next_due() const {
   return due_.begin()->first;
 }
 
-void parking::head_done(const partition_key& p, const std::string& key) {
+parking::parked_key* parking::running_head(const partition_key& p, const std::string& key, std::int64_t offset) {
   const auto part = partitions_.find(p);
-  if (part == partitions_.end()) return;
+  if (part == partitions_.end()) return nullptr;
   const auto k = part->second.find(key);
-  if (k == part->second.end()) return;
-  k->second.running = false;
-  if (!k->second.entries.empty()) k->second.entries.pop_front();
-  if (k->second.entries.empty()) {
-    part->second.erase(k);
+  if (k == part->second.end() || !k->second.running || k->second.entries.empty() ||
+      k->second.entries.front().offset != offset)
+    return nullptr;
+  return &k->second;
+}
+
+void parking::head_done(const partition_key& p, const std::string& key, std::int64_t offset) {
+  parked_key* k = running_head(p, key, offset);
+  if (k == nullptr) return;
+  k->running = false;
+  k->entries.pop_front();
+  if (k->entries.empty()) {
+    partitions_[p].erase(key);
     return;
   }
-  auto& next = k->second.entries.front();
+  auto& next = k->entries.front();
   next.stage = 0;  // a follower: one attempt now, whatever it was before
   if (next.written) schedule(p, key, 0);
 }
 
 void parking::head_again(const partition_key& p, const std::string& key, const parked_record& row) {
-  const auto part = partitions_.find(p);
-  if (part == partitions_.end()) return;
-  const auto k = part->second.find(key);
-  if (k == part->second.end() || k->second.entries.empty()) return;
-  k->second.running = false;
-  auto& first = k->second.entries.front();
+  parked_key* k = running_head(p, key, row.offset);
+  if (k == nullptr) return;
+  k->running = false;
+  auto& first = k->entries.front();
   first.stage = row.stage;
   first.due_ms = row.due_ms;
   first.attempts = row.attempts;
@@ -107,13 +113,11 @@ void parking::head_again(const partition_key& p, const std::string& key, const p
   schedule(p, key, row.due_ms);
 }
 
-void parking::head_retry_at(const partition_key& p, const std::string& key, std::int64_t due_ms) {
-  const auto part = partitions_.find(p);
-  if (part == partitions_.end()) return;
-  const auto k = part->second.find(key);
-  if (k == part->second.end() || k->second.entries.empty()) return;
-  k->second.running = false;
-  k->second.entries.front().due_ms = due_ms;
+void parking::head_retry_at(const partition_key& p, const std::string& key, std::int64_t offset, std::int64_t due_ms) {
+  parked_key* k = running_head(p, key, offset);
+  if (k == nullptr) return;
+  k->running = false;
+  k->entries.front().due_ms = due_ms;
   schedule(p, key, due_ms);
 }
 

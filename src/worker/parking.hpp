@@ -75,13 +75,14 @@ class parking {
   /// When the next head is due (wall clock ms); nullopt when none waits.
   [[nodiscard]] std::optional<std::int64_t> next_due() const;
 
-  /// The running head of `key` is done (its row deleted): the key's next parked record, if any,
-  /// becomes the head, due at once.
-  void head_done(const partition_key& p, const std::string& key);
-  /// The running head failed and waits again: `row` holds its new stage, due time and pending.
+  /// The running head of `key`, at `offset`, is done (its row deleted): the key's next parked
+  /// record, if any, becomes the head, due at once. Each of these three does nothing unless the
+  /// key's head is that record and running (an outcome that outlived a reload of the partition).
+  void head_done(const partition_key& p, const std::string& key, std::int64_t offset);
+  /// The running head failed and waits again: `row` holds its position, new stage, due time and pending.
   void head_again(const partition_key& p, const std::string& key, const parked_record& row);
   /// The running head could not run (its row could not be read): it is due again at `due_ms`.
-  void head_retry_at(const partition_key& p, const std::string& key, std::int64_t due_ms);
+  void head_retry_at(const partition_key& p, const std::string& key, std::int64_t offset, std::int64_t due_ms);
 
   [[nodiscard]] bool holds(const partition_key& p) const { return partitions_.contains(p); }
   /// Parked records and keys of `topic` (all topics if empty), and the earliest due time of a head
@@ -107,6 +108,8 @@ class parking {
   };
   using keys = std::unordered_map<std::string, parked_key>;
   void schedule(const partition_key& p, const std::string& key, std::int64_t due_ms);
+  /// The key's entry when its head is the running record at `offset`, else null.
+  parked_key* running_head(const partition_key& p, const std::string& key, std::int64_t offset);
 
   std::shared_ptr<parked_records> rows_;
   std::string group_;

@@ -164,7 +164,7 @@ struct worker::impl {
     if (const auto due = timers.next_due()) until = std::min(until, *due);
     until = std::min(until, partitions.next_commit());  // only while a commit point moved
     if (lingering_until) until = std::min(until, *lingering_until);
-    if (parked && !intake_closed)
+    if (parked && !intake_closed && handoff.free_slots() > due_retries.size())  // else a free slot wakes the loop
       if (const auto due = parked->next_due())
         until = std::min(until, clock_type::now() + std::chrono::milliseconds(std::max<std::int64_t>(0, *due - wall_ms())));
     side->completions.wait_for_work(until, side->stop_requested);
@@ -259,7 +259,10 @@ struct worker::impl {
           work.add_unlaned(p, job);
           auto row = row_of(*job, 0, 0);
           parked->note(where, row, false);  // the key's next records park behind it, written or not
+          job->release_bytes();  // the row holds them: let librdkafka's fetch buffer go
           to_park_behind.emplace_back(std::move(job), std::move(row));
+          // Unfinished until written: while the store cannot be written, the window fills and pauses.
+          if (!p.paused && p.window.size() >= window_limit(p)) partitions.set_paused(p, true);
           return;
         }
         case detail::parking::arrival::runs: break;
@@ -431,6 +434,11 @@ struct worker::impl {
 
   void forget_parked(const std::set<detail::partition_key>* forgotten) {
     flush_parking(true);  // what ran before the revocation is in the store for the next owner
+    const auto forgotten_here = [&](const job_ptr& job) {
+      return forgotten == nullptr || forgotten->contains({job->topic, job->partition});
+    };
+    // Not written (the store failed): the next owner runs them again from the rows as they are.
+    std::erase_if(settling, [&](const settled_run& r) { return forgotten_here(r.job); });
     std::erase_if(running_parked, [&](const job_ptr& job) {
       if (forgotten && !forgotten->contains({job->topic, job->partition})) return false;
       job->abandoned = true;  // its outcome is the next owner's to decide: it reads the store
@@ -510,7 +518,7 @@ struct worker::impl {
       if (r.next_stage)
         parked->head_again(where, r.job->key, *r.next_stage);
       else
-        parked->head_done(where, r.job->key);
+        parked->head_done(where, r.job->key, r.job->offset);
     }
     settling.clear();
   }
@@ -558,7 +566,7 @@ struct worker::impl {
     for (std::size_t i = 0; i < due.size(); ++i) {
       if (start_parked(due[i])) continue;
       for (std::size_t later = i + 1; later < due.size(); ++later)
-        parked->head_retry_at(due[later].partition, due[later].key, wall_ms() + store_retry_ms);
+        parked->head_retry_at(due[later].partition, due[later].key, due[later].offset, wall_ms() + store_retry_ms);
       return;
     }
   }
@@ -573,11 +581,11 @@ struct worker::impl {
     if (!read) {
       detail::log(log_level::warn, "worker: cannot read parked record " + topic + "[" + std::to_string(partition) + "]@" +
                                        std::to_string(head.offset) + " (" + read.error().to_string() + "); trying again");
-      parked->head_retry_at(head.partition, head.key, wall_ms() + store_retry_ms);
+      parked->head_retry_at(head.partition, head.key, head.offset, wall_ms() + store_retry_ms);
       return false;
     }
     if (!read.value()) {  // gone from the store (deleted by hand): nothing to run
-      parked->head_done(head.partition, head.key);
+      parked->head_done(head.partition, head.key, head.offset);
       return true;
     }
     auto& row = *read.value();
