@@ -249,6 +249,54 @@ TEST_CASE("durable stages: parked records outlive their worker, and the group's 
     CHECK_MESSAGE(entry.second == std::vector<int>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9}), entry.first);
 }
 
+TEST_CASE("durable stages: a second worker joining while records are parked and stages run (a rebalance) keeps each key's order") {
+  embedded_broker broker;
+  broker.create_topic(orders, partitions);
+  auto store = testing::fresh_store("sqlite", "parking_rebalance");
+  std::atomic<bool> down{true};
+  completed done;
+  const auto handler = [&](const event& ev) {
+    std::this_thread::sleep_for(2ms);  // stage runs still in flight when the rebalance comes
+    if (down.load()) throw std::runtime_error("dependency down");
+    done.add(ev);
+  };
+  const auto options = parking_worker(broker, "g-park-rebalance", store, {100ms, 100ms, 200ms, 400ms, 800ms, 1600ms, 3200ms});
+  worker first(options);
+  auto s1 = first.subscribe("order.created", "ship", handler);
+  first.start();
+  REQUIRE(wait_until([&] { return first.assigned_partitions() == partitions; }, 30s));
+  constexpr int total = 2000, keys = 100;
+  auto produced = stream(broker, total / 2, keys, 2);
+  REQUIRE(wait_until([&] { return first.stats().parked_keys >= 50; }, 30s));
+  worker second(options);
+  auto s2 = second.subscribe("order.created", "ship", handler);
+  second.start();
+  stream(broker, total / 2, keys, 2, produced);  // more for the keys while the group rebalances
+  REQUIRE(wait_until([&] { return second.assigned_partitions() > 0; }, 30s));  // the rebalance happened
+  down = false;
+  REQUIRE(wait_until([&] { return done.count() >= total && first.stats().parked_records + second.stats().parked_records == 0; },
+                     60s));
+  CHECK(wait_until([&] { return committed_total(broker, "g-park-rebalance") == total; }, 10s, 50ms));
+  first.stop();
+  second.stop();
+  CHECK(rows_left(store, "g-park-rebalance") == 0);
+  const std::lock_guard lock(done.mu);
+  std::size_t twice = 0;
+  for (const auto& entry : done.times_of_event) twice += entry.second > 1 ? 1 : 0;
+  MESSAGE(twice << " records completed twice (a stage run in flight when its partition moved)");
+  REQUIRE(done.per_key.size() == keys);
+  for (const auto& entry : done.per_key) {  // the first completion of each record, in the key's order
+    std::vector<int> firsts;
+    std::set<int> seen;
+    for (const int seq : entry.second)
+      if (seen.insert(seq).second) firsts.push_back(seq);
+    std::vector<int> expected(firsts.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) expected[i] = static_cast<int>(i);
+    CHECK_MESSAGE(firsts == expected, "key " << entry.first << " out of order");
+    CHECK(firsts.size() == static_cast<std::size_t>(total / keys));
+  }
+}
+
 TEST_CASE("durable stages: refused without a store, a store without stages, other orders, and bad delays, each named") {
   embedded_broker broker;
   auto store = testing::fresh_store("sqlite", "parking_options");
