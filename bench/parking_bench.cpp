@@ -254,7 +254,7 @@ int run_production(const std::string& bootstrap, const settings& s, const std::f
               static_cast<unsigned long long>(done), times.size(), static_cast<unsigned long long>(st.dead_letters),
               static_cast<unsigned long long>(most_parked), static_cast<unsigned long long>(most_keys),
               static_cast<unsigned long long>(most_paused));
-  std::printf("  all handled %.1f s after the first parked record was due; keys out of order: %zu; completed twice: %zu\n",
+  std::printf("  all handled %.1f s after the first parked record was due; completions out of their key's order: %zu; completed twice: %zu\n",
               std::chrono::duration<double>(finished - first_due).count(), out_of_order, twice);
   return done >= static_cast<std::uint64_t>(total) && out_of_order == 0 ? 0 : 1;
 }

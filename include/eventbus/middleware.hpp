@@ -65,7 +65,8 @@ struct attempt_outcome {
   /// means "handler-error". Shipped pieces use "unauthorized" and "rate-limited".
   std::string reason{};
   /// Set by the retry piece when it turned a failure into a dead letter because the policy's
-  /// attempts were spent (a worker with durable stages parks such a record instead).
+  /// attempts were spent (a worker with durable stages parks such a record instead, unless its
+  /// last stage is spent too).
   bool retries_exhausted = false;
 };
 

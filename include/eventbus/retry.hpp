@@ -36,7 +36,8 @@ struct retry_policy {
   /// whose handler spent max_attempts is parked in the worker's parking_store and tried once more
   /// after each delay, its partition moving on meanwhile, and every later record of its key is
   /// parked behind it (key order holds). Dead-lettered after the last. Empty: no parking (the
-  /// default). At most 16 stages, each 1 ms .. max_duration. docs/worker.md "Durable retries".
+  /// default). At most 16 stages, each 1 ms .. max_duration. Only a worker parks: elsewhere
+  /// (projections, testing::run_handler) the stages are ignored. docs/worker.md "Durable retries".
   std::vector<std::chrono::milliseconds> durable_stages{};
 
   static constexpr std::size_t max_durable_stages = 16;

@@ -33,9 +33,16 @@ replay   produces dead letters back to their original topic (key, value and orig
          that do). The dead-letter topic itself is left unchanged.
 parked   prints the records a worker group parked for a durable retry stage (retry.durable_stages),
          from the group's parking store: position, key, stage, when due, handlers left, attempts,
-         last error; records waiting behind an earlier one of their key show stage 0. Reads only.
+         last error. Stage 0: not tried since it was parked (behind an earlier record of its key,
+         or, as its key's first, due at once). Opens the store read-only: it must exist.
 
-<dlq-topic> must end in the suffix and exist: neither command creates a topic.
+<dlq-topic> must end in the suffix and exist: list and replay create no topic.
+
+  --group GROUP        (parked) the worker group
+  --sqlite PATH | --postgresql DSN
+                       (parked) the group's parking store, one of the two
+  --topic TOPIC        (parked) only that source topic's records
+  --limit N            at most N (default: all)
 
   --bootstrap SERVERS  Kafka brokers (default: $EVENTBUS_BOOTSTRAP_SERVERS, else localhost:9092)
   --timeout SECONDS    how long to wait for the cluster to answer (default 10)
@@ -70,7 +77,8 @@ int fail(const error& err) {
 }
 
 void print_parked(const detail::parked_record& r, bool as_json) {
-  const std::string due = r.stage == 0 ? std::string("behind its key") : format_timestamp(time_point(std::chrono::milliseconds(r.due_ms)));
+  const std::string due = r.stage == 0 ? std::string("after the key's earlier records")
+                                       : format_timestamp(time_point(std::chrono::milliseconds(r.due_ms)));
   if (as_json) {
     const nlohmann::json line{{"group", r.group}, {"topic", r.topic}, {"partition", r.partition}, {"offset", r.offset},
                               {"key", r.null_key ? nlohmann::json(nullptr) : nlohmann::json(r.key)},

@@ -2,7 +2,8 @@
 // A worker consumes the mirrored topics in a consumer group and runs its handlers on every event,
 // with the semantics of docs/worker.md:
 //  - at-least-once: a record's offset is committed only when every handler for it succeeded or its
-//    failure is acknowledged by the dead-letter topic, and never past an unfinished record; a
+//    failure is acknowledged by the dead-letter topic (or, with retry_policy::durable_stages, the
+//    record is written to the parking store), and never past an unfinished record; a
 //    failed dead-letter write is retried, and nothing past that record is committed meanwhile;
 //  - retries per handler (handlers that already succeeded on a record are not run again; a batch
 //    handler may get an event again after a failed earlier one of its key), with
@@ -104,7 +105,8 @@ struct worker_options {
   std::shared_ptr<eventbus::metrics> metrics{};
   /// Where records in retry.durable_stages are parked (a store from open_sqlite_store or
   /// open_postgres_store; table eventbus_parked). Required with durable stages, refused without.
-  /// Every worker of the group must use the same database: a partition's next owner reads it.
+  /// Every worker of the group must use the same database: a partition's next owner reads it. It
+  /// must be writable: the constructor refuses one opened read-only (errc::invalid_argument).
   std::shared_ptr<outbox_store> parking_store{};
 
   /// Throws eventbus::exception (errc::invalid_argument) naming the option.
@@ -113,7 +115,7 @@ struct worker_options {
 
 struct worker_stats {
   std::uint64_t records = 0;        // records taken from Kafka
-  std::uint64_t handled = 0;        // records finished (every handler succeeded or dead-lettered, or the record was parked)
+  std::uint64_t handled = 0;        // records finished in their partition (every handler succeeded or dead-lettered, or parked: counted once, when parked)
   std::uint64_t skipped = 0;        // records not run: their last owner finished them (docs/worker.md)
   std::uint64_t handler_calls = 0;  // attempts, first ones included, and batch handlers' calls
   std::uint64_t retries = 0;        // attempts after the first
