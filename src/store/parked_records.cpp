@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <functional>
 
 #include "eventbus/store/inbox.hpp"
 #include "store/append_rules.hpp"
@@ -346,28 +347,45 @@ result<void> parked_records::add(std::span<const parked_record> rows) {
   return apply(rows.empty() ? std::string_view() : std::string_view(rows.front().group), rows, {}, {});
 }
 
+namespace {
+
+// The rows a SELECT of the row columns (and the bytes, `with_bytes`) finds: `where` is the rest of
+// the statement for each backend, with its parameters bound by `bind` (SQLite) or given as text in
+// `params` (PostgreSQL).
+result<std::vector<parked_record>> select_rows(store_transaction& tx, std::string_view what, bool with_bytes,
+                                               const char* sqlite_where, const std::function<void(sqlite_step&)>& bind,
+                                               const char* postgres_where, const std::vector<std::string>& params) {
+  std::vector<parked_record> rows;
+  if (tx.sqlite() != nullptr) {
+    const std::string sql = std::string("SELECT ") + columns + (with_bytes ? byte_columns : "") + " FROM eventbus_parked " + sqlite_where;
+    sqlite_step select(tx.sqlite(), sql.c_str());
+    if (!select.ok()) return select.failure(what);
+    bind(select);
+    int rc = 0;
+    while ((rc = select.step()) == SQLITE_ROW) rows.push_back(sqlite_row(select, with_bytes));
+    if (rc != SQLITE_DONE) return select.failure(what);
+    return rows;
+  }
+  const std::string sql = std::string("SELECT ") + pg_columns + (with_bytes ? pg_byte_columns : "") + " FROM eventbus_parked " + postgres_where;
+  auto r = pg_exec(tx, what, sql.c_str(), params);
+  if (!r) return r.error();
+  for (int i = 0; i < PQntuples(r.value().get()); ++i) rows.push_back(pg_row(r.value().get(), i, with_bytes));
+  return rows;
+}
+
+}  // namespace
+
 result<std::vector<parked_record>> parked_records::of_partition(std::string_view group, std::string_view topic,
                                                                 std::int32_t partition, bool with_bytes) {
-  std::vector<parked_record> rows;
+  result<std::vector<parked_record>> rows = std::vector<parked_record>{};
   auto done = backend_->run_read([&](store_transaction& tx) -> result<void> {
-    if (tx.sqlite() != nullptr) {
-      const std::string sql = std::string("SELECT ") + columns + (with_bytes ? byte_columns : "") +
-                              " FROM eventbus_parked WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 "
-                              "ORDER BY source_offset";
-      sqlite_step select(tx.sqlite(), sql.c_str());
-      if (!select.ok()) return select.failure("reading parked records");
-      select.text(1, group).text(2, topic).integer(3, partition);
-      int rc = 0;
-      while ((rc = select.step()) == SQLITE_ROW) rows.push_back(sqlite_row(select, with_bytes));
-      if (rc != SQLITE_DONE) return select.failure("reading parked records");
-      return {};
-    }
-    const std::string sql = std::string("SELECT ") + pg_columns + (with_bytes ? pg_byte_columns : "") +
-                            " FROM eventbus_parked WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
-                            "ORDER BY source_offset";
-    auto r = pg_exec(tx, "reading parked records", sql.c_str(), {std::string(group), std::string(topic), std::to_string(partition)});
-    if (!r) return r.error();
-    for (int i = 0; i < PQntuples(r.value().get()); ++i) rows.push_back(pg_row(r.value().get(), i, with_bytes));
+    rows = select_rows(
+        tx, "reading parked records", with_bytes,
+        "WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 ORDER BY source_offset",
+        [&](sqlite_step& s) { s.text(1, group).text(2, topic).integer(3, partition); },
+        "WHERE group_id = $1 AND topic = $2 AND partition = $3::integer ORDER BY source_offset",
+        {std::string(group), std::string(topic), std::to_string(partition)});
+    if (!rows) return rows.error();
     return {};
   });
   if (!done) return done.error();
@@ -376,31 +394,20 @@ result<std::vector<parked_record>> parked_records::of_partition(std::string_view
 
 result<std::optional<parked_record>> parked_records::one(std::string_view group, std::string_view topic,
                                                          std::int32_t partition, std::int64_t offset) {
-  std::optional<parked_record> row;
+  result<std::vector<parked_record>> rows = std::vector<parked_record>{};
   auto done = backend_->run_read([&](store_transaction& tx) -> result<void> {
-    if (tx.sqlite() != nullptr) {
-      const std::string sql = std::string("SELECT ") + columns + byte_columns +
-                              " FROM eventbus_parked WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 "
-                              "AND source_offset = ?4";
-      sqlite_step select(tx.sqlite(), sql.c_str());
-      if (!select.ok()) return select.failure("reading a parked record");
-      select.text(1, group).text(2, topic).integer(3, partition).integer(4, offset);
-      const int rc = select.step();
-      if (rc == SQLITE_ROW) row = sqlite_row(select, true);
-      else if (rc != SQLITE_DONE) return select.failure("reading a parked record");
-      return {};
-    }
-    const std::string sql = std::string("SELECT ") + pg_columns + pg_byte_columns +
-                            " FROM eventbus_parked WHERE group_id = $1 AND topic = $2 AND partition = $3::integer "
-                            "AND source_offset = $4::bigint";
-    auto r = pg_exec(tx, "reading a parked record", sql.c_str(),
-                     {std::string(group), std::string(topic), std::to_string(partition), std::to_string(offset)});
-    if (!r) return r.error();
-    if (PQntuples(r.value().get()) == 1) row = pg_row(r.value().get(), 0, true);
+    rows = select_rows(
+        tx, "reading a parked record", true,
+        "WHERE group_id = ?1 AND topic = ?2 AND partition = ?3 AND source_offset = ?4",
+        [&](sqlite_step& s) { s.text(1, group).text(2, topic).integer(3, partition).integer(4, offset); },
+        "WHERE group_id = $1 AND topic = $2 AND partition = $3::integer AND source_offset = $4::bigint",
+        {std::string(group), std::string(topic), std::to_string(partition), std::to_string(offset)});
+    if (!rows) return rows.error();
     return {};
   });
   if (!done) return done.error();
-  return row;
+  if (rows.value().empty()) return std::optional<parked_record>{};
+  return std::optional<parked_record>(std::move(rows.value().front()));
 }
 
 result<void> parked_records::reschedule(const parked_record& p) { return apply(p.group, {}, std::span(&p, 1), {}); }
@@ -413,27 +420,18 @@ result<void> parked_records::remove(std::string_view group, std::string_view top
 
 result<std::vector<parked_record>> parked_records::list(std::string_view group, std::string_view topic,
                                                         std::size_t limit) {
-  std::vector<parked_record> rows;
   const auto max_rows = static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX));
+  result<std::vector<parked_record>> rows = std::vector<parked_record>{};
   auto done = backend_->run_read([&](store_transaction& tx) -> result<void> {
-    if (tx.sqlite() != nullptr) {
-      const std::string sql = std::string("SELECT ") + columns +
-                              " FROM eventbus_parked WHERE (?1 = '' OR group_id = ?1) AND (?2 = '' OR topic = ?2) "
-                              "ORDER BY group_id, topic, partition, source_offset LIMIT ?3";
-      sqlite_step select(tx.sqlite(), sql.c_str());
-      if (!select.ok()) return select.failure("listing parked records");
-      select.text(1, group).text(2, topic).integer(3, max_rows);
-      int rc = 0;
-      while ((rc = select.step()) == SQLITE_ROW) rows.push_back(sqlite_row(select, false));
-      if (rc != SQLITE_DONE) return select.failure("listing parked records");
-      return {};
-    }
-    const std::string sql = std::string("SELECT ") + pg_columns +
-                            " FROM eventbus_parked WHERE ($1 = '' OR group_id = $1) AND ($2 = '' OR topic = $2) "
-                            "ORDER BY group_id, topic, partition, source_offset LIMIT $3::bigint";
-    auto r = pg_exec(tx, "listing parked records", sql.c_str(), {std::string(group), std::string(topic), std::to_string(max_rows)});
-    if (!r) return r.error();
-    for (int i = 0; i < PQntuples(r.value().get()); ++i) rows.push_back(pg_row(r.value().get(), i, false));
+    rows = select_rows(
+        tx, "listing parked records", false,
+        "WHERE (?1 = '' OR group_id = ?1) AND (?2 = '' OR topic = ?2) ORDER BY group_id, topic, partition, source_offset "
+        "LIMIT ?3",
+        [&](sqlite_step& s) { s.text(1, group).text(2, topic).integer(3, max_rows); },
+        "WHERE ($1 = '' OR group_id = $1) AND ($2 = '' OR topic = $2) ORDER BY group_id, topic, partition, source_offset "
+        "LIMIT $3::bigint",
+        {std::string(group), std::string(topic), std::to_string(max_rows)});
+    if (!rows) return rows.error();
     return {};
   });
   if (!done) return done.error();
