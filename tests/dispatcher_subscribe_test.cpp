@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <mutex>
 #include <thread>
 
@@ -10,7 +11,9 @@
 #include "test_support.hpp"
 
 using namespace eventbus;
+using eventbus::testing::gate;
 using eventbus::testing::make_test_event;
+using eventbus::testing::wait_until;
 
 namespace {
 
@@ -216,6 +219,71 @@ TEST_CASE("a handler may unsubscribe itself, subscribe others and publish, inlin
   publish_all{bus}({"order.created", "order.created"});
   CHECK(self_calls == 1);
   CHECK(follow_ups == 1);
+}
+
+TEST_CASE("a handler that unsubscribes a later handler of the same event skips that handler's call") {
+  auto bus = inline_bus();
+  recorder seen;
+  subscription last;
+  auto first = bus.subscribe("order.created", "first", [&](const event& ev) {
+    seen.calls.push_back("first:" + ev.event_type());
+    last.unsubscribe();  // not running: returns at once, and its call in this publish must not start
+  });
+  auto middle = bus.subscribe("order.created", "middle", seen.as("middle"));
+  last = bus.subscribe("order.created", "last", seen.as("last"));
+  publish_all{bus}({"order.created"});
+  CHECK(seen.calls == std::vector<std::string>{"first:order.created", "middle:order.created"});
+}
+
+// One publish holds one call slot for all its handlers and points it at each in turn: removing a
+// handler whose call has ended must not wait for the handlers after it, and removing one that has
+// not started yet must keep it from starting.
+TEST_CASE("unsubscribing from another thread during a publish: an ended call is not waited for, a later one never starts") {
+  auto bus = inline_bus();
+  gate first_may_end, removals_done;
+  std::atomic<int> first_calls{0}, third_calls{0};
+  std::atomic<bool> in_second{false};
+  auto first = bus.subscribe("order.created", "first", [&](const event&) {
+    first_calls.fetch_add(1);
+    first_may_end.wait();
+  });
+  auto second = bus.subscribe("order.created", "second", [&](const event&) {
+    in_second = true;
+    removals_done.wait(std::chrono::seconds(20));  // opened only once `first` was unsubscribed
+  });
+  auto third = bus.subscribe("order.created", "third", [&](const event&) { third_calls.fetch_add(1); });
+
+  std::thread publisher([&] { REQUIRE(bus.publish(make_test_event()).accepted()); });
+  REQUIRE(wait_until([&] { return first_may_end.waiting() == 1; }));
+  third.unsubscribe();  // not started: returns while `first` still runs
+  CHECK(first_may_end.waiting() == 1);
+  first_may_end.open();
+  REQUIRE(wait_until([&] { return in_second.load(); }));
+  const auto start = std::chrono::steady_clock::now();
+  first.unsubscribe();  // its call ended; `second` runs now and waits for this to return
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+  removals_done.open();
+  publisher.join();
+  CHECK(first_calls.load() == 1);
+  CHECK(third_calls.load() == 0);
+}
+
+TEST_CASE("call and publish counts stay exact with several threads publishing") {
+  auto bus = inline_bus();
+  std::atomic<int> calls{0};
+  auto sub = bus.subscribe("order.*", "counted", [&](const event&) { calls.fetch_add(1); });
+  constexpr int threads = 3, each = 2000;
+  std::vector<std::thread> publishers;
+  for (int t = 0; t < threads; ++t)
+    publishers.emplace_back([&] {
+      for (int i = 0; i < each; ++i) REQUIRE(bus.publish(make_test_event("order.created")).accepted());
+    });
+  for (auto& p : publishers) p.join();
+  CHECK(calls.load() == threads * each);
+  CHECK(bus.stats().published == std::uint64_t{threads * each});
+  const auto rows = bus.handlers();
+  REQUIRE(rows.size() == 1);
+  CHECK(rows[0].calls == std::uint64_t{threads * each});
 }
 
 TEST_CASE("after shutdown, publish is rejected with shut_down") {

@@ -24,6 +24,12 @@
 
 namespace eventbus {
 
+namespace detail {
+// The current cause of this thread (constinit: no initialisation check per access). Read and
+// written inline: a scope opens around every handler call.
+extern thread_local constinit const event* t_current_cause;
+}  // namespace detail
+
 /// The event whose handler is running on this thread (the innermost one), or null.
 [[nodiscard]] const event* current_cause() noexcept;
 
@@ -31,8 +37,10 @@ namespace eventbus {
 /// Scopes nest. `cause` must outlive the scope.
 class cause_scope {
  public:
-  explicit cause_scope(const event& cause) noexcept;
-  ~cause_scope();
+  explicit cause_scope(const event& cause) noexcept : previous_(detail::t_current_cause) {
+    detail::t_current_cause = &cause;
+  }
+  ~cause_scope() { detail::t_current_cause = previous_; }
   cause_scope(const cause_scope&) = delete;
   cause_scope& operator=(const cause_scope&) = delete;
 

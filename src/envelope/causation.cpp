@@ -5,9 +5,10 @@
 #include "envelope/uuid.hpp"
 
 namespace eventbus {
-namespace {
 
-thread_local const event* cause_on_this_thread = nullptr;
+thread_local constinit const event* detail::t_current_cause = nullptr;
+
+namespace {
 
 bool is_lower_hex(std::string_view text) noexcept {
   for (const char c : text)
@@ -19,11 +20,7 @@ bool all_zero(std::string_view text) noexcept { return text.find_first_not_of('0
 
 }  // namespace
 
-const event* current_cause() noexcept { return cause_on_this_thread; }
-
-cause_scope::cause_scope(const event& cause) noexcept : previous_(cause_on_this_thread) { cause_on_this_thread = &cause; }
-
-cause_scope::~cause_scope() { cause_on_this_thread = previous_; }
+const event* current_cause() noexcept { return detail::t_current_cause; }
 
 std::optional<std::string> child_traceparent(std::string_view parent) {
   // version "-" trace-id(32) "-" parent-id(16) "-" flags(2); a later version may append fields

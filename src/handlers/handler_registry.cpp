@@ -54,10 +54,10 @@ std::vector<entry_ptr>& exact_list_for(registry_snapshot& snapshot, const std::s
 
 // Outside a handler call-site's hot path (the constructor and destructor are inline): a call that
 // ends after its handler was removed wakes the remover.
-void running_call::counted_call_ended() noexcept {
-  entry_.in_flight.fetch_sub(1, std::memory_order_seq_cst);
+void running_call::counted_call_ended(handler_entry& entry) noexcept {
+  entry.in_flight.fetch_sub(1, std::memory_order_seq_cst);
   // Only a removed handler can have a waiter; see deactivate_and_wait() for why this cannot miss one.
-  if (!entry_.active.load(std::memory_order_seq_cst)) entry_.in_flight.notify_all();
+  if (!entry.active.load(std::memory_order_seq_cst)) entry.in_flight.notify_all();
 }
 
 handler_registry::handler_registry() {
@@ -138,6 +138,7 @@ std::uint64_t handler_registry::add_entry(std::shared_ptr<handler_entry> entry) 
     if (e->pattern == entry->pattern && e->name == entry->name)
       reject("handler '" + entry->name + "' is already subscribed to '" + entry->pattern + "'", "handler_name");
   entry->id = next_id_++;
+  entry->plain = !entry->when && entry->pieces.empty();
   entries_.push_back(std::move(entry));
   publish_snapshot_locked();
   return entries_.back()->id;
@@ -186,7 +187,7 @@ std::vector<handler_info> handler_registry::describe() const {
         row->middleware.push_back(piece.name());
     row->in_flight += static_cast<std::uint64_t>(std::max(0, e->in_flight.load(std::memory_order_relaxed))) +
                       (call_slots::available() ? call_slots::count_held(e.get()) : 0);
-    row->calls += e->calls.load(std::memory_order_relaxed);
+    row->calls += e->calls.load();
     row->failures += e->failures.load(std::memory_order_relaxed);
     row->filtered += e->filtered.load(std::memory_order_relaxed);
   }
@@ -199,7 +200,7 @@ void handler_registry::deactivate_and_wait(handler_entry& entry) noexcept {
   // wait: they are not waited for.
   int own = 0, own_counted = 0;
   for (const running_call* call = t_innermost_call; call != nullptr; call = call->outer_)
-    if (&call->entry_ == &entry) {
+    if (call->entry_ == &entry) {
       ++own;
       if (call->counted_) ++own_counted;
     }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "handlers/call_slots.hpp"
+#include "support/biased_counter.hpp"
 #include "eventbus/handler.hpp"
 #include "eventbus/handler_options.hpp"
 #include "eventbus/kafka/event_batch.hpp"
@@ -31,10 +32,13 @@ struct handler_entry {
   batch_handler_fn batch;
   std::size_t batch_max = 0;
   std::chrono::milliseconds batch_wait{0};
+  bool plain = false;  // no condition and no middleware of its own (set when subscribed)
   std::atomic<bool> active{true};
   std::atomic<int> in_flight{0};  // calls counted instead of held in a call slot (call_slots.hpp)
-  // For /handlers (handler_info). Relaxed: only read for display.
-  mutable std::atomic<std::uint64_t> calls{0}, failures{0}, filtered{0};
+  // For /handlers (handler_info). Relaxed: only read for display. `calls` is bumped on every call,
+  // so it is biased toward the thread that calls most (biased_counter.hpp).
+  biased_counter calls;
+  mutable std::atomic<std::uint64_t> failures{0}, filtered{0};
 
   /// The event passes the handler's condition (true without one). Throws what the condition throws.
   [[nodiscard]] bool accepts(const event& ev) const {
@@ -45,25 +49,37 @@ struct handler_entry {
 };
 using entry_ptr = std::shared_ptr<handler_entry>;
 
-/// Marks one call of a handler as running, so that removing the handler can wait for it: in a slot
-/// of the calling thread (call_slots.hpp), or where slots cannot be used, in the handler's count.
-/// admitted() is false when the handler was removed before the call started: skip the call.
+/// Marks calls of handlers as running, so that removing a handler can wait for them: in a slot of
+/// the calling thread (call_slots.hpp), or where slots cannot be used, in the handler's count.
+/// One running_call serves a publish's calls of all its handlers, one after another: it takes its
+/// slot and its link in t_innermost_call once, and start() points the slot at each handler in turn
+/// (a store, a compiler barrier and a load per call). start() is false when the handler was
+/// removed before its call began: skip the call.
 class running_call {
  public:
-  explicit running_call(handler_entry& entry) noexcept;
-  ~running_call();
+  running_call() noexcept = default;
+  /// Starts a call of `entry` at once; admitted() says whether it may run.
+  explicit running_call(handler_entry& entry) noexcept { admitted_ = start(entry); }
+  ~running_call() { end(); }
   running_call(const running_call&) = delete;
   running_call& operator=(const running_call&) = delete;
+
+  /// Ends the call running (if any), then starts one of `entry`. False when `entry` was removed.
+  bool start(handler_entry& entry) noexcept;
   [[nodiscard]] bool admitted() const noexcept { return admitted_; }
 
  private:
   friend class handler_registry;
-  void counted_call_ended() noexcept;
+  void take_slot_and_link() noexcept;
+  void end() noexcept;
+  static void counted_call_ended(handler_entry& entry) noexcept;
 
-  handler_entry& entry_;
+  handler_entry* entry_ = nullptr;  // the handler whose call runs, or null
   bool admitted_ = false;
-  bool counted_ = false;                            // in entry_.in_flight
-  std::atomic<const void*>* slot_ = nullptr;        // or in this slot of the thread
+  bool counted_ = false;            // entry_ is counted in its in_flight
+  bool linked_ = false;             // this is in the t_innermost_call chain
+  call_slots::thread_slots* slots_ = nullptr;
+  std::atomic<const void*>* slot_ = nullptr;  // held from the first start() to the end
   const running_call* outer_ = nullptr;
 };
 
@@ -71,32 +87,15 @@ class running_call {
 // the stack: a handler that unsubscribes itself must not wait for its own call to end.
 extern thread_local constinit const running_call* t_innermost_call;
 
-// Inline: it runs around every handler call.
-inline running_call::running_call(handler_entry& entry) noexcept : entry_(entry) {
+inline void running_call::take_slot_and_link() noexcept {
   call_slots::thread_slots* slots = call_slots::available() ? call_slots::mine() : nullptr;
   if (slots != nullptr && slots->used < call_slots::depth) [[likely]] {
-    // Write the slot, then check: paired with deactivate_and_wait() (clear `active`, membarrier,
-    // read the slots), either this call sees the handler removed or the remover sees the slot.
-    // The compiler barrier is this side's half of the asymmetric fence.
-    auto& slot = slots->slot[slots->used];
-    slot.store(&entry_, std::memory_order_relaxed);
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    admitted_ = entry_.active.load(std::memory_order_relaxed);
-    if (!admitted_) {
-      slot.store(nullptr, std::memory_order_relaxed);
-      return;
-    }
-    slot_ = &slot;
-    ++slots->used;
-  } else {
-    // Increment first, then check: the same pairing, with the fences in the atomics.
-    counted_ = true;
-    entry_.in_flight.fetch_add(1, std::memory_order_seq_cst);
-    admitted_ = entry_.active.load(std::memory_order_seq_cst);
-    if (!admitted_) return;
+    slots_ = slots;
+    slot_ = &slots->slot[slots->used++];
   }
   outer_ = t_innermost_call;
-  // GCC sees a local's address stored in a thread_local; the destructor takes it out again.
+  linked_ = true;
+  // GCC sees a local's address stored in a thread_local; end() takes it out again.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdangling-pointer"
@@ -107,14 +106,49 @@ inline running_call::running_call(handler_entry& entry) noexcept : entry_(entry)
 #endif
 }
 
-inline running_call::~running_call() {
-  if (admitted_) t_innermost_call = outer_;
+// Inline: it runs around every handler call.
+inline bool running_call::start(handler_entry& entry) noexcept {
+  if (!linked_) [[unlikely]]
+    take_slot_and_link();
   if (slot_ != nullptr) [[likely]] {
-    --call_slots::mine()->used;
-    slot_->store(nullptr, std::memory_order_release);  // what the call did happens before the remover goes on
-    return;
+    // Write the slot, then check: paired with deactivate_and_wait() (clear `active`, membarrier,
+    // read the slots), either this call sees the handler removed or the remover sees the slot.
+    // The compiler barrier is this side's half of the asymmetric fence. The store replaces the
+    // previous handler of this publish, so it is a release: what that call did happens before its
+    // remover goes on.
+    slot_->store(&entry, std::memory_order_release);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (entry.active.load(std::memory_order_relaxed)) [[likely]] {
+      entry_ = &entry;
+      return true;
+    }
+    slot_->store(nullptr, std::memory_order_release);
+    entry_ = nullptr;
+    return false;
   }
-  if (counted_) counted_call_ended();
+  // Increment first, then check: the same pairing, with the fences in the atomics.
+  if (counted_) counted_call_ended(*entry_);
+  entry.in_flight.fetch_add(1, std::memory_order_seq_cst);
+  if (entry.active.load(std::memory_order_seq_cst)) {
+    entry_ = &entry;
+    counted_ = true;
+    return true;
+  }
+  counted_call_ended(entry);
+  entry_ = nullptr;
+  counted_ = false;
+  return false;
+}
+
+inline void running_call::end() noexcept {
+  if (!linked_) return;
+  t_innermost_call = outer_;
+  if (slot_ != nullptr) [[likely]] {
+    --slots_->used;
+    slot_->store(nullptr, std::memory_order_release);  // what the call did happens before the remover goes on
+  } else if (counted_) {
+    counted_call_ended(*entry_);
+  }
 }
 
 // The handlers of one exact event type. Looked up by the type's hash, which every event computes once
@@ -198,8 +232,14 @@ class handler_registry {
 
 inline const std::vector<entry_ptr>* registry_snapshot::find_exact(std::string_view type,
                                                                   std::size_t type_hash) const noexcept {
-  auto it = std::lower_bound(exact.begin(), exact.end(), type_hash,
-                             [](const exact_handlers& e, std::size_t h) { return e.type_hash < h; });
+  // A few types (the usual case) are scanned: cheaper than a binary search's unpredictable branches.
+  auto it = exact.begin();
+  if (exact.size() <= 8) {
+    while (it != exact.end() && it->type_hash < type_hash) ++it;
+  } else {
+    it = std::lower_bound(exact.begin(), exact.end(), type_hash,
+                          [](const exact_handlers& e, std::size_t h) { return e.type_hash < h; });
+  }
   for (; it != exact.end() && it->type_hash == type_hash; ++it)
     if (it->type == type) return &it->all;
   return nullptr;

@@ -124,7 +124,7 @@ std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry
     }
     if (events.empty()) return results;
     event_batch batch(std::move(events));
-    handler.calls.fetch_add(1, std::memory_order_relaxed);
+    handler.calls.add();
     handler_calls_.fetch_add(1, std::memory_order_relaxed);
     const auto start = worker_clock::now();
     bool threw = false;
@@ -190,7 +190,7 @@ void record_runner::call_handler(const record_job& job, handler_progress& run) n
     }
   }
   ++run.attempts;
-  handler.calls.fetch_add(1, std::memory_order_relaxed);
+  handler.calls.add();
   const attempt_context ctx{.ev = *job.ev, .handler = handler.name, .attempt = run.attempts,
                             .topic = job.topic, .partition = job.partition, .offset = job.offset};
   attempt_outcome outcome;
@@ -218,7 +218,7 @@ void record_runner::call_handler(const record_job& job, handler_progress& run) n
     case attempt_result::retry: run.next_try = worker_clock::now() + outcome.retry_after; break;
     case attempt_result::deferred:  // not an attempt: the same attempt again once it may run
       --run.attempts;
-      handler.calls.fetch_sub(1, std::memory_order_relaxed);
+      handler.calls.take_back();
       run.next_try = worker_clock::now() + outcome.retry_after;
       break;
   }
