@@ -62,7 +62,7 @@ std::shared_ptr<outbox_store> fresh_postgres() {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
   PQclear(PQexec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state, "
-                       "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots"));
+                       "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots, eventbus_parked"));
   PQfinish(conn);
   return open_postgres_store({.dsn = dsn});
 }

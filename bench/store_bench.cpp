@@ -126,13 +126,18 @@ std::string array_of(const std::vector<std::string>& items) {
 
 void exec(PGconn* conn, const char* sql) { PQclear(PQexec(conn, sql)); }
 
+// Every table a store makes (the schema table last: without it the next open migrates afresh).
+void drop_store_tables(PGconn* conn) {
+  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_relay_lease, eventbus_outbox_state, eventbus_checkpoints, "
+             "eventbus_inbox, eventbus_snapshots, eventbus_parked, eventbus_schema");
+}
+
 // The raw libpq loop: per batch BEGIN, one prepared INSERT ... unnest of the same columns, COMMIT,
 // sent as one pipeline (one round trip, as the store does).
 double raw_libpq(const std::vector<std::vector<event>>& batches) {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state, "
-             "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots");
+  drop_store_tables(conn);
   PQfinish(conn);
   (void)open_postgres_store({.dsn = dsn});  // the schema
   conn = PQconnectdb(dsn.c_str());
@@ -179,8 +184,7 @@ double raw_libpq(const std::vector<std::vector<event>>& batches) {
 std::shared_ptr<outbox_store> fresh_postgres() {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state, "
-             "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots");
+  drop_store_tables(conn);
   PQfinish(conn);
   return open_postgres_store({.dsn = dsn});
 }

@@ -22,13 +22,17 @@ namespace {
 // was the relay's session lock before the lease became a row: not to be reused.)
 constexpr std::int64_t append_lock = 0x6576656e74627573;
 constexpr std::int64_t migrate_lock = append_lock + 1;
+static_assert(append_lock == 7311142570155996531, "eventbus_append takes this lock by its number");
 
 // An append's checks and insert as a function of simple statements: PL/pgSQL keeps their plans
 // for the session, where one statement of common table expressions was planned anew on every
-// append (a third of its time, measured in bench/README.md). Each statement of a volatile
-// function sees what committed before it started: the checks run after the caller took the
-// append lock. Returns the current version, how many of the ids are stored already, and the
-// first and last position inserted and how many rows (none when a check failed).
+// append (a third of its time, measured in bench/README.md). The plans are generic, made once:
+// with sequential scans off they are index scans whatever the table's size when they were made
+// (a generic plan made on an empty table scanned it whole ever after). The function takes the
+// append lock itself, first: each statement of a volatile function sees what committed before
+// it started, so the checks see every append that held the lock before. Returns the current
+// version, how many of the ids are stored already, and the first and last position inserted and
+// how many rows (none when a check failed).
 // JSONB cannot hold U+0000: an event whose envelope has "\u0000" gets a NULL payload column (the
 // queryable copy); its envelope, what is loaded and published, keeps it exactly.
 constexpr const char* append_function = R"sql(
@@ -36,8 +40,9 @@ CREATE OR REPLACE FUNCTION eventbus_append(ids TEXT[], types TEXT[], agg_type TE
                                 millis BIGINT[], correlations TEXT[], causations TEXT[], envelopes TEXT[],
                                 OUT current_version BIGINT, OUT already_stored BIGINT,
                                 OUT first_position BIGINT, OUT last_position BIGINT, OUT inserted BIGINT)
-LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $fn$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
 BEGIN
+  PERFORM pg_advisory_xact_lock(7311142570155996531);
   SELECT COALESCE(MAX(aggregate_version), 0) INTO current_version FROM event_store
    WHERE aggregate_type = agg_type AND aggregate_id = agg_id;
   SELECT count(*) INTO already_stored FROM event_store WHERE event_id = ANY(ids);
@@ -156,6 +161,7 @@ CREATE TABLE eventbus_parked (
   PRIMARY KEY (group_id, topic, partition, source_offset)
 );
 )sql",
+    append_function,  // again: generic plans kept (index scans forced), the append lock taken inside
 };
 
 struct result_deleter {
@@ -271,9 +277,8 @@ result<append_result> append_outcome(const PGresult* row, std::string_view aggre
                         .version = current + static_cast<std::int64_t>(count)};
 }
 
-// The checks and inserts of one append, inside an open transaction on `conn` that holds the append
-// lock (taken after the transaction's first statement: a statement's snapshot predates a lock it
-// takes itself).
+// The checks and inserts of one append on `conn`: in the caller's open transaction, or in the
+// statement's own. eventbus_append takes the append lock before its checks.
 result<append_result> append_rows(PGconn* conn, std::string_view aggregate_type, std::string_view aggregate_id,
                                   std::int64_t expected, std::span<const event> events) {
   const append_params params(aggregate_type, aggregate_id, expected, events);
@@ -381,62 +386,16 @@ class postgres_event_store final : public detail::checked_store {
     return out;
   }
 
-  // BEGIN, the append lock, the checked insert and COMMIT are sent
-  // together and answered together: one round trip per append instead of three. The insert runs
-  // only when the checks pass, so a conflict commits an empty transaction; an error makes the
-  // server skip the rest, and the transaction is rolled back.
+  // One statement, the function call, in its own implicit transaction: one round trip per
+  // append. The function takes the append lock, held to the commit; the insert runs only when the
+  // checks pass, so a conflict commits an empty transaction, and an error rolls it all back.
   result<append_result> append_once(std::string_view aggregate_type, std::string_view aggregate_id,
                                     std::int64_t expected_version, std::span<const event> events) {
     auto got = writer_.get();
     if (!got) return got.error();
-    PGconn* conn = got.value();
-    const append_params params(aggregate_type, aggregate_id, expected_version, events);
-    const std::string lock_key = std::to_string(append_lock);
-    const char* lock_param[] = {lock_key.c_str()};
-    // Not a prepared statement: with its generic plan appends slowed down as the store grew
-    // (measured in bench/README.md); a custom plan per call costs less.
-    const bool sent =
-        PQenterPipelineMode(conn) == 1 && PQsendQueryParams(conn, "BEGIN", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
-        PQsendQueryParams(conn, "SELECT pg_advisory_xact_lock($1::bigint)", 1, nullptr, lock_param, nullptr, nullptr, 0) == 1 &&
-        PQsendQueryParams(conn, append_sql, append_param_count, nullptr, params.values.data(), nullptr, nullptr, 0) == 1 &&
-        PQsendQueryParams(conn, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 && PQpipelineSync(conn) == 1;
-    if (!sent) {
-      auto why = failure(conn, nullptr, "storing the events");
-      writer_.drop();  // half a pipeline cannot be taken back: start over on a new connection
-      broke_ = true;
-      return why;
-    }
-    // One result per statement, in order: BEGIN, lock, insert, COMMIT; then the sync.
-    constexpr int statements = 4, insert_index = 2;
-    std::optional<error> failed;
-    pg_result row;
-    for (int i = 0; i < statements; ++i) {
-      pg_result r(PQgetResult(conn));
-      if (!r) {  // the connection is gone
-        failed = failure(conn, nullptr, "storing the events");
-        break;
-      }
-      const auto status = PQresultStatus(r.get());
-      if (status == PGRES_FATAL_ERROR && !failed) failed = failure(conn, r.get(), "storing the events");
-      if (i == insert_index && status == PGRES_TUPLES_OK) row = std::move(r);
-      while (PGresult* end_of_statement = PQgetResult(conn)) PQclear(end_of_statement);
-    }
-    if (PQstatus(conn) == CONNECTION_OK) {
-      pg_result sync(PQgetResult(conn));  // PGRES_PIPELINE_SYNC
-    }
-    broke_ = PQstatus(conn) == CONNECTION_BAD;
-    if (PQexitPipelineMode(conn) != 1) {  // results left unread: the connection cannot go on
-      auto why = failed.value_or(failure(conn, nullptr, "storing the events"));
-      writer_.drop();
-      broke_ = true;
-      return why;
-    }
-    if (failed) {
-      if (PQtransactionStatus(conn) == PQTRANS_INERROR) (void)run(conn, "ROLLBACK", "ROLLBACK");
-      return *failed;
-    }
-    if (!row) return failure(conn, nullptr, "storing the events");
-    return append_outcome(row.get(), aggregate_type, aggregate_id, expected_version, events.size());
+    auto out = append_rows(got.value(), aggregate_type, aggregate_id, expected_version, events);
+    broke_ = PQstatus(got.value()) == CONNECTION_BAD;
+    return out;
   }
 
   result<void> load(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t from_version,
@@ -930,9 +889,6 @@ result<append_result> append_in_transaction(pg_conn* conn, std::string_view aggr
   if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_raw, events); !ok) return ok.error();
   if (PQtransactionStatus(conn) != PQTRANS_INTRANS)
     return error(errc::invalid_argument, "has no open transaction: BEGIN first, so your rows and the events commit together", "conn");
-  const std::string lock = std::to_string(append_lock);
-  if (auto locked = run(conn, "taking the append lock", "SELECT pg_advisory_xact_lock($1::bigint)", {lock.c_str()}); !locked)
-    return locked.error();
   return append_rows(conn, aggregate_type, aggregate_id, expected_raw, events);
 }
 
