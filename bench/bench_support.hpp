@@ -57,7 +57,8 @@ inline rd_kafka_vu_t msgflags_field(int flags) {
 
 /// The textbook produce: on a full queue, serve delivery reports for up to `poll_ms` and try
 /// again. False when librdkafka refused the record for another reason (headers stay the caller's).
-inline bool produce_waiting_when_full(rd_kafka_t* rk, std::array<rd_kafka_vu_t, 4>& fields, int poll_ms) {
+template <std::size_t N>
+inline bool produce_waiting_when_full(rd_kafka_t* rk, std::array<rd_kafka_vu_t, N>& fields, int poll_ms) {
   for (;;) {
     rd_kafka_error_t* err = rd_kafka_produceva(rk, fields.data(), fields.size());
     if (err == nullptr) return true;
