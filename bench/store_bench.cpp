@@ -4,7 +4,7 @@
 // throughput to Kafka against the direct mirror (kafka_sink, same events, same broker).
 //
 //   store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN]
-//               [--bootstrap SERVERS]
+//               [--bootstrap SERVERS] [--only relay]
 // Without --dsn the PostgreSQL part is skipped; without --bootstrap Kafka is the embedded broker.
 
 #include <libpq-fe.h>
@@ -31,7 +31,7 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 int events_total = 20'000, batch = 10, rounds = 3;
-std::string durability = "normal", dsn, bootstrap;
+std::string durability = "normal", dsn, bootstrap, only;  // only: "relay" skips the appends (for a profiler)
 
 // The same events for every contender: `batch` consecutive ones per aggregate, 1000 aggregates.
 std::vector<std::vector<event>> make_batches() {
@@ -246,11 +246,12 @@ int main(int argc, char** argv) {
                                        if (name == "--durability" && (value == "full" || value == "normal")) durability = value;
                                        else if (name == "--dsn") dsn = value;
                                        else if (name == "--bootstrap") bootstrap = value;
+                                       else if (name == "--only" && value == "relay") only = value;
                                        else return false;
                                        return true;
                                      });
   if (!ok) {
-    std::fprintf(stderr, "usage: store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN] [--bootstrap SERVERS]\n");
+    std::fprintf(stderr, "usage: store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN] [--bootstrap SERVERS] [--only relay]\n");
     return 2;
   }
   set_log_level(log_level::error);
@@ -266,13 +267,13 @@ int main(int argc, char** argv) {
   const auto sync = durability == "full" ? sqlite_durability::full : sqlite_durability::normal;
 
   std::vector<double> ours, raw;
-  for (int r = 0; r < rounds; ++r) {  // interleaved, so both see the same machine
+  for (int r = 0; r < rounds && only.empty(); ++r) {  // interleaved, so both see the same machine
     raw.push_back(raw_sqlite(batches));
     ours.push_back(store_appends(open_sqlite_store({.path = fresh_file("bench_store.db"), .durability = sync}), batches));
   }
-  report("sqlite store append", ours, raw, "raw sqlite3 loop");
+  if (only.empty()) report("sqlite store append", ours, raw, "raw sqlite3 loop");
 
-  if (!dsn.empty()) {
+  if (!dsn.empty() && only.empty()) {
     ours.clear();
     raw.clear();
     for (int r = 0; r < rounds; ++r) {
