@@ -31,7 +31,7 @@ using clock_type = std::chrono::steady_clock;
 namespace {
 
 int events_total = 20'000, batch = 10, rounds = 3;
-std::string durability = "normal", dsn, bootstrap, only;  // only: "relay" skips the appends (for a profiler)
+std::string durability = "normal", dsn, bootstrap, only;  // only: "relay" runs the relay alone (for a profiler)
 
 // The same events for every contender: `batch` consecutive ones per aggregate, 1000 aggregates.
 std::vector<std::vector<event>> make_batches() {
@@ -287,8 +287,12 @@ int main(int argc, char** argv) {
   raw.clear();
   for (int r = 0; r < rounds; ++r) {
     ours.push_back(relay_rate(batches));
-    raw.push_back(mirror_rate(batches));
+    if (only.empty()) raw.push_back(mirror_rate(batches));
   }
-  report("outbox relay to Kafka", ours, raw, "direct mirror");
+  if (only.empty())
+    report("outbox relay to Kafka", ours, raw, "direct mirror");
+  else
+    std::printf("outbox relay to Kafka %10.0f events/s (median; the store filled before its clock starts)\n",
+                bench::median(ours));
   return 0;
 }

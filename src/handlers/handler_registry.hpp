@@ -36,7 +36,8 @@ struct handler_entry {
   std::atomic<bool> active{true};
   std::atomic<int> in_flight{0};  // calls counted instead of held in a call slot (call_slots.hpp)
   // For /handlers (handler_info). Relaxed: only read for display. `calls` is bumped on every call,
-  // so it is biased toward the thread that calls most (biased_counter.hpp).
+  // so it is biased toward the first thread that calls it, in practice the publisher or a worker's
+  // handler thread (biased_counter.hpp).
   biased_counter calls;
   mutable std::atomic<std::uint64_t> failures{0}, filtered{0};
 

@@ -278,7 +278,8 @@ result<append_result> append_outcome(const PGresult* row, std::string_view aggre
 }
 
 // The checks and inserts of one append on `conn`: in the caller's open transaction, or in the
-// statement's own. eventbus_append takes the append lock before its checks.
+// statement's own. eventbus_append (from the ninth migration on) takes the append lock before its
+// checks.
 result<append_result> append_rows(PGconn* conn, std::string_view aggregate_type, std::string_view aggregate_id,
                                   std::int64_t expected, std::span<const event> events) {
   const append_params params(aggregate_type, aggregate_id, expected, events);
@@ -393,6 +394,13 @@ class postgres_event_store final : public detail::checked_store {
                                     std::int64_t expected_version, std::span<const event> events) {
     auto got = writer_.get();
     if (!got) return got.error();
+    // The call must be its own transaction: one left open on this connection (by a failure this
+    // code did not foresee) would take the append in, hold the append lock and never commit.
+    if (PQtransactionStatus(got.value()) != PQTRANS_IDLE) {
+      writer_.drop();
+      got = writer_.get();
+      if (!got) return got.error();
+    }
     auto out = append_rows(got.value(), aggregate_type, aggregate_id, expected_version, events);
     broke_ = PQstatus(got.value()) == CONNECTION_BAD;
     return out;
@@ -889,6 +897,11 @@ result<append_result> append_in_transaction(pg_conn* conn, std::string_view aggr
   if (auto ok = detail::check_append(aggregate_type, aggregate_id, expected_raw, events); !ok) return ok.error();
   if (PQtransactionStatus(conn) != PQTRANS_INTRANS)
     return error(errc::invalid_argument, "has no open transaction: BEGIN first, so your rows and the events commit together", "conn");
+  // Taken here too (a transaction may take it twice): the store may have been migrated last by an
+  // older eventbus, whose eventbus_append leaves the lock to its caller.
+  const std::string lock = std::to_string(append_lock);
+  if (auto locked = run(conn, "taking the append lock", "SELECT pg_advisory_xact_lock($1::bigint)", {lock.c_str()}); !locked)
+    return locked.error();
   return append_rows(conn, aggregate_type, aggregate_id, expected_raw, events);
 }
 
