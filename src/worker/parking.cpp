@@ -2,6 +2,8 @@
 
 #include "worker/parking.hpp"
 
+#include <utility>
+
 namespace eventbus::detail {
 
 result<void> parking::load(const std::string& topic, std::int32_t partition) {
@@ -15,12 +17,21 @@ result<void> parking::load(const std::string& topic, std::int32_t partition) {
 
 void parking::forget(const partition_key& p) { partitions_.erase(p); }
 
-parking::arrival parking::on_arrival(const partition_key& p, const std::string& key, std::int64_t offset) const {
+const parking::parked_key* parking::find_key(const partition_key& p, const std::string& key) const {
   const auto part = partitions_.find(p);
-  if (part == partitions_.end()) return arrival::runs;
+  if (part == partitions_.end()) return nullptr;
   const auto k = part->second.find(key);
-  if (k == part->second.end() || k->second.entries.empty()) return arrival::runs;
-  const auto& entries = k->second.entries;
+  return k == part->second.end() ? nullptr : &k->second;
+}
+
+parking::parked_key* parking::find_key(const partition_key& p, const std::string& key) {
+  return const_cast<parked_key*>(std::as_const(*this).find_key(p, key));
+}
+
+parking::arrival parking::on_arrival(const partition_key& p, const std::string& key, std::int64_t offset) const {
+  const parked_key* k = find_key(p, key);
+  if (k == nullptr || k->entries.empty()) return arrival::runs;
+  const auto& entries = k->entries;
   if (offset <= entries.back().offset) return arrival::finished_before;  // parked already, or done before the first
   return arrival::park_behind;
 }
@@ -36,15 +47,13 @@ void parking::note(const partition_key& p, const parked_record& row, bool writte
 }
 
 void parking::written(const partition_key& p, const std::string& key, std::int64_t offset) {
-  const auto part = partitions_.find(p);
-  if (part == partitions_.end()) return;
-  const auto k = part->second.find(key);
-  if (k == part->second.end()) return;
-  auto& entries = k->second.entries;
+  parked_key* k = find_key(p, key);
+  if (k == nullptr) return;
+  auto& entries = k->entries;
   for (auto e = entries.rbegin(); e != entries.rend(); ++e) {  // the newest are last: written in order
     if (e->offset != offset) continue;
     e->written = true;
-    if (&*e == &entries.front() && !k->second.running) schedule(p, key, e->stage == 0 ? 0 : e->due_ms);
+    if (&*e == &entries.front() && !k->running) schedule(p, key, e->stage == 0 ? 0 : e->due_ms);
     return;
   }
 }
@@ -58,14 +67,12 @@ std::vector<parking::head> parking::take_due(std::int64_t now_ms, std::size_t at
   while (due.size() < at_most && !due_.empty() && due_.begin()->first <= now_ms) {
     auto [p, key] = std::move(due_.begin()->second);
     due_.erase(due_.begin());
-    const auto part = partitions_.find(p);
-    if (part == partitions_.end()) continue;
-    const auto k = part->second.find(key);
-    if (k == part->second.end() || k->second.entries.empty() || k->second.running) continue;
-    const entry& first = k->second.entries.front();
+    parked_key* k = find_key(p, key);
+    if (k == nullptr || k->entries.empty() || k->running) continue;
+    const entry& first = k->entries.front();
     if (!first.written) continue;  // scheduled again once its row is in the store
     if (first.stage > 0 && first.due_ms > now_ms) continue;  // an older due time: its own entry comes later
-    k->second.running = true;
+    k->running = true;
     due.push_back({.partition = p, .key = key, .offset = first.offset, .stage = first.stage, .attempts = first.attempts,
                    .pending = first.pending});
   }
@@ -78,13 +85,9 @@ std::optional<std::int64_t> parking::next_due() const {
 }
 
 parking::parked_key* parking::running_head(const partition_key& p, const std::string& key, std::int64_t offset) {
-  const auto part = partitions_.find(p);
-  if (part == partitions_.end()) return nullptr;
-  const auto k = part->second.find(key);
-  if (k == part->second.end() || !k->second.running || k->second.entries.empty() ||
-      k->second.entries.front().offset != offset)
-    return nullptr;
-  return &k->second;
+  parked_key* k = find_key(p, key);
+  if (k == nullptr || !k->running || k->entries.empty() || k->entries.front().offset != offset) return nullptr;
+  return k;
 }
 
 void parking::head_done(const partition_key& p, const std::string& key, std::int64_t offset) {

@@ -108,6 +108,9 @@ class parking {
   };
   using keys = std::unordered_map<std::string, parked_key>;
   void schedule(const partition_key& p, const std::string& key, std::int64_t due_ms);
+  /// The key's entry in partition `p`, or null when the partition is not held or the key not known.
+  parked_key* find_key(const partition_key& p, const std::string& key);
+  const parked_key* find_key(const partition_key& p, const std::string& key) const;
   /// The key's entry when its head is the running record at `offset`, else null.
   parked_key* running_head(const partition_key& p, const std::string& key, std::int64_t offset);
 
