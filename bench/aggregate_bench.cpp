@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "postgres_support.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/store/aggregate.hpp"
 #include "eventbus/store/postgres_store.hpp"
@@ -56,15 +57,6 @@ constexpr int behind = 50;  // events after the snapshot
 std::string fresh_file(const std::string& name) {
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(name + suffix);
   return name;
-}
-
-std::shared_ptr<outbox_store> fresh_postgres() {
-  PGconn* conn = PQconnectdb(dsn.c_str());
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  PQclear(PQexec(conn, "DROP TABLE IF EXISTS event_store, eventbus_schema, eventbus_relay_lease, eventbus_outbox_state, "
-                       "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots, eventbus_parked"));
-  PQfinish(conn);
-  return open_postgres_store({.dsn = dsn});
 }
 
 // Appends `count` deposits to aggregate `id`, 1,000 per append.
@@ -152,8 +144,9 @@ int main(int argc, char** argv) {
                                        dsn = value;
                                        return true;
                                      });
-  if (!ok || events_total < 100 * behind) {
-    std::fprintf(stderr, "usage: aggregate_bench [--events N (>= 5000)] [--rounds R] [--dsn DSN]\n");
+  // The smallest aggregate (a hundredth of --events) needs events before its snapshot.
+  if (!ok || events_total / 100 <= behind) {
+    std::fprintf(stderr, "usage: aggregate_bench [--events N (>= 5100)] [--rounds R] [--dsn DSN]\n");
     return 2;
   }
   set_log_level(log_level::error);
@@ -164,6 +157,6 @@ int main(int argc, char** argv) {
   run("sqlite", [] {
     return open_sqlite_store({.path = fresh_file("bench_aggregate.db"), .durability = sqlite_durability::normal});
   });
-  if (!dsn.empty()) run("postgresql", fresh_postgres);
+  if (!dsn.empty()) run("postgresql", [] { return bench::fresh_postgres(dsn); });
   return 0;
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "postgres_support.hpp"
 #include "eventbus/kafka/embedded_broker.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/store/outbox_relay.hpp"
@@ -124,20 +125,12 @@ std::string array_of(const std::vector<std::string>& items) {
   return out + "}";
 }
 
-void exec(PGconn* conn, const char* sql) { PQclear(PQexec(conn, sql)); }
-
-// Every table a store makes (the schema table last: without it the next open migrates afresh).
-void drop_store_tables(PGconn* conn) {
-  exec(conn, "DROP TABLE IF EXISTS event_store, eventbus_relay_lease, eventbus_outbox_state, eventbus_checkpoints, "
-             "eventbus_inbox, eventbus_snapshots, eventbus_parked, eventbus_schema");
-}
-
 // The raw libpq loop: per batch BEGIN, one prepared INSERT ... unnest of the same columns, COMMIT,
 // sent as one pipeline (one round trip, as the store does).
 double raw_libpq(const std::vector<std::vector<event>>& batches) {
   PGconn* conn = PQconnectdb(dsn.c_str());
   PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  drop_store_tables(conn);
+  bench::drop_store_tables(conn);
   PQfinish(conn);
   (void)open_postgres_store({.dsn = dsn});  // the schema
   conn = PQconnectdb(dsn.c_str());
@@ -179,14 +172,6 @@ double raw_libpq(const std::vector<std::vector<event>>& batches) {
   const double rate = events_total / seconds_since(start);
   PQfinish(conn);
   return rate;
-}
-
-std::shared_ptr<outbox_store> fresh_postgres() {
-  PGconn* conn = PQconnectdb(dsn.c_str());
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
-  drop_store_tables(conn);
-  PQfinish(conn);
-  return open_postgres_store({.dsn = dsn});
 }
 
 std::shared_ptr<kafka_sink> make_sink() {
@@ -278,7 +263,7 @@ int main(int argc, char** argv) {
     raw.clear();
     for (int r = 0; r < rounds; ++r) {
       raw.push_back(raw_libpq(batches));
-      ours.push_back(store_appends(fresh_postgres(), batches));
+      ours.push_back(store_appends(bench::fresh_postgres(dsn), batches));
     }
     report("postgresql store append", ours, raw, "raw libpq loop");
   }
