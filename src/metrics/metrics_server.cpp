@@ -7,8 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <exception>
+#include <functional>
 #include <mutex>
 #include <sstream>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -72,7 +75,7 @@ struct metrics_server::impl : CivetHandler {
       prometheus::TextSerializer().Serialize(out, source->registry().Collect());
       reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.str());
     } else if (uri == "/handlers") {
-      reply(conn, 200, "application/json", handlers_json());
+      reply(conn, 200, "application/json", on_full_stack([this] { return handlers_json(); }));
     } else if (uri == "/healthz") {
       reply(conn, 200, "text/plain", "ok\n");
     } else {
@@ -94,6 +97,25 @@ struct metrics_server::impl : CivetHandler {
         reply(conn, 503, "text/plain", "not ready: " + failing + "\n");
     }
     return true;
+  }
+
+  // civetweb's threads have 100 KB stacks (Debian builds it with civetweb's default stack size).
+  // nlohmann's serializer recurses with large frames when built without optimisation under ASan
+  // (a user's debug build, or our test programs', whose copies of the templates the linker may
+  // pick): it overflowed one. The page is built on a thread with the system's stack instead; it
+  // is a troubleshooting page, so a thread per request costs nothing that matters.
+  static std::string on_full_stack(const std::function<std::string()>& build) {
+    std::string page;
+    std::exception_ptr failure;
+    std::thread([&] {
+      try {
+        page = build();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }).join();
+    if (failure) std::rethrow_exception(failure);
+    return page;
   }
 
   std::string handlers_json() {
