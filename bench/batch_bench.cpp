@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
   const std::filesystem::path dir(dir_template);
   eventbus::embedded_broker broker;
   broker.create_topic(topic, s.partitions);
-  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, 1'000);
+  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, 1'000, s.partitions);
   std::printf("batch_bench: %d events over 1,000 keys on %d partitions, SQLite synchronous=%s, batch %d, %d rounds\n",
               s.events, s.partitions, s.durability.c_str(), s.batch, s.rounds);
 

@@ -9,6 +9,8 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <initializer_list>
 #include <string>
@@ -144,9 +146,22 @@ inline double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-/// Produces `events` order.created envelopes of about 350 bytes to `topic` with raw librdkafka,
-/// keyed by aggregate id over `keys` aggregates, with payload.seq = 0, 1, 2, ...
-inline void produce_orders(const std::string& bootstrap, const char* topic, int events, int keys) {
+/// Produces `events` order.created envelopes of about 350 bytes to `topic` (of `partitions`
+/// partitions on the embedded broker) with raw librdkafka, keyed by aggregate id over `keys`
+/// aggregates, with payload.seq = 0, 1, 2, ... Exits naming the limit when the broker would drop
+/// some: the mock keeps about 5 MB a partition (docs/embedded-broker.md), and a run waiting for
+/// records it dropped hung until its timeout, then printed a rate as if it had measured one.
+inline void produce_orders(const std::string& bootstrap, const char* topic, int events, int keys, int partitions) {
+  constexpr int most_a_partition = 13'000;  // of ~350 B: ~14,000 fit, less keys hashing unevenly
+  const int holding = std::min(partitions, keys);  // fewer keys than partitions fill only some
+  if (holding <= 0 || events / holding > most_a_partition) {
+    std::fprintf(stderr,
+                 "%d events of %d keys on %d partitions is more than the embedded broker keeps (about %d records "
+                 "of 350 B a partition, docs/embedded-broker.md): lower --events, or spread them over more "
+                 "partitions and keys (at least %d of each)\n",
+                 events, keys, partitions, most_a_partition, (events + most_a_partition - 1) / most_a_partition);
+    std::exit(2);
+  }
   char why[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), why, sizeof why);

@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
   eventbus::set_log_level(eventbus::log_level::error);
   eventbus::embedded_broker broker;
   broker.create_topic(topic, s.partitions);
-  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, s.keys);
+  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, s.keys, s.partitions);
   std::printf("ordering_bench: %d events, %d keys, %d partitions, handlers sleep %d ms, max_concurrency %d, window %d\n",
               s.events, s.keys, s.partitions, s.handler_ms, s.max_concurrency, s.window);
   std::fflush(stdout);

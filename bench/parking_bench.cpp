@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
     std::filesystem::remove_all(dir);
     return code;
   }
-  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, s.keys);
+  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, s.keys, s.partitions);
   std::printf("parking_bench: %d events over %d keys on %d partitions, SQLite synchronous=%s, %d rounds\n", s.events, s.keys,
               s.partitions, s.durability.c_str(), s.rounds);
   std::vector<double> ratios;

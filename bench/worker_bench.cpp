@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
   eventbus::embedded_broker broker;
   broker.create_topic(topic, s.partitions);
   const auto produce_start = clock_type::now();
-  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, 10'000);
+  eventbus::bench::produce_orders(broker.bootstrap_servers(), topic, s.events, 10'000, s.partitions);
   std::printf("worker_bench: %d events on %d partitions (produced in %.1f s), worker max_concurrency %d, %d rounds\n",
               s.events, s.partitions, std::chrono::duration<double>(clock_type::now() - produce_start).count(),
               s.max_concurrency, s.rounds);
