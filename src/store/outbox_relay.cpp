@@ -183,7 +183,7 @@ struct outbox_relay::impl {
     std::mutex mu;
     std::condition_variable all_in;
     std::vector<outcome> outcomes;
-    std::vector<std::string> refusals;  // why, for the refused ones
+    std::map<std::size_t, std::string> refusals;  // why, by index, for the refused ones (rare: no room kept for all)
     std::size_t pending = 0;
   };
   struct batch_in_flight {
@@ -233,7 +233,6 @@ struct outbox_relay::impl {
   batch_in_flight send(std::vector<stored_event> events) {
     batch_in_flight b{.events = std::move(events), .outcomes = std::make_shared<tally>()};
     b.outcomes->outcomes.assign(b.events.size(), outcome::failed);
-    b.outcomes->refusals.resize(b.events.size());
     b.outcomes->pending = b.events.size();
     in_flight.fetch_add(b.events.size());
     for (std::size_t i = 0; i < b.events.size(); ++i)

@@ -439,6 +439,7 @@ class postgres_event_store final : public detail::checked_store {
     if (!r) return r.error();
     std::vector<stored_event> out;
     const PGresult* rows = r.value().get();
+    out.reserve(static_cast<std::size_t>(PQntuples(rows)));
     for (int i = 0; i < PQntuples(rows); ++i) {
       auto row = detail::stored_row(to_int(rows, i, 0), to_int(rows, i, 1),
                                     std::string_view(PQgetvalue(rows, i, 2), static_cast<std::size_t>(PQgetlength(rows, i, 2))));
