@@ -75,7 +75,14 @@ struct metrics_server::impl : CivetHandler {
       prometheus::TextSerializer().Serialize(out, source->registry().Collect());
       reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", out.str());
     } else if (uri == "/handlers") {
-      reply(conn, 200, "application/json", on_full_stack([this] { return handlers_json(); }));
+      std::string page;
+      try {
+        page = on_full_stack([this] { return handlers_json(); });
+      } catch (const std::exception& e) {  // no thread to be had: civetweb would not catch it, and the process would end
+        reply(conn, 503, "text/plain", std::string("cannot build the handlers page now: ") + e.what() + "\n");
+        return true;
+      }
+      reply(conn, 200, "application/json", page);
     } else if (uri == "/healthz") {
       reply(conn, 200, "text/plain", "ok\n");
     } else {

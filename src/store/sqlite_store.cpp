@@ -121,6 +121,11 @@ class statement {
   statement(sqlite3* db, const char* sql) {
     if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) stmt_ = nullptr;
   }
+  /// Also keeps why the first of several statements prepared together failed (a later success
+  /// would clear the connection's message).
+  statement(sqlite3* db, const char* sql, std::string& first_failure) : statement(db, sql) {
+    if (stmt_ == nullptr && first_failure.empty()) first_failure = sqlite3_errmsg(db);
+  }
   ~statement() { sqlite3_finalize(stmt_); }
   statement(const statement&) = delete;
   statement& operator=(const statement&) = delete;
@@ -176,27 +181,26 @@ result<void> exec(sqlite3* db, const char* sql) {
 // quarter of the relay thread's cycles in `perf record`).
 struct relay_statements {
   explicit relay_statements(sqlite3* db)
-      : lease_read(db, "SELECT owner, renewals FROM eventbus_relay_lease WHERE id = 1"),
+      : lease_read(db, "SELECT owner, renewals FROM eventbus_relay_lease WHERE id = 1", failure),
         // ?1 owner, ?2 and ?3 the row seen (take only), ?4 now (for people reading the table).
         lease_insert(db, "INSERT INTO eventbus_relay_lease (id, owner, renewals, renewed_at_ms) VALUES (1, ?1, 0, ?4) "
-                         "ON CONFLICT (id) DO NOTHING"),
+                         "ON CONFLICT (id) DO NOTHING", failure),
         lease_renew(db, "UPDATE eventbus_relay_lease SET renewals = renewals + 1, renewed_at_ms = ?4 "
-                        "WHERE id = 1 AND owner = ?1"),
+                        "WHERE id = 1 AND owner = ?1", failure),
         lease_take(db, "UPDATE eventbus_relay_lease SET owner = ?1, renewals = 0, renewed_at_ms = ?4 "
-                       "WHERE id = 1 AND owner = ?2 AND renewals = ?3"),
-        mark(db, "UPDATE event_store SET published = 1 WHERE position BETWEEN ?1 AND ?2 AND published = 0"),
-        uncount(db, "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1 WHERE id = 1") {}
+                       "WHERE id = 1 AND owner = ?2 AND renewals = ?3", failure),
+        mark(db, "UPDATE event_store SET published = 1 WHERE position BETWEEN ?1 AND ?2 AND published = 0", failure),
+        uncount(db, "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1 WHERE id = 1", failure) {}
 
-  [[nodiscard]] bool ok() const noexcept {
-    return lease_read.ok() && lease_insert.ok() && lease_renew.ok() && lease_take.ok() && mark.ok() && uncount.ok();
-  }
-
+  std::string failure;  // why one could not be prepared; empty when all were (declared first: set while they are)
   statement lease_read, lease_insert, lease_renew, lease_take, mark, uncount;
 };
 
 // BEGIN IMMEDIATE, COMMIT and ROLLBACK, prepared once per connection.
 struct transaction_statements {
-  explicit transaction_statements(sqlite3* db) : begin(db, "BEGIN IMMEDIATE"), commit(db, "COMMIT"), rollback(db, "ROLLBACK") {}
+  explicit transaction_statements(sqlite3* db)
+      : begin(db, "BEGIN IMMEDIATE", failure), commit(db, "COMMIT", failure), rollback(db, "ROLLBACK", failure) {}
+  std::string failure;  // why one could not be prepared; empty when all were
   statement begin, commit, rollback;
 };
 
@@ -669,7 +673,7 @@ class sqlite_event_store final : public detail::checked_store {
     statement &mark = relay.value()->mark, &uncount = relay.value()->uncount;
     std::vector<std::int64_t> sorted(positions.begin(), positions.end());
     std::sort(sorted.begin(), sorted.end());
-    return write_transaction("marking events published", [&] {
+    auto marked_all = write_transaction("marking events published", [&] {
       std::int64_t marked = 0;
       for (std::size_t first = 0, last = 0; first < sorted.size(); first = last + 1) {
         for (last = first; last + 1 < sorted.size() && sorted[last + 1] <= sorted[last] + 1;) ++last;
@@ -678,6 +682,9 @@ class sqlite_event_store final : public detail::checked_store {
       }
       return uncount.reset().bind(1, marked).step() == SQLITE_DONE;
     });
+    mark.reset();  // none left active (see write_transaction)
+    uncount.reset();
+    return marked_all;
   }
 
   result<void> park(std::span<const std::int64_t> positions, std::string_view reason) override {
@@ -747,11 +754,13 @@ class sqlite_event_store final : public detail::checked_store {
     result<std::optional<detail::lease_row>> read() {
       statement& row = st.lease_read.reset();
       const int rc = row.step();
-      if (rc == SQLITE_DONE) return std::optional<detail::lease_row>();
-      if (rc != SQLITE_ROW) return store.named(sqlite_failure(store.writer_, "reading the relay lease"));
-      detail::lease_row found{std::string(row.text(0)), row.integer(1)};
-      row.reset();  // a statement left on a row holds its read snapshot open
-      return std::optional<detail::lease_row>(std::move(found));
+      std::optional<detail::lease_row> found;
+      if (rc == SQLITE_ROW) found = detail::lease_row{std::string(row.text(0)), row.integer(1)};
+      std::optional<error> failure;
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) failure = store.named(sqlite_failure(store.writer_, "reading the relay lease"));
+      row.reset();  // on every path: a statement left on a row (or busy) holds its read snapshot open
+      if (failure) return *failure;
+      return found;
     }
     result<bool> insert(std::string_view owner) { return change(st.lease_insert, owner, nullptr); }
     result<bool> renew(std::string_view owner) { return change(st.lease_renew, owner, nullptr); }
@@ -771,7 +780,8 @@ class sqlite_event_store final : public detail::checked_store {
   result<relay_statements*> relay_statements_for(std::string_view what) {
     if (!relay_statements_) {
       auto made = std::make_unique<relay_statements>(writer_);
-      if (!made->ok()) return named(sqlite_failure(writer_, what));  // before `made` finalizes anything
+      if (!made->failure.empty())
+        return named(error(errc::store_failed, "sqlite: " + std::string(what) + ": " + made->failure));
       relay_statements_ = std::move(made);
     }
     return relay_statements_.get();
@@ -782,11 +792,21 @@ class sqlite_event_store final : public detail::checked_store {
   // Its BEGIN, COMMIT and ROLLBACK are prepared once (the relay marks a batch every cycle: see
   // relay_statements).
   result<void> write_transaction(std::string_view what, const std::function<bool()>& steps) {
-    if (!transaction_statements_) transaction_statements_ = std::make_unique<transaction_statements>(writer_);
+    if (!transaction_statements_) {  // tried again on the next call when they cannot be prepared
+      auto made = std::make_unique<transaction_statements>(writer_);
+      if (!made->failure.empty()) return named(error(errc::store_failed, "sqlite: " + std::string(what) + ": " + made->failure));
+      transaction_statements_ = std::move(made);
+    }
     auto& tx = *transaction_statements_;
+    // Reset on every path: a BEGIN or COMMIT that got SQLITE_BUSY stays active (SQLite keeps it
+    // for a retry), and an active COMMIT would hold a read snapshot, an active BEGIN make every
+    // later COMMIT on this connection fail ("SQL statements in progress").
     const auto run = [&](statement& st, std::string_view doing) -> result<void> {
-      const int rc = st.ok() ? st.reset().step() : SQLITE_ERROR;
-      if (rc != SQLITE_DONE) return named(sqlite_failure(writer_, doing));
+      const int rc = st.reset().step();
+      std::optional<error> failure;
+      if (rc != SQLITE_DONE) failure = named(sqlite_failure(writer_, doing));  // before the reset clears it
+      st.reset();
+      if (failure) return *failure;
       return {};
     };
     if (auto begun = run(tx.begin, "beginning a transaction"); !begun) return begun;
