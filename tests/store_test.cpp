@@ -269,6 +269,11 @@ TEST_CASE("sqlite: writes refused while another process holds the write lock lea
     CHECK(marked.error().message().find("locked") != std::string::npos);
     CHECK(marked.error().message().find(path) != std::string::npos);
     CHECK_FALSE(store->hold_relay_lease("relay-a", 10s).ok());
+    const std::vector<event> refused{order_event("order.refunded", "o-1", 9)};
+    const auto appended = store->append("order", "o-1", eventbus::expected_version::exactly(2), refused);
+    REQUIRE_FALSE(appended.ok());
+    CHECK(appended.error().message().find("locked") != std::string::npos);
+    CHECK_FALSE(store->save_snapshot({.aggregate_type = "order", .aggregate_id = "o-1", .version = 2, .state = "{}"}).ok());
   }
   REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
 
@@ -293,6 +298,9 @@ TEST_CASE("sqlite: writes refused while another process holds the write lock lea
   };
   CHECK(renewals() >= 101);
   CHECK(store->mark_published(std::vector<std::int64_t>{1}).ok());
+  const auto saved = store->save_snapshot({.aggregate_type = "order", .aggregate_id = "o-1", .version = 3, .state = "{}"});
+  REQUIRE(saved.ok());
+  CHECK(saved.value());
   sqlite3_close(other);
   const auto left = store->unpublished(10);
   REQUIRE(left.ok());

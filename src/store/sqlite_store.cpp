@@ -316,18 +316,14 @@ class sqlite_event_store final : public detail::checked_store {
                                      std::int64_t expected_version, std::span<const event> events) override {
     const std::lock_guard lock(writer_mu_);
     if (auto there = still_there(); !there) return there.error();
-    // IMMEDIATE: the write lock now, so the version read below cannot change before the insert.
-    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
-    auto out = statements_->run(aggregate_type, aggregate_id, expected_version, events);
-    if (!out || out.value().already_stored) {
-      (void)exec(writer_, "ROLLBACK");
-      return out;
-    }
-    if (auto committed = exec(writer_, "COMMIT"); !committed) {
-      (void)exec(writer_, "ROLLBACK");
-      return named(committed.error());
-    }
-    return out;
+    // The version read below cannot change before the insert (transaction() takes the write lock first).
+    std::optional<result<append_result>> out;
+    auto done = transaction([&] {
+      out = statements_->run(aggregate_type, aggregate_id, expected_version, events);
+      return out->ok() && !out->value().already_stored;  // nothing new: nothing to commit
+    });
+    if (!done) return done.error();
+    return *out;
   }
 
   result<void> load(std::string_view aggregate_type, std::string_view aggregate_id, std::int64_t from_version,
@@ -444,32 +440,32 @@ class sqlite_event_store final : public detail::checked_store {
     if (auto there = still_there(); !there) return there.error();
     // The version check and the upsert in one write transaction: the events' version cannot move
     // under it (and never moves back).
-    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
-    auto kept = [&]() -> result<bool> {
-      auto stored = statements_->read_version(s.aggregate_type, s.aggregate_id);
-      if (!stored) return stored.error();
-      if (s.version > stored.value()) return detail::snapshot_ahead(s, stored.value());
-      statement save(writer_,
-                     "INSERT INTO eventbus_snapshots (aggregate_type, aggregate_id, version, schema_version, state, "
-                     "taken_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
-                     "SET version = excluded.version, schema_version = excluded.schema_version, state = excluded.state, "
-                     "taken_at_ms = excluded.taken_at_ms WHERE excluded.version >= eventbus_snapshots.version OR "
-                     "excluded.schema_version <> eventbus_snapshots.schema_version");
-      const auto taken = s.taken_at == time_point{} ? now_ms() : s.taken_at;
-      if (!save.ok() || save.bind(1, s.aggregate_type).bind(2, s.aggregate_id).bind(3, s.version)
-                                .bind(4, s.schema_version).bind(5, s.state).bind(6, millis(taken)).step() != SQLITE_DONE)
-        return sqlite_failure(writer_, "saving a snapshot of " + s.aggregate_type + " " + s.aggregate_id);
-      return sqlite3_changes(writer_) > 0;
-    }();
-    if (!kept) {
-      (void)exec(writer_, "ROLLBACK");
-      return named(kept.error());
-    }
-    if (auto committed = exec(writer_, "COMMIT"); !committed) {
-      (void)exec(writer_, "ROLLBACK");
-      return named(committed.error());
-    }
-    return kept;
+    std::optional<result<bool>> kept;
+    auto done = transaction([&] {
+      kept = save_snapshot_steps(s);
+      return kept->ok();
+    });
+    if (!done) return done.error();
+    if (!kept->ok()) return named(kept->error());
+    return *kept;
+  }
+
+  // save_snapshot's reads and writes, inside its transaction. writer_mu_ held.
+  result<bool> save_snapshot_steps(const snapshot& s) {
+    auto stored = statements_->read_version(s.aggregate_type, s.aggregate_id);
+    if (!stored) return stored.error();
+    if (s.version > stored.value()) return detail::snapshot_ahead(s, stored.value());
+    statement save(writer_,
+                   "INSERT INTO eventbus_snapshots (aggregate_type, aggregate_id, version, schema_version, state, "
+                   "taken_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE "
+                   "SET version = excluded.version, schema_version = excluded.schema_version, state = excluded.state, "
+                   "taken_at_ms = excluded.taken_at_ms WHERE excluded.version >= eventbus_snapshots.version OR "
+                   "excluded.schema_version <> eventbus_snapshots.schema_version");
+    const auto taken = s.taken_at == time_point{} ? now_ms() : s.taken_at;
+    if (!save.ok() || save.bind(1, s.aggregate_type).bind(2, s.aggregate_id).bind(3, s.version)
+                              .bind(4, s.schema_version).bind(5, s.state).bind(6, millis(taken)).step() != SQLITE_DONE)
+      return sqlite_failure(writer_, "saving a snapshot of " + s.aggregate_type + " " + s.aggregate_id);
+    return sqlite3_changes(writer_) > 0;
   }
 
   result<std::optional<snapshot>> load_snapshot(std::string_view aggregate_type, std::string_view aggregate_id) override {
@@ -513,24 +509,14 @@ class sqlite_event_store final : public detail::checked_store {
     const std::lock_guard lock(writer_mu_);
     if (writer_ == nullptr) return error(errc::store_failed, "'" + path_ + "' is open read-only: nothing is written");
     if (auto there = still_there(); !there) return there.error();
-    if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return named(begun.error());
     store_transaction tx(writer_, nullptr);
-    result<bool> outcome = false;
-    try {
+    std::optional<result<bool>> outcome;
+    auto done = transaction([&] {  // rolled back when steps fail, return false or throw
       outcome = steps(tx);
-    } catch (...) {
-      (void)exec(writer_, "ROLLBACK");
-      throw;
-    }
-    if (!outcome || !outcome.value()) {
-      (void)exec(writer_, "ROLLBACK");
-      return outcome;
-    }
-    if (auto committed = exec(writer_, "COMMIT"); !committed) {
-      (void)exec(writer_, "ROLLBACK");
-      return named(committed.error());
-    }
-    return true;
+      return outcome->ok() && outcome->value();
+    });
+    if (!done) return done.error();
+    return *outcome;
   }
 
   result<void> run_read(const std::function<result<void>(store_transaction&)>& steps) override {
@@ -789,18 +775,21 @@ class sqlite_event_store final : public detail::checked_store {
 
   // BEGIN IMMEDIATE, `steps` (false when one failed: the writer's error names why), COMMIT; rolled
   // back on any failure. writer_mu_ held.
-  // Its BEGIN, COMMIT and ROLLBACK are prepared once (the relay marks a batch every cycle: see
-  // relay_statements).
-  result<void> write_transaction(std::string_view what, const std::function<bool()>& steps) {
+  // BEGIN IMMEDIATE (the write lock now: what `steps` reads cannot change before it writes), then
+  // `steps`: COMMIT when it returns true, ROLLBACK when it returns false or throws (rethrown).
+  // True when committed, false when rolled back; an error when BEGIN or COMMIT failed. The three
+  // statements are prepared once per connection (the relay marks a batch every cycle: see
+  // relay_statements) and reset on every path. writer_mu_ held.
+  result<bool> transaction(const std::function<bool()>& steps) {
     if (!transaction_statements_) {  // tried again on the next call when they cannot be prepared
       auto made = std::make_unique<transaction_statements>(writer_);
-      if (!made->failure.empty()) return named(error(errc::store_failed, "sqlite: " + std::string(what) + ": " + made->failure));
+      if (!made->failure.empty()) return named(error(errc::store_failed, "sqlite: beginning a transaction: " + made->failure));
       transaction_statements_ = std::move(made);
     }
     auto& tx = *transaction_statements_;
-    // Reset on every path: a BEGIN or COMMIT that got SQLITE_BUSY stays active (SQLite keeps it
-    // for a retry), and an active COMMIT would hold a read snapshot, an active BEGIN make every
-    // later COMMIT on this connection fail ("SQL statements in progress").
+    // A BEGIN or COMMIT that got SQLITE_BUSY stays active (SQLite keeps it for a retry): an
+    // active BEGIN made every later COMMIT on this connection fail ("SQL statements in
+    // progress"), an active COMMIT held a read snapshot. So each is reset once it has run.
     const auto run = [&](statement& st, std::string_view doing) -> result<void> {
       const int rc = st.reset().step();
       std::optional<error> failure;
@@ -809,16 +798,36 @@ class sqlite_event_store final : public detail::checked_store {
       if (failure) return *failure;
       return {};
     };
-    if (auto begun = run(tx.begin, "beginning a transaction"); !begun) return begun;
-    if (!steps()) {
-      auto failure = named(sqlite_failure(writer_, what));
+    if (auto begun = run(tx.begin, "beginning a transaction"); !begun) return begun.error();
+    bool keep = false;
+    try {
+      keep = steps();
+    } catch (...) {
       (void)run(tx.rollback, "rolling back");
-      return failure;
+      throw;
+    }
+    if (!keep) {
+      (void)run(tx.rollback, "rolling back");
+      return false;
     }
     if (auto committed = run(tx.commit, "committing"); !committed) {
       (void)run(tx.rollback, "rolling back");
-      return committed;
+      return committed.error();
     }
+    return true;
+  }
+
+  // A transaction of `steps` (false when one failed: the writer's error names why, read before
+  // the rollback). writer_mu_ held.
+  result<void> write_transaction(std::string_view what, const std::function<bool()>& steps) {
+    std::optional<error> failure;
+    auto done = transaction([&] {
+      if (steps()) return true;
+      failure = named(sqlite_failure(writer_, what));
+      return false;
+    });
+    if (!done) return done.error();
+    if (failure) return *failure;
     return {};
   }
 
