@@ -10,6 +10,7 @@
 #include <atomic>
 #include <barrier>
 #include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "eventbus/dispatcher.hpp"
@@ -251,57 +252,65 @@ TEST_CASE("sqlite: a store file deleted while open fails every later write and c
 }
 
 TEST_CASE("sqlite: writes refused while another process holds the write lock leave the store usable once it lets go") {
-  // The relay's lease and marks, and write transactions' BEGIN/COMMIT, are prepared once and
-  // kept: one that got SQLITE_BUSY must not stay active (an active BEGIN made every later COMMIT
-  // fail, an active COMMIT held a stale read snapshot).
+  // The store's BEGIN/COMMIT and the relay's lease and marks are prepared once and kept: one that
+  // got SQLITE_BUSY must not stay active (an active BEGIN left the next autocommit write, a lease
+  // renewal, uncommitted, and made every later COMMIT fail with "SQL statements in progress").
   const auto path = testing::fresh_sqlite_path("busy_then_free");
   auto store = open_sqlite_store({.path = path, .busy_timeout = 50ms});
   const std::vector<event> first{order_event("order.created", "o-1", 0), order_event("order.paid", "o-1", 1)};
   REQUIRE(store->append("order", "o-1", eventbus::expected_version::none(), first).ok());
   REQUIRE(store->hold_relay_lease("relay-a", 10s).ok());
 
-  sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &other) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3* raw = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
+  const std::unique_ptr<sqlite3, int (*)(sqlite3*)> other(raw, sqlite3_close);  // closed (its lock let go) on any failure
+  const auto named_lock = [&](const error& e) {
+    return e.message().find("locked") != std::string::npos && e.message().find(path) != std::string::npos;
+  };
+  REQUIRE(sqlite3_exec(other.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
   for (int attempt = 0; attempt < 2; ++attempt) {  // twice: the first failure must not poison the second
+    CHECK_FALSE(store->hold_relay_lease("relay-a", 10s).ok());
     const auto marked = store->mark_published(std::vector<std::int64_t>{1});
     REQUIRE_FALSE(marked.ok());
-    CHECK(marked.error().message().find("locked") != std::string::npos);
-    CHECK(marked.error().message().find(path) != std::string::npos);
-    CHECK_FALSE(store->hold_relay_lease("relay-a", 10s).ok());
+    CHECK(named_lock(marked.error()));
     const std::vector<event> refused{order_event("order.refunded", "o-1", 9)};
     const auto appended = store->append("order", "o-1", eventbus::expected_version::exactly(2), refused);
     REQUIRE_FALSE(appended.ok());
-    CHECK(appended.error().message().find("locked") != std::string::npos);
-    CHECK_FALSE(store->save_snapshot({.aggregate_type = "order", .aggregate_id = "o-1", .version = 2, .state = "{}"}).ok());
+    CHECK(named_lock(appended.error()));
+    const auto saved = store->save_snapshot({.aggregate_type = "order", .aggregate_id = "o-1", .version = 2, .state = "{}"});
+    REQUIRE_FALSE(saved.ok());
+    CHECK(named_lock(saved.error()));
   }
-  REQUIRE(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
-
-  // Another process writes meanwhile: this store's next transactions must see it, not a snapshot.
-  REQUIRE(sqlite3_exec(other, "UPDATE eventbus_relay_lease SET renewals = renewals + 100 WHERE id = 1", nullptr, nullptr,
-                       nullptr) == SQLITE_OK);
-  const std::vector<event> next{order_event("order.shipped", "o-1", 2)};
-  const auto appended = store->append("order", "o-1", eventbus::expected_version::exactly(2), next);
-  CHECK_MESSAGE(appended.ok(), (appended.ok() ? "" : appended.error().to_string()));
-  const auto held = store->hold_relay_lease("relay-a", 10s);
-  REQUIRE(held.ok());
-  CHECK(held.value());
-  // The renewal is committed: another connection reads it (not left in an open transaction).
+  // The last refusal above was a transaction's BEGIN; the next write is the lease's, in autocommit.
+  REQUIRE(sqlite3_exec(other.get(), "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
   const auto renewals = [&] {
     sqlite3_stmt* row = nullptr;
     std::int64_t n = -1;
-    if (sqlite3_prepare_v2(other, "SELECT renewals FROM eventbus_relay_lease WHERE id = 1", -1, &row, nullptr) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(other.get(), "SELECT renewals FROM eventbus_relay_lease WHERE id = 1", -1, &row, nullptr) ==
+            SQLITE_OK &&
         sqlite3_step(row) == SQLITE_ROW)
       n = sqlite3_column_int64(row, 0);
     sqlite3_finalize(row);
     return n;
   };
-  CHECK(renewals() >= 101);
+  const std::int64_t before = renewals();
+  const auto held = store->hold_relay_lease("relay-a", 10s);
+  REQUIRE(held.ok());
+  CHECK(held.value());
+  CHECK(renewals() == before + 1);  // committed: another connection reads it
+
+  // Another process writes meanwhile: this store's next transactions must see it, not a snapshot.
+  REQUIRE(sqlite3_exec(other.get(), "UPDATE eventbus_relay_lease SET renewals = renewals + 100 WHERE id = 1", nullptr,
+                       nullptr, nullptr) == SQLITE_OK);
+  const std::vector<event> next{order_event("order.shipped", "o-1", 2)};
+  const auto appended = store->append("order", "o-1", eventbus::expected_version::exactly(2), next);
+  CHECK_MESSAGE(appended.ok(), (appended.ok() ? "" : appended.error().to_string()));
+  REQUIRE(store->hold_relay_lease("relay-a", 10s).ok());
+  CHECK(renewals() == before + 102);
   CHECK(store->mark_published(std::vector<std::int64_t>{1}).ok());
   const auto saved = store->save_snapshot({.aggregate_type = "order", .aggregate_id = "o-1", .version = 3, .state = "{}"});
   REQUIRE(saved.ok());
   CHECK(saved.value());
-  sqlite3_close(other);
   const auto left = store->unpublished(10);
   REQUIRE(left.ok());
   REQUIRE(left->size() == 2);

@@ -773,8 +773,6 @@ class sqlite_event_store final : public detail::checked_store {
     return relay_statements_.get();
   }
 
-  // BEGIN IMMEDIATE, `steps` (false when one failed: the writer's error names why), COMMIT; rolled
-  // back on any failure. writer_mu_ held.
   // BEGIN IMMEDIATE (the write lock now: what `steps` reads cannot change before it writes), then
   // `steps`: COMMIT when it returns true, ROLLBACK when it returns false or throws (rethrown).
   // True when committed, false when rolled back; an error when BEGIN or COMMIT failed. The three
