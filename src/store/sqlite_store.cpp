@@ -152,6 +152,15 @@ class statement {
   }
   /// SQLITE_ROW, SQLITE_DONE or an error code.
   int step() { return sqlite3_step(stmt_); }
+  /// Runs a statement that returns no rows and resets it, so that it holds nothing afterwards
+  /// (one that got SQLITE_BUSY stays active for a retry otherwise). SQLITE_DONE, or the error
+  /// code with the connection's message in `why` (read before the reset).
+  int run_and_reset(sqlite3* db, std::string& why) {
+    const int rc = sqlite3_step(stmt_);
+    if (rc != SQLITE_DONE) why = sqlite3_errmsg(db);
+    reset();
+    return rc;
+  }
   [[nodiscard]] std::int64_t integer(int col) const { return sqlite3_column_int64(stmt_, col); }
   [[nodiscard]] std::string_view text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
@@ -754,9 +763,9 @@ class sqlite_event_store final : public detail::checked_store {
     result<bool> change(statement& change, std::string_view owner, const detail::lease_row* seen) {
       change.reset().bind(1, owner).bind(4, millis(now_ms()));
       if (seen != nullptr) change.bind(2, seen->owner).bind(3, seen->renewals);
-      const int rc = change.step();
-      change.reset();  // no borrowed text left bound
-      if (rc != SQLITE_DONE) return store.named(sqlite_failure(store.writer_, "taking the relay lease"));
+      std::string why;
+      if (change.run_and_reset(store.writer_, why) != SQLITE_DONE)  // no borrowed text left bound either
+        return store.named(error(errc::store_failed, "sqlite: taking the relay lease: " + why));
       return sqlite3_changes(store.writer_) > 0;
     }
   };
@@ -785,15 +794,13 @@ class sqlite_event_store final : public detail::checked_store {
       transaction_statements_ = std::move(made);
     }
     auto& tx = *transaction_statements_;
-    // A BEGIN or COMMIT that got SQLITE_BUSY stays active (SQLite keeps it for a retry): an
-    // active BEGIN made every later COMMIT on this connection fail ("SQL statements in
-    // progress"), an active COMMIT held a read snapshot. So each is reset once it has run.
+    // Each reset once it has run: a BEGIN that got SQLITE_BUSY and stayed active made every later
+    // COMMIT on this connection fail ("SQL statements in progress"), an active COMMIT held a read
+    // snapshot.
     const auto run = [&](statement& st, std::string_view doing) -> result<void> {
-      const int rc = st.reset().step();
-      std::optional<error> failure;
-      if (rc != SQLITE_DONE) failure = named(sqlite_failure(writer_, doing));  // before the reset clears it
-      st.reset();
-      if (failure) return *failure;
+      std::string why;
+      if (st.reset().run_and_reset(writer_, why) != SQLITE_DONE)
+        return named(error(errc::store_failed, "sqlite: " + std::string(doing) + ": " + why));
       return {};
     };
     if (auto begun = run(tx.begin, "beginning a transaction"); !begun) return begun.error();
