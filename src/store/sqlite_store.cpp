@@ -889,7 +889,9 @@ class sqlite_event_store final : public detail::checked_store {
         (void)exec(writer_, "ROLLBACK");
         return sqlite_failure(writer_, "reading the schema version");
       }
-      if (current.integer(0) > static_cast<std::int64_t>(i)) {  // applied already (maybe by another process)
+      const std::int64_t applied = current.integer(0);
+      current.reset();  // left on its row, it would make a migration's DROP TABLE fail ("database table is locked")
+      if (applied > static_cast<std::int64_t>(i)) {  // applied already (maybe by another process)
         (void)exec(writer_, "ROLLBACK");
         continue;
       }
