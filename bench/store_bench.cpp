@@ -4,8 +4,10 @@
 // throughput to Kafka against the direct mirror (kafka_sink, same events, same broker).
 //
 //   store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN]
-//               [--bootstrap SERVERS] [--only relay]
+//               [--bootstrap SERVERS] [--only relay|postgresql]
 // Without --dsn the PostgreSQL part is skipped; without --bootstrap Kafka is the embedded broker.
+// --only relay runs the relay alone, without the mirror (for a profiler); --only postgresql the
+// PostgreSQL appends and their raw loop alone.
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
@@ -231,12 +233,12 @@ int main(int argc, char** argv) {
                                        if (name == "--durability" && (value == "full" || value == "normal")) durability = value;
                                        else if (name == "--dsn") dsn = value;
                                        else if (name == "--bootstrap") bootstrap = value;
-                                       else if (name == "--only" && value == "relay") only = value;
+                                       else if (name == "--only" && (value == "relay" || value == "postgresql")) only = value;
                                        else return false;
                                        return true;
                                      });
   if (!ok) {
-    std::fprintf(stderr, "usage: store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN] [--bootstrap SERVERS] [--only relay]\n");
+    std::fprintf(stderr, "usage: store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN] [--bootstrap SERVERS] [--only relay|postgresql]\n");
     return 2;
   }
   set_log_level(log_level::error);
@@ -258,7 +260,7 @@ int main(int argc, char** argv) {
   }
   if (only.empty()) report("sqlite store append", ours, raw, "raw sqlite3 loop");
 
-  if (!dsn.empty() && only.empty()) {
+  if (!dsn.empty() && (only.empty() || only == "postgresql")) {
     ours.clear();
     raw.clear();
     for (int r = 0; r < rounds; ++r) {
@@ -268,6 +270,7 @@ int main(int argc, char** argv) {
     report("postgresql store append", ours, raw, "raw libpq loop");
   }
 
+  if (only == "postgresql") return 0;
   ours.clear();
   raw.clear();
   for (int r = 0; r < rounds; ++r) {

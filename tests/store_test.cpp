@@ -450,6 +450,117 @@ TEST_CASE("marking published takes exactly the positions given, in runs or scatt
   }
 }
 
+namespace {
+
+// One number from SQL on the store's database.
+std::int64_t pg_count(const std::string& database, const char* sql) {
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of(database).c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* r = PQexec(conn, sql);
+  REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK);
+  const std::int64_t n = std::stoll(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  PQfinish(conn);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("postgresql: the backlog is exact while appends, marks, parks and backlog reads race") {
+  auto store = testing::fresh_store("postgresql", "backlog_race");
+  constexpr int appenders = 3, per_appender = 150;
+  std::atomic<int> appending{appenders};
+  std::atomic<std::int64_t> appended{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < appenders; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < per_appender; ++i) {
+        const std::vector<event> one{order_event("order.created", "o-" + std::to_string(t), i)};
+        if (store->append("order", one[0].aggregate_id(), eventbus::expected_version::any(), one).ok()) ++appended;
+      }
+      --appending;
+    });
+  // A relay's work on its own store object: marks most of what it reads, parks every seventh.
+  auto relay_side = open_postgres_store({.dsn = testing::postgres_dsn_of("backlog_race")});
+  std::atomic<std::int64_t> settled{0};
+  threads.emplace_back([&] {
+    for (std::int64_t after = 0; appending > 0 || settled < appended;) {
+      const auto batch = relay_side->unpublished(25, after);
+      if (!batch.ok()) FAIL_CHECK(batch.error().to_string());  // not REQUIRE: off the test's thread
+      if (!batch.ok()) return;
+      std::vector<std::int64_t> marks, parks;
+      for (const auto& e : batch.value()) (e.position % 7 == 0 ? parks : marks).push_back(e.position);
+      if (!batch->empty()) after = batch->back().position;
+      CHECK(relay_side->mark_published(marks).ok());
+      CHECK(relay_side->park(parks, "too large").ok());
+      settled += static_cast<std::int64_t>(batch->size());
+      if (batch->empty()) std::this_thread::yield();
+    }
+  });
+  // Backlog reads from a third store object move its count along as they go; each is a count the
+  // store could have held at some moment: between nothing and everything appended.
+  auto gauge_side = open_postgres_store({.dsn = testing::postgres_dsn_of("backlog_race")});
+  std::int64_t reads = 0;
+  while (appending > 0) {
+    const auto read = gauge_side->backlog();
+    REQUIRE(read.ok());
+    CHECK(read->events >= 0);
+    CHECK(read->events <= appenders * per_appender);
+    ++reads;
+  }
+  for (auto& t : threads) t.join();
+  CHECK(reads > 0);
+  CHECK(appended == appenders * per_appender);
+  CHECK(settled == appended);
+  const auto after = store->backlog();
+  REQUIRE(after.ok());
+  CHECK(after->events == pg_count("backlog_race", "SELECT count(*) FROM event_store WHERE published_at IS NULL"));
+  CHECK(after->events == 0);
+  CHECK(after->parked == pg_count("backlog_race", "SELECT count(*) FROM event_store WHERE parked_reason IS NOT NULL"));
+  CHECK(after->parked == appenders * per_appender / 7);
+  // More appends after the last read: counted too, by every store object, read-only ones included.
+  const std::vector<event> late{order_event("order.created", "o-late", 0), order_event("order.paid", "o-late", 1)};
+  REQUIRE(store->append("order", "o-late", eventbus::expected_version::none(), late).ok());
+  CHECK(gauge_side->backlog().value().events == 2);
+  auto reader = open_postgres_store({.dsn = testing::postgres_dsn_of("backlog_race"), .read_only = true});
+  CHECK(reader->backlog().value().events == 2);
+  CHECK(reader->backlog().value().parked == after->parked);
+}
+
+TEST_CASE("postgresql: a store made before appends stopped counting the backlog keeps its count through the migration") {
+  {
+    auto store = testing::fresh_store("postgresql", "backlog_migration");
+    for (int i = 0; i < 10; ++i) {
+      const std::vector<event> one{order_event("order.created", "o-" + std::to_string(i), i)};
+      REQUIRE(store->append("order", one[0].aggregate_id(), eventbus::expected_version::none(), one).ok());
+    }
+    REQUIRE(store->mark_published(std::vector<std::int64_t>{2, 4, 6}).ok());
+    REQUIRE(store->park(std::vector<std::int64_t>{8}, "too large").ok());
+  }
+  // The row as the ninth schema kept it: the number of unpublished events.
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("backlog_migration").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* r = PQexec(conn,
+                       "ALTER TABLE eventbus_outbox_state ADD COLUMN unpublished BIGINT NOT NULL DEFAULT 0; "
+                       "UPDATE eventbus_outbox_state SET unpublished = 6; "
+                       "ALTER TABLE eventbus_outbox_state DROP COLUMN counted, DROP COLUMN counted_through, DROP COLUMN settled; "
+                       "DELETE FROM eventbus_schema WHERE version = 10");
+  REQUIRE_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(conn);
+  auto store = open_postgres_store({.dsn = testing::postgres_dsn_of("backlog_migration")});
+  CHECK(pg_count("backlog_migration", "SELECT max(version) FROM eventbus_schema") == 10);
+  CHECK(store->backlog().value().events == 6);
+  CHECK(store->backlog().value().parked == 1);
+  const std::vector<event> one{order_event("order.created", "o-10", 10)};
+  REQUIRE(store->append("order", "o-10", eventbus::expected_version::none(), one).ok());
+  CHECK(store->backlog().value().events == 7);
+  REQUIRE(store->mark_published(std::vector<std::int64_t>{1, 11}).ok());
+  CHECK(store->backlog().value().events == 5);
+  CHECK(store->backlog().value().events ==
+        pg_count("backlog_migration", "SELECT count(*) FROM event_store WHERE published_at IS NULL"));
+}
+
 TEST_CASE("a stored event reads back with its stored bytes as its wire form: published as is") {
   const auto path = testing::fresh_sqlite_path("as_stored");
   auto store = open_sqlite_store({.path = path});

@@ -9,6 +9,8 @@
 #include <array>
 #include <charconv>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 #include "envelope/event_data.hpp"
 #include "eventbus/time.hpp"
@@ -64,7 +66,33 @@ END
 $fn$;
 )sql";
 
-constexpr const char* migrations[] = {
+// eventbus_append from the tenth migration on: the ninth's, without the backlog's UPDATE.
+const std::string append_function_without_backlog = [] {
+  std::string text = append_function;
+  const std::string_view counting = "  UPDATE eventbus_outbox_state SET unpublished = unpublished + inserted WHERE id = 1;\n";
+  text.erase(text.find(counting), counting.size());
+  return text;
+}();
+
+// The tenth migration: appends stop writing the backlog's row (an UPDATE of one hot row in every
+// append was the gap between an append and a raw insert). The row now counts the rows through
+// `counted_through` (`counted`) and the rows settled anywhere, published or parked (`settled`):
+// the backlog is counted + the rows above counted_through - settled, read in one snapshot. Rows
+// above counted_through are few: reading the backlog moves it up. Positions commit in order (every
+// insert holds the append lock until it commits), so no row can later appear below it. Done
+// under the append lock, so no append commits between the count and the change of function.
+// `unpublished` goes: an older eventbus still running against this store fails naming it rather
+// than keep a count nobody reads.
+const std::string backlog_without_appends = std::string(R"sql(
+SELECT pg_advisory_xact_lock()sql") + std::to_string(append_lock) + R"sql();
+ALTER TABLE eventbus_outbox_state ADD COLUMN counted BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN counted_through BIGINT NOT NULL DEFAULT 0, ADD COLUMN settled BIGINT NOT NULL DEFAULT 0;
+UPDATE eventbus_outbox_state SET counted = c.n, counted_through = c.top, settled = c.n - unpublished
+  FROM (SELECT count(*) AS n, COALESCE(max(position), 0) AS top FROM event_store) c WHERE id = 1;
+ALTER TABLE eventbus_outbox_state DROP COLUMN unpublished;
+)sql" + append_function_without_backlog;
+
+const char* const migrations[] = {
     R"sql(
 CREATE TABLE event_store (
   position          BIGSERIAL   PRIMARY KEY,   -- global order: appends commit one at a time
@@ -162,6 +190,7 @@ CREATE TABLE eventbus_parked (
 );
 )sql",
     append_function,  // again: generic plans kept (index scans forced), the append lock taken inside
+    backlog_without_appends.c_str(),
 };
 
 struct result_deleter {
@@ -457,7 +486,7 @@ class postgres_event_store final : public detail::checked_store {
     auto r = writer_.query("marking events published",
                  "WITH marked AS (UPDATE event_store SET published_at = now() WHERE position = ANY($1::bigint[]) "
                  "AND published_at IS NULL RETURNING 1) "
-                 "UPDATE eventbus_outbox_state SET unpublished = unpublished - (SELECT count(*) FROM marked) WHERE id = 1",
+                 "UPDATE eventbus_outbox_state SET settled = settled + (SELECT count(*) FROM marked) WHERE id = 1",
                  {list.text().c_str()});
     if (!r) return r.error();
     return {};
@@ -472,7 +501,7 @@ class postgres_event_store final : public detail::checked_store {
     auto r = writer_.query("parking events",
                  "WITH parked AS (UPDATE event_store SET published_at = now(), parked_reason = $2 "
                  "WHERE position = ANY($1::bigint[]) AND published_at IS NULL RETURNING 1) "
-                 "UPDATE eventbus_outbox_state SET unpublished = unpublished - (SELECT count(*) FROM parked), "
+                 "UPDATE eventbus_outbox_state SET settled = settled + (SELECT count(*) FROM parked), "
                  "parked = parked + (SELECT count(*) FROM parked) WHERE id = 1",
                  {list.text().c_str(), why.c_str()});
     if (!r) return r.error();
@@ -567,7 +596,7 @@ class postgres_event_store final : public detail::checked_store {
     };
     if (auto locked = run(conn, "copying events", "SELECT pg_advisory_xact_lock($1::bigint)", {lock_key.c_str()}); !locked)
       return rollback(locked.error());
-    std::int64_t unpublished = 0, parked = 0;
+    std::int64_t settled = 0, parked = 0;  // of the copied rows: published or parked, and parked
     for (const auto& e : events) {
       const auto& d = detail::event_access::data(e.stored.ev);
       const std::string version = std::to_string(e.stored.version), occurred = std::to_string(millis(d.timestamp)),
@@ -585,15 +614,15 @@ class postgres_event_store final : public detail::checked_store {
           "'payload' END, $9, to_timestamp($10::bigint / 1000.0), CASE WHEN $11::boolean THEN now() END, $12)",
           12, nullptr, values, nullptr, nullptr, 0));
       if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) return rollback(failure(conn, r.get(), "copying event " + d.event_id));
-      unpublished += e.published == 0 ? 1 : 0;
+      settled += e.published == 0 ? 0 : 1;
       parked += e.published == 2 ? 1 : 0;
     }
-    const std::string waiting = std::to_string(unpublished), refused = std::to_string(parked), name(progress),
+    const std::string done = std::to_string(settled), refused = std::to_string(parked), name(progress),
                       at = std::to_string(source_position);
     if (auto counted = run(conn, "copying events",
-                           "UPDATE eventbus_outbox_state SET unpublished = unpublished + $1::bigint, parked = parked + "
+                           "UPDATE eventbus_outbox_state SET settled = settled + $1::bigint, parked = parked + "
                            "$2::bigint WHERE id = 1",
-                           {waiting.c_str(), refused.c_str()});
+                           {done.c_str(), refused.c_str()});
         !counted)
       return rollback(counted.error());
     if (auto saved = run(conn, "copying events",
@@ -733,11 +762,22 @@ class postgres_event_store final : public detail::checked_store {
     return out;
   }
 
+  // The rows counted and settled, plus the rows above counted_through, in one snapshot (see
+  // backlog_without_appends). A writable store first moves counted_through up to the last row, so
+  // that the next read counts only what was appended since. That move only saves later reads
+  // work: it is skipped while the writer is busy (an append, a caller's transaction) and its
+  // failure (a database gone read-only) leaves the read below exact.
   result<outbox_backlog> backlog() override {
+    if (std::unique_lock writing(writer_.mu, std::try_to_lock); writing.owns_lock() && !read_only_)
+      (void)writer_.query("counting the outbox backlog",
+                          "UPDATE eventbus_outbox_state s SET counted = s.counted + (SELECT count(*) FROM event_store "
+                          "WHERE position > s.counted_through AND position <= m.top), counted_through = m.top "
+                          "FROM (SELECT max(position) AS top FROM event_store) m WHERE s.id = 1 AND m.top > s.counted_through");
     const std::lock_guard lock(reader_.mu);
     auto r = reader_.query("reading the outbox backlog",
-                 "SELECT unpublished, (SELECT (EXTRACT(EPOCH FROM stored_at) * 1000)::bigint FROM event_store "
-                 "WHERE published_at IS NULL ORDER BY position LIMIT 1), parked FROM eventbus_outbox_state WHERE id = 1");
+                 "SELECT counted + (SELECT count(*) FROM event_store WHERE position > counted_through) - settled, "
+                 "(SELECT (EXTRACT(EPOCH FROM stored_at) * 1000)::bigint FROM event_store WHERE published_at IS NULL "
+                 "ORDER BY position LIMIT 1), parked FROM eventbus_outbox_state WHERE id = 1");
     if (!r) return r.error();
     outbox_backlog out{.events = to_int(r.value().get(), 0, 0), .parked = to_int(r.value().get(), 0, 2)};
     if (!PQgetisnull(r.value().get(), 0, 1)) out.oldest = time_point(std::chrono::milliseconds(to_int(r.value().get(), 0, 1)));
