@@ -1,5 +1,7 @@
 #include "support/task_pool.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 namespace eventbus::detail {
@@ -108,6 +110,9 @@ std::size_t task_pool::close_and_join(std::optional<std::chrono::milliseconds> b
 void task_pool::run(const std::shared_ptr<state>& shared, std::size_t index) {
   auto& s = *shared;
   t_current_pool = &s;
+  // Named, as the worker's, relay's and sink's threads are: `top -H`, `perf report --sort comm`
+  // and a debugger tell handler threads from the rest.
+  pthread_setname_np(pthread_self(), "eventbus-pool");
   std::unique_lock lock(s.mu);
   for (;;) {
     s.has_work.wait(lock, [&] { return s.closed || s.queued > 0; });
