@@ -79,16 +79,18 @@ const std::string append_function_without_backlog = [] {
 // `counted_through` (`counted`) and the rows settled anywhere, published or parked (`settled`):
 // the backlog is counted + the rows above counted_through - settled, read in one snapshot. Rows
 // above counted_through are few: reading the backlog moves it up. Positions commit in order (every
-// insert holds the append lock until it commits), so no row can later appear below it. Done
-// under the append lock, so no append commits between the count and the change of function.
+// insert holds the append lock until it commits, and the sequence hands out one value at a time),
+// so no row can later appear below it; no row is ever deleted. Counted afresh, under the append
+// lock that migrate() takes, so no append commits between the count and the change of function.
 // `unpublished` goes: an older eventbus still running against this store fails naming it rather
 // than keep a count nobody reads.
-const std::string backlog_without_appends = std::string(R"sql(
-SELECT pg_advisory_xact_lock()sql") + std::to_string(append_lock) + R"sql();
+const std::string backlog_without_appends = R"sql(
 ALTER TABLE eventbus_outbox_state ADD COLUMN counted BIGINT NOT NULL DEFAULT 0,
   ADD COLUMN counted_through BIGINT NOT NULL DEFAULT 0, ADD COLUMN settled BIGINT NOT NULL DEFAULT 0;
-UPDATE eventbus_outbox_state SET counted = c.n, counted_through = c.top, settled = c.n - unpublished
-  FROM (SELECT count(*) AS n, COALESCE(max(position), 0) AS top FROM event_store) c WHERE id = 1;
+UPDATE eventbus_outbox_state SET counted = c.n, counted_through = c.top, settled = c.done
+  FROM (SELECT count(*) AS n, COALESCE(max(position), 0) AS top, count(*) FILTER (WHERE published_at IS NOT NULL) AS done
+          FROM event_store) c
+ WHERE id = 1;
 ALTER TABLE eventbus_outbox_state DROP COLUMN unpublished;
 )sql" + append_function_without_backlog;
 
@@ -853,7 +855,7 @@ class postgres_event_store final : public detail::checked_store {
   result<void> migrate() {
     auto conn = writer_.get();
     if (!conn) return conn.error();
-    const std::string key = std::to_string(migrate_lock);
+    const std::string key = std::to_string(migrate_lock), append_key = std::to_string(append_lock);
     return in_transaction(conn.value(), [&]() -> result<void> {
       // One migrator at a time, whatever number of instances start together.
       if (auto locked = run(conn.value(), "migrating", "SELECT pg_advisory_xact_lock($1::bigint)", {key.c_str()}); !locked)
@@ -863,6 +865,13 @@ class postgres_event_store final : public detail::checked_store {
         return made.error();
       auto version = run(conn.value(), "migrating", "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");
       if (!version) return version.error();
+      // And no append while migrating, taken before any migration locks a table an append waits
+      // on (else an append holding this lock and a migration holding the table wait on each
+      // other): the tenth migration counts the rows as they stand.
+      if (static_cast<std::size_t>(to_int(version.value().get(), 0, 0)) < std::size(migrations))
+        if (auto locked = run(conn.value(), "migrating", "SELECT pg_advisory_xact_lock($1::bigint)", {append_key.c_str()});
+            !locked)
+          return locked.error();
       for (auto v = static_cast<std::size_t>(to_int(version.value().get(), 0, 0)); v < std::size(migrations); ++v) {
         if (auto applied = run(conn.value(), "migrating", migrations[v]); !applied) return applied.error();
         const std::string next = std::to_string(v + 1);
