@@ -467,10 +467,17 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   {
     auto store = open_sqlite_store({.path = path});
     REQUIRE(store->save_checkpoint("orders_by_status", 25).ok());
+    REQUIRE(store->save_checkpoint("eventbus.copy", 30).ok());  // a store copy's progress: not a projection
   }
-  const auto projections = run_cli("store projections --sqlite " + path, code);
+  const auto projections = run_cli("store projections --sqlite " + path, code, true);
   CHECK(code == 0);
   CHECK(projections.find("orders_by_status") != std::string::npos);
+  CHECK(projections.find("eventbus.copy") == std::string::npos);
+  CHECK(projections.find("1 projection(s)") != std::string::npos);
+  const auto own_rebuild = run_cli("store projections --sqlite " + path + " --rebuild eventbus.copy", code, true);
+  CHECK(code == 1);
+  CHECK(own_rebuild.find("'eventbus.copy' is eventbus's own progress") != std::string::npos);
+  CHECK(open_sqlite_store({.path = path, .read_only = true})->load_checkpoint("eventbus.copy").value() == 30);
   CHECK(projections.find("          25          5") != std::string::npos);  // position 25, 5 stored after it
   const auto typo_rebuild = run_cli("store projections --sqlite " + path + " --rebuild orders_by_stat", code, true);
   CHECK(code == 1);

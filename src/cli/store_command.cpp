@@ -305,7 +305,11 @@ int run_store(std::span<const std::string_view> args) {
   if (action == "projections") {
     const auto listed = store->checkpoints();
     if (!listed) return fail(listed.error().to_string());
+    // Checkpoints named eventbus.* are eventbus's own (a copy's or an import's progress).
+    const auto is_projection = [](std::string_view name) { return !name.starts_with("eventbus."); };
     if (!rebuild.empty()) {
+      if (!is_projection(rebuild))
+        return fail("'" + printable(rebuild) + "' is eventbus's own progress (a store copy or import), not a projection: not reset");
       const bool known = std::any_of(listed->begin(), listed->end(), [&](const checkpoint& c) { return c.name == rebuild; });
       if (!known) return fail("no projection named '" + rebuild + "' in this store (a typo? `eventbus store projections` lists them)");
       if (auto reset = projection::reset(*store, rebuild); !reset) return fail(reset.error().to_string());
@@ -315,12 +319,15 @@ int run_store(std::span<const std::string_view> args) {
     const auto head = store->last_position();
     if (!head) return fail(head.error().to_string());
     std::printf("%-32s %12s %10s  %s\n", "projection", "position", "lag", "saved");
-    for (const auto& c : *listed)
-      if (!c.name.starts_with("eventbus."))  // eventbus's own (a copy's progress) are not projections
-        std::printf("%-32s %12lld %10lld  %s (%.0f s ago)\n", printable(c.name).c_str(), static_cast<long long>(c.position),
+    std::size_t projections = 0;
+    for (const auto& c : *listed) {
+      if (!is_projection(c.name)) continue;
+      ++projections;
+      std::printf("%-32s %12lld %10lld  %s (%.0f s ago)\n", printable(c.name).c_str(), static_cast<long long>(c.position),
                   static_cast<long long>(std::max<std::int64_t>(0, head.value() - c.position)),
                   format_timestamp(c.saved_at).c_str(), std::chrono::duration<double>(now_ms() - c.saved_at).count());
-    std::fprintf(stderr, "%zu projection(s); the store's last position is %lld\n", listed->size(),
+    }
+    std::fprintf(stderr, "%zu projection(s); the store's last position is %lld\n", projections,
                  static_cast<long long>(head.value()));
     return exit_ok;
   }
