@@ -467,17 +467,11 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   {
     auto store = open_sqlite_store({.path = path});
     REQUIRE(store->save_checkpoint("orders_by_status", 25).ok());
-    REQUIRE(store->save_checkpoint("eventbus.copy", 30).ok());  // a store copy's progress: not a projection
   }
   const auto projections = run_cli("store projections --sqlite " + path, code, true);
   CHECK(code == 0);
   CHECK(projections.find("orders_by_status") != std::string::npos);
-  CHECK(projections.find("eventbus.copy") == std::string::npos);
   CHECK(projections.find("1 projection(s)") != std::string::npos);
-  const auto own_rebuild = run_cli("store projections --sqlite " + path + " --rebuild eventbus.copy", code, true);
-  CHECK(code == 1);
-  CHECK(own_rebuild.find("'eventbus.copy' is eventbus's own progress") != std::string::npos);
-  CHECK(open_sqlite_store({.path = path, .read_only = true})->load_checkpoint("eventbus.copy").value() == 30);
   CHECK(projections.find("          25          5") != std::string::npos);  // position 25, 5 stored after it
   const auto typo_rebuild = run_cli("store projections --sqlite " + path + " --rebuild orders_by_stat", code, true);
   CHECK(code == 1);
@@ -489,6 +483,24 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   (void)run_cli("store projections --sqlite cli_store_typo.db --rebuild x", code, true);
   CHECK(code == 1);
   CHECK_FALSE(std::filesystem::exists("cli_store_typo.db"));
+
+  // A store copy's progress in the target is eventbus's own: neither listed nor counted as a
+  // projection, and not reset by a rebuild (the copy would start again into a target it filled).
+  const std::string target_copy = "cli_store_copied_into.db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((target_copy + suffix).c_str());
+  {
+    auto target = open_sqlite_store({.path = target_copy});
+    REQUIRE(target->save_checkpoint("eventbus.copy", 30).ok());
+    REQUIRE(target->save_checkpoint("orders_by_status", 12).ok());
+  }
+  const auto own = run_cli("store projections --sqlite " + target_copy, code, true);
+  CHECK(code == 0);
+  CHECK(own.find("eventbus.copy") == std::string::npos);
+  CHECK(own.find("1 projection(s)") != std::string::npos);
+  const auto own_rebuild = run_cli("store projections --sqlite " + target_copy + " --rebuild eventbus.copy", code, true);
+  CHECK(code == 1);
+  CHECK(own_rebuild.find("'eventbus.copy' is eventbus's own progress") != std::string::npos);
+  CHECK(open_sqlite_store({.path = target_copy, .read_only = true})->load_checkpoint("eventbus.copy").value() == 30);
 
   // Copy: into a new file, every event; a source that does not exist is named and not created.
   const std::string copy = "cli_store_copy.db";
