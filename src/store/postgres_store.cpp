@@ -865,14 +865,15 @@ class postgres_event_store final : public detail::checked_store {
         return made.error();
       auto version = run(conn.value(), "migrating", "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");
       if (!version) return version.error();
+      const auto at_version = static_cast<std::size_t>(to_int(version.value().get(), 0, 0));
       // And no append while migrating, taken before any migration locks a table an append waits
       // on (else an append holding this lock and a migration holding the table wait on each
       // other): the tenth migration counts the rows as they stand.
-      if (static_cast<std::size_t>(to_int(version.value().get(), 0, 0)) < std::size(migrations))
+      if (at_version < std::size(migrations))
         if (auto locked = run(conn.value(), "migrating", "SELECT pg_advisory_xact_lock($1::bigint)", {append_key.c_str()});
             !locked)
           return locked.error();
-      for (auto v = static_cast<std::size_t>(to_int(version.value().get(), 0, 0)); v < std::size(migrations); ++v) {
+      for (auto v = at_version; v < std::size(migrations); ++v) {
         if (auto applied = run(conn.value(), "migrating", migrations[v]); !applied) return applied.error();
         const std::string next = std::to_string(v + 1);
         if (auto bumped = run(conn.value(), "migrating", "INSERT INTO eventbus_schema (version) VALUES ($1::int)", {next.c_str()});
