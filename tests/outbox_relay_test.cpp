@@ -159,7 +159,7 @@ TEST_CASE("marks the store refuses: the events go again, and the backlog drains 
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
   sqlite3_busy_timeout(db, 10'000);  // the relay's marking transactions hold the write lock at times
   REQUIRE(sqlite3_exec(db,
-                       "CREATE TRIGGER refuse_marks BEFORE UPDATE OF published ON event_store "
+                       "CREATE TRIGGER refuse_marks BEFORE DELETE ON eventbus_outbox "
                        "BEGIN SELECT RAISE(ABORT, 'marks refused by the test'); END",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   outbox_relay relay(store, producer_for(broker), {.batch_size = 20, .interval = 20ms});

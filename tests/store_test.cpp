@@ -15,6 +15,7 @@
 
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/store/event_store.hpp"
+#include "eventbus/store/store_copy.hpp"
 #include "eventbus/store/store_replay.hpp"
 #include "store_support.hpp"
 #include "test_support.hpp"
@@ -576,6 +577,88 @@ TEST_CASE("postgresql: a store made before appends stopped counting the backlog 
   CHECK(store->backlog().value().events == 5);
   CHECK(store->backlog().value().events ==
         pg_count("backlog_migration", "SELECT count(*) FROM event_store WHERE published_at IS NULL"));
+}
+
+namespace {
+
+// One number from SQL on a SQLite file.
+std::int64_t sqlite_count(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE_MESSAGE(sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK, sqlite3_errmsg(db));
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  const std::int64_t n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("sqlite: a store made before the outbox had a table of its own keeps every event's outbox state through the migration") {
+  const auto path = testing::fresh_sqlite_path("outbox_migration");
+  {
+    auto store = open_sqlite_store({.path = path});
+    for (int i = 0; i < 10; ++i) {
+      const std::vector<event> one{order_event("order.created", "o-" + std::to_string(i), i)};
+      REQUIRE(store->append("order", one[0].aggregate_id(), eventbus::expected_version::none(), one).ok());
+    }
+    REQUIRE(store->mark_published(std::vector<std::int64_t>{2, 3, 7}).ok());
+    REQUIRE(store->park(std::vector<std::int64_t>{5}, "too large").ok());
+  }
+  // Back to the sixth schema: the outbox state in each event's row (0 unpublished, 1 published,
+  // 2 parked), found through a partial index. Position 9 parked with no reason kept.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* why = nullptr;
+  const int rc = sqlite3_exec(db,
+                              "ALTER TABLE event_store ADD COLUMN published INTEGER NOT NULL DEFAULT 0; "
+                              "UPDATE event_store SET published = CASE WHEN position IN (SELECT position FROM eventbus_outbox) "
+                              "THEN 0 WHEN parked_reason IS NOT NULL THEN 2 ELSE 1 END; "
+                              "UPDATE event_store SET published = 2 WHERE position = 9; "
+                              "UPDATE eventbus_outbox_state SET unpublished = unpublished - 1, parked = parked + 1; "
+                              "CREATE INDEX event_store_unpublished ON event_store (position) WHERE published = 0; "
+                              "DROP TABLE eventbus_outbox; "
+                              "DELETE FROM eventbus_schema WHERE version = 7",
+                              nullptr, nullptr, &why);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, (why ? why : ""));
+  sqlite3_close(db);
+
+  auto store = open_sqlite_store({.path = path});
+  CHECK(sqlite_count(path, "SELECT max(version) FROM eventbus_schema") == 7);
+  CHECK(sqlite_count(path, "SELECT count(*) FROM pragma_table_info('event_store') WHERE name = 'published'") == 0);
+  const auto unpublished_positions = [&] {
+    const auto rows = store->unpublished(100);
+    REQUIRE(rows.ok());
+    std::vector<std::int64_t> left;
+    for (const auto& e : rows.value()) left.push_back(e.position);
+    return left;
+  };
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10});
+  CHECK(store->backlog().value().events == 5);
+  CHECK(store->backlog().value().parked == 2);
+  CHECK(sqlite_count(path, "SELECT count(*) FROM event_store WHERE parked_reason IS NOT NULL") == 2);
+
+  // A copy reads each event's state from the new tables: the same backlog and parked events.
+  auto copy = testing::fresh_store("sqlite", "outbox_migration_copy");
+  REQUIRE(copy_store(*store, *copy).ok());
+  CHECK(copy->backlog().value().events == 5);
+  CHECK(copy->backlog().value().parked == 2);
+  const auto copied_rows = copy->unpublished(100);
+  REQUIRE(copied_rows.ok());
+  std::vector<std::int64_t> copied_left;
+  for (const auto& e : copied_rows.value()) copied_left.push_back(e.ev.aggregate_id().back() - '0');
+  CHECK(copied_left == std::vector<std::int64_t>{0, 3, 5, 7, 9});  // o-0, o-3...: the events at 1, 4, 6, 8, 10
+
+  // And the store goes on: a new event is queued, marks take events out.
+  const std::vector<event> one{order_event("order.created", "o-10", 10)};
+  REQUIRE(store->append("order", "o-10", eventbus::expected_version::none(), one).ok());
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10, 11});
+  REQUIRE(store->mark_published(std::vector<std::int64_t>{1, 5, 9, 11}).ok());  // 5 and 9 are parked: untouched
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{4, 6, 8, 10});
+  CHECK(store->backlog().value().events == 4);
+  CHECK(store->backlog().value().parked == 2);
 }
 
 TEST_CASE("a stored event reads back with its stored bytes as its wire form: published as is") {
