@@ -89,7 +89,20 @@ TEST_CASE("the relay publishes what was stored, in order, as the mirror would, a
     broker.create_topic(placed, 3);
     auto m = std::make_shared<metrics>();
     auto store = testing::fresh_store(backend, "relay_basic", m);
-    const auto stored = append_orders(*store, 600);
+    auto stored = append_orders(*store, 540);
+    // Headers read from the store's columns and the envelope's metadata: with and without a
+    // correlation id and a trace context, and a payload holding a "traceparent" key (not a header).
+    for (int i = 540; i < 600; ++i) {
+      event_fields fields{.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "a-" + std::to_string(i % 10),
+                          .payload = {{"seq", i}}};
+      if (i % 3 == 0) fields.correlation_id = "corr-" + std::to_string(i);
+      if (i % 4 == 0) fields.metadata["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+      if (i % 5 == 0) fields.payload["traceparent"] = "in the payload";
+      if (i % 7 == 0) fields.metadata["tenant"] = "acme";
+      const std::vector<event> one{make_event(std::move(fields))};
+      REQUIRE(store->append("order", one[0].aggregate_id(), eventbus::expected_version::any(), one).ok());
+      stored.push_back(one[0]);
+    }
     CHECK(store->backlog().value().events == 600);
     outbox_relay relay(store, producer_for(broker), {.batch_size = 128, .interval = 20ms, .metrics = m});
     relay.start();
@@ -114,8 +127,11 @@ TEST_CASE("the relay publishes what was stored, in order, as the mirror would, a
       const auto& ev = *by_id.at(r.headers.at("event_id"));
       CHECK(r.key == ev.aggregate_id());
       CHECK(r.value == encode_event(ev));
-      CHECK(r.headers.at("event_type") == "order.placed");
-      CHECK(r.headers.at("aggregate_type") == "order");
+      std::map<std::string, std::string> expected{{"event_id", ev.event_id()}, {"event_type", "order.placed"},
+                                                  {"aggregate_type", "order"}, {"content-type", "application/json"}};
+      if (ev.correlation_id()) expected["correlation_id"] = *ev.correlation_id();
+      if (auto tp = ev.metadata().find("traceparent"); tp != ev.metadata().end()) expected["traceparent"] = tp->second;
+      CHECK(r.headers == expected);
     }
   }
 }

@@ -86,6 +86,10 @@ struct event_access {
 /// The payload of a record the decoder accepted with a lazy payload: the same value the decoder
 /// would have built.
 [[nodiscard]] nlohmann::json payload_of_checked_record(std::string_view record);
+/// The metadata's "traceparent" of a record that decoded before (a stored envelope), without
+/// decoding it: what the outbox relay needs of it besides the stored columns. Nothing when the
+/// record carries none.
+[[nodiscard]] std::optional<std::string> traceparent_of_checked_record(std::string_view record);
 
 /// Appends `text` as a JSON string literal. False (nothing sensible appended) if it is not UTF-8.
 [[nodiscard]] bool append_json_string(std::string& out, std::string_view text);

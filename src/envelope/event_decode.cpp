@@ -321,6 +321,36 @@ json payload_of_checked_record(std::string_view record) {
   return json::parse(record).at("payload");
 }
 
+std::optional<std::string> traceparent_of_checked_record(std::string_view record) {
+  if (record.find("traceparent") == std::string_view::npos) return std::nullopt;  // most records: no parse at all
+  dom::element root;
+  dom::object fields;
+  if (record.size() <= fast_path_max_bytes &&
+      !thread_parser().parse(record.data(), record.size(), /*realloc_if_needed=*/true).get(root) &&
+      !root.get_object().get(fields)) {
+    std::optional<std::string> found;
+    for (const auto field : fields) {  // duplicates: the last wins, as decoding keeps it
+      if (field.key != "metadata") continue;
+      dom::object entries;
+      if (field.value.get_object().get(entries)) {
+        found.reset();  // null: no metadata
+        continue;
+      }
+      found.reset();
+      for (const auto entry : entries) {
+        std::string_view text;
+        if (entry.key == "traceparent" && !entry.value.get_string().get(text)) found = std::string(text);
+      }
+    }
+    return found;
+  }
+  auto decoded = decode_event(record);  // too big or too deep for the parser above
+  if (!decoded) return std::nullopt;
+  const auto& metadata = decoded.value().metadata();
+  if (auto it = metadata.find("traceparent"); it != metadata.end()) return it->second;
+  return std::nullopt;
+}
+
 result<event> decode_event_nlohmann(std::string_view bytes) {
   // Too deep to be an event: never build its tree (writing it out again would recurse that deep).
   // Broken JSON stays a decode failure whatever its depth.

@@ -15,6 +15,7 @@
 #include "support/log.hpp"
 #include "kafka/mirror_record.hpp"
 #include "kafka/producer_handles.hpp"
+#include "kafka/sink_access.hpp"
 #include "kafka/topic_cache.hpp"
 
 namespace eventbus {
@@ -30,8 +31,10 @@ using clock = std::chrono::steady_clock;
 // default, each with its payload tree) and freed each cold: building and publishing ran 0.65 of a
 // raw loop, 0.80 with the copy (bench/README.md).
 struct pending_record final : detail::delivery_state {
-  explicit pending_record(const event& ev, std::function<void(result<delivery>)> cb = {}) : callback(std::move(cb)) {
-    const std::string& id = ev.event_id();  // a UUID: 36 characters (checked when the event was made)
+  explicit pending_record(const event& ev, std::function<void(result<delivery>)> cb = {})
+      : pending_record(std::string_view(ev.event_id()), std::move(cb)) {}
+  pending_record(std::string_view id, std::function<void(result<delivery>)> cb) : callback(std::move(cb)) {
+    // A UUID: 36 characters (checked when the event was made).
     id_size = static_cast<std::uint8_t>(std::min(id.size(), sizeof id_text));
     std::memcpy(id_text, id.data(), id_size);
   }
@@ -155,11 +158,12 @@ struct kafka_sink::impl {
     }
   }
 
-  // The topic of `ev`, about to be produced to; the first time, its metadata is asked for at once
-  // (below). Not for check(): a name only validated is never looked up.
-  result<const std::string*> topic_to_send(const event& ev, std::string& scratch) {
+  // The topic of an event of these types, about to be produced to; the first time, its metadata
+  // is asked for at once (below). Not for check(): a name only validated is never looked up.
+  result<const std::string*> topic_to_send(std::string_view aggregate_type, std::string_view event_type,
+                                           std::size_t type_hash, std::string& scratch) {
     bool first_send = false;
-    auto topic = topics.topic_of(ev, scratch, &first_send);
+    auto topic = topics.topic_of(aggregate_type, event_type, type_hash, scratch, &first_send);
     if (first_send) {
       {
         const std::lock_guard lock(lookup_mu);
@@ -196,24 +200,27 @@ struct kafka_sink::impl {
   }
 
   void produce(const event& ev, const std::shared_ptr<pending_record>& pending) {
+    const auto& d = detail::event_access::data(ev);
+    produce(detail::record_fields_of(d), d.type_hash, pending);
+  }
+
+  void produce(const detail::record_fields& record, std::size_t type_hash, const std::shared_ptr<pending_record>& pending) {
     std::string uncached;
-    auto topic = topic_to_send(ev, uncached);
+    auto topic = topic_to_send(record.aggregate_type, record.event_type, type_hash, uncached);
     if (!topic) return pending->complete(topic.error());
     const std::string& name = *topic.value();
-    const auto& d = detail::event_access::data(ev);
 
     detail::kafka_headers headers(rd_kafka_headers_new(6));
-    detail::for_each_mirror_header(d, [&](const char* header, std::string_view value) { add_header(headers.get(), header, value); });
+    detail::for_each_record_header(record, [&](const char* header, std::string_view value) { add_header(headers.get(), header, value); });
 
     // The value copied into librdkafka's record (see pending_record); the key always is.
     rd_kafka_vu_t fields[6];
     fields[0].vtype = RD_KAFKA_VTYPE_TOPIC;
     fields[0].u.cstr = name.c_str();
     fields[1].vtype = RD_KAFKA_VTYPE_KEY;
-    fields[1].u.mem = {const_cast<char*>(d.aggregate_id.data()), d.aggregate_id.size()};
+    fields[1].u.mem = {const_cast<char*>(record.aggregate_id.data()), record.aggregate_id.size()};
     fields[2].vtype = RD_KAFKA_VTYPE_VALUE;
-    const std::string& encoded = detail::event_access::encoded(d);
-    fields[2].u.mem = {const_cast<char*>(encoded.data()), encoded.size()};
+    fields[2].u.mem = {const_cast<char*>(record.value.data()), record.value.size()};
     fields[3].vtype = RD_KAFKA_VTYPE_HEADERS;
     fields[3].u.headers = headers.get();
     fields[4].vtype = RD_KAFKA_VTYPE_OPAQUE;
@@ -349,6 +356,12 @@ delivery_future kafka_sink::accept(const event& ev) {
 
 void kafka_sink::produce(const event& ev, std::function<void(result<delivery>)> on_delivery) {
   impl_->produce(ev, std::make_shared<pending_record>(ev, std::move(on_delivery)));
+}
+
+void detail::sink_access::produce(kafka_sink& sink, const record_fields& record,
+                                  std::function<void(result<delivery>)> on_delivery) {
+  sink.impl_->produce(record, event_type_hash(record.event_type),
+                      std::make_shared<pending_record>(record.event_id, std::move(on_delivery)));
 }
 
 result<void> kafka_sink::flush(std::chrono::milliseconds timeout) { return impl_->flush(timeout); }

@@ -12,6 +12,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "envelope/event_data.hpp"
 #include "eventbus/topic.hpp"
@@ -30,17 +31,23 @@ class topic_cache {
   /// produce to it); a hit costs one relaxed load more.
   [[nodiscard]] result<const std::string*> topic_of(const event& ev, std::string& scratch,
                                                     bool* first_send = nullptr) const {
-    const auto hash = event_access::data(ev).type_hash;
-    if (const auto* hit = find(ev, hash)) return first(*hit, first_send);
-    auto topic = topic_for(ev, prefix_);
+    return topic_of(ev.aggregate_type(), ev.event_type(), event_access::data(ev).type_hash, scratch, first_send);
+  }
+  /// The same from the two names, `hash` being event_type_hash(event_type).
+  [[nodiscard]] result<const std::string*> topic_of(std::string_view aggregate_type, std::string_view event_type,
+                                                    std::size_t hash, std::string& scratch,
+                                                    bool* first_send = nullptr) const {
+    if (const auto* hit = find(aggregate_type, event_type, hash)) return first(*hit, first_send);
+    auto topic = topic_for(aggregate_type, event_type, prefix_);
     if (!topic) return topic.error();
     const std::lock_guard lock(mu_);
-    if (const auto* hit = find(ev, hash)) return first(*hit, first_send);
+    if (const auto* hit = find(aggregate_type, event_type, hash)) return first(*hit, first_send);
     if (storage_.size() >= max_entries) {
       scratch = std::move(topic).value();
       return &scratch;
     }
-    const entry& cached = storage_.emplace_back(hash, ev.aggregate_type(), ev.event_type(), std::move(topic).value());
+    const entry& cached = storage_.emplace_back(hash, std::string(aggregate_type), std::string(event_type),
+                                                std::move(topic).value());
     // Half full at most (max_entries of 2 * max_entries slots): probing stays short and always ends.
     for (std::size_t i = hash % slots_.size();; i = (i + 1) % slots_.size()) {
       if (slots_[i].load(std::memory_order_relaxed) == nullptr) {
@@ -66,11 +73,11 @@ class topic_cache {
     return &e.topic;
   }
 
-  const entry* find(const event& ev, std::size_t hash) const {
+  const entry* find(std::string_view aggregate_type, std::string_view event_type, std::size_t hash) const {
     for (std::size_t i = hash % slots_.size();; i = (i + 1) % slots_.size()) {
       const entry* e = slots_[i].load(std::memory_order_acquire);
       if (e == nullptr) return nullptr;
-      if (e->type_hash == hash && e->event_type == ev.event_type() && e->aggregate_type == ev.aggregate_type()) return e;
+      if (e->type_hash == hash && e->event_type == event_type && e->aggregate_type == aggregate_type) return e;
     }
   }
 

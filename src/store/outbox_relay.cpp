@@ -13,6 +13,8 @@
 #include <thread>
 #include <utility>
 
+#include "kafka/sink_access.hpp"
+#include "store/outbox_rows.hpp"
 #include "support/log.hpp"
 
 namespace eventbus {
@@ -187,7 +189,7 @@ struct outbox_relay::impl {
     std::size_t pending = 0;
   };
   struct batch_in_flight {
-    std::vector<stored_event> events;
+    detail::outbox_rows events;
     std::shared_ptr<tally> outcomes;
   };
 
@@ -211,15 +213,15 @@ struct outbox_relay::impl {
     restart_if_drained();
     // Fill: only while leading and nothing failed since the last restart of the pipeline.
     while (sink && leading.load() && !failed_since_restart && window.size() < max_in_flight) {
-      auto batch = store->unpublished(options.batch_size, cursor);
-      if (!batch) {
-        warn("reading the outbox: " + batch.error().to_string());
+      detail::outbox_rows batch = take_spare_rows();
+      if (auto read = detail::read_unpublished_rows(*store, options.batch_size, cursor, batch); !read) {
+        warn("reading the outbox: " + read.error().to_string());
         ++failures_in_a_row;
         break;
       }
-      if (batch.value().empty()) break;
-      cursor = batch.value().back().position;
-      window.push_back(send(std::move(batch).value()));
+      if (batch.empty()) break;
+      cursor = batch.rows().back().position;
+      window.push_back(send(std::move(batch)));
     }
     if (window.empty()) {
       update_backlog();
@@ -230,13 +232,13 @@ struct outbox_relay::impl {
   }
 
   // Produces a batch; its outcomes come in through the sink's delivery reports.
-  batch_in_flight send(std::vector<stored_event> events) {
+  batch_in_flight send(detail::outbox_rows events) {
     batch_in_flight b{.events = std::move(events), .outcomes = std::make_shared<tally>()};
     b.outcomes->outcomes.assign(b.events.size(), outcome::failed);
     b.outcomes->pending = b.events.size();
     in_flight.fetch_add(b.events.size());
     for (std::size_t i = 0; i < b.events.size(); ++i)
-      sink->produce(b.events[i].ev, [this, t = b.outcomes, i](result<delivery> d) {
+      detail::sink_access::produce(*sink, b.events.rows()[i].record, [this, t = b.outcomes, i](result<delivery> d) {
         in_flight.fetch_sub(1);
         const std::lock_guard lock(t->mu);
         if (d.ok()) {
@@ -280,22 +282,26 @@ struct outbox_relay::impl {
     std::vector<std::int64_t> done;
     done.reserve(b.events.size());
     std::uint64_t failed_now = 0, resent_now = 0;
+    const auto now = now_ms().time_since_epoch();
     for (std::size_t i = 0; i < b.events.size(); ++i) {
-      const auto key = std::make_pair(b.events[i].ev.aggregate_type(), b.events[i].ev.aggregate_id());
+      const auto& row = b.events.rows()[i];
       const auto got = b.outcomes->outcomes[i];
-      if (got == outcome::refused && blocked.count(key) == 0 && park(b.events[i], b.outcomes->refusals[i])) continue;
+      const bool was_blocked = is_blocked(row.record);
+      if (got == outcome::refused && !was_blocked && park(row, b.outcomes->refusals[i])) continue;
       if (got != outcome::delivered) {
         ++failed_now;
-        blocked.insert(key);
-      } else if (blocked.count(key) > 0) {
+        if (!was_blocked) blocked.emplace(row.record.aggregate_type, row.record.aggregate_id);
+      } else if (was_blocked) {
         ++resent_now;
       } else {
-        done.push_back(b.events[i].position);
+        done.push_back(row.position);
         if (options.metrics)
-          options.metrics->observe_event_age("relayed", b.events[i].ev.event_type(),
-                                             std::chrono::duration<double>(now_ms() - b.events[i].ev.timestamp()).count());
+          options.metrics->observe_event_age(
+              "relayed", row.record.event_type,
+              std::chrono::duration<double>(now - std::chrono::milliseconds(row.occurred_at_ms)).count());
       }
     }
+    spare_rows = std::move(b.events);  // its buffers serve the next read
     marks->push(std::move(done));
     collect_mark_failures(failures_in_a_row);
     failed.fetch_add(failed_now);
@@ -315,17 +321,31 @@ struct outbox_relay::impl {
   // retrying would hold its aggregate back for good. Parked in the store with the reason (visible
   // in stats, metrics and the log); its aggregate's later events go on. False when the store
   // could not park it: then it is sent again, like any failure.
-  bool park(const stored_event& e, const std::string& reason) {
+  bool park(const detail::outbox_rows::row& e, const std::string& reason) {
     const std::vector<std::int64_t> position{e.position};
+    const std::string id(e.record.event_id);
     if (auto parked_now = store->park(position, reason); !parked_now) {
-      warn("parking event " + e.ev.event_id() + " (it will be sent again): " + parked_now.error().to_string());
+      warn("parking event " + id + " (it will be sent again): " + parked_now.error().to_string());
       return false;
     }
     parked.fetch_add(1);
     if (options.metrics) options.metrics->count_parked(store->backend(), 1);
-    detail::log(log_level::error, "outbox relay: event " + e.ev.event_id() + " at position " + std::to_string(e.position) +
+    detail::log(log_level::error, "outbox relay: event " + id + " at position " + std::to_string(e.position) +
                                       " parked, Kafka refused it for good: " + reason);
     return true;
+  }
+
+  // Whether an earlier event of this record's aggregate failed since the last restart. No key is
+  // built while none did (the usual case).
+  bool is_blocked(const detail::record_fields& r) const {
+    return !blocked.empty() && blocked.count(std::make_pair(std::string(r.aggregate_type), std::string(r.aggregate_id))) > 0;
+  }
+
+  // A settled batch's rows, cleared, for the next read to fill: their buffers are kept.
+  detail::outbox_rows take_spare_rows() {
+    detail::outbox_rows rows = std::move(spare_rows);
+    rows.clear();
+    return rows;
   }
 
   // A batch the marker could not mark: its events are sent again after a restart.
@@ -391,6 +411,7 @@ struct outbox_relay::impl {
   std::optional<mark_queue> marks;  // while run() runs
   std::int64_t cursor = 0;  // the last position produced
   std::set<std::pair<std::string, std::string>> blocked;  // aggregates with a failure since the last restart
+  detail::outbox_rows spare_rows;
   bool failed_since_restart = false;
 };
 

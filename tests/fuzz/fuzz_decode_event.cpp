@@ -1,7 +1,8 @@
 // libFuzzer target: a Kafka record value as the worker and `eventbus tail` decode it. Bad bytes are
 // an error, never a crash; what decodes encodes to bytes that decode to the same event. And the
 // two decoding paths agree (differential): the simdjson path yields exactly the event, or exactly
-// the error (code, field, message), that the nlohmann path does.
+// the error (code, field, message), that the nlohmann path does. The outbox relay's read of a
+// stored record's trace context, without decoding it, finds what decoding finds.
 
 #include <cstdint>
 #include <string_view>
@@ -21,6 +22,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       __builtin_trap();
     return 0;
   }
+  const auto& metadata = ev.value().metadata();
+  const auto traced = metadata.find("traceparent");
+  const auto traceparent = eventbus::detail::traceparent_of_checked_record(bytes);
+  if (traceparent.has_value() != (traced != metadata.end()) || (traceparent && *traceparent != traced->second))
+    __builtin_trap();
   const std::string& wire = eventbus::encode_event(ev.value());
   if (!(ev.value() == reference.value()) || wire != eventbus::encode_event(reference.value())) __builtin_trap();
   const auto again = eventbus::decode_event(wire);

@@ -24,6 +24,9 @@
 #include "eventbus/sink.hpp"
 
 namespace eventbus {
+namespace detail {
+struct sink_access;
+}
 
 struct kafka_sink_stats {
   std::uint64_t delivered = 0;     // acknowledged by the cluster
@@ -72,6 +75,7 @@ class kafka_sink final : public event_sink {
   [[nodiscard]] const std::string& bootstrap_servers() const noexcept;
 
  private:
+  friend struct detail::sink_access;  // the outbox relay's produce from stored columns
   struct impl;
   std::unique_ptr<impl> impl_;
 };

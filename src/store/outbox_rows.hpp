@@ -1,0 +1,64 @@
+#pragma once
+// The outbox relay's reads: a batch of unpublished events as their Kafka records need them. The
+// SQLite store reads them from its columns without decoding the envelopes; decoding, and the
+// small allocations of every decoded event freed again once sent, were most of the relay
+// thread's time (`perf record` of store_bench --only relay). Any other outbox's events are
+// decoded as before and viewed.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "eventbus/store/event_store.hpp"
+#include "kafka/mirror_record.hpp"
+
+namespace eventbus::detail {
+
+class outbox_rows {
+ public:
+  struct row {
+    std::int64_t position = 0;
+    std::int64_t occurred_at_ms = 0;
+    record_fields record;  // views into this batch
+  };
+
+  /// Adds a row, copying what the views show (an SQLite column's text lives until its next step).
+  void add_copied(std::int64_t position, std::int64_t occurred_at_ms, const record_fields& fields);
+  /// Adds a decoded event, kept with the batch.
+  void add_decoded(stored_event stored);
+  /// Once every row is added: the copied rows' views point into the batch's bytes from now on.
+  void seal();
+  void clear();
+
+  [[nodiscard]] const std::vector<row>& rows() const noexcept { return rows_; }
+  [[nodiscard]] bool empty() const noexcept { return rows_.empty(); }
+  [[nodiscard]] std::size_t size() const noexcept { return rows_.size(); }
+
+ private:
+  // Where a copied row's fields are in bytes_, until seal(): appending may move the bytes.
+  struct copied_at {
+    std::size_t row;
+    std::size_t offsets[8];  // event_id, event_type, aggregate_type, aggregate_id, value, correlation_id, traceparent, end
+    bool has_correlation_id, has_traceparent;
+  };
+  std::vector<row> rows_;
+  std::string bytes_;
+  std::vector<copied_at> copied_;
+  std::vector<stored_event> decoded_;
+};
+
+/// An outbox that reads its unpublished events as rows, without decoding them.
+class outbox_row_reader {
+ public:
+  virtual ~outbox_row_reader() = default;
+  /// Up to `limit` unpublished events after `after_position`, oldest first, into `out` (cleared
+  /// first, and sealed).
+  [[nodiscard]] virtual result<void> unpublished_rows(std::size_t limit, std::int64_t after_position, outbox_rows& out) = 0;
+};
+
+/// The same from any outbox: through its outbox_row_reader when it is one, else decoded by
+/// outbox::unpublished.
+[[nodiscard]] result<void> read_unpublished_rows(outbox& store, std::size_t limit, std::int64_t after_position,
+                                                 outbox_rows& out);
+
+}  // namespace eventbus::detail
