@@ -15,6 +15,7 @@
 #include "envelope/event_data.hpp"
 #include "eventbus/time.hpp"
 #include "store/append_rules.hpp"
+#include "store/outbox_rows.hpp"
 #include "store/relay_lease.hpp"
 
 namespace eventbus {
@@ -394,7 +395,7 @@ result<void> in_transaction(PGconn* conn, const std::function<result<void>()>& b
   return {};
 }
 
-class postgres_event_store final : public detail::checked_store {
+class postgres_event_store final : public detail::checked_store, public detail::outbox_row_reader {
  public:
   explicit postgres_event_store(const postgres_store_options& options)
       : checked_store(options.metrics), read_only_(options.read_only), writer_(options), reader_(options), lease_(options) {
@@ -478,6 +479,33 @@ class postgres_event_store final : public detail::checked_store {
       out.push_back(std::move(row).value());
     }
     return out;
+  }
+
+  result<void> unpublished_rows(std::size_t limit, std::int64_t after_position, detail::outbox_rows& out) override {
+    out.clear();
+    const std::lock_guard lock(reader_.mu);
+    const std::string n = std::to_string(limit), after = std::to_string(after_position);
+    auto r = reader_.query("reading the outbox",
+                           "SELECT position, floor(extract(epoch FROM occurred_at) * 1000)::bigint, event_id, event_type, "
+                           "aggregate_type, aggregate_id, correlation_id, envelope FROM event_store WHERE published_at IS NULL "
+                           "AND position > $2::bigint ORDER BY position LIMIT $1::bigint",
+                           {n.c_str(), after.c_str()});
+    if (!r) return r.error();
+    const PGresult* rows = r.value().get();
+    const auto text = [&](int i, int col) {
+      return std::string_view(PQgetvalue(rows, i, col), static_cast<std::size_t>(PQgetlength(rows, i, col)));
+    };
+    for (int i = 0; i < PQntuples(rows); ++i) {
+      const auto envelope = text(i, 7);
+      const auto traceparent = detail::traceparent_of_checked_record(envelope);
+      detail::record_fields fields{.event_id = text(i, 2), .event_type = text(i, 3), .aggregate_type = text(i, 4),
+                                   .aggregate_id = text(i, 5), .value = envelope};
+      if (!PQgetisnull(rows, i, 6)) fields.correlation_id = text(i, 6);
+      if (traceparent) fields.traceparent = *traceparent;
+      out.add_copied(to_int(rows, i, 0), to_int(rows, i, 1), fields);
+    }
+    out.seal();
+    return {};
   }
 
   result<void> mark_published(std::span<const std::int64_t> positions) override {
