@@ -85,17 +85,11 @@ double raw_sqlite(const std::vector<std::vector<event>>& batches) {
                      "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
                      "occurred_at_ms, correlation_id, causation_id, envelope, stored_at_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
                      -1, &insert, nullptr);
-  // The outbox entries of each batch, in one statement (before the outbox had its own table, the
-  // schema's partial index on unpublished rows made every insert keep it).
-  sqlite3_stmt* enqueue = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO eventbus_outbox (position) SELECT position FROM event_store WHERE position BETWEEN ?1 AND ?2",
-                     -1, &enqueue, nullptr);
   std::map<std::string, std::int64_t> versions;
   const auto start = clock_type::now();
   for (const auto& b : batches) {
     sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
     auto& v = versions[b.front().aggregate_id()];
-    std::int64_t first = 0;
     for (const auto& ev : b) {
       const auto& wire = encode_event(ev);
       sqlite3_reset(insert);
@@ -110,17 +104,11 @@ double raw_sqlite(const std::vector<std::vector<event>>& batches) {
       sqlite3_bind_text(insert, 9, wire.data(), static_cast<int>(wire.size()), SQLITE_STATIC);
       sqlite3_bind_int64(insert, 10, now_ms().time_since_epoch().count());
       if (sqlite3_step(insert) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db));
-      if (first == 0) first = sqlite3_last_insert_rowid(db);
     }
-    sqlite3_reset(enqueue);
-    sqlite3_bind_int64(enqueue, 1, first);
-    sqlite3_bind_int64(enqueue, 2, sqlite3_last_insert_rowid(db));
-    if (sqlite3_step(enqueue) != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db));
     sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
   }
   const double rate = events_total / seconds_since(start);
   sqlite3_finalize(insert);
-  sqlite3_finalize(enqueue);
   sqlite3_close(db);
   return rate;
 }

@@ -619,6 +619,7 @@ TEST_CASE("sqlite: a store made before the outbox had a table of its own keeps e
                               "UPDATE event_store SET published = 2 WHERE position = 9; "
                               "UPDATE eventbus_outbox_state SET unpublished = unpublished - 1, parked = parked + 1; "
                               "CREATE INDEX event_store_unpublished ON event_store (position) WHERE published = 0; "
+                              "DROP TRIGGER eventbus_outbox_queue; "
                               "DROP TABLE eventbus_outbox; "
                               "DELETE FROM eventbus_schema WHERE version = 7",
                               nullptr, nullptr, &why);
@@ -659,6 +660,23 @@ TEST_CASE("sqlite: a store made before the outbox had a table of its own keeps e
   CHECK(unpublished_positions() == std::vector<std::int64_t>{4, 6, 8, 10});
   CHECK(store->backlog().value().events == 4);
   CHECK(store->backlog().value().parked == 2);
+
+  // An older eventbus still appending to the file knows nothing of eventbus_outbox: its events
+  // are queued all the same.
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  const auto older = encode_event(order_event("order.created", "o-11", 11));
+  sqlite3_stmt* insert = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db,
+                             "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+                             "occurred_at_ms, envelope, stored_at_ms) VALUES (?1, 'order.created', 'order', 'o-11', 1, 0, ?2, 0)",
+                             -1, &insert, nullptr) == SQLITE_OK);
+  const auto older_id = decode_event(older).value().event_id();
+  sqlite3_bind_text(insert, 1, older_id.c_str(), -1, SQLITE_STATIC);
+  sqlite3_bind_text(insert, 2, older.c_str(), -1, SQLITE_STATIC);
+  CHECK(sqlite3_step(insert) == SQLITE_DONE);
+  sqlite3_finalize(insert);
+  sqlite3_close(db);
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{4, 6, 8, 10, 12});
 }
 
 TEST_CASE("a stored event reads back with its stored bytes as its wire form: published as is") {

@@ -322,7 +322,9 @@ json payload_of_checked_record(std::string_view record) {
 }
 
 std::optional<std::string> traceparent_of_checked_record(std::string_view record) {
-  if (record.find("traceparent") == std::string_view::npos) return std::nullopt;  // most records: no parse at all
+  // Most records: no parse at all. A key may be written with escapes ("tr\u0061ceparent").
+  if (record.find("traceparent") == std::string_view::npos && record.find("\\u") == std::string_view::npos)
+    return std::nullopt;
   dom::element root;
   dom::object fields;
   if (record.size() <= fast_path_max_bytes &&

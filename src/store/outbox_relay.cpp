@@ -342,8 +342,10 @@ struct outbox_relay::impl {
   }
 
   // A settled batch's rows, cleared, for the next read to fill: their buffers are kept.
+  // Not one that grew past 64 MiB (a batch of large events): that much is given back.
   detail::outbox_rows take_spare_rows() {
     detail::outbox_rows rows = std::move(spare_rows);
+    if (rows.bytes_capacity() > 64 * 1024 * 1024) return {};
     rows.clear();
     return rows;
   }

@@ -12,7 +12,7 @@ void outbox_rows::add_copied(std::int64_t position, std::int64_t occurred_at_ms,
                                     fields.traceparent.value_or(std::string_view())};
   for (std::size_t i = 0; i < std::size(parts); ++i) {
     at.offsets[i] = bytes_.size();
-    bytes_.append(parts[i]);
+    bytes_.insert(bytes_.end(), parts[i].begin(), parts[i].end());
   }
   at.offsets[7] = bytes_.size();
   copied_.push_back(at);

@@ -16,6 +16,12 @@ namespace eventbus::detail {
 
 class outbox_rows {
  public:
+  outbox_rows() = default;
+  outbox_rows(outbox_rows&&) noexcept = default;
+  outbox_rows& operator=(outbox_rows&&) noexcept = default;
+  outbox_rows(const outbox_rows&) = delete;  // a copy's views would be into the original's bytes
+  outbox_rows& operator=(const outbox_rows&) = delete;
+
   struct row {
     std::int64_t position = 0;
     std::int64_t occurred_at_ms = 0;
@@ -29,6 +35,8 @@ class outbox_rows {
   /// Once every row is added: the copied rows' views point into the batch's bytes from now on.
   void seal();
   void clear();
+  /// The bytes kept for copied rows' fields (the buffer a cleared batch keeps for the next).
+  [[nodiscard]] std::size_t bytes_capacity() const noexcept { return bytes_.capacity(); }
 
   [[nodiscard]] const std::vector<row>& rows() const noexcept { return rows_; }
   [[nodiscard]] bool empty() const noexcept { return rows_.empty(); }
@@ -42,7 +50,7 @@ class outbox_rows {
     bool has_correlation_id, has_traceparent;
   };
   std::vector<row> rows_;
-  std::string bytes_;
+  std::vector<char> bytes_;  // a vector: moving it keeps its elements where they are (views stay valid)
   std::vector<copied_at> copied_;
   std::vector<stored_event> decoded_;
 };

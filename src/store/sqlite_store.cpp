@@ -115,13 +115,20 @@ CREATE TABLE eventbus_parked (
     // The outbox in a table of its own: the positions Kafka has not acknowledged. Marking an
     // event published deletes its entry here; it used to rewrite the event's whole row (envelope
     // and all), which wrote every event to the WAL a second time and halved the relay's rate
-    // (store_bench). Parked: parked_reason set. DROP COLUMN rewrites event_store once.
+    // (store_bench). Parked: parked_reason set. DROP COLUMN rewrites event_store once. Every
+    // insert is queued by a trigger, so that an older eventbus still appending to the file
+    // (which knows nothing of this table) cannot store events the relay never sends.
     R"sql(
 CREATE TABLE eventbus_outbox (position INTEGER PRIMARY KEY);
 INSERT INTO eventbus_outbox (position) SELECT position FROM event_store WHERE published = 0;
+UPDATE event_store SET parked_reason = NULL WHERE published <> 2 AND parked_reason IS NOT NULL;
 UPDATE event_store SET parked_reason = '' WHERE published = 2 AND parked_reason IS NULL;
-DROP INDEX event_store_unpublished;
+UPDATE eventbus_outbox_state SET unpublished = (SELECT COUNT(*) FROM eventbus_outbox),
+                                 parked = (SELECT COUNT(*) FROM event_store WHERE published = 2);
+DROP INDEX IF EXISTS event_store_unpublished;
 ALTER TABLE event_store DROP COLUMN published;
+CREATE TRIGGER eventbus_outbox_queue AFTER INSERT ON event_store
+BEGIN INSERT INTO eventbus_outbox (position) VALUES (new.position); END;
 )sql",
 };
 
@@ -237,11 +244,10 @@ struct append_statements {
                "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
                "occurred_at_ms, correlation_id, causation_id, envelope, stored_at_ms) "
                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-        enqueue(db, "INSERT INTO eventbus_outbox (position) SELECT position FROM event_store WHERE position BETWEEN ?1 AND ?2"),
         count_backlog(db, "UPDATE eventbus_outbox_state SET unpublished = unpublished + ?1 WHERE id = 1") {}
 
   [[nodiscard]] bool ok() const noexcept {
-    return find_id.ok() && current_version.ok() && insert.ok() && enqueue.ok() && count_backlog.ok();
+    return find_id.ok() && current_version.ok() && insert.ok() && count_backlog.ok();
   }
 
   // Inside an open transaction: the checks and the inserts of one append.
@@ -288,10 +294,6 @@ struct append_statements {
       if (out.first_position == 0) out.first_position = position;
       out.last_position = position;
     }
-    // Into the outbox in one statement, not one per event (6 % of an append, measured).
-    const int queued = enqueue.reset().bind(1, out.first_position).bind(2, out.last_position).step();
-    enqueue.reset();
-    if (queued != SQLITE_DONE) return sqlite_failure(db, "queueing the events in the outbox");
     const int rc = count_backlog.reset().bind(1, static_cast<std::int64_t>(events.size())).step();
     count_backlog.reset();
     if (rc != SQLITE_DONE) return sqlite_failure(db, "counting the outbox backlog");
@@ -307,7 +309,7 @@ struct append_statements {
   }
 
   sqlite3* db;
-  statement find_id, current_version, insert, enqueue, count_backlog;
+  statement find_id, current_version, insert, count_backlog;
 };
 
 class sqlite_event_store final : public detail::checked_store, public detail::outbox_row_reader {
@@ -598,14 +600,14 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
                      "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
                      "occurred_at_ms, correlation_id, causation_id, envelope, stored_at_ms, parked_reason) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
-    statement enqueue(writer_, "INSERT INTO eventbus_outbox (position) VALUES (?1)");
+    statement settled(writer_, "DELETE FROM eventbus_outbox WHERE position = ?1");  // queued by the insert's trigger
     statement count(writer_,
                     "UPDATE eventbus_outbox_state SET unpublished = unpublished + ?1, parked = parked + ?2 WHERE id = 1");
     statement save(writer_,
                    "INSERT INTO eventbus_checkpoints (name, position, saved_at_ms) VALUES (?1, ?2, ?3) "
                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position, saved_at_ms = excluded.saved_at_ms");
     return write_transaction("copying events", [&] {
-      if (!insert.ok() || !enqueue.ok() || !count.ok() || !save.ok()) return false;
+      if (!insert.ok() || !settled.ok() || !count.ok() || !save.ok()) return false;
       std::int64_t unpublished = 0, parked = 0;
       for (const auto& e : events) {
         const auto& d = detail::event_access::data(e.stored.ev);
@@ -625,7 +627,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
             .bind(10, e.stored_at_ms)
             .bind(11, parked_reason);
         if (insert.step() != SQLITE_DONE) return false;
-        if (e.published == 0 && enqueue.reset().bind(1, sqlite3_last_insert_rowid(writer_)).step() != SQLITE_DONE)
+        if (e.published != 0 && settled.reset().bind(1, sqlite3_last_insert_rowid(writer_)).step() != SQLITE_DONE)
           return false;
         unpublished += e.published == 0 ? 1 : 0;
         parked += e.published == 2 ? 1 : 0;
@@ -742,7 +744,8 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     const std::lock_guard lock(writer_mu_);
     if (auto there = still_there(); !there) return there.error();
     statement dequeue(writer_, "DELETE FROM eventbus_outbox WHERE position = ?1");
-    statement park_one(writer_, "UPDATE event_store SET parked_reason = ?2 WHERE position = ?1");
+    // COALESCE: an empty reason may bind as NULL, and a NULL reason would read as published.
+    statement park_one(writer_, "UPDATE event_store SET parked_reason = COALESCE(?2, '') WHERE position = ?1");
     statement count(writer_,
                     "UPDATE eventbus_outbox_state SET unpublished = unpublished - ?1, parked = parked + ?1 WHERE id = 1");
     if (!dequeue.ok() || !park_one.ok() || !count.ok()) return named(sqlite_failure(writer_, "parking events"));

@@ -236,8 +236,9 @@ class snapshot_store {
                                                                       std::string_view aggregate_id) = 0;
 };
 
-/// One database that is all four: an event store whose event table is its own outbox, and where
-/// projections keep their checkpoints and aggregates their snapshots. What open_sqlite_store and
+/// One database that is all four: an event store that is its own outbox (what is stored is sent,
+/// in the same transaction's commit), and where projections keep their checkpoints and
+/// aggregates their snapshots. What open_sqlite_store and
 /// open_postgres_store return; it converts to each interface.
 class outbox_store : public event_store, public outbox, public checkpoint_store, public snapshot_store {
  public:
