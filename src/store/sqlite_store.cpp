@@ -191,6 +191,19 @@ class statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// Resets a statement on every way out of a scope: one left on a row (or busy) holds its read
+// snapshot open, and a later write on the connection fails as busy.
+class reset_at_exit {
+ public:
+  explicit reset_at_exit(statement& st) : st_(st) {}
+  ~reset_at_exit() { st_.reset(); }
+  reset_at_exit(const reset_at_exit&) = delete;
+  reset_at_exit& operator=(const reset_at_exit&) = delete;
+
+ private:
+  statement& st_;
+};
+
 error sqlite_failure(sqlite3* db, std::string_view what) {
   return {errc::store_failed, "sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db)};
 }
@@ -668,8 +681,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
       unpublished_rows_ = std::move(made);
     }
     statement& rows = unpublished_rows_->reset();
-    // Reset on every way out: a statement left on a row holds its read snapshot open.
-    const std::unique_ptr<statement, void (*)(statement*)> done_reading(&rows, [](statement* st) { st->reset(); });
+    const reset_at_exit done_reading(rows);
     rows.bind(1, static_cast<std::int64_t>(limit)).bind(2, after_position);
     // Room for a whole batch at once: growing by doubling made a relay's every batch several
     // large allocations, each one making glibc consolidate the small chunks freed since (a
@@ -698,8 +710,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
       unpublished_columns_ = std::move(made);
     }
     statement& rows = unpublished_columns_->reset();
-    // Reset on every way out: a statement left on a row holds its read snapshot open.
-    const std::unique_ptr<statement, void (*)(statement*)> done_reading(&rows, [](statement* st) { st->reset(); });
+    const reset_at_exit done_reading(rows);
     rows.bind(1, static_cast<std::int64_t>(limit)).bind(2, after_position);
     for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
       if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the outbox"));
@@ -723,6 +734,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     auto relay = relay_statements_for("marking events published");
     if (!relay) return relay.error();
     statement &mark = relay.value()->mark, &uncount = relay.value()->uncount;
+    const reset_at_exit mark_done(mark), uncount_done(uncount);  // none left active (see write_transaction)
     std::vector<std::int64_t> sorted(positions.begin(), positions.end());
     std::sort(sorted.begin(), sorted.end());
     auto marked_all = write_transaction("marking events published", [&] {
@@ -734,8 +746,6 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
       }
       return uncount.reset().bind(1, marked).step() == SQLITE_DONE;
     });
-    mark.reset();  // none left active (see write_transaction)
-    uncount.reset();
     return marked_all;
   }
 
@@ -809,14 +819,11 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
 
     result<std::optional<detail::lease_row>> read() {
       statement& row = st.lease_read.reset();
+      const reset_at_exit done_reading(row);
       const int rc = row.step();
-      std::optional<detail::lease_row> found;
-      if (rc == SQLITE_ROW) found = detail::lease_row{std::string(row.text(0)), row.integer(1)};
-      std::optional<error> failure;
-      if (rc != SQLITE_ROW && rc != SQLITE_DONE) failure = store.named(sqlite_failure(store.writer_, "reading the relay lease"));
-      row.reset();  // on every path: a statement left on a row (or busy) holds its read snapshot open
-      if (failure) return *failure;
-      return found;
+      if (rc == SQLITE_ROW) return std::optional<detail::lease_row>(detail::lease_row{std::string(row.text(0)), row.integer(1)});
+      if (rc == SQLITE_DONE) return std::optional<detail::lease_row>();
+      return store.named(sqlite_failure(store.writer_, "reading the relay lease"));
     }
     result<bool> insert(std::string_view owner) { return change(st.lease_insert, owner, nullptr); }
     result<bool> renew(std::string_view owner) { return change(st.lease_renew, owner, nullptr); }
