@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <sqlite3.h>
+
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -529,6 +531,46 @@ TEST_CASE("eventbus store lists a store, shows its outbox, and replays stored ev
   CHECK(open_sqlite_store({.path = restored, .read_only = true})->last_position().value() == 30);
   std::remove(backup.c_str());
   for (const auto& file : {path, copy, restored})
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((file + suffix).c_str());
+}
+
+TEST_CASE("eventbus store reads no outbox of a store an older eventbus made, and says how to migrate it") {
+  const std::string path = "cli_store_older.db", copy = "cli_store_older_copy.db";
+  for (const auto& file : {path, copy})
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((file + suffix).c_str());
+  {
+    auto store = open_sqlite_store({.path = path});
+    const auto ev = make_event({.event_type = "order.placed", .aggregate_type = "order", .aggregate_id = "o-1"});
+    REQUIRE(store->append("order", "o-1", eventbus::expected_version::none(), std::span(&ev, 1)).ok());
+  }
+  // Back to the sixth schema (its outbox state in each event's row), as an older eventbus left it.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db,
+                       "ALTER TABLE event_store ADD COLUMN published INTEGER NOT NULL DEFAULT 0; "
+                       "CREATE INDEX event_store_unpublished ON event_store (position) WHERE published = 0; "
+                       "DROP TRIGGER eventbus_outbox_queue; DROP TABLE eventbus_outbox; "
+                       "DELETE FROM eventbus_schema WHERE version = 7",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  const std::string expected = "schema 6 is older than this build's 7: open it once read-write";
+  int code = -1;
+  for (const std::string& command : {"store stats --sqlite " + path, "store export --sqlite " + path,
+                                    "store copy --from sqlite:" + path + " --to sqlite:" + copy}) {
+    CAPTURE(command);
+    const auto said = run_cli(command, code, true);
+    CHECK(code == 1);
+    CHECK(said.find(expected) != std::string::npos);
+  }
+  CHECK_FALSE(std::filesystem::exists(copy));  // nothing made by a copy that could not read
+  // Its events can still be listed; a read-write open migrates it, and then it reads.
+  (void)run_cli("store list --sqlite " + path, code);
+  CHECK(code == 0);
+  (void)open_sqlite_store({.path = path});
+  const auto stats = run_cli("store stats --sqlite " + path, code);
+  CHECK(code == 0);
+  CHECK(stats.find("outbox backlog 1 events") != std::string::npos);
+  for (const auto& file : {path, copy})
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((file + suffix).c_str());
 }
 

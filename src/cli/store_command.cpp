@@ -73,6 +73,24 @@ int fail(const std::string& what) {
   return exit_failure;
 }
 
+// Why a store opened only to read cannot be read by this build: its schema is older (nothing is
+// migrated by a read; the outbox's tables were reshaped by later migrations) or newer. Nothing
+// when it is current.
+std::optional<std::string> schema_problem(outbox_store& store) {
+  auto* backend = dynamic_cast<detail::checked_store*>(&store);
+  if (backend == nullptr) return std::nullopt;
+  const auto version = backend->schema_version();
+  if (!version) return "schema version unreadable: " + version.error().to_string();
+  const int expected = backend->schema_version_expected();
+  if (version.value() < expected)
+    return "schema " + std::to_string(version.value()) + " is older than this build's " + std::to_string(expected) +
+           ": open it once read-write (a service start migrates it)";
+  if (version.value() > expected)
+    return "schema " + std::to_string(version.value()) + " is newer than this build's " + std::to_string(expected) +
+           ": this eventbus is older than the one that wrote it";
+  return std::nullopt;
+}
+
 // "sqlite:PATH" or "postgresql:DSN". The source must be an existing store (read-only: nothing is
 // created by a typo); the target is created when missing.
 result<std::shared_ptr<outbox_store>> open_named_store(const std::string& spec, bool source) {
@@ -94,19 +112,9 @@ int report_health(outbox_store& store, std::chrono::seconds max_age) {
   if (auto reachable = store.check(); !reachable) problems.push_back("unreachable: " + reachable.error().to_string());
   std::printf("backend        %s\n", std::string(store.backend()).c_str());
   if (backend != nullptr) {
-    const auto version = backend->schema_version();
-    const int expected = backend->schema_version_expected();
-    if (!version) {
-      problems.push_back("schema version unreadable: " + version.error().to_string());
-    } else {
-      std::printf("schema         %d (this build: %d)\n", version.value(), expected);
-      if (version.value() < expected)
-        problems.push_back("schema " + std::to_string(version.value()) + " is older than this build's " + std::to_string(expected) +
-                           ": open it once read-write (a service start migrates it)");
-      if (version.value() > expected)
-        problems.push_back("schema " + std::to_string(version.value()) + " is newer than this build's " + std::to_string(expected) +
-                           ": this eventbus is older than the one that wrote it");
-    }
+    if (const auto version = backend->schema_version())
+      std::printf("schema         %d (this build: %d)\n", version.value(), backend->schema_version_expected());
+    if (auto problem = schema_problem(store)) problems.push_back(std::move(*problem));
   }
   if (const auto backlog = store.backlog(); !backlog) {
     problems.push_back("outbox unreadable: " + backlog.error().to_string());
@@ -147,6 +155,7 @@ int run_copy(std::span<const std::string_view> args) {
   };
   auto source = open_named_store(from, true);
   if (!source) return refuse(source.error());
+  if (auto problem = schema_problem(**source)) return fail("the source store (--from): " + *problem);
   auto target = open_named_store(to, false);
   if (!target) return refuse(target.error());
   progress_line progress("store copy");
@@ -278,6 +287,8 @@ int run_store(std::span<const std::string_view> args) {
     return fail(e.error().to_string());
   }
 
+  if (action == "export" || action == "stats")  // they read the outbox's state, which migrations reshaped
+    if (auto problem = schema_problem(*store)) return fail(*problem);
   if (action == "export") {
     const auto written = export_store(*store, std::cout);
     if (!written) return fail(written.error().to_string());
