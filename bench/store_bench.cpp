@@ -4,10 +4,11 @@
 // throughput to Kafka against the direct mirror (kafka_sink, same events, same broker).
 //
 //   store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN]
-//               [--bootstrap SERVERS] [--only relay|postgresql]
+//               [--bootstrap SERVERS] [--only relay|postgresql] [--relay-store sqlite|postgresql]
 // Without --dsn the PostgreSQL part is skipped; without --bootstrap Kafka is the embedded broker.
 // --only relay runs the relay alone, without the mirror (for a profiler); --only postgresql the
-// PostgreSQL appends and their raw loop alone.
+// PostgreSQL appends and their raw loop alone. --relay-store postgresql relays from a PostgreSQL
+// store (--dsn) instead of SQLite.
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
@@ -35,6 +36,7 @@ namespace {
 
 int events_total = 20'000, batch = 10, rounds = 3;
 std::string durability = "normal", dsn, bootstrap, only;  // only: "relay" runs the relay alone (for a profiler)
+std::string relay_store = "sqlite";                      // the store the relay reads: sqlite, or postgresql (--dsn)
 
 // The same events for every contender: `batch` consecutive ones per aggregate, 1000 aggregates.
 std::vector<std::vector<event>> make_batches() {
@@ -192,7 +194,9 @@ std::shared_ptr<kafka_sink> warm_sink() {
 // Stored events to Kafka through the relay, timed from its first marked batch (its own producer is
 // warm from then on, as the mirror's is) until every one is marked published.
 double relay_rate(const std::vector<std::vector<event>>& batches) {
-  auto store = open_sqlite_store({.path = fresh_file("bench_relay.db"), .durability = sqlite_durability::normal});
+  auto store = relay_store == "postgresql"
+                   ? bench::fresh_postgres(dsn)
+                   : open_sqlite_store({.path = fresh_file("bench_relay.db"), .durability = sqlite_durability::normal});
   for (const auto& b : batches)
     if (!store->append("order", b.front().aggregate_id(), eventbus::expected_version::any(), b)) throw std::runtime_error("append");
   outbox_relay relay(store, producer_options{.kafka = {.bootstrap_servers = bootstrap, .properties = {{"log_level", "3"}}}},
@@ -234,11 +238,12 @@ int main(int argc, char** argv) {
                                        else if (name == "--dsn") dsn = value;
                                        else if (name == "--bootstrap") bootstrap = value;
                                        else if (name == "--only" && (value == "relay" || value == "postgresql")) only = value;
+                                       else if (name == "--relay-store" && (value == "sqlite" || value == "postgresql")) relay_store = value;
                                        else return false;
                                        return true;
                                      });
   if (!ok) {
-    std::fprintf(stderr, "usage: store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN] [--bootstrap SERVERS] [--only relay|postgresql]\n");
+    std::fprintf(stderr, "usage: store_bench [--events N] [--batch B] [--rounds R] [--durability full|normal] [--dsn DSN] [--bootstrap SERVERS] [--only relay|postgresql] [--relay-store sqlite|postgresql]\n");
     return 2;
   }
   set_log_level(log_level::error);
@@ -247,6 +252,10 @@ int main(int argc, char** argv) {
     broker = std::make_shared<embedded_broker>();
     broker->create_topic("app.order.order.placed", 4);
     bootstrap = broker->bootstrap_servers();
+  }
+  if (relay_store == "postgresql" && dsn.empty()) {
+    std::fprintf(stderr, "store_bench: --relay-store postgresql needs --dsn\n");
+    return 2;
   }
   const auto batches = make_batches();
   std::printf("store_bench: %d events of ~%zu bytes, %d per append, %d rounds, sqlite synchronous=%s\n", events_total,
