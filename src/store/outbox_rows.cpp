@@ -2,9 +2,13 @@
 
 #include <utility>
 
+#include "envelope/event_data.hpp"
+
 namespace eventbus::detail {
 
-void outbox_rows::add_copied(std::int64_t position, std::int64_t occurred_at_ms, const record_fields& fields) {
+void outbox_rows::add_stored(std::int64_t position, std::int64_t occurred_at_ms, record_fields fields) {
+  const auto traceparent = traceparent_of_checked_record(fields.value);  // lives until copied below
+  if (traceparent) fields.traceparent = *traceparent;
   copied_at at{.row = rows_.size(), .offsets = {}, .has_correlation_id = fields.correlation_id.has_value(),
                .has_traceparent = fields.traceparent.has_value()};
   const std::string_view parts[] = {fields.event_id, fields.event_type, fields.aggregate_type, fields.aggregate_id,

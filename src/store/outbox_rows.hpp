@@ -28,8 +28,9 @@ class outbox_rows {
     record_fields record;  // views into this batch
   };
 
-  /// Adds a row, copying what the views show (an SQLite column's text lives until its next step).
-  void add_copied(std::int64_t position, std::int64_t occurred_at_ms, const record_fields& fields);
+  /// Adds a row read from a store's columns (`traceparent` unset: it is read from the envelope
+  /// here), copying what the views show (an SQLite column's text lives until its next step).
+  void add_stored(std::int64_t position, std::int64_t occurred_at_ms, record_fields columns);
   /// Adds a decoded event, kept with the batch.
   void add_decoded(stored_event stored);
   /// Once every row is added: the copied rows' views point into the batch's bytes from now on.

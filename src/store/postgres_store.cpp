@@ -496,13 +496,10 @@ class postgres_event_store final : public detail::checked_store, public detail::
       return std::string_view(PQgetvalue(rows, i, col), static_cast<std::size_t>(PQgetlength(rows, i, col)));
     };
     for (int i = 0; i < PQntuples(rows); ++i) {
-      const auto envelope = text(i, 7);
-      const auto traceparent = detail::traceparent_of_checked_record(envelope);
-      detail::record_fields fields{.event_id = text(i, 2), .event_type = text(i, 3), .aggregate_type = text(i, 4),
-                                   .aggregate_id = text(i, 5), .value = envelope};
-      if (!PQgetisnull(rows, i, 6)) fields.correlation_id = text(i, 6);
-      if (traceparent) fields.traceparent = *traceparent;
-      out.add_copied(to_int(rows, i, 0), to_int(rows, i, 1), fields);
+      detail::record_fields columns{.event_id = text(i, 2), .event_type = text(i, 3), .aggregate_type = text(i, 4),
+                                    .aggregate_id = text(i, 5), .value = text(i, 7)};
+      if (!PQgetisnull(rows, i, 6)) columns.correlation_id = text(i, 6);
+      out.add_stored(to_int(rows, i, 0), to_int(rows, i, 1), columns);
     }
     out.seal();
     return {};

@@ -672,15 +672,12 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
 
   result<std::vector<stored_event>> unpublished(std::size_t limit, std::int64_t after_position) override {
     const std::lock_guard lock(reader_mu_);
-    if (!unpublished_rows_) {  // prepared once: the relay reads a batch every cycle (see relay_statements)
-      auto made = std::make_unique<statement>(reader_,
-                                              "SELECT e.position, e.aggregate_version, e.envelope FROM eventbus_outbox o "
-                                              "CROSS JOIN event_store e ON e.position = o.position WHERE o.position > ?2 "
-                                              "ORDER BY o.position LIMIT ?1");
-      if (!made->ok()) return named(sqlite_failure(reader_, "reading the outbox"));
-      unpublished_rows_ = std::move(made);
-    }
-    statement& rows = unpublished_rows_->reset();
+    statement* prepared = prepared_once(unpublished_rows_,
+                                        "SELECT e.position, e.aggregate_version, e.envelope FROM eventbus_outbox o "
+                                        "CROSS JOIN event_store e ON e.position = o.position WHERE o.position > ?2 "
+                                        "ORDER BY o.position LIMIT ?1");
+    if (prepared == nullptr) return named(sqlite_failure(reader_, "reading the outbox"));
+    statement& rows = prepared->reset();
     const reset_at_exit done_reading(rows);
     rows.bind(1, static_cast<std::int64_t>(limit)).bind(2, after_position);
     // Room for a whole batch at once: growing by doubling made a relay's every batch several
@@ -700,30 +697,36 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
   result<void> unpublished_rows(std::size_t limit, std::int64_t after_position, detail::outbox_rows& out) override {
     out.clear();
     const std::lock_guard lock(reader_mu_);
-    if (!unpublished_columns_) {  // prepared once, as unpublished_rows_
-      auto made = std::make_unique<statement>(
-          reader_,
-          "SELECT e.position, e.occurred_at_ms, e.event_id, e.event_type, e.aggregate_type, e.aggregate_id, "
-          "e.correlation_id, e.envelope FROM eventbus_outbox o CROSS JOIN event_store e ON e.position = o.position "
-          "WHERE o.position > ?2 ORDER BY o.position LIMIT ?1");
-      if (!made->ok()) return named(sqlite_failure(reader_, "reading the outbox"));
-      unpublished_columns_ = std::move(made);
-    }
-    statement& rows = unpublished_columns_->reset();
+    statement* prepared = prepared_once(
+        unpublished_columns_,
+        "SELECT e.position, e.occurred_at_ms, e.event_id, e.event_type, e.aggregate_type, e.aggregate_id, "
+        "e.correlation_id, e.envelope FROM eventbus_outbox o CROSS JOIN event_store e ON e.position = o.position "
+        "WHERE o.position > ?2 ORDER BY o.position LIMIT ?1");
+    if (prepared == nullptr) return named(sqlite_failure(reader_, "reading the outbox"));
+    statement& rows = prepared->reset();
     const reset_at_exit done_reading(rows);
     rows.bind(1, static_cast<std::int64_t>(limit)).bind(2, after_position);
     for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
       if (rc != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the outbox"));
-      const auto envelope = rows.text(7);
-      const auto traceparent = detail::traceparent_of_checked_record(envelope);
-      detail::record_fields fields{.event_id = rows.text(2), .event_type = rows.text(3), .aggregate_type = rows.text(4),
-                                   .aggregate_id = rows.text(5), .value = envelope};
-      if (!rows.is_null(6)) fields.correlation_id = rows.text(6);
-      if (traceparent) fields.traceparent = *traceparent;
-      out.add_copied(rows.integer(0), rows.integer(1), fields);
+      detail::record_fields columns{.event_id = rows.text(2), .event_type = rows.text(3), .aggregate_type = rows.text(4),
+                                    .aggregate_id = rows.text(5), .value = rows.text(7)};
+      if (!rows.is_null(6)) columns.correlation_id = rows.text(6);
+      out.add_stored(rows.integer(0), rows.integer(1), columns);
     }
     out.seal();
     return {};
+  }
+
+  // A statement on the reader connection, prepared on first use and kept: the relay reads a
+  // batch every cycle (see relay_statements). Null when it cannot be prepared (tried again next
+  // time); reader_mu_ held.
+  statement* prepared_once(std::unique_ptr<statement>& slot, const char* sql) {
+    if (!slot) {
+      auto made = std::make_unique<statement>(reader_, sql);
+      if (!made->ok()) return nullptr;
+      slot = std::move(made);
+    }
+    return slot.get();
   }
 
   result<void> mark_published(std::span<const std::int64_t> positions) override {
