@@ -1,9 +1,9 @@
 #pragma once
-// The outbox relay's reads: a batch of unpublished events as their Kafka records need them. The
-// SQLite store reads them from its columns without decoding the envelopes; decoding, and the
-// small allocations of every decoded event freed again once sent, were most of the relay
-// thread's time (`perf record` of store_bench --only relay). Any other outbox's events are
-// decoded as before and viewed.
+// The outbox relay's reads: a batch of unpublished events as their Kafka records need them. Both
+// stores read them from their columns without decoding the envelopes; decoding, and the small
+// allocations of every decoded event freed again once sent, were most of the relay thread's
+// time (`perf record` of store_bench --only relay). A user's own outbox's events are decoded
+// (outbox::unpublished) and viewed.
 
 #include <cstdint>
 #include <string>

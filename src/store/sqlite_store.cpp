@@ -680,9 +680,9 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     statement& rows = prepared->reset();
     const reset_at_exit done_reading(rows);
     rows.bind(1, static_cast<std::int64_t>(limit)).bind(2, after_position);
-    // Room for a whole batch at once: growing by doubling made a relay's every batch several
-    // large allocations, each one making glibc consolidate the small chunks freed since (a
-    // quarter of the relay thread's cycles went to malloc in `perf record`).
+    // Room for a whole batch at once: growing by doubling made each batch several large
+    // allocations, each one making glibc consolidate the small chunks freed since (a quarter of
+    // the relay thread's cycles, when the relay read through here, in `perf record`).
     std::vector<stored_event> out;
     out.reserve(std::min<std::size_t>(limit, 4096));
     for (int rc; (rc = rows.step()) != SQLITE_DONE;) {
@@ -718,7 +718,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
   }
 
   // A statement on the reader connection, prepared on first use and kept: the relay reads a
-  // batch every cycle (see relay_statements). Null when it cannot be prepared (tried again next
+  // batch every cycle (see relay_statements), as unpublished()'s callers may. Null when it cannot be prepared (tried again next
   // time); reader_mu_ held.
   statement* prepared_once(std::unique_ptr<statement>& slot, const char* sql) {
     if (!slot) {
