@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "postgres_support.hpp"
 #include "eventbus/log.hpp"
 #include "eventbus/store/inbox.hpp"
 #include "eventbus/store/postgres_store.hpp"
@@ -330,9 +331,8 @@ const char* const pg_balance_sql =
 // Everything the runs leave, the store's tables included: each variant starts on an empty database.
 void pg_reset() {
   PGconn* conn = pg_connect();
-  pg_exec(conn, "DROP TABLE IF EXISTS ledger, balances, processed, event_store, eventbus_schema, eventbus_relay_lease, "
-                "eventbus_outbox_state, eventbus_checkpoints, eventbus_inbox, eventbus_snapshots");
-  pg_exec(conn, "DROP FUNCTION IF EXISTS eventbus_append CASCADE");
+  pg_exec(conn, "DROP TABLE IF EXISTS ledger, balances, processed");
+  bench::drop_store_tables(conn);
   pg_exec(conn, pg_tables);
   PQfinish(conn);
 }

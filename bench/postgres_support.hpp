@@ -10,11 +10,12 @@
 
 namespace eventbus::bench {
 
-/// Drops every table a store makes (the schema table too: the next open migrates afresh). One
+/// Drops every table and function a store makes (the schema table too: the next open migrates afresh). One
 /// list for every benchmark: a list that missed a table made the next round fail to migrate.
 inline void drop_store_tables(PGconn* conn) {
-  PQclear(PQexec(conn, "DROP TABLE IF EXISTS event_store, eventbus_relay_lease, eventbus_outbox_state, "
+  PQclear(PQexec(conn, "DROP TABLE IF EXISTS event_store, eventbus_outbox, eventbus_relay_lease, eventbus_outbox_state, "
                        "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots, eventbus_parked, eventbus_schema"));
+  PQclear(PQexec(conn, "DROP FUNCTION IF EXISTS eventbus_outbox_queue, eventbus_append"));
 }
 
 /// A store on `dsn` with no events: its tables dropped, then made again by opening it.

@@ -465,6 +465,24 @@ std::int64_t pg_count(const std::string& database, const char* sql) {
   return n;
 }
 
+// Takes a PostgreSQL store back to the tenth schema: the outbox's state in each event's row,
+// `published_at` set when settled (published or parked), found through a partial index.
+void back_to_tenth_schema(const std::string& database) {
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of(database).c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* r = PQexec(conn,
+                       "ALTER TABLE event_store ADD COLUMN published_at TIMESTAMPTZ; "
+                       "UPDATE event_store SET published_at = now() WHERE position NOT IN (SELECT position FROM eventbus_outbox); "
+                       "CREATE INDEX event_store_unpublished ON event_store (position) WHERE published_at IS NULL; "
+                       "DROP TRIGGER eventbus_outbox_queue ON event_store; "
+                       "DROP FUNCTION eventbus_outbox_queue(); "
+                       "DROP TABLE eventbus_outbox; "
+                       "DELETE FROM eventbus_schema WHERE version = 11");
+  REQUIRE_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(conn);
+}
+
 }  // namespace
 
 TEST_CASE("postgresql: the backlog is exact while appends, marks, parks and backlog reads race") {
@@ -520,7 +538,7 @@ TEST_CASE("postgresql: the backlog is exact while appends, marks, parks and back
   CHECK(settled == appended);
   const auto after = store->backlog();
   REQUIRE(after.ok());
-  CHECK(after->events == pg_count("backlog_race", "SELECT count(*) FROM event_store WHERE published_at IS NULL"));
+  CHECK(after->events == pg_count("backlog_race", "SELECT count(*) FROM eventbus_outbox"));
   CHECK(after->events == 0);
   CHECK(after->parked == pg_count("backlog_race", "SELECT count(*) FROM event_store WHERE parked_reason IS NOT NULL"));
   CHECK(after->parked == appenders * per_appender / 7);
@@ -546,6 +564,7 @@ TEST_CASE("postgresql: a store made before appends stopped counting the backlog 
     REQUIRE(store->mark_published(std::vector<std::int64_t>{2, 4, 6}).ok());
     REQUIRE(store->park(std::vector<std::int64_t>{8}, "too large").ok());
   }
+  back_to_tenth_schema("backlog_migration");
   // The row as the ninth schema kept it: the number of unpublished events (here one that drifted:
   // the migration counts the rows afresh), and a stand-in for the ninth schema's function.
   PGconn* conn = PQconnectdb(testing::postgres_dsn_of("backlog_migration").c_str());
@@ -564,7 +583,7 @@ TEST_CASE("postgresql: a store made before appends stopped counting the backlog 
   PQclear(r);
   PQfinish(conn);
   auto store = open_postgres_store({.dsn = testing::postgres_dsn_of("backlog_migration")});
-  CHECK(pg_count("backlog_migration", "SELECT max(version) FROM eventbus_schema") == 10);
+  CHECK(pg_count("backlog_migration", "SELECT max(version) FROM eventbus_schema") == 11);
   // The function was replaced: appends no longer write the row.
   CHECK(pg_count("backlog_migration",
                  "SELECT count(*) FROM pg_proc WHERE proname = 'eventbus_append' AND prosrc LIKE '%eventbus_outbox_state%'") == 0);
@@ -576,7 +595,76 @@ TEST_CASE("postgresql: a store made before appends stopped counting the backlog 
   REQUIRE(store->mark_published(std::vector<std::int64_t>{1, 11}).ok());
   CHECK(store->backlog().value().events == 5);
   CHECK(store->backlog().value().events ==
-        pg_count("backlog_migration", "SELECT count(*) FROM event_store WHERE published_at IS NULL"));
+        pg_count("backlog_migration", "SELECT count(*) FROM eventbus_outbox"));
+}
+
+TEST_CASE("postgresql: a store made before the outbox had a table of its own keeps every event's outbox state through the migration") {
+  {
+    auto store = testing::fresh_store("postgresql", "outbox_migration");
+    for (int i = 0; i < 10; ++i) {
+      const std::vector<event> one{order_event("order.created", "o-" + std::to_string(i), i)};
+      REQUIRE(store->append("order", one[0].aggregate_id(), eventbus::expected_version::none(), one).ok());
+    }
+    REQUIRE(store->mark_published(std::vector<std::int64_t>{2, 3, 7}).ok());
+    REQUIRE(store->park(std::vector<std::int64_t>{5, 9}, "too large").ok());
+  }
+  back_to_tenth_schema("outbox_migration");
+
+  auto store = open_postgres_store({.dsn = testing::postgres_dsn_of("outbox_migration")});
+  CHECK(pg_count("outbox_migration", "SELECT max(version) FROM eventbus_schema") == 11);
+  CHECK(pg_count("outbox_migration",
+                 "SELECT count(*) FROM information_schema.columns WHERE table_name = 'event_store' AND "
+                 "column_name = 'published_at'") == 0);
+  const auto unpublished_positions = [&] {
+    const auto rows = store->unpublished(100);
+    REQUIRE(rows.ok());
+    std::vector<std::int64_t> left;
+    for (const auto& e : rows.value()) left.push_back(e.position);
+    return left;
+  };
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10});
+  CHECK(store->backlog().value().events == 5);
+  CHECK(store->backlog().value().parked == 2);
+  CHECK(pg_count("outbox_migration", "SELECT count(*) FROM event_store WHERE parked_reason = 'too large'") == 2);
+
+  // A copy reads each event's state from the new table: the same backlog and parked events.
+  auto copy = testing::fresh_store("postgresql", "outbox_migration_copy");
+  REQUIRE(copy_store(*store, *copy).ok());
+  CHECK(copy->backlog().value().events == 5);
+  CHECK(copy->backlog().value().parked == 2);
+  CHECK(pg_count("outbox_migration_copy", "SELECT count(*) FROM eventbus_outbox") == 5);
+  const auto copied_rows = copy->unpublished(100);
+  REQUIRE(copied_rows.ok());
+  std::vector<std::int64_t> copied_left;
+  for (const auto& e : copied_rows.value()) copied_left.push_back(e.ev.aggregate_id().back() - '0');
+  CHECK(copied_left == std::vector<std::int64_t>{0, 3, 5, 7, 9});  // o-0, o-3...: the events at 1, 4, 6, 8, 10
+
+  // And the store goes on: a new event is queued, marks and parks take events out, once.
+  const std::vector<event> one{order_event("order.created", "o-10", 10)};
+  REQUIRE(store->append("order", "o-10", eventbus::expected_version::none(), one).ok());
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10, 11});
+  REQUIRE(store->mark_published(std::vector<std::int64_t>{1, 5, 9, 11}).ok());  // 5 and 9 are parked: untouched
+  REQUIRE(store->park(std::vector<std::int64_t>{2, 4}, "refused").ok());           // 2 is published: untouched
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{6, 8, 10});
+  CHECK(store->backlog().value().events == 3);
+  CHECK(store->backlog().value().parked == 3);
+  CHECK(pg_count("outbox_migration", "SELECT count(*) FROM event_store WHERE parked_reason = 'refused'") == 1);
+
+  // Whatever inserts a row (an older eventbus, a hand-written load) has it queued all the same.
+  const auto older = encode_event(order_event("order.created", "o-11", 11));
+  const auto older_id = decode_event(older).value().event_id();
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("outbox_migration").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  const char* values[] = {older_id.c_str(), older.c_str()};
+  PGresult* r = PQexecParams(conn,
+                             "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, aggregate_version, "
+                             "occurred_at, payload, envelope) VALUES ($1, 'order.created', 'order', 'o-11', 1, now(), "
+                             "($2::jsonb) -> 'payload', $2)",
+                             2, nullptr, values, nullptr, nullptr, 0);
+  CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(conn);
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{6, 8, 10, 12});
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include "store/outbox_rows.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "envelope/event_data.hpp"
@@ -59,6 +60,18 @@ result<void> read_unpublished_rows(outbox& store, std::size_t limit, std::int64_
   for (auto& e : events.value()) out.add_decoded(std::move(e));
   out.seal();
   return {};
+}
+
+std::vector<position_run> consecutive_runs(std::span<const std::int64_t> positions) {
+  std::vector<std::int64_t> sorted(positions.begin(), positions.end());
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<position_run> runs;
+  for (const auto p : sorted)
+    if (!runs.empty() && p <= runs.back().last + 1)
+      runs.back().last = std::max(runs.back().last, p);
+    else
+      runs.push_back({.first = p, .last = p});
+  return runs;
 }
 
 }  // namespace eventbus::detail

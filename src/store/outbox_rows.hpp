@@ -6,6 +6,7 @@
 // (outbox::unpublished) and viewed.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -69,5 +70,15 @@ class outbox_row_reader {
 /// outbox::unpublished.
 [[nodiscard]] result<void> read_unpublished_rows(outbox& store, std::size_t limit, std::int64_t after_position,
                                                  outbox_rows& out);
+
+/// A first and last position, both included.
+struct position_run {
+  std::int64_t first = 0;
+  std::int64_t last = 0;
+};
+
+/// The positions as runs of consecutive positions, in order (duplicates merged): a relay's batch
+/// is mostly one run, marked by one range rather than one position at a time.
+[[nodiscard]] std::vector<position_run> consecutive_runs(std::span<const std::int64_t> positions);
 
 }  // namespace eventbus::detail

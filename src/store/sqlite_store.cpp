@@ -738,13 +738,11 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     if (!relay) return relay.error();
     statement &mark = relay.value()->mark, &uncount = relay.value()->uncount;
     const reset_at_exit mark_done(mark), uncount_done(uncount);  // none left active (see write_transaction)
-    std::vector<std::int64_t> sorted(positions.begin(), positions.end());
-    std::sort(sorted.begin(), sorted.end());
+    const auto runs = detail::consecutive_runs(positions);
     auto marked_all = write_transaction("marking events published", [&] {
       std::int64_t marked = 0;
-      for (std::size_t first = 0, last = 0; first < sorted.size(); first = last + 1) {
-        for (last = first; last + 1 < sorted.size() && sorted[last + 1] <= sorted[last] + 1;) ++last;
-        if (mark.reset().bind(1, sorted[first]).bind(2, sorted[last]).step() != SQLITE_DONE) return false;
+      for (const auto& run : runs) {
+        if (mark.reset().bind(1, run.first).bind(2, run.last).step() != SQLITE_DONE) return false;
         marked += sqlite3_changes(writer_);
       }
       return uncount.reset().bind(1, marked).step() == SQLITE_DONE;
