@@ -15,7 +15,8 @@ namespace eventbus::bench {
 inline void drop_store_tables(PGconn* conn) {
   PQclear(PQexec(conn, "DROP TABLE IF EXISTS event_store, eventbus_outbox, eventbus_relay_lease, eventbus_outbox_state, "
                        "eventbus_checkpoints, eventbus_inbox, eventbus_snapshots, eventbus_parked, eventbus_schema"));
-  PQclear(PQexec(conn, "DROP FUNCTION IF EXISTS eventbus_outbox_queue, eventbus_append"));
+  PQclear(PQexec(conn, "DROP FUNCTION IF EXISTS eventbus_outbox_queue, eventbus_outbox_forget, eventbus_append_lock, "
+                       "eventbus_append"));
 }
 
 /// A store on `dsn` with no events: its tables dropped, then made again by opening it.

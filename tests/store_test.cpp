@@ -475,7 +475,9 @@ void back_to_tenth_schema(const std::string& database) {
                        "UPDATE event_store SET published_at = now() WHERE position NOT IN (SELECT position FROM eventbus_outbox); "
                        "CREATE INDEX event_store_unpublished ON event_store (position) WHERE published_at IS NULL; "
                        "DROP TRIGGER eventbus_outbox_queue ON event_store; "
-                       "DROP FUNCTION eventbus_outbox_queue(); "
+                       "DROP TRIGGER eventbus_outbox_forget ON event_store; "
+                       "DROP TRIGGER eventbus_append_lock ON event_store; "
+                       "DROP FUNCTION eventbus_outbox_queue(), eventbus_outbox_forget(), eventbus_append_lock(); "
                        "DROP TABLE eventbus_outbox; "
                        "DELETE FROM eventbus_schema WHERE version = 11");
   REQUIRE_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
@@ -665,6 +667,29 @@ TEST_CASE("postgresql: a store made before the outbox had a table of its own kee
   PQclear(r);
   PQfinish(conn);
   CHECK(unpublished_positions() == std::vector<std::int64_t>{6, 8, 10, 12});
+
+  // Events deleted by hand leave the queue (the relay does not stop at them), and the backlog's
+  // numbers follow, whether the backlog had counted them yet or not: 1-12 counted (the read moves
+  // counted_through to 12), 13 and 14 not.
+  CHECK(store->backlog().value().events == 4);
+  const std::vector<event> two{order_event("order.created", "o-12", 12), order_event("order.paid", "o-12", 13)};
+  REQUIRE(store->append("order", "o-12", eventbus::expected_version::none(), two).ok());
+  REQUIRE(store->mark_published(std::vector<std::int64_t>{13}).ok());
+  conn = PQconnectdb(testing::postgres_dsn_of("outbox_migration").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  // 3 published, 5 parked, 6 unpublished (all counted); 13 published, 14 unpublished (not counted).
+  r = PQexec(conn, "DELETE FROM event_store WHERE position IN (3, 5, 6, 13, 14)");
+  CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(conn);
+  CHECK(unpublished_positions() == std::vector<std::int64_t>{8, 10, 12});
+  CHECK(pg_count("outbox_migration", "SELECT count(*) FROM eventbus_outbox") == 3);
+  auto reader = open_postgres_store({.dsn = testing::postgres_dsn_of("outbox_migration"), .read_only = true});
+  for (auto* s : {store.get(), reader.get()}) {
+    CHECK(s->backlog().value().events == 3);
+    CHECK(s->backlog().value().parked == 2);  // 4 and 9
+  }
+  CHECK(pg_count("outbox_migration", "SELECT count(*) FROM event_store WHERE parked_reason IS NOT NULL") == 2);
 }
 
 namespace {

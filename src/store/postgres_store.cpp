@@ -99,15 +99,30 @@ ALTER TABLE eventbus_outbox_state DROP COLUMN unpublished;
 // acknowledged. A mark had set `published_at`, a column in the outbox index's predicate: no such
 // UPDATE is HOT (nor could it be: appended pages are full), so each one wrote the row again and a
 // new entry in every index of `event_store` (the relay from PostgreSQL ran at 0.07 of the mirror,
-// bench/README.md). Now a mark deletes the position. A trigger on `event_store` queues every
-// inserted row, once per statement, so whatever inserts (eventbus_append, a copy, an older
-// eventbus) is relayed. Parked: `parked_reason` set, as before. `published_at` goes with its
-// index: an older eventbus still running against this store fails naming it, rather than mark
-// rows nobody reads.
+// bench/README.md). Now a mark deletes the position. Triggers keep the queue whoever writes
+// `event_store` (eventbus_append, a copy, an older eventbus, a hand-written insert or delete):
+// - before an inserting statement, the append lock, so that positions commit in order (the
+//   relay's cursor and the backlog's count rely on it; eventbus's own inserts hold it already);
+// - after it, its rows queued, once per statement;
+// - after a deleting statement, its rows taken out of the queue and the backlog's numbers
+//   corrected (a row at or below counted_through was counted; a settled one above it was not).
+// Parked: `parked_reason` set, as before. `published_at` goes with its index: an older eventbus
+// still running against this store fails naming it, rather than mark rows nobody reads. The
+// table is locked first (inserts that do not take the append lock would otherwise slip between
+// the queue's copy and its trigger), and the backlog's row is counted afresh.
 constexpr const char* outbox_table = R"sql(
+LOCK TABLE event_store IN SHARE ROW EXCLUSIVE MODE;
 CREATE TABLE eventbus_outbox (position BIGINT PRIMARY KEY);
 INSERT INTO eventbus_outbox (position) SELECT position FROM event_store WHERE published_at IS NULL;
-CREATE OR REPLACE FUNCTION eventbus_outbox_queue() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION eventbus_append_lock() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_advisory_xact_lock(7311142570155996531);
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER eventbus_append_lock BEFORE INSERT ON event_store
+  FOR EACH STATEMENT EXECUTE FUNCTION eventbus_append_lock();
+CREATE OR REPLACE FUNCTION eventbus_outbox_queue() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
   INSERT INTO eventbus_outbox (position) SELECT position FROM inserted_rows;
   RETURN NULL;
@@ -115,7 +130,25 @@ END
 $fn$;
 CREATE TRIGGER eventbus_outbox_queue AFTER INSERT ON event_store REFERENCING NEW TABLE AS inserted_rows
   FOR EACH STATEMENT EXECUTE FUNCTION eventbus_outbox_queue();
+CREATE OR REPLACE FUNCTION eventbus_outbox_forget() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+BEGIN
+  WITH gone AS (DELETE FROM eventbus_outbox o USING deleted_rows d WHERE o.position = d.position RETURNING o.position)
+  UPDATE eventbus_outbox_state s
+     SET settled = s.settled + (SELECT count(*) FROM gone g WHERE g.position <= s.counted_through)
+                 - (SELECT count(*) FROM deleted_rows d WHERE d.position > s.counted_through
+                       AND NOT EXISTS (SELECT 1 FROM gone g WHERE g.position = d.position)),
+         parked = s.parked - (SELECT count(*) FROM deleted_rows d WHERE d.parked_reason IS NOT NULL)
+   WHERE s.id = 1;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER eventbus_outbox_forget AFTER DELETE ON event_store REFERENCING OLD TABLE AS deleted_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION eventbus_outbox_forget();
 ALTER TABLE event_store DROP COLUMN published_at;
+UPDATE eventbus_outbox_state SET counted = c.n, counted_through = c.top, settled = c.n - c.queued, parked = c.refused
+  FROM (SELECT count(*) AS n, COALESCE(max(position), 0) AS top, (SELECT count(*) FROM eventbus_outbox) AS queued,
+               count(*) FILTER (WHERE parked_reason IS NOT NULL) AS refused FROM event_store) c
+ WHERE id = 1;
 )sql";
 
 const char* const migrations[] = {
@@ -625,8 +658,8 @@ class postgres_event_store final : public detail::checked_store, public detail::
     const std::string after = std::to_string(after_position), most = std::to_string(limit);
     auto r = reader_.query("reading events to copy",
                            "SELECT position, aggregate_version, envelope, (EXTRACT(EPOCH FROM stored_at) * 1000)::bigint, "
-                           "CASE WHEN parked_reason IS NOT NULL THEN 2 WHEN EXISTS (SELECT 1 FROM eventbus_outbox o "
-                           "WHERE o.position = e.position) THEN 0 ELSE 1 END, "
+                           "CASE WHEN EXISTS (SELECT 1 FROM eventbus_outbox o WHERE o.position = e.position) THEN 0 "
+                           "WHEN parked_reason IS NOT NULL THEN 2 ELSE 1 END, "
                            "parked_reason FROM event_store e WHERE position > $1::bigint ORDER BY position LIMIT $2::bigint",
                            {after.c_str(), most.c_str()});
     if (!r) return r.error();
@@ -660,8 +693,8 @@ class postgres_event_store final : public detail::checked_store, public detail::
       return rollback(locked.error());
     // Every inserted row is queued by the outbox's trigger; the published and parked ones are
     // taken out again below.
-    array_literal settled_positions;
-    std::int64_t settled = 0, parked = 0;  // of the copied rows: published or parked, and parked
+    array_literal settled_positions;  // of the copied rows: published or parked
+    std::int64_t parked = 0;
     for (const auto& e : events) {
       const auto& d = detail::event_access::data(e.stored.ev);
       const std::string version = std::to_string(e.stored.version), occurred = std::to_string(millis(d.timestamp)),
@@ -679,15 +712,16 @@ class postgres_event_store final : public detail::checked_store, public detail::
           11, nullptr, values, nullptr, nullptr, 0));
       if (!r || PQresultStatus(r.get()) != PGRES_TUPLES_OK) return rollback(failure(conn, r.get(), "copying event " + d.event_id));
       if (e.published != 0) settled_positions.add(to_int(r.get(), 0, 0));
-      settled += e.published == 0 ? 0 : 1;
       parked += e.published == 2 ? 1 : 0;
     }
-    const std::string done = std::to_string(settled), refused = std::to_string(parked), name(progress),
-                      at = std::to_string(source_position), taken_out = settled_positions.text();
-    if (auto dequeued = run(conn, "copying events", "DELETE FROM eventbus_outbox WHERE position = ANY($1::bigint[])",
-                            {taken_out.c_str()});
-        !dequeued)
-      return rollback(dequeued.error());
+    // Settled: what the delete took out of the queue (what the trigger put there), not what was
+    // meant to be: the count follows the table.
+    const std::string taken_out = settled_positions.text();
+    auto dequeued = run(conn, "copying events", "DELETE FROM eventbus_outbox WHERE position = ANY($1::bigint[])",
+                        {taken_out.c_str()});
+    if (!dequeued) return rollback(dequeued.error());
+    const std::string done = PQcmdTuples(dequeued.value().get()), refused = std::to_string(parked), name(progress),
+                      at = std::to_string(source_position);
     if (auto counted = run(conn, "copying events",
                            "UPDATE eventbus_outbox_state SET settled = settled + $1::bigint, parked = parked + "
                            "$2::bigint WHERE id = 1",
