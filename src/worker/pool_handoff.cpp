@@ -107,7 +107,7 @@ bool pool_handoff::call_batch_handlers(pool_side& on, work_batch& batch) {
     const auto& run = batch.runs[r];
     for (std::size_t k = run.begin + run.done; k < run.end; ++k) {
       auto& job = *batch.jobs[k];
-      if (job.call_alone || job.topic.ends_with(on.options.dlq_suffix) || !on.runner.prepare(job)) break;
+      if (job.call_alone || on.runner.is_dead_letter(job) || !on.runner.prepare(job)) break;
       for (auto& progress : job.handlers) {
         handler_entry& h = *progress.handler;
         if (h.batch_max < 2 || progress.state != handler_state::pending || progress.attempts > 0) continue;

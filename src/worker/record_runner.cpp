@@ -76,7 +76,7 @@ bool record_runner::prepare(record_job& job) noexcept {
 }
 
 bool record_runner::first_pass(record_job& job) noexcept {
-  if (job.topic.ends_with(options_.dlq_suffix)) return true;  // a dead-letter topic matched a regex
+  if (is_dead_letter(job)) return true;
   if (!prepare(job)) return false;
   run_due_handlers(job);
   return std::all_of(job.handlers.begin(), job.handlers.end(),

@@ -31,6 +31,9 @@ class record_runner {
   record_runner(const record_runner&) = delete;
   record_runner& operator=(const record_runner&) = delete;
 
+  /// A record of a dead-letter topic (one a subscription's regex matched): finished as it is,
+  /// never handled (handling dead letters is for a group subscribed to them by name).
+  [[nodiscard]] bool is_dead_letter(const record_job& job) const noexcept { return job.topic.ends_with(options_.dlq_suffix); }
   /// Decodes and checks the record and finds its handlers, once (later calls do nothing). False,
   /// with job.bad set (the dead-letter reason), when it cannot be handled.
   [[nodiscard]] bool prepare(record_job& job) noexcept;
