@@ -10,6 +10,7 @@
 #include <atomic>
 #include <barrier>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "eventbus/store/event_store.hpp"
 #include "eventbus/store/store_copy.hpp"
 #include "eventbus/store/store_replay.hpp"
+#include "store/outbox_rows.hpp"
 #include "store_support.hpp"
 #include "test_support.hpp"
 
@@ -486,6 +488,60 @@ void back_to_tenth_schema(const std::string& database) {
 }
 
 }  // namespace
+
+TEST_CASE("the relay's reads of the outbox (PostgreSQL's made a batch ahead) return what a read made when asked would") {
+  for (const std::string backend : {"sqlite", "postgresql"}) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "read_ahead");
+    std::map<std::string, std::int64_t> millis_of;  // aggregate id -> its event's timestamp
+    const auto append_one = [&](int n) {
+      const std::vector<event> one{order_event("order.created", "o-" + std::to_string(n), n)};
+      millis_of[one[0].aggregate_id()] = one[0].timestamp().time_since_epoch().count();
+      REQUIRE(store->append("order", one[0].aggregate_id(), eventbus::expected_version::none(), one).ok());
+    };
+    for (int n = 1; n <= 6; ++n) append_one(n);
+    detail::outbox_rows rows;
+    const auto read = [&](std::size_t limit, std::int64_t after) {
+      REQUIRE(detail::read_unpublished_rows(*store, limit, after, rows).ok());
+      std::vector<std::int64_t> positions;
+      for (const auto& row : rows.rows()) positions.push_back(row.position);
+      return positions;
+    };
+    CHECK(read(2, 0) == std::vector<std::int64_t>{1, 2});
+    CHECK(read(2, 0) == std::vector<std::int64_t>{1, 2});     // asked again from the start: not what was read ahead
+    CHECK(read(3, 2) == std::vector<std::int64_t>{3, 4, 5});  // another limit
+    REQUIRE(store->mark_published(std::vector<std::int64_t>{6}).ok());
+    CHECK(read(2, 2) == std::vector<std::int64_t>{3, 4});
+    CHECK(read(2, 4) == std::vector<std::int64_t>{5});  // 6 was marked before this was asked
+    append_one(7);
+    append_one(8);
+    CHECK(read(2, 5) == std::vector<std::int64_t>{7, 8});
+    append_one(9);  // after the read ahead of 8's successors was sent: it found nothing, so read again
+    CHECK(read(2, 8) == std::vector<std::int64_t>{9});
+    // The rows' fields, from the read ahead as from any other.
+    CHECK(read(2, 0) == std::vector<std::int64_t>{1, 2});
+    CHECK(read(2, 2) == std::vector<std::int64_t>{3, 4});
+    REQUIRE(rows.size() == 2);
+    CHECK(rows.rows()[1].record.aggregate_id == "o-4");
+    CHECK(rows.rows()[1].record.event_type == "order.created");
+    for (const auto& row : rows.rows()) CHECK(row.occurred_at_ms == millis_of[std::string(row.record.aggregate_id)]);
+  }
+  // PostgreSQL keeps microseconds (a row written by hand may have them): the record's time is
+  // rounded down to the millisecond, before 1970 too.
+  auto store = open_postgres_store({.dsn = testing::postgres_dsn_of("read_ahead")});
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("read_ahead").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* r = PQexec(conn, "UPDATE event_store SET occurred_at = CASE position WHEN 1 THEN '1969-12-31 23:59:59.9995+00'::timestamptz "
+                             "ELSE '2026-12-07 10:00:00.123456+00'::timestamptz END WHERE position IN (1, 2)");
+  CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(conn);
+  detail::outbox_rows rows;
+  REQUIRE(detail::read_unpublished_rows(*store, 2, 0, rows).ok());
+  REQUIRE(rows.size() == 2);
+  CHECK(rows.rows()[0].occurred_at_ms == -1);
+  CHECK(rows.rows()[1].occurred_at_ms == 1'796'637'600'123);
+}
 
 TEST_CASE("postgresql: the backlog is exact while appends, marks, parks and backlog reads race") {
   auto store = testing::fresh_store("postgresql", "backlog_race");
