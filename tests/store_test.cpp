@@ -543,6 +543,43 @@ TEST_CASE("the relay's reads of the outbox (PostgreSQL's made a batch ahead) ret
   CHECK(rows.rows()[1].occurred_at_ms == 1'796'637'600'123);
 }
 
+TEST_CASE("postgresql: the backlog's oldest event is the lowest queued one, whatever order marks come in") {
+  auto store = testing::fresh_store("postgresql", "backlog_oldest");
+  const auto append_one = [&](const std::string& id) {
+    const std::vector<event> one{order_event("order.created", id, 1)};
+    REQUIRE(store->append("order", id, eventbus::expected_version::none(), one).ok());
+  };
+  for (const auto* id : {"o-1", "o-2", "o-3", "o-4"}) append_one(id);
+  const auto oldest_is = [&](std::optional<std::int64_t> position) {
+    const auto backlog = store->backlog();
+    REQUIRE(backlog.ok());
+    if (!position) return !backlog->oldest.has_value();
+    const std::string sql =
+        "SELECT (EXTRACT(EPOCH FROM stored_at) * 1000)::bigint FROM event_store WHERE position = " + std::to_string(*position);
+    return backlog->oldest.has_value() && backlog->oldest->time_since_epoch().count() == pg_count("backlog_oldest", sql.c_str());
+  };
+  // Stored apart, so that each position's time differs from the next one's.
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("backlog_oldest").c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* r = PQexec(conn, "UPDATE event_store SET stored_at = now() - (10 - position) * interval '1 second'");
+  CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(conn);
+  CHECK(oldest_is(1));
+  REQUIRE(store->mark_published(std::vector<std::int64_t>{2, 3}).ok());
+  CHECK(oldest_is(1));
+  REQUIRE(store->mark_published(std::vector<std::int64_t>{1}).ok());
+  CHECK(oldest_is(4));
+  append_one("o-5");
+  REQUIRE(store->park(std::vector<std::int64_t>{4}, "too large").ok());
+  CHECK(oldest_is(5));
+  REQUIRE(store->mark_published(std::vector<std::int64_t>{5}).ok());
+  CHECK(oldest_is(std::nullopt));
+  CHECK(store->backlog().value().events == 0);
+  append_one("o-6");
+  CHECK(oldest_is(6));
+}
+
 TEST_CASE("postgresql: the backlog is exact while appends, marks, parks and backlog reads race") {
   auto store = testing::fresh_store("postgresql", "backlog_race");
   const auto another_store = [] { return open_postgres_store({.dsn = testing::postgres_dsn_of("backlog_race")}); };
