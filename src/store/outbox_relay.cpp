@@ -160,6 +160,7 @@ struct outbox_relay::impl {
       }
       if (more && (failures_in_a_row == 0 || !window.empty())) continue;  // a window to settle goes on at once
       // Idle, standing by, or backing off after a failure (Kafka down: up to 5 s between tries).
+      detail::forget_read_ahead(*store);
       const auto pause = failures_in_a_row == 0 ? options.interval
                                                 : std::min<std::chrono::milliseconds>(std::chrono::seconds(5),
                                                                                       options.interval * (1 << std::min(failures_in_a_row, 6)));
@@ -171,6 +172,7 @@ struct outbox_relay::impl {
     // instance sends as little twice as possible. Closing the producer bounds the wait (Kafka may
     // be down, and records never time out): it flushes for close_timeout, then fails the rest.
     sink.reset();
+    detail::forget_read_ahead(*store);
     int ignored = 0;
     while (!window.empty()) settle_oldest(ignored);
     marks.reset();  // marks what it was given, then ends
@@ -270,6 +272,7 @@ struct outbox_relay::impl {
       std::unique_lock lock(b.outcomes->mu);
       while (!b.outcomes->all_in.wait_for(lock, options.interval, [&] { return b.outcomes->pending == 0; })) {
         lock.unlock();
+        detail::forget_read_ahead(*store);  // this wait may last (Kafka down): no read left open meanwhile
         if (stopping.load()) sink.reset();  // flushes for close_timeout, then fails what is left
         if (clock::now() - last_backlog_update >= options.interval) update_backlog();  // Kafka down: it grows
         if (clock::now() - renewed >= options.lease_ttl / 3) {

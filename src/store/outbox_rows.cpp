@@ -62,6 +62,10 @@ result<void> read_unpublished_rows(outbox& store, std::size_t limit, std::int64_
   return {};
 }
 
+void forget_read_ahead(outbox& store) noexcept {
+  if (auto* reader = dynamic_cast<outbox_row_reader*>(&store)) reader->forget_read_ahead();
+}
+
 std::vector<position_run> consecutive_runs(std::span<const std::int64_t> positions) {
   std::vector<std::int64_t> sorted(positions.begin(), positions.end());
   std::sort(sorted.begin(), sorted.end());

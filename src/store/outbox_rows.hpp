@@ -64,7 +64,14 @@ class outbox_row_reader {
   /// Up to `limit` unpublished events after `after_position`, oldest first, into `out` (cleared
   /// first, and sealed).
   [[nodiscard]] virtual result<void> unpublished_rows(std::size_t limit, std::int64_t after_position, outbox_rows& out) = 0;
+  /// Drops a read made ahead of being asked, if the store makes them (PostgreSQL): the relay
+  /// calls it before it waits (idle, standing by, Kafka down, stopping), so that no query stays
+  /// open on the server meanwhile, holding a snapshot and its tables' locks.
+  virtual void forget_read_ahead() noexcept {}
 };
+
+/// outbox_row_reader::forget_read_ahead, for any outbox (nothing for one that is not a reader).
+void forget_read_ahead(outbox& store) noexcept;
 
 /// The same from any outbox: through its outbox_row_reader when it is one, else decoded by
 /// outbox::unpublished.

@@ -1,5 +1,6 @@
 // The PostgreSQL backend: a writer connection (appends, outbox marks), a reader connection (streamed
-// reads) and a lease connection (the relay's session advisory lock), each behind its own mutex.
+// reads), a lease connection (the relay lease's row) and, once it relays, a connection for the
+// relay's outbox reads (made one batch ahead), each behind its own mutex.
 // A connection found broken is re-established once per call.
 
 #include "eventbus/store/postgres_store.hpp"
@@ -587,16 +588,21 @@ class postgres_event_store final : public detail::checked_store, public detail::
   // The relay's reads, one batch ahead: a full batch means more waits, so the next batch's query
   // is sent before this one is returned, and the server reads it while the relay produces this
   // one. The read was most of the relay's time, waited for (pg_stat_statements: 1.6 of 2.75 s at
-  // 300,000 events). What it returns is what a read at that moment would have: positions commit
-  // in order, so rows committed later are above it and come with the next read. Asked with other
-  // arguments (the relay's cursor went back after a failure), the read ahead is dropped; failed or
-  // empty, the read is made again. On a connection of its own, made on first use.
+  // 300,000 events). It returns what a read made when it was sent would have: positions commit in
+  // order, so rows committed later are above it and come with the next read; rows marked or
+  // parked since are sent again, as after any crash of a relay (at least once), and a read ahead
+  // older than a second is not used. Asked with another limit or position (the relay's cursor
+  // went back after a failure), it is dropped; failed or empty, the read is made again. The relay
+  // drops it before any wait (forget_read_ahead), so that no query stays open on the server. On a connection of its own, made on first use.
   result<void> unpublished_rows(std::size_t limit, std::int64_t after_position, detail::outbox_rows& out) override {
     out.clear();
     const std::lock_guard lock(ahead_.mu);
     pg_result got;
     if (ahead_.pending) {
-      const bool asked = ahead_.limit == limit && ahead_.after == after_position;
+      // Older than a second, it may hold rows marked since by another relay that led meanwhile
+      // (a read ahead is normally taken within milliseconds).
+      const bool asked = ahead_.limit == limit && ahead_.after == after_position &&
+                         std::chrono::steady_clock::now() - ahead_.sent_at < std::chrono::seconds(1);
       pg_result early = collect_ahead();
       // Empty, it may be older than rows appended since: read again (the outbox was drained: rare).
       if (asked && early && PQresultStatus(early.get()) == PGRES_TUPLES_OK && PQntuples(early.get()) > 0)
@@ -613,6 +619,8 @@ class postgres_event_store final : public detail::checked_store, public detail::
       return std::string_view(PQgetvalue(rows, i, col), static_cast<std::size_t>(PQgetlength(rows, i, col)));
     };
     const int n = PQntuples(rows);
+    if (n > 0 && (PQgetlength(rows, 0, 0) != 8 || PQgetlength(rows, 0, 1) != 8))
+      return error(errc::store_failed, "postgresql: reading the outbox: position and time are not 8-byte binary values");
     for (int i = 0; i < n; ++i) {
       detail::record_fields columns{.event_id = text(i, 2), .event_type = text(i, 3), .aggregate_type = text(i, 4),
                                     .aggregate_id = text(i, 5), .value = text(i, 7)};
@@ -938,7 +946,13 @@ class postgres_event_store final : public detail::checked_store, public detail::
     // where marks delete, and until vacuum comes by, finding its first live entry walked every
     // deleted one (38 ms after 299,000 marks; the relay reads the backlog every `interval`). The
     // lowest queued position only rises: new rows are above every stored one (positions are
-    // never reused), so the last one found bounds it.
+    // never reused), so the last one found bounds it. Looked for from the start again once a
+    // minute: a row put back below it by hand, or marks lost by a restore, are found then.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - oldest_hint_since_ >= std::chrono::minutes(1)) {
+      oldest_queued_hint_ = 0;
+      oldest_hint_since_ = now;
+    }
     const std::string from = std::to_string(oldest_queued_hint_);
     auto r = reader_.query("reading the outbox backlog",
                            "SELECT counted + (SELECT count(*) FROM event_store WHERE position > counted_through) - settled, "
@@ -1104,6 +1118,12 @@ class postgres_event_store final : public detail::checked_store, public detail::
     ahead_.pending = true;
     ahead_.limit = limit;
     ahead_.after = after_position;
+    ahead_.sent_at = std::chrono::steady_clock::now();
+  }
+
+  void forget_read_ahead() noexcept override {
+    const std::lock_guard lock(ahead_.mu);
+    if (ahead_.pending) (void)collect_ahead();
   }
 
   // The read sent ahead, waited for (ahead_.mu held): its result, or none when it failed. The
@@ -1119,7 +1139,10 @@ class postgres_event_store final : public detail::checked_store, public detail::
 
   bool read_only_ = false;
   connection writer_, reader_, lease_;
-  std::int64_t oldest_queued_hint_ = 0;  // under reader_.mu: a position at or below the oldest queued (backlog())
+  // Under reader_.mu: a position at or below the oldest queued (backlog()), and since when it is
+  // kept (looked for from the start once a minute).
+  std::int64_t oldest_queued_hint_ = 0;
+  std::chrono::steady_clock::time_point oldest_hint_since_{};
   struct read_ahead {
     explicit read_ahead(const postgres_store_options& options) : conn(options, connection::on_first_use) {}
     std::mutex mu;
@@ -1127,6 +1150,7 @@ class postgres_event_store final : public detail::checked_store, public detail::
     bool pending = false;  // a read was sent on conn and its result not taken
     std::size_t limit = 0;
     std::int64_t after = 0;
+    std::chrono::steady_clock::time_point sent_at{};
   } ahead_;
   bool broke_ = false;  // under writer_.mu: the last append found its connection broken
   detail::relay_lease_judge lease_judge_;
