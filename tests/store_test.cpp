@@ -698,6 +698,47 @@ TEST_CASE("postgresql: a store made before appends stopped counting the backlog 
         pg_count("backlog_migration", "SELECT count(*) FROM eventbus_outbox"));
 }
 
+namespace {
+
+// The unpublished positions, oldest first.
+std::vector<std::int64_t> queued_positions(outbox_store& store) {
+  const auto rows = store.unpublished(100);
+  REQUIRE(rows.ok());
+  std::vector<std::int64_t> left;
+  for (const auto& e : rows.value()) left.push_back(e.position);
+  return left;
+}
+
+// What an outbox migration must leave of a store of ten events, 1-10, with 2, 3 and 7 published
+// and 5 and 9 parked: 1, 4, 6, 8 and 10 queued, two parked, kept by a copy (into a store of the
+// same backend); then the store goes on: a new event is queued, and marks take events out once.
+void check_outbox_after_migration(outbox_store& store, const std::string& backend) {
+  CHECK(queued_positions(store) == std::vector<std::int64_t>{1, 4, 6, 8, 10});
+  CHECK(store.backlog().value().events == 5);
+  CHECK(store.backlog().value().parked == 2);
+
+  // A copy reads each event's state from the new tables: the same backlog and parked events.
+  auto copy = testing::fresh_store(backend, "outbox_migration_copy");
+  REQUIRE(copy_store(store, *copy).ok());
+  CHECK(copy->backlog().value().events == 5);
+  CHECK(copy->backlog().value().parked == 2);
+  const auto copied_rows = copy->unpublished(100);
+  REQUIRE(copied_rows.ok());
+  std::vector<std::int64_t> copied_left;
+  for (const auto& e : copied_rows.value()) copied_left.push_back(e.ev.aggregate_id().back() - '0');
+  CHECK(copied_left == std::vector<std::int64_t>{0, 3, 5, 7, 9});  // o-0, o-3...: the events at 1, 4, 6, 8, 10
+
+  const std::vector<event> one{order_event("order.created", "o-10", 10)};
+  REQUIRE(store.append("order", "o-10", eventbus::expected_version::none(), one).ok());
+  CHECK(queued_positions(store) == std::vector<std::int64_t>{1, 4, 6, 8, 10, 11});
+  REQUIRE(store.mark_published(std::vector<std::int64_t>{1, 5, 9, 11}).ok());  // 5 and 9 are parked: untouched
+  CHECK(queued_positions(store) == std::vector<std::int64_t>{4, 6, 8, 10});
+  CHECK(store.backlog().value().events == 4);
+  CHECK(store.backlog().value().parked == 2);
+}
+
+}  // namespace
+
 TEST_CASE("postgresql: a store made before the outbox had a table of its own keeps every event's outbox state through the migration") {
   {
     auto store = testing::fresh_store("postgresql", "outbox_migration");
@@ -715,37 +756,11 @@ TEST_CASE("postgresql: a store made before the outbox had a table of its own kee
   CHECK(pg_count("outbox_migration",
                  "SELECT count(*) FROM information_schema.columns WHERE table_name = 'event_store' AND "
                  "column_name = 'published_at'") == 0);
-  const auto unpublished_positions = [&] {
-    const auto rows = store->unpublished(100);
-    REQUIRE(rows.ok());
-    std::vector<std::int64_t> left;
-    for (const auto& e : rows.value()) left.push_back(e.position);
-    return left;
-  };
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10});
-  CHECK(store->backlog().value().events == 5);
-  CHECK(store->backlog().value().parked == 2);
   CHECK(pg_count("outbox_migration", "SELECT count(*) FROM event_store WHERE parked_reason = 'too large'") == 2);
-
-  // A copy reads each event's state from the new table: the same backlog and parked events.
-  auto copy = testing::fresh_store("postgresql", "outbox_migration_copy");
-  REQUIRE(copy_store(*store, *copy).ok());
-  CHECK(copy->backlog().value().events == 5);
-  CHECK(copy->backlog().value().parked == 2);
+  check_outbox_after_migration(*store, "postgresql");
   CHECK(pg_count("outbox_migration_copy", "SELECT count(*) FROM eventbus_outbox") == 5);
-  const auto copied_rows = copy->unpublished(100);
-  REQUIRE(copied_rows.ok());
-  std::vector<std::int64_t> copied_left;
-  for (const auto& e : copied_rows.value()) copied_left.push_back(e.ev.aggregate_id().back() - '0');
-  CHECK(copied_left == std::vector<std::int64_t>{0, 3, 5, 7, 9});  // o-0, o-3...: the events at 1, 4, 6, 8, 10
-
-  // And the store goes on: a new event is queued, marks and parks take events out, once.
-  const std::vector<event> one{order_event("order.created", "o-10", 10)};
-  REQUIRE(store->append("order", "o-10", eventbus::expected_version::none(), one).ok());
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10, 11});
-  REQUIRE(store->mark_published(std::vector<std::int64_t>{1, 5, 9, 11}).ok());  // 5 and 9 are parked: untouched
-  REQUIRE(store->park(std::vector<std::int64_t>{2, 4}, "refused").ok());           // 2 is published: untouched
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{6, 8, 10});
+  REQUIRE(store->park(std::vector<std::int64_t>{2, 4}, "refused").ok());  // 2 is published: untouched
+  CHECK(queued_positions(*store) == std::vector<std::int64_t>{6, 8, 10});
   CHECK(store->backlog().value().events == 3);
   CHECK(store->backlog().value().parked == 3);
   CHECK(pg_count("outbox_migration", "SELECT count(*) FROM event_store WHERE parked_reason = 'refused'") == 1);
@@ -764,7 +779,7 @@ TEST_CASE("postgresql: a store made before the outbox had a table of its own kee
   CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
   PQclear(r);
   PQfinish(conn);
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{6, 8, 10, 12});
+  CHECK(queued_positions(*store) == std::vector<std::int64_t>{6, 8, 10, 12});
 
   // Events deleted by hand leave the queue (the relay does not stop at them), and the backlog's
   // numbers follow, whether the backlog had counted them yet or not: 1-12 counted (the read moves
@@ -780,7 +795,7 @@ TEST_CASE("postgresql: a store made before the outbox had a table of its own kee
   CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
   PQclear(r);
   PQfinish(conn);
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{8, 10, 12});
+  CHECK(queued_positions(*store) == std::vector<std::int64_t>{8, 10, 12});
   CHECK(pg_count("outbox_migration", "SELECT count(*) FROM eventbus_outbox") == 3);
   auto reader = open_postgres_store({.dsn = testing::postgres_dsn_of("outbox_migration"), .read_only = true});
   for (auto* s : {store.get(), reader.get()}) {
@@ -840,37 +855,8 @@ TEST_CASE("sqlite: a store made before the outbox had a table of its own keeps e
   auto store = open_sqlite_store({.path = path});
   CHECK(sqlite_count(path, "SELECT max(version) FROM eventbus_schema") == 7);
   CHECK(sqlite_count(path, "SELECT count(*) FROM pragma_table_info('event_store') WHERE name = 'published'") == 0);
-  const auto unpublished_positions = [&] {
-    const auto rows = store->unpublished(100);
-    REQUIRE(rows.ok());
-    std::vector<std::int64_t> left;
-    for (const auto& e : rows.value()) left.push_back(e.position);
-    return left;
-  };
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10});
-  CHECK(store->backlog().value().events == 5);
-  CHECK(store->backlog().value().parked == 2);
   CHECK(sqlite_count(path, "SELECT count(*) FROM event_store WHERE parked_reason IS NOT NULL") == 2);
-
-  // A copy reads each event's state from the new tables: the same backlog and parked events.
-  auto copy = testing::fresh_store("sqlite", "outbox_migration_copy");
-  REQUIRE(copy_store(*store, *copy).ok());
-  CHECK(copy->backlog().value().events == 5);
-  CHECK(copy->backlog().value().parked == 2);
-  const auto copied_rows = copy->unpublished(100);
-  REQUIRE(copied_rows.ok());
-  std::vector<std::int64_t> copied_left;
-  for (const auto& e : copied_rows.value()) copied_left.push_back(e.ev.aggregate_id().back() - '0');
-  CHECK(copied_left == std::vector<std::int64_t>{0, 3, 5, 7, 9});  // o-0, o-3...: the events at 1, 4, 6, 8, 10
-
-  // And the store goes on: a new event is queued, marks take events out.
-  const std::vector<event> one{order_event("order.created", "o-10", 10)};
-  REQUIRE(store->append("order", "o-10", eventbus::expected_version::none(), one).ok());
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{1, 4, 6, 8, 10, 11});
-  REQUIRE(store->mark_published(std::vector<std::int64_t>{1, 5, 9, 11}).ok());  // 5 and 9 are parked: untouched
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{4, 6, 8, 10});
-  CHECK(store->backlog().value().events == 4);
-  CHECK(store->backlog().value().parked == 2);
+  check_outbox_after_migration(*store, "sqlite");
 
   // An older eventbus still appending to the file knows nothing of eventbus_outbox: its events
   // are queued all the same.
@@ -887,7 +873,7 @@ TEST_CASE("sqlite: a store made before the outbox had a table of its own keeps e
   CHECK(sqlite3_step(insert) == SQLITE_DONE);
   sqlite3_finalize(insert);
   sqlite3_close(db);
-  CHECK(unpublished_positions() == std::vector<std::int64_t>{4, 6, 8, 10, 12});
+  CHECK(queued_positions(*store) == std::vector<std::int64_t>{4, 6, 8, 10, 12});
 }
 
 TEST_CASE("a stored event reads back with its stored bytes as its wire form: published as is") {
