@@ -467,24 +467,31 @@ std::int64_t pg_count(const std::string& database, const char* sql) {
   return n;
 }
 
+// Runs statements on `database` (their failure fails the test).
+void pg_exec(const std::string& database, const char* sql) {
+  PGconn* conn = PQconnectdb(testing::postgres_dsn_of(database).c_str());
+  REQUIRE(PQstatus(conn) == CONNECTION_OK);
+  PGresult* r = PQexec(conn, sql);
+  const bool done = PQresultStatus(r) == PGRES_COMMAND_OK;
+  const std::string why = PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(conn);
+  REQUIRE_MESSAGE(done, why);
+}
+
 // Takes a PostgreSQL store back to the tenth schema: the outbox's state in each event's row,
 // `published_at` set when settled (published or parked), found through a partial index.
 void back_to_tenth_schema(const std::string& database) {
-  PGconn* conn = PQconnectdb(testing::postgres_dsn_of(database).c_str());
-  REQUIRE(PQstatus(conn) == CONNECTION_OK);
-  PGresult* r = PQexec(conn,
-                       "ALTER TABLE event_store ADD COLUMN published_at TIMESTAMPTZ; "
-                       "UPDATE event_store SET published_at = now() WHERE position NOT IN (SELECT position FROM eventbus_outbox); "
-                       "CREATE INDEX event_store_unpublished ON event_store (position) WHERE published_at IS NULL; "
-                       "DROP TRIGGER eventbus_outbox_queue ON event_store; "
-                       "DROP TRIGGER eventbus_outbox_forget ON event_store; "
-                       "DROP TRIGGER eventbus_append_lock ON event_store; "
-                       "DROP FUNCTION eventbus_outbox_queue(), eventbus_outbox_forget(), eventbus_append_lock(); "
-                       "DROP TABLE eventbus_outbox; "
-                       "DELETE FROM eventbus_schema WHERE version = 11");
-  REQUIRE_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
-  PQclear(r);
-  PQfinish(conn);
+  pg_exec(database,
+          "ALTER TABLE event_store ADD COLUMN published_at TIMESTAMPTZ; "
+          "UPDATE event_store SET published_at = now() WHERE position NOT IN (SELECT position FROM eventbus_outbox); "
+          "CREATE INDEX event_store_unpublished ON event_store (position) WHERE published_at IS NULL; "
+          "DROP TRIGGER eventbus_outbox_queue ON event_store; "
+          "DROP TRIGGER eventbus_outbox_forget ON event_store; "
+          "DROP TRIGGER eventbus_append_lock ON event_store; "
+          "DROP FUNCTION eventbus_outbox_queue(), eventbus_outbox_forget(), eventbus_append_lock(); "
+          "DROP TABLE eventbus_outbox; "
+          "DELETE FROM eventbus_schema WHERE version = 11");
 }
 
 }  // namespace
@@ -534,13 +541,8 @@ TEST_CASE("the relay's reads of the outbox (PostgreSQL's made a batch ahead) ret
   // PostgreSQL keeps microseconds (a row written by hand may have them): the record's time is
   // rounded down to the millisecond, before 1970 too.
   auto store = open_postgres_store({.dsn = testing::postgres_dsn_of("read_ahead")});
-  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("read_ahead").c_str());
-  REQUIRE(PQstatus(conn) == CONNECTION_OK);
-  PGresult* r = PQexec(conn, "UPDATE event_store SET occurred_at = CASE position WHEN 1 THEN '1969-12-31 23:59:59.9995+00'::timestamptz "
-                             "ELSE '2026-12-07 10:00:00.123456+00'::timestamptz END WHERE position IN (1, 2)");
-  CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
-  PQclear(r);
-  PQfinish(conn);
+  pg_exec("read_ahead", "UPDATE event_store SET occurred_at = CASE position WHEN 1 THEN '1969-12-31 23:59:59.9995+00'::timestamptz "
+                        "ELSE '2026-12-07 10:00:00.123456+00'::timestamptz END WHERE position IN (1, 2)");
   detail::outbox_rows rows;
   REQUIRE(detail::read_unpublished_rows(*store, 2, 0, rows).ok());
   REQUIRE(rows.size() == 2);
@@ -564,12 +566,7 @@ TEST_CASE("postgresql: the backlog's oldest event is the lowest queued one, what
     return backlog->oldest.has_value() && backlog->oldest->time_since_epoch().count() == pg_count("backlog_oldest", sql.c_str());
   };
   // Stored apart, so that each position's time differs from the next one's.
-  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("backlog_oldest").c_str());
-  REQUIRE(PQstatus(conn) == CONNECTION_OK);
-  PGresult* r = PQexec(conn, "UPDATE event_store SET stored_at = now() - (10 - position) * interval '1 second'");
-  CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
-  PQclear(r);
-  PQfinish(conn);
+  pg_exec("backlog_oldest", "UPDATE event_store SET stored_at = now() - (10 - position) * interval '1 second'");
   CHECK(oldest_is(1));
   REQUIRE(store->mark_published(std::vector<std::int64_t>{2, 3}).ok());
   CHECK(oldest_is(1));
@@ -667,21 +664,16 @@ TEST_CASE("postgresql: a store made before appends stopped counting the backlog 
   back_to_tenth_schema("backlog_migration");
   // The row as the ninth schema kept it: the number of unpublished events (here one that drifted:
   // the migration counts the rows afresh), and a stand-in for the ninth schema's function.
-  PGconn* conn = PQconnectdb(testing::postgres_dsn_of("backlog_migration").c_str());
-  REQUIRE(PQstatus(conn) == CONNECTION_OK);
-  PGresult* r = PQexec(conn,
-                       "ALTER TABLE eventbus_outbox_state ADD COLUMN unpublished BIGINT NOT NULL DEFAULT 0; "
-                       "UPDATE eventbus_outbox_state SET unpublished = 99; "
-                       "CREATE OR REPLACE FUNCTION eventbus_append(ids TEXT[], types TEXT[], agg_type TEXT, agg_id TEXT, "
-                       "expected BIGINT, millis BIGINT[], correlations TEXT[], causations TEXT[], envelopes TEXT[], "
-                       "OUT current_version BIGINT, OUT already_stored BIGINT, OUT first_position BIGINT, "
-                       "OUT last_position BIGINT, OUT inserted BIGINT) LANGUAGE plpgsql AS $fn$ BEGIN "
-                       "RAISE EXCEPTION 'the ninth schema''s function, writing eventbus_outbox_state'; END $fn$; "
-                       "ALTER TABLE eventbus_outbox_state DROP COLUMN counted, DROP COLUMN counted_through, DROP COLUMN settled; "
-                       "DELETE FROM eventbus_schema WHERE version = 10");
-  REQUIRE_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
-  PQclear(r);
-  PQfinish(conn);
+  pg_exec("backlog_migration",
+          "ALTER TABLE eventbus_outbox_state ADD COLUMN unpublished BIGINT NOT NULL DEFAULT 0; "
+          "UPDATE eventbus_outbox_state SET unpublished = 99; "
+          "CREATE OR REPLACE FUNCTION eventbus_append(ids TEXT[], types TEXT[], agg_type TEXT, agg_id TEXT, "
+          "expected BIGINT, millis BIGINT[], correlations TEXT[], causations TEXT[], envelopes TEXT[], "
+          "OUT current_version BIGINT, OUT already_stored BIGINT, OUT first_position BIGINT, "
+          "OUT last_position BIGINT, OUT inserted BIGINT) LANGUAGE plpgsql AS $fn$ BEGIN "
+          "RAISE EXCEPTION 'the ninth schema''s function, writing eventbus_outbox_state'; END $fn$; "
+          "ALTER TABLE eventbus_outbox_state DROP COLUMN counted, DROP COLUMN counted_through, DROP COLUMN settled; "
+          "DELETE FROM eventbus_schema WHERE version = 10");
   auto store = open_postgres_store({.dsn = testing::postgres_dsn_of("backlog_migration")});
   CHECK(pg_count("backlog_migration", "SELECT max(version) FROM eventbus_schema") == 11);
   // The function was replaced: appends no longer write the row.
@@ -788,13 +780,8 @@ TEST_CASE("postgresql: a store made before the outbox had a table of its own kee
   const std::vector<event> two{order_event("order.created", "o-12", 12), order_event("order.paid", "o-12", 13)};
   REQUIRE(store->append("order", "o-12", eventbus::expected_version::none(), two).ok());
   REQUIRE(store->mark_published(std::vector<std::int64_t>{13}).ok());
-  conn = PQconnectdb(testing::postgres_dsn_of("outbox_migration").c_str());
-  REQUIRE(PQstatus(conn) == CONNECTION_OK);
   // 3 published, 5 parked, 6 unpublished (all counted); 13 published, 14 unpublished (not counted).
-  r = PQexec(conn, "DELETE FROM event_store WHERE position IN (3, 5, 6, 13, 14)");
-  CHECK_MESSAGE(PQresultStatus(r) == PGRES_COMMAND_OK, PQresultErrorMessage(r));
-  PQclear(r);
-  PQfinish(conn);
+  pg_exec("outbox_migration", "DELETE FROM event_store WHERE position IN (3, 5, 6, 13, 14)");
   CHECK(queued_positions(*store) == std::vector<std::int64_t>{8, 10, 12});
   CHECK(pg_count("outbox_migration", "SELECT count(*) FROM eventbus_outbox") == 3);
   auto reader = open_postgres_store({.dsn = testing::postgres_dsn_of("outbox_migration"), .read_only = true});
