@@ -258,6 +258,9 @@ TEST_CASE("a full window pauses the partition, bounds what is fetched, and resum
   });
   w.start();
   REQUIRE(wait_until([&] { return w.stats().paused_partitions == 1; }, 20s));
+  // The pause is seen by the consumer thread, the first call made by a pool thread: either may
+  // come first. Once it came, no second one before the 2 s backoff.
+  REQUIRE(wait_until([&] { return stuck_calls.load() >= 1; }, 20s));
   CHECK(stuck_calls.load() == 1);
   CHECK(gauge(*m, "eventbus_worker_partitions_paused", "g-window") == 1);
   // While the stuck record holds the window's head, at most a window's worth is taken in.
