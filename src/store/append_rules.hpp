@@ -20,6 +20,9 @@
 
 namespace eventbus::detail {
 
+/// A stored time: milliseconds since the epoch, as both backends keep it.
+[[nodiscard]] constexpr std::int64_t epoch_millis(time_point t) noexcept { return t.time_since_epoch().count(); }
+
 /// Inside the backends an expected version is a number, with this for expected_version::any().
 inline constexpr std::int64_t any_version = -1;
 [[nodiscard]] constexpr std::int64_t raw_version(expected_version expected) noexcept {

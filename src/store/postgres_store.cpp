@@ -152,7 +152,7 @@ UPDATE eventbus_outbox_state SET counted = c.n, counted_through = c.top, settled
  WHERE id = 1;
 )sql";
 
-const char* const migrations[] = {
+const char* const postgres_migrations[] = {
     R"sql(
 CREATE TABLE event_store (
   position          BIGSERIAL   PRIMARY KEY,   -- global order: appends commit one at a time
@@ -285,8 +285,6 @@ class array_literal {
   std::string out_;
 };
 
-std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
-
 std::int64_t to_int(const PGresult* r, int row, int col) {
   const char* text = PQgetvalue(r, row, col);
   std::int64_t n = 0;
@@ -360,7 +358,7 @@ struct append_params {
       const auto& d = detail::event_access::data(ev);
       ids.add(std::string_view(d.event_id));
       types.add(std::string_view(d.event_type));
-      occurred.add(millis(d.timestamp));
+      occurred.add(detail::epoch_millis(d.timestamp));
       correlations.add(d.correlation_id);
       causations.add(d.causation_id);
       envelopes.add(std::string_view(detail::event_access::encoded(d)));
@@ -706,7 +704,7 @@ class postgres_event_store final : public detail::checked_store, public detail::
     if (!r) return r.error();
     return static_cast<int>(to_int(r.value().get(), 0, 0));
   }
-  int schema_version_expected() const noexcept override { return static_cast<int>(std::size(migrations)); }
+  int schema_version_expected() const noexcept override { return static_cast<int>(std::size(postgres_migrations)); }
 
   result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) override {
     const std::string who(name), at = std::to_string(position);
@@ -762,7 +760,7 @@ class postgres_event_store final : public detail::checked_store, public detail::
     std::int64_t parked = 0;
     for (const auto& e : events) {
       const auto& d = detail::event_access::data(e.stored.ev);
-      const std::string version = std::to_string(e.stored.version), occurred = std::to_string(millis(d.timestamp)),
+      const std::string version = std::to_string(e.stored.version), occurred = std::to_string(detail::epoch_millis(d.timestamp)),
                         stored_at = std::to_string(e.stored_at_ms), envelope(detail::event_access::encoded(d));
       const char* values[] = {d.event_id.c_str(), d.event_type.c_str(), d.aggregate_type.c_str(), d.aggregate_id.c_str(),
                               version.c_str(), occurred.c_str(), d.correlation_id ? d.correlation_id->c_str() : nullptr,
@@ -859,7 +857,7 @@ class postgres_event_store final : public detail::checked_store, public detail::
     if (read_only_) return error(errc::store_failed, "postgresql: the store is open read-only: snapshots are not saved");
     const std::lock_guard lock(writer_.mu);
     const std::string version = std::to_string(s.version), schema = std::to_string(s.schema_version),
-                      taken = std::to_string(millis(s.taken_at == time_point{} ? now_ms() : s.taken_at));
+                      taken = std::to_string(detail::epoch_millis(s.taken_at == time_point{} ? now_ms() : s.taken_at));
     auto r = writer_.query(
         "saving a snapshot",
         "WITH stored AS (SELECT COALESCE(MAX(aggregate_version), 0) AS v FROM event_store "
@@ -1051,12 +1049,12 @@ class postgres_event_store final : public detail::checked_store, public detail::
       // And no append while migrating, taken before any migration locks a table an append waits
       // on (else an append holding this lock and a migration holding the table wait on each
       // other): the tenth migration counts the rows as they stand.
-      if (at_version < std::size(migrations))
+      if (at_version < std::size(postgres_migrations))
         if (auto locked = run(conn.value(), "migrating", "SELECT pg_advisory_xact_lock($1::bigint)", {append_key.c_str()});
             !locked)
           return locked.error();
-      for (auto v = at_version; v < std::size(migrations); ++v) {
-        if (auto applied = run(conn.value(), "migrating", migrations[v]); !applied) return applied.error();
+      for (auto v = at_version; v < std::size(postgres_migrations); ++v) {
+        if (auto applied = run(conn.value(), "migrating", postgres_migrations[v]); !applied) return applied.error();
         const std::string next = std::to_string(v + 1);
         if (auto bumped = run(conn.value(), "migrating", "INSERT INTO eventbus_schema (version) VALUES ($1::int)", {next.c_str()});
             !bumped)
@@ -1079,7 +1077,7 @@ class postgres_event_store final : public detail::checked_store, public detail::
     const auto page_size = static_cast<std::int64_t>(std::max<std::size_t>(filter.page_size, 1));
     const std::string limit = std::to_string(page_size);
     const std::optional<std::string> from_time =
-        filter.from_time ? std::optional<std::string>(std::to_string(millis(*filter.from_time))) : std::nullopt;
+        filter.from_time ? std::optional<std::string>(std::to_string(detail::epoch_millis(*filter.from_time))) : std::nullopt;
     const auto param = [](const std::optional<std::string>& v) { return v ? v->c_str() : nullptr; };
     for (std::int64_t cursor = by_version ? from_version : filter.after_position;;) {
       pg_result page;

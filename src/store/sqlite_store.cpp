@@ -20,7 +20,7 @@ namespace eventbus {
 namespace {
 
 // Versioned migrations: each runs once, in order, in one transaction with its version bump.
-constexpr const char* migrations[] = {
+constexpr const char* sqlite_migrations[] = {
     R"sql(
 CREATE TABLE event_store (
   position          INTEGER PRIMARY KEY AUTOINCREMENT,  -- global order; never reused
@@ -131,8 +131,6 @@ CREATE TRIGGER eventbus_outbox_queue AFTER INSERT ON event_store
 BEGIN INSERT INTO eventbus_outbox (position) VALUES (new.position); END;
 )sql",
 };
-
-std::int64_t millis(time_point t) { return t.time_since_epoch().count(); }
 
 // One prepared statement; reset (not finalized) between uses.
 class statement {
@@ -286,7 +284,7 @@ struct append_statements {
       return detail::version_conflict(aggregate_type, aggregate_id, expected, current.value());
 
     append_result out{.version = current.value()};
-    const auto stored_at = millis(now_ms());
+    const auto stored_at = detail::epoch_millis(now_ms());
     for (const auto& ev : events) {
       const auto& d = detail::event_access::data(ev);
       insert.reset()
@@ -295,7 +293,7 @@ struct append_statements {
           .bind(3, aggregate_type)
           .bind(4, aggregate_id)
           .bind(5, ++out.version)
-          .bind(6, millis(d.timestamp))
+          .bind(6, detail::epoch_millis(d.timestamp))
           .bind(7, d.correlation_id)
           .bind(8, d.causation_id)
           .bind(9, detail::event_access::encoded(d))
@@ -405,7 +403,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     const auto page_size = static_cast<std::int64_t>(std::max<std::size_t>(filter.page_size, 1));
     for (std::int64_t after = filter.after_position;;) {
       page.reset().bind(1, after).bind(6, page_size);
-      if (filter.from_time) page.bind(2, millis(*filter.from_time));
+      if (filter.from_time) page.bind(2, detail::epoch_millis(*filter.from_time));
       if (filter.event_type) page.bind(3, std::string_view(*filter.event_type));
       if (filter.aggregate_type) page.bind(4, std::string_view(*filter.aggregate_type));
       if (filter.aggregate_id) page.bind(5, std::string_view(*filter.aggregate_id));
@@ -457,7 +455,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     statement save(writer_,
                    "INSERT INTO eventbus_checkpoints (name, position, saved_at_ms) VALUES (?1, ?2, ?3) "
                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position, saved_at_ms = excluded.saved_at_ms");
-    if (!save.ok() || save.bind(1, name).bind(2, position).bind(3, millis(now_ms())).step() != SQLITE_DONE)
+    if (!save.ok() || save.bind(1, name).bind(2, position).bind(3, detail::epoch_millis(now_ms())).step() != SQLITE_DONE)
       return named(sqlite_failure(writer_, "saving a checkpoint"));
     return {};
   }
@@ -505,7 +503,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
                    "excluded.schema_version <> eventbus_snapshots.schema_version");
     const auto taken = s.taken_at == time_point{} ? now_ms() : s.taken_at;
     if (!save.ok() || save.bind(1, s.aggregate_type).bind(2, s.aggregate_id).bind(3, s.version)
-                              .bind(4, s.schema_version).bind(5, s.state).bind(6, millis(taken)).step() != SQLITE_DONE)
+                              .bind(4, s.schema_version).bind(5, s.state).bind(6, detail::epoch_millis(taken)).step() != SQLITE_DONE)
       return sqlite_failure(writer_, "saving a snapshot of " + s.aggregate_type + " " + s.aggregate_id);
     return sqlite3_changes(writer_) > 0;
   }
@@ -573,13 +571,13 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     if (!version.ok() || version.step() != SQLITE_ROW) return named(sqlite_failure(reader_, "reading the schema version"));
     return static_cast<int>(version.integer(0));
   }
-  int schema_version_expected() const noexcept override { return static_cast<int>(std::size(migrations)); }
+  int schema_version_expected() const noexcept override { return static_cast<int>(std::size(sqlite_migrations)); }
 
   result<void> save_checkpoint_in(store_transaction& tx, std::string_view name, std::int64_t position) override {
     statement save(tx.sqlite(),
                    "INSERT INTO eventbus_checkpoints (name, position, saved_at_ms) VALUES (?1, ?2, ?3) "
                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position, saved_at_ms = excluded.saved_at_ms");
-    if (!save.ok() || save.bind(1, name).bind(2, position).bind(3, millis(now_ms())).step() != SQLITE_DONE)
+    if (!save.ok() || save.bind(1, name).bind(2, position).bind(3, detail::epoch_millis(now_ms())).step() != SQLITE_DONE)
       return named(sqlite_failure(tx.sqlite(), "saving a checkpoint"));
     return {};
   }
@@ -633,7 +631,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
             .bind(3, d.aggregate_type)
             .bind(4, d.aggregate_id)
             .bind(5, e.stored.version)
-            .bind(6, millis(d.timestamp))
+            .bind(6, detail::epoch_millis(d.timestamp))
             .bind(7, d.correlation_id)
             .bind(8, d.causation_id)
             .bind(9, detail::event_access::encoded(d))
@@ -646,7 +644,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
         parked += e.published == 2 ? 1 : 0;
       }
       return count.bind(1, unpublished).bind(2, parked).step() == SQLITE_DONE &&
-             save.bind(1, progress).bind(2, source_position).bind(3, millis(now_ms())).step() == SQLITE_DONE;
+             save.bind(1, progress).bind(2, source_position).bind(3, detail::epoch_millis(now_ms())).step() == SQLITE_DONE;
     });
   }
 
@@ -830,7 +828,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
     result<bool> renew(std::string_view owner) { return change(st.lease_renew, owner, nullptr); }
     result<bool> take(std::string_view owner, const detail::lease_row& seen) { return change(st.lease_take, owner, &seen); }
     result<bool> change(statement& change, std::string_view owner, const detail::lease_row* seen) {
-      change.reset().bind(1, owner).bind(4, millis(now_ms()));
+      change.reset().bind(1, owner).bind(4, detail::epoch_millis(now_ms()));
       if (seen != nullptr) change.bind(2, seen->owner).bind(3, seen->renewals);
       std::string why;
       if (change.run_and_reset(store.writer_, why) != SQLITE_DONE)  // no borrowed text left bound either
@@ -951,7 +949,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
 
   result<void> migrate() {
     if (auto ok = exec(writer_, "CREATE TABLE IF NOT EXISTS eventbus_schema (version INTEGER NOT NULL)"); !ok) return ok;
-    for (std::size_t i = 0; i < std::size(migrations); ++i) {
+    for (std::size_t i = 0; i < std::size(sqlite_migrations); ++i) {
       if (auto begun = exec(writer_, "BEGIN IMMEDIATE"); !begun) return begun;
       statement current(writer_, "SELECT COALESCE(MAX(version), 0) FROM eventbus_schema");
       if (!current.ok() || current.step() != SQLITE_ROW) {
@@ -965,7 +963,7 @@ class sqlite_event_store final : public detail::checked_store, public detail::ou
         continue;
       }
       const std::string bump = "INSERT INTO eventbus_schema (version) VALUES (" + std::to_string(i + 1) + ")";
-      for (const char* sql : {migrations[i], bump.c_str()})
+      for (const char* sql : {sqlite_migrations[i], bump.c_str()})
         if (auto done = exec(writer_, sql); !done) {
           (void)exec(writer_, "ROLLBACK");
           return done;
