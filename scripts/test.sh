@@ -9,6 +9,8 @@
 #           outside input (scripts/fuzz.sh, EVENTBUS_FUZZ_SECONDS a target) with the fuzz
 #           targets of the same tree;
 #   tsan    g++, TSan: the suites labelled "concurrency" (building only those).
+# The sanitizer builds compile the library and CLI in batches of files (EVENTBUS_UNITY_BUILD);
+# werror keeps one file per unit, so each file still compiles on its own.
 # The library, CLI and examples are compiled by both compilers with -Werror, the concurrent test
 # suites too; the other suites by clang, the benchmarks by g++. One clang build serves both the
 # tests and the fuzzers.
@@ -57,11 +59,12 @@ for config in $configs; do
               -DEVENTBUS_BUILD_BENCH=ON -DEVENTBUS_TESTS_IN_ALL=OFF ;;
     asan) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             configure_and_test asan clang++ "address,undefined" "-O1 -g1" "-LE no-sanitizer|compile|packaging" all \
-              -DEVENTBUS_FUZZ=ON
+              -DEVENTBUS_FUZZ=ON -DEVENTBUS_UNITY_BUILD=ON
           echo "=== [asan] fuzz (at ${SECONDS}s)"
           EVENTBUS_FUZZ_DIR=build/asan bash scripts/fuzz.sh "${EVENTBUS_FUZZ_SECONDS:-10}" ;;
     tsan) TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
-            configure_and_test tsan g++ "thread" "-O1 -g1 -DNDEBUG" "-L concurrency" concurrency_tests ;;
+            configure_and_test tsan g++ "thread" "-O1 -g1 -DNDEBUG" "-L concurrency" concurrency_tests \
+              -DEVENTBUS_UNITY_BUILD=ON ;;
     *) echo "unknown test config: $config (werror, asan, tsan)" >&2; exit 2 ;;
   esac
 done
