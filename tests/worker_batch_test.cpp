@@ -8,6 +8,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -321,6 +322,34 @@ TEST_CASE("a bad record amid a key's events is dead-lettered, a throwing conditi
   std::string seen;
   for (const int seq : handled) seen += std::to_string(seq) + " ";
   CHECK_MESSAGE(handled == in_order, seen);
+}
+
+TEST_CASE("a batch call the condition left one event in makes that event the cause of what the handler makes") {
+  embedded_broker broker;
+  broker.create_topic(orders, 1);
+  publish(broker, 10, 1);  // one key: one hand-off of ten, of which the condition keeps one
+  worker w(batch_worker(broker, "g-batch-cause"));
+  std::mutex mu;
+  std::vector<std::size_t> sizes;
+  std::optional<std::string> made_cause, batch_event_id;
+  auto sub = w.subscribe_batch(
+      "order.created", "follow-up",
+      [&](event_batch& batch) {
+        const event made = make_event({.event_type = "order.noted", .aggregate_type = "order",
+                                       .aggregate_id = batch[0].aggregate_id(), .payload = {{"seen", 1}}});
+        const std::lock_guard lock(mu);
+        sizes.push_back(batch.size());
+        made_cause = made.causation_id();
+        batch_event_id = batch[0].event_id();
+      },
+      {.max_events = 100, .when = [](const event& ev) { return seq_of(ev) == 5; }});
+  w.start();
+  REQUIRE(wait_until([&] { return committed_offset(broker.bootstrap_servers(), "g-batch-cause", orders, 0) == 10; }, 30s, 50ms));
+  w.stop();
+  const std::lock_guard lock(mu);
+  REQUIRE(sizes == std::vector<std::size_t>{1});
+  REQUIRE(made_cause.has_value());
+  CHECK(*made_cause == *batch_event_id);
 }
 
 TEST_CASE("a second worker joining while batch calls run (a rebalance) loses nothing") {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <optional>
 
 #include "envelope/event_data.hpp"
 #include "eventbus/causation.hpp"
@@ -128,6 +129,10 @@ std::vector<record_runner::batch_result> record_runner::call_batch(handler_entry
     handler_calls_.fetch_add(1, std::memory_order_relaxed);
     const auto start = worker_clock::now();
     bool threw = false;
+    // A call of one event (the handler's condition left the others out) continues that event's
+    // chain, as a single-event handler's call does; a call of several has no one cause.
+    std::optional<cause_scope> cause;
+    if (called.size() == 1) cause.emplace(members[called[0]].ev);
     try {
       handler.batch(batch);
     } catch (...) {  // the whole batch failed: each event is called again alone, where it counts
