@@ -943,7 +943,8 @@ TEST_CASE("eventbus dlq parked lists a group's parked records from its store, re
        .stage = 2, .due_ms = 1'800'000'000'000, .pending = {"ship"}, .attempts = 4, .reason = "carrier down"},
       {.group = "shipping", .topic = "app.order.placed", .partition = 1, .offset = 41, .key = "o-1", .value = "{}"},
       {.group = "billing", .topic = "app.order.placed", .partition = 0, .offset = 7, .key = "o-2", .value = "{}",
-       .stage = 1, .due_ms = 1'800'000'000'000, .attempts = 3, .reason = "ledger locked"}};
+       .stage = 1, .due_ms = 1'800'000'000'000, .attempts = 3, .reason = "ledger locked"},
+      {.group = "shipping", .topic = "app.order.placed", .partition = 1, .offset = 43, .key = "o-3", .value = "{}"}};
   REQUIRE(rows->add(parked).ok());
 
   int code = -1;
@@ -952,8 +953,9 @@ TEST_CASE("eventbus dlq parked lists a group's parked records from its store, re
   CHECK(listed.find("app.order.placed[1]@40  key=o-1  stage 2  due 2027-01-15T08:00:00.000Z  handlers=ship  attempts=4") != std::string::npos);
   CHECK(listed.find("carrier down") != std::string::npos);
   CHECK(listed.find("[1]@41  key=o-1  stage 0  due after the key's earlier records  handlers=all") != std::string::npos);
+  CHECK(listed.find("[1]@43  key=o-3  stage 0  due at once (its key's first)  handlers=all") != std::string::npos);
   CHECK(listed.find("ledger locked") == std::string::npos);  // another group's
-  CHECK(listed.find("2 parked record(s) of group shipping") != std::string::npos);
+  CHECK(listed.find("3 parked record(s) of group shipping") != std::string::npos);
 
   const auto json = run_cli("dlq parked --group billing --sqlite " + path + " --json", code);
   CHECK(code == 0);
@@ -961,6 +963,7 @@ TEST_CASE("eventbus dlq parked lists a group's parked records from its store, re
   CHECK(line.at("offset") == 7);
   CHECK(line.at("stage") == 1);
   CHECK(line.at("error") == "ledger locked");
+  CHECK(line.at("first_of_key") == true);
 
   const auto typo = run_cli("dlq parked --group shiping --sqlite " + path, code, true);
   CHECK(code == 0);

@@ -1,11 +1,13 @@
 // `eventbus dlq list|replay|parked`: inspect dead letters and put them back on their original
 // topics; list what a worker group parked for a durable retry stage.
 
+#include <cstdint>
 #include <cstdio>
 #include <algorithm>
 #include <limits>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -33,8 +35,9 @@ replay   produces dead letters back to their original topic (key, value and orig
          that do). The dead-letter topic itself is left unchanged.
 parked   prints the records a worker group parked for a durable retry stage (retry.durable_stages),
          from the group's parking store: position, key, stage, when due, handlers left, attempts,
-         last error. Stage 0: not tried since it was parked (behind an earlier record of its key,
-         or, as its key's first, due at once). Opens the store read-only: it must exist.
+         last error. Stage 0: not tried since it was parked: due at once when it is its key's
+         first ("first_of_key" in --json), else after the key's earlier records. Opens the store
+         read-only: it must exist.
 
 <dlq-topic> must end in the suffix and exist: list and replay create no topic.
 
@@ -76,15 +79,18 @@ int fail(const error& err) {
   return exit_failure;
 }
 
-void print_parked(const detail::parked_record& r, bool as_json) {
-  const std::string due = r.stage == 0 ? std::string("after the key's earlier records")
-                                       : format_timestamp(time_point(std::chrono::milliseconds(r.due_ms)));
+// `first_of_key`: no earlier record of its key is parked (in this partition): a stage-0 record
+// then runs as soon as a worker has the partition, else after the key's earlier records.
+void print_parked(const detail::parked_record& r, bool first_of_key, bool as_json) {
+  const std::string due = r.stage != 0 ? format_timestamp(time_point(std::chrono::milliseconds(r.due_ms)))
+                          : first_of_key ? std::string("at once (its key's first)")
+                                         : std::string("after the key's earlier records");
   if (as_json) {
     const nlohmann::json line{{"group", r.group}, {"topic", r.topic}, {"partition", r.partition}, {"offset", r.offset},
                               {"key", r.null_key ? nlohmann::json(nullptr) : nlohmann::json(r.key)},
                               {"stage", r.stage}, {"due_ms", r.stage == 0 ? nlohmann::json(nullptr) : nlohmann::json(r.due_ms)},
-                              {"pending", r.pending}, {"attempts", r.attempts}, {"error", r.reason},
-                              {"parked_ms", r.parked_ms}};
+                              {"first_of_key", first_of_key}, {"pending", r.pending}, {"attempts", r.attempts},
+                              {"error", r.reason}, {"parked_ms", r.parked_ms}};
     std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
@@ -135,7 +141,12 @@ int run_parked(std::span<const std::string_view> args) {
   const std::size_t max = limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
   const auto listed = rows->list(group, topic, max);
   if (!listed) return fail(listed.error());
-  for (const auto& r : listed.value()) print_parked(r, json);
+  // Listed by group, topic, partition and offset: a key's first row comes before its others.
+  std::set<std::tuple<std::string, std::string, std::int32_t, bool, std::string>> keys_seen;
+  for (const auto& r : listed.value()) {
+    const bool first_of_key = keys_seen.emplace(r.group, r.topic, r.partition, r.null_key, r.key).second;
+    print_parked(r, first_of_key, json);
+  }
   if (listed.value().empty()) {
     // A mistyped group lists nothing: say which groups have parked records.
     const auto any = rows->list("", topic, 1000);

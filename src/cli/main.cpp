@@ -14,7 +14,7 @@ constexpr std::string_view usage = R"(usage: eventbus <command> [options]
 commands:
   demo        publish a realistic event workflow through the dispatcher and show what happens
   dev-broker  run an in-memory Kafka-protocol broker on loopback and print its address
-  dlq         list dead letters, or replay them onto their original topics
+  dlq         list dead letters, replay them onto their original topics, or list parked records
   replay      move a consumer group's offsets back to a point in time to reprocess history
   config      check a config file and print the effective configuration (secrets redacted)
   topics      list the event topics with their partitions and end offsets
