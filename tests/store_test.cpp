@@ -10,14 +10,17 @@
 #include <atomic>
 #include <barrier>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <thread>
+#include <utility>
 
 #include "eventbus/dispatcher.hpp"
 #include "eventbus/store/event_store.hpp"
 #include "eventbus/store/store_copy.hpp"
 #include "eventbus/store/store_replay.hpp"
+#include "store/append_rules.hpp"
 #include "store/outbox_rows.hpp"
 #include "store_support.hpp"
 #include "test_support.hpp"
@@ -731,6 +734,99 @@ void check_outbox_after_migration(outbox_store& store, const std::string& backen
 
 }  // namespace
 
+namespace {
+
+// Five events as the first schema's release wrote them (o-1 versions 1-3, o-2 versions 1-2); the
+// first and fourth published.
+std::vector<std::pair<event, std::int64_t>> first_schema_history() {
+  return {{order_event("order.created", "o-1", 0), 1}, {order_event("order.paid", "o-1", 1), 2},
+          {order_event("order.created", "o-2", 0), 1}, {order_event("order.shipped", "o-1", 2), 3},
+          {order_event("order.paid", "o-2", 1), 2}};
+}
+bool published_in_first_schema(std::size_t i) { return i == 0 || i == 3; }
+
+// What a store migrated from the first schema in one go must hold and do: every migration applied
+// once, every event loaded as written, the unpublished ones (only they) queued, appends going on
+// from each aggregate's version with their checks.
+void check_migrated_from_first_schema(outbox_store& store, const std::vector<std::pair<event, std::int64_t>>& history,
+                                      const std::function<std::int64_t(const char*)>& count) {
+  auto* checked = dynamic_cast<detail::checked_store*>(&store);
+  REQUIRE(checked != nullptr);
+  const std::int64_t current = checked->schema_version_expected();
+  CHECK(current > 1);
+  CHECK(count("SELECT max(version) FROM eventbus_schema") == current);
+  CHECK(count("SELECT count(*) FROM eventbus_schema") == current);  // each migration once
+  const auto o1 = load_all(store, "o-1");
+  REQUIRE(o1.size() == 3);
+  CHECK(o1[0].ev == history[0].first);  // byte for byte
+  CHECK(o1[1].ev == history[1].first);
+  CHECK(o1[2].ev == history[3].first);
+  CHECK(o1[2].version == 3);
+  CHECK(queued_positions(store) == std::vector<std::int64_t>{2, 3, 5});
+  CHECK(store.backlog().value().events == 3);
+  CHECK(store.backlog().value().parked == 0);
+  const std::vector<event> refund{order_event("order.refunded", "o-1", 3)};
+  const auto stale = store.append("order", "o-1", eventbus::expected_version::exactly(2), refund);
+  REQUIRE_FALSE(stale.ok());
+  CHECK(stale.error().code() == errc::concurrency_conflict);
+  const auto next = store.append("order", "o-1", eventbus::expected_version::exactly(3), refund);
+  REQUIRE(next.ok());
+  CHECK(next.value().version == 4);
+  const auto again = store.append("order", "o-2", eventbus::expected_version::any(), std::vector<event>{history[2].first});
+  REQUIRE(again.ok());
+  CHECK(again.value().already_stored);
+  CHECK(queued_positions(store) == std::vector<std::int64_t>{2, 3, 5, 6});
+  REQUIRE(store.mark_published(std::vector<std::int64_t>{2, 3, 5, 6}).ok());
+  CHECK(queued_positions(store).empty());
+  CHECK(store.backlog().value().events == 0);
+}
+
+}  // namespace
+
+TEST_CASE("postgresql: a store of the first schema migrates to the current one in one go, keeping its events and outbox") {
+  // The first schema as the first release made it (a frozen copy: history, not the code's text).
+  const std::string dsn = testing::fresh_postgres_database("first_schema");
+  pg_exec("first_schema", R"sql(
+    CREATE TABLE eventbus_schema (version INTEGER NOT NULL);
+    INSERT INTO eventbus_schema (version) VALUES (1);
+    CREATE TABLE event_store (
+      position BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL,
+      aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_version BIGINT NOT NULL,
+      occurred_at TIMESTAMPTZ NOT NULL, correlation_id TEXT, causation_id TEXT, payload JSONB NOT NULL,
+      envelope TEXT NOT NULL, stored_at TIMESTAMPTZ NOT NULL DEFAULT now(), published_at TIMESTAMPTZ,
+      UNIQUE (aggregate_type, aggregate_id, aggregate_version));
+    CREATE INDEX event_store_by_type ON event_store (event_type, position);
+    CREATE INDEX event_store_by_time ON event_store (occurred_at);
+    CREATE INDEX event_store_unpublished ON event_store (position) WHERE published_at IS NULL;)sql");
+  const auto history = first_schema_history();
+  {
+    PGconn* conn = PQconnectdb(dsn.c_str());
+    REQUIRE(PQstatus(conn) == CONNECTION_OK);
+    for (std::size_t i = 0; i < history.size(); ++i) {
+      const auto& [ev, version] = history[i];
+      const std::string envelope = encode_event(ev), at_version = std::to_string(version);
+      const std::string millis = std::to_string(ev.timestamp().time_since_epoch().count());
+      const char* published = published_in_first_schema(i) ? "yes" : nullptr;
+      // The envelope twice: a parameter has one type, and as jsonb its text would be reformatted.
+      const char* values[] = {ev.event_id().c_str(), ev.event_type().c_str(), ev.aggregate_id().c_str(),
+                              at_version.c_str(), millis.c_str(), envelope.c_str(), envelope.c_str(), published};
+      PGresult* r = PQexecParams(conn,
+                                 "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, "
+                                 "aggregate_version, occurred_at, payload, envelope, published_at) VALUES ($1, $2, "
+                                 "'order', $3, $4::bigint, to_timestamp($5::bigint / 1000.0), ($6::jsonb) -> 'payload', "
+                                 "$7::text, CASE WHEN $8::text IS NULL THEN NULL ELSE now() END)",
+                                 8, nullptr, values, nullptr, nullptr, 0);
+      const bool inserted = PQresultStatus(r) == PGRES_COMMAND_OK;
+      const std::string why = PQresultErrorMessage(r);
+      PQclear(r);
+      REQUIRE_MESSAGE(inserted, why);
+    }
+    PQfinish(conn);
+  }
+  auto store = open_postgres_store({.dsn = dsn});
+  check_migrated_from_first_schema(*store, history, [](const char* sql) { return pg_count("first_schema", sql); });
+}
+
 TEST_CASE("postgresql: a store made before the outbox had a table of its own keeps every event's outbox state through the migration") {
   {
     auto store = testing::fresh_store("postgresql", "outbox_migration");
@@ -808,6 +904,58 @@ std::int64_t sqlite_count(const std::string& path, const char* sql) {
 }
 
 }  // namespace
+
+TEST_CASE("sqlite: a store of the first schema migrates to the current one in one go, keeping its events and outbox") {
+  const std::string path = testing::fresh_sqlite_path("first_schema");
+  const auto history = first_schema_history();
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    // The first schema as the first release made it (a frozen copy: history, not the code's text).
+    char* failed = nullptr;
+    const int made = sqlite3_exec(db, R"sql(
+      CREATE TABLE eventbus_schema (version INTEGER NOT NULL);
+      INSERT INTO eventbus_schema (version) VALUES (1);
+      CREATE TABLE event_store (
+        position INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL,
+        aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_version INTEGER NOT NULL,
+        occurred_at_ms INTEGER NOT NULL, correlation_id TEXT, causation_id TEXT, envelope TEXT NOT NULL,
+        stored_at_ms INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (aggregate_type, aggregate_id, aggregate_version));
+      CREATE INDEX event_store_by_type ON event_store (event_type, position);
+      CREATE INDEX event_store_by_time ON event_store (occurred_at_ms);
+      CREATE INDEX event_store_unpublished ON event_store (position) WHERE published = 0;
+      CREATE TABLE eventbus_relay_lease (id INTEGER PRIMARY KEY CHECK (id = 1), owner TEXT NOT NULL,
+                                         expires_at_ms INTEGER NOT NULL);)sql",
+                                  nullptr, nullptr, &failed);
+    const std::string why = failed ? failed : "";
+    sqlite3_free(failed);
+    REQUIRE_MESSAGE(made == SQLITE_OK, why);
+    sqlite3_stmt* insert = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db,
+                               "INSERT INTO event_store (event_id, event_type, aggregate_type, aggregate_id, "
+                               "aggregate_version, occurred_at_ms, envelope, stored_at_ms, published) "
+                               "VALUES (?1, ?2, 'order', ?3, ?4, ?5, ?6, ?5, ?7)",
+                               -1, &insert, nullptr) == SQLITE_OK);
+    for (std::size_t i = 0; i < history.size(); ++i) {
+      const auto& [ev, version] = history[i];
+      const std::string envelope = encode_event(ev);
+      sqlite3_bind_text(insert, 1, ev.event_id().c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 2, ev.event_type().c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_text(insert, 3, ev.aggregate_id().c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(insert, 4, version);
+      sqlite3_bind_int64(insert, 5, ev.timestamp().time_since_epoch().count());
+      sqlite3_bind_text(insert, 6, envelope.c_str(), -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int(insert, 7, published_in_first_schema(i) ? 1 : 0);
+      CHECK_MESSAGE(sqlite3_step(insert) == SQLITE_DONE, sqlite3_errmsg(db));
+      sqlite3_reset(insert);
+    }
+    sqlite3_finalize(insert);
+    sqlite3_close(db);
+  }
+  auto store = open_sqlite_store({.path = path});
+  check_migrated_from_first_schema(*store, history, [&](const char* sql) { return sqlite_count(path, sql); });
+}
 
 TEST_CASE("sqlite: a store made before the outbox had a table of its own keeps every event's outbox state through the migration") {
   const auto path = testing::fresh_sqlite_path("outbox_migration");
