@@ -237,7 +237,11 @@ TEST_CASE("all brokers down for a few seconds mid-stream: every event delivered,
 TEST_CASE("injected retriable produce errors: nothing lost, nothing duplicated") {
   embedded_broker broker;
   broker.create_topic("app.order.order.created", 4);
-  kafka_sink sink(test_producer(broker));
+  // One request in flight per connection: the mock accepts a partition's next batch after an
+  // injected error failed the one before it (Kafka refuses the sequence gap), and librdkafka then
+  // counts the failed batch as delivered (docs/embedded-broker.md). With requests in flight side
+  // by side, 1 run in 10 under TSan lost that batch.
+  kafka_sink sink(test_producer(broker, {{"max.in.flight.requests.per.connection", "1"}}));
   std::vector<delivery_future> deliveries;
   constexpr int total = 2000;
   for (int i = 0; i < total; ++i) {
@@ -249,6 +253,7 @@ TEST_CASE("injected retriable produce errors: nothing lost, nothing duplicated")
     deliveries.push_back(sink.accept(order_event("order.created", "o-" + std::to_string(i % 7), i)));
   }
   for (auto& d : deliveries) CHECK(d.get().ok());
+  CHECK(testing::topic_record_count(broker.bootstrap_servers(), "app.order.order.created") == total);
   const auto records = read_topic(broker.bootstrap_servers(), "app.order.order.created", total);
   CHECK(records.size() == total);
   CHECK(event_ids_of(records).size() == total);
