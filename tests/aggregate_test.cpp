@@ -11,6 +11,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "counter_aggregate.hpp"
 #include "eventbus/store/aggregate.hpp"
@@ -68,6 +70,18 @@ struct fragile_counter {
   long total = 0;
   void apply(const counted& e) {
     if (e.by == 13) throw eventbus::exception(error(errc::invalid_argument, "unlucky"));
+    total += e.by;
+  }
+};
+
+// An apply that fails once when armed (a lookup it needs briefly missing), then works.
+bool flaky_apply_armed = false;
+struct flaky_counter {
+  static constexpr std::string_view aggregate_type = "counter";
+  using events = event_types<counted>;
+  long total = 0;
+  void apply(const counted& e) {
+    if (e.by == 13 && std::exchange(flaky_apply_armed, false)) throw eventbus::exception(error(errc::store_failed, "lookup down"));
     total += e.by;
   }
 };
@@ -350,6 +364,34 @@ TEST_CASE("aggregate: an apply that throws fails the load, and leaves a kept agg
     auto sturdy = load_aggregate<counter>(*store, "c-1");
     REQUIRE(sturdy.ok());
     CHECK(sturdy->state().total == 15);
+  }
+}
+
+TEST_CASE("aggregate: after an apply threw, a kept aggregate's next command decides on the history read again, not on the emptied state") {
+  for (const std::string backend : backends) {
+    CAPTURE(backend);
+    auto store = testing::fresh_store(backend, "aggregate_apply_once");
+    auto kept = load_aggregate<flaky_counter>(*store, "c-1");
+    REQUIRE(kept.ok());
+    REQUIRE(run_command(*store, *kept, [](const flaky_counter&) { return counted{.by = 2}; }).ok());
+    flaky_apply_armed = true;
+    CHECK_THROWS_AS((void)run_command(*store, *kept, [](const flaky_counter&) { return counted{.by = 13}; }),
+                    eventbus::exception);
+    CHECK(kept->version() == 0);
+
+    // A command that refuses an aggregate with no events: it sees the two stored, not the reset.
+    std::vector<long> seen;
+    auto next = run_command(*store, *kept, [&](const flaky_counter& c) -> result<counted> {
+      seen.push_back(c.total);
+      if (c.total == 0) return error(errc::invalid_argument, "no such counter");
+      return counted{.by = 1};
+    });
+    REQUIRE_MESSAGE(next.ok(), next.error().to_string());
+    CHECK(seen == std::vector<long>{15});
+    CHECK(next->attempts == 1);  // read first: no conflict to find it out
+    CHECK(next->version == 3);
+    CHECK(kept->state().total == 16);
+    CHECK(kept->version() == 3);
   }
 }
 

@@ -224,7 +224,8 @@ struct aggregate_access;
 /// history again: a command runs on it as it is and, if another writer appended since, the append
 /// conflicts and the newer events are read before the command runs again.
 /// An exception out of State::apply leaves it reset to empty (version 0; its state may have been
-/// half-changed): still a consistent fold, and the next command reads the whole history again.
+/// half-changed): still a consistent fold, and the next command reads the history again (from a
+/// snapshot, when the state takes them) before it runs.
 template <class State>
 class aggregate {
  public:
@@ -252,6 +253,7 @@ class aggregate {
   std::int64_t skipped_ = 0;
   std::int64_t from_snapshot_ = 0;
   std::int64_t snapshots_ignored_ = 0;
+  bool unread_ = false;  // reset by an apply that threw: read before the next command runs
 };
 
 /// What a command raises: typed events of the state's aggregate, in order. Each gets the
@@ -314,6 +316,8 @@ struct aggregate_access {
     a.version_ = 0;
     a.skipped_ = 0;
     a.from_snapshot_ = 0;
+    a.snapshots_ignored_ = 0;
+    a.unread_ = true;
   }
 
   // A fresh aggregate starts from its snapshot when there is a usable one; one that is not
@@ -430,6 +434,7 @@ struct aggregate_access {
     if (thrown) std::rethrow_exception(thrown);
     if (failed) return *failed;
     if (!read) return read.error();
+    a.unread_ = false;  // the fold of every event read
     return {};
   }
 
@@ -483,6 +488,10 @@ struct aggregate_access {
   template <class State, class Command>
   static result<command_outcome> run(event_store& store, aggregate<State>& a, Command& command,
                                      const aggregate_options& options) {
+    if (a.unread_) {  // an apply threw and emptied it: a command must not decide on that
+      start_from_snapshot(store, a, options);
+      if (auto read = catch_up(store, a, options.unknown_events); !read) return read.error();
+    }
     for (int attempt = 1;; ++attempt) {
       raised<State> out(a.id_);
       try {
@@ -568,7 +577,8 @@ template <class State>
 /// (command_outcome::snapshot_taken); a save that fails is logged and counted, the command's
 /// outcome unchanged. Throws eventbus::exception for snapshot_every > 0 on a State without
 /// snapshot_version.
-/// Runs `command` on `current` as it is (no read first) and appends the events it raises with
+/// Runs `command` on `current` as it is (no read first, unless an apply that threw emptied it:
+/// then its history is read again, as load_aggregate would) and appends the events it raises with
 /// expected_version::exactly(current.version()) (none() for a new aggregate); on success applies
 /// them to current, whose version becomes the appended one. Nothing raised: nothing appended
 /// (current holds what it read, if a conflict made it read).
