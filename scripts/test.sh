@@ -66,7 +66,8 @@ build_tsan() {
 # in build/tsan.build.log (shown if it fails). Its tests run once the ASan ones are over.
 tsan_build_pid=""
 start_tsan_build() {
-  case " $configs " in *" asan "*" tsan "*) ;; *) return 0 ;; esac  # tsan comes after asan
+  case " $configs " in *" tsan "*) ;; *) return 0 ;; esac
+  case "${configs%%tsan*}" in *asan*) ;; *) return 0 ;; esac  # asan comes before tsan
   echo "=== [tsan] configure and build in the background (from ${SECONDS}s)"
   # Its own process group (setsid), so that a failure here stops the whole build with it.
   setsid nice -n 10 bash -c "set -euo pipefail; $(declare -f configure_and_build build_tsan); jobs=$(( jobs > 2 ? jobs / 2 : 1 )); SECONDS=$SECONDS; build_tsan" \
