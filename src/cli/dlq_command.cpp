@@ -1,14 +1,14 @@
 // `eventbus dlq list|replay|parked`: inspect dead letters and put them back on their original
 // topics; list what a worker group parked for a durable retry stage.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <algorithm>
 #include <limits>
 #include <optional>
 #include <set>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cli/args.hpp"
